@@ -1,0 +1,373 @@
+"""Limit order book with price-time priority: the public API over the compiled kernels.
+
+Prices are integer ticks on the grid ``0 .. n_ticks-1``; quantities are integer lots.
+Sides are signed: ``+1`` buy, ``-1`` sell. Every message carries an order id (``>= 0``)
+and an agent id.
+
+Two entry points share the same kernels:
+
+* :func:`match_messages` / :meth:`OrderBook.process` take a whole message array and are
+  the fast path (one compiled loop, no Python per message);
+* the single-message methods of :class:`OrderBook` (``limit``, ``market``, ...) are for
+  interactive use.
+
+Message kinds
+-------------
+``LIMIT``      match up to ``price``; the remainder rests at ``price``.
+``MARKET``     match at any price; the remainder is dropped (``price`` is ignored).
+``IOC``        match up to ``price``; the remainder is dropped.
+``POST_ONLY``  rest at ``price``; rejected (``WOULD_CROSS``) if it would trade.
+``CANCEL``     remove the live order ``order_id`` (``agent`` must own it).
+``REDUCE``     take ``qty`` lots off the live order ``order_id``, keeping its time
+               priority; reducing by its whole remainder or more removes it.
+
+A message that cannot be applied leaves the book unchanged and produces a reject record
+with a :class:`RejectReason`; it never raises.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _book_kernels as K
+
+
+class MessageKind(enum.IntEnum):
+    """Kind codes of the ``kind`` message field."""
+
+    LIMIT = K.LIMIT
+    MARKET = K.MARKET
+    IOC = K.IOC
+    CANCEL = K.CANCEL
+    REDUCE = K.REDUCE
+    POST_ONLY = K.POST_ONLY
+
+
+class RejectReason(enum.IntEnum):
+    """Reason codes of the ``reason`` reject field."""
+
+    UNKNOWN_ORDER = K.REJ_UNKNOWN_ORDER
+    BAD_QTY = K.REJ_BAD_QTY
+    PRICE_OFF_GRID = K.REJ_PRICE_OFF_GRID
+    DUPLICATE_ID = K.REJ_DUPLICATE_ID
+    BAD_SIDE = K.REJ_BAD_SIDE
+    WOULD_CROSS = K.REJ_WOULD_CROSS
+    NOT_OWNER = K.REJ_NOT_OWNER
+    BAD_KIND = K.REJ_BAD_KIND
+    BAD_ID = K.REJ_BAD_ID
+
+
+MESSAGE_FIELDS = ("kind", "side", "price", "qty", "order_id", "agent")
+MESSAGE_DTYPE = np.dtype([(f, np.int64) for f in MESSAGE_FIELDS])
+"""Structured dtype of a message array (all fields int64; ``price`` in ticks)."""
+
+TRADE_FIELDS = (
+    "step", "seq", "price", "qty", "side",
+    "taker_order", "taker_agent", "maker_order", "maker_agent",
+)
+TRADE_DTYPE = np.dtype([(f, np.int64) for f in TRADE_FIELDS])
+"""Structured dtype of trades: ``seq`` is the message's sequence number in the book,
+``price`` the maker's tick, ``side`` the aggressor's side (+1 buy, -1 sell)."""
+
+REJECT_FIELDS = ("seq", "order_id", "agent", "kind", "reason")
+REJECT_DTYPE = np.dtype([(f, np.int64) for f in REJECT_FIELDS])
+
+MAX_TICKS = 50_000_000
+
+_INVARIANTS = {
+    1: "book crossed (best bid >= best ask)",
+    2: "a level's volume differs from the sum of its orders",
+    3: "a level's order count is wrong",
+    4: "a best-price cursor is not at the best non-empty level",
+    5: "broken FIFO links in a level",
+    6: "live-order count or id map disagrees with the levels",
+    7: "a resting order has non-positive quantity",
+}
+
+
+def make_messages(n: int = 0, **columns) -> np.ndarray:
+    """Build a message array from columns (missing columns are zero).
+
+    >>> m = make_messages(kind=[0, 1], side=[1, -1], price=[100, 0], qty=[5, 2],
+    ...                   order_id=[1, 2], agent=[7, 8])
+    """
+    unknown = set(columns) - set(MESSAGE_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown message field(s) {sorted(unknown)}; allowed: {MESSAGE_FIELDS}")
+    if columns:
+        n = len(next(iter(columns.values())))
+    out = np.zeros(n, dtype=MESSAGE_DTYPE)
+    for name, values in columns.items():
+        out[name] = _as_int_column(name, values, n)
+    return out
+
+
+def _as_int_column(name: str, values, n: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.shape != (n,):
+        raise ValueError(f"message field {name!r} has shape {arr.shape}; expected ({n},)")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError(f"message field {name!r} must hold integers (ticks/lots/ids); got non-integer floats")
+    elif arr.dtype.kind not in "iub":
+        raise ValueError(f"message field {name!r} must be integer, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _columns(messages) -> tuple[np.ndarray, ...]:
+    """Contiguous int64 columns in kernel order from a structured array or a mapping."""
+    if isinstance(messages, np.ndarray) and messages.dtype.names is not None:
+        missing = [f for f in MESSAGE_FIELDS if f not in messages.dtype.names]
+        if missing:
+            raise ValueError(f"message array lacks field(s) {missing}; expected {MESSAGE_FIELDS}")
+        n = messages.shape[0]
+        return tuple(np.ascontiguousarray(_as_int_column(f, messages[f], n)) for f in MESSAGE_FIELDS)
+    if isinstance(messages, Mapping):
+        missing = [f for f in MESSAGE_FIELDS if f not in messages]
+        if missing:
+            raise ValueError(f"message columns lack {missing}; expected {MESSAGE_FIELDS}")
+        n = len(messages["kind"])
+        return tuple(np.ascontiguousarray(_as_int_column(f, messages[f], n)) for f in MESSAGE_FIELDS)
+    raise TypeError("messages must be a structured array with MESSAGE_DTYPE fields or a mapping of columns")
+
+
+def _to_records(buf: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:
+    """Copy the first ``n`` rows of an int64 buffer out as a structured array."""
+    return buf[:n].copy().view(dtype).reshape(n)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Trades and rejects produced by one call (structured arrays, in book order)."""
+
+    trades: np.ndarray
+    rejects: np.ndarray
+
+    @property
+    def traded_qty(self) -> int:
+        """Total lots traded."""
+        return int(self.trades["qty"].sum())
+
+
+_NOTHING = BatchResult(np.empty(0, dtype=TRADE_DTYPE), np.empty(0, dtype=REJECT_DTYPE))
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    """A live resting order. ``side`` is +1 (bid) or -1 (ask); ``price`` in ticks."""
+
+    order_id: int
+    agent: int
+    side: int
+    price: int
+    qty: int
+    queue_position: int  # 0 = first in its level's FIFO
+
+
+@dataclass(frozen=True)
+class DepthSnapshot:
+    """Top ``k`` non-empty levels per side, best first (prices in ticks, volumes in lots)."""
+
+    bid_prices: np.ndarray
+    bid_volumes: np.ndarray
+    ask_prices: np.ndarray
+    ask_volumes: np.ndarray
+
+
+class OrderBook:
+    """A price-time-priority limit order book on ``n_ticks`` integer price levels.
+
+    Parameters
+    ----------
+    n_ticks : number of price levels; valid prices are ``0 .. n_ticks-1``.
+    order_capacity : initial size of the order pool (it grows when full).
+    trade_capacity : initial size of the trade buffer (it grows when needed).
+    """
+
+    def __init__(self, n_ticks: int, order_capacity: int = 1024, trade_capacity: int = 1024):
+        n_ticks = _check_int("n_ticks", n_ticks, 2, MAX_TICKS)
+        order_capacity = _check_int("order_capacity", order_capacity, 1, 2**40)
+        trade_capacity = _check_int("trade_capacity", trade_capacity, 1, 2**40)
+        self.n_ticks = n_ticks
+        (self._levels, self._blocks, self._meta, self._pool, self._table,
+         self._trades, self._rejects) = K.new_book(n_ticks, order_capacity, trade_capacity)
+        # one reusable message for the single-message methods (rows are the kernel's columns)
+        self._single = np.zeros((len(MESSAGE_FIELDS), 1), dtype=np.int64)
+        self._single_rows = tuple(self._single)
+
+    # ---- batch path -------------------------------------------------------------------
+    def process(self, messages, step: int = 0) -> BatchResult:
+        """Apply a message array in order; return its trades and rejects.
+
+        ``messages`` is a structured array with :data:`MESSAGE_DTYPE` fields or a mapping
+        of equal-length integer columns. ``step`` is written into every trade record.
+        """
+        cols = _columns(messages)
+        return self._run(cols, int(step))
+
+    def _run(self, cols, step: int) -> BatchResult:
+        meta = self._meta
+        meta[K.N_TRADES] = 0
+        meta[K.N_REJECTS] = 0
+        self._pool, self._table, self._trades, self._rejects = K.process_batch(
+            self._levels, self._blocks, meta, self._pool, self._table, self._trades, self._rejects,
+            *cols, step,
+        )
+        n_trades, n_rejects = int(meta[K.N_TRADES]), int(meta[K.N_REJECTS])
+        if n_trades == 0 and n_rejects == 0:
+            return _NOTHING
+        return BatchResult(
+            _to_records(self._trades, n_trades, TRADE_DTYPE),
+            _to_records(self._rejects, n_rejects, REJECT_DTYPE),
+        )
+
+    # ---- single messages --------------------------------------------------------------
+    def _one(self, kind, side, price, qty, order_id, agent) -> BatchResult:
+        cols = self._single
+        cols[:, 0] = (kind, side, price, qty, order_id, agent)
+        return self._run(self._single_rows, 0)
+
+    def limit(self, order_id: int, agent: int, side: int, price: int, qty: int) -> BatchResult:
+        """Limit order: trade up to ``price`` ticks, rest the remainder."""
+        return self._one(K.LIMIT, side, price, qty, order_id, agent)
+
+    def post_only(self, order_id: int, agent: int, side: int, price: int, qty: int) -> BatchResult:
+        """Passive limit order, rejected if it would trade on arrival."""
+        return self._one(K.POST_ONLY, side, price, qty, order_id, agent)
+
+    def ioc(self, order_id: int, agent: int, side: int, price: int, qty: int) -> BatchResult:
+        """Immediate-or-cancel limit order: trade up to ``price`` ticks, drop the rest."""
+        return self._one(K.IOC, side, price, qty, order_id, agent)
+
+    def market(self, order_id: int, agent: int, side: int, qty: int) -> BatchResult:
+        """Market order: trade ``qty`` lots at any price; what the book lacks is dropped."""
+        return self._one(K.MARKET, side, 0, qty, order_id, agent)
+
+    def cancel(self, order_id: int, agent: int) -> BatchResult:
+        """Cancel live order ``order_id`` owned by ``agent``."""
+        return self._one(K.CANCEL, 0, 0, 0, order_id, agent)
+
+    def reduce(self, order_id: int, agent: int, qty: int) -> BatchResult:
+        """Take ``qty`` lots off live order ``order_id``, keeping its time priority."""
+        return self._one(K.REDUCE, 0, 0, qty, order_id, agent)
+
+    # ---- queries ----------------------------------------------------------------------
+    @property
+    def best_bid(self) -> int | None:
+        """Best bid in ticks, or None when there are no bids."""
+        t = int(self._meta[K.BEST_BID])
+        return None if t < 0 else t
+
+    @property
+    def best_ask(self) -> int | None:
+        """Best ask in ticks, or None when there are no asks."""
+        t = int(self._meta[K.BEST_ASK])
+        return None if t >= self.n_ticks else t
+
+    @property
+    def mid(self) -> float | None:
+        """Mid price in ticks, or None when either side is empty."""
+        b, a = self.best_bid, self.best_ask
+        return None if b is None or a is None else 0.5 * (a + b)
+
+    @property
+    def spread(self) -> int | None:
+        """Best ask minus best bid in ticks, or None when either side is empty."""
+        b, a = self.best_bid, self.best_ask
+        return None if b is None or a is None else a - b
+
+    @property
+    def n_orders(self) -> int:
+        """Number of live resting orders."""
+        return int(self._meta[K.N_LIVE])
+
+    @property
+    def messages_processed(self) -> int:
+        """Messages seen since creation (rejects included); the next message's ``seq``."""
+        return int(self._meta[K.SEQ])
+
+    def volume_at(self, side: int, price: int) -> int:
+        """Resting lots at ``price`` on ``side`` (+1 bids, -1 asks)."""
+        _check_int("price", price, 0, self.n_ticks - 1)
+        return int(self._levels[_side_index(side), price, K.VOLUME])
+
+    def depth(self, k: int = 5) -> DepthSnapshot:
+        """The top ``k`` non-empty levels of each side, best first."""
+        k = _check_int("k", k, 1, self.n_ticks)
+        bid_ticks = np.flatnonzero(self._levels[K.BID, :, K.COUNT])[::-1][:k]
+        ask_ticks = np.flatnonzero(self._levels[K.ASK, :, K.COUNT])[:k]
+        return DepthSnapshot(
+            bid_ticks.astype(np.int64), self._levels[K.BID, bid_ticks, K.VOLUME].copy(),
+            ask_ticks.astype(np.int64), self._levels[K.ASK, ask_ticks, K.VOLUME].copy(),
+        )
+
+    def level_orders(self, side: int, price: int) -> list[OrderInfo]:
+        """Live orders at one level in time priority."""
+        s = _side_index(side)
+        _check_int("price", price, 0, self.n_ticks - 1)
+        out = []
+        slot = int(self._levels[s, price, K.HEAD])
+        while slot != K.NIL:
+            out.append(self._info(slot, len(out)))
+            slot = int(self._pool[slot, K.P_NEXT])
+        return out
+
+    def order(self, order_id: int) -> OrderInfo | None:
+        """The live order with this id, or None."""
+        if order_id < 0:
+            return None
+        slot = int(K.table_find(self._table, np.int64(order_id)))
+        if slot == K.NIL:
+            return None
+        position = 0
+        prev = int(self._pool[slot, K.P_PREV])
+        while prev != K.NIL:
+            position += 1
+            prev = int(self._pool[prev, K.P_PREV])
+        return self._info(slot, position)
+
+    def _info(self, slot: int, position: int) -> OrderInfo:
+        p = self._pool[slot]
+        return OrderInfo(
+            order_id=int(p[K.P_OID]), agent=int(p[K.P_AGENT]),
+            side=1 if p[K.P_SIDE] == K.BID else -1, price=int(p[K.P_TICK]),
+            qty=int(p[K.P_QTY]), queue_position=position,
+        )
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError naming the first broken book invariant (O(n_ticks + orders))."""
+        code = int(K.check_invariants(self._levels, self._blocks, self._meta, self._pool, self._table))
+        if code:
+            raise AssertionError(f"order book invariant broken: {_INVARIANTS[code]}")
+
+    def __repr__(self) -> str:
+        return (f"OrderBook(n_ticks={self.n_ticks}, best_bid={self.best_bid}, "
+                f"best_ask={self.best_ask}, orders={self.n_orders})")
+
+
+def match_messages(messages, n_ticks: int, step: int = 0) -> tuple[BatchResult, OrderBook]:
+    """Run ``messages`` through a fresh book of ``n_ticks`` levels; return (result, book)."""
+    cols = _columns(messages)
+    n_limit = int(np.count_nonzero((cols[0] == K.LIMIT) | (cols[0] == K.POST_ONLY)))
+    book = OrderBook(n_ticks, order_capacity=max(1024, n_limit // 8), trade_capacity=max(1024, len(cols[0]) // 4))
+    return book._run(cols, int(step)), book
+
+
+def _side_index(side: int) -> int:
+    if side == 1:
+        return K.BID
+    if side == -1:
+        return K.ASK
+    raise ValueError(f"side must be +1 (bid) or -1 (ask), got {side!r}")
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}={value} is out of range; allowed {lo} .. {hi}")
+    return int(value)
