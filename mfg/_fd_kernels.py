@@ -1,0 +1,152 @@
+"""Compiled kernels of the finite-difference MFG solver (private).
+
+Scheme (Achdou–Capuzzo-Dolcetta) on a uniform grid x_0 .. x_{I-1} (spacing dx) and times
+t_n = n dt, n = 0 .. N, for Hamiltonians quadratic in the momentum:
+
+    H(x, p) = (p + s_n)^2 / (4k) - F_n(x)         (cost form: -u_t - σ²/2 u_xx + H = 0)
+    F_n(x) = base(x) + slope_n x + dense_n(x)      (dense may be empty: shape (0, I))
+
+* numerical Hamiltonian (monotone, Godunov/upwind):
+  H_num = [((D⁺u + s)⁻)² + ((D⁻u + s)⁺)²] / (4k) - F, with a⁻ = min(a, 0), a⁺ = max(a, 0);
+* HJB implicit backward: (u^n - u^{n+1})/dt - σ²/2 Δ u^n + H_num(x, Du^n) = 0, solved by
+  Newton (tridiagonal M-matrix Jacobian I/dt - G(u));
+* the upwind velocities b⁺ = -(D⁺u + s)⁻/(2k) >= 0, b⁻ = -(D⁻u + s)⁺/(2k) <= 0 give the
+  generator G(u) (rows sum to zero, off-diagonals >= 0); the control is ν = b⁺ + b⁻;
+* FP implicit forward as the adjoint: (I - dt G_n^T) m^{n+1} = m^n. Column sums of
+  I - dt G^T are one, so mass is conserved to round-off, and the M-matrix keeps m >= 0.
+
+Boundaries: reflecting for the diffusion (ghost value equal to the boundary value) and a
+state constraint for the drift (no outward velocity at x_0 and x_{I-1}); both are the
+rows of G, so the HJB and the FP see the same boundary.
+"""
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _thomas(lower, diag, upper, rhs, out, work):
+    """Solve a tridiagonal system (lower[i] multiplies x[i-1], upper[i] multiplies x[i+1])."""
+    n = diag.shape[0]
+    work[0] = upper[0] / diag[0]
+    out[0] = rhs[0] / diag[0]
+    for i in range(1, n):
+        denom = diag[i] - lower[i] * work[i - 1]
+        work[i] = upper[i] / denom
+        out[i] = (rhs[i] - lower[i] * out[i - 1]) / denom
+    for i in range(n - 2, -1, -1):
+        out[i] -= work[i] * out[i + 1]
+
+
+@njit(cache=True)
+def _velocities(u, dx, k, shift, bplus, bminus):
+    """Upwind velocities from u; state constraint at both ends."""
+    n = u.shape[0]
+    inv2k = 1.0 / (2.0 * k)
+    for i in range(n):
+        if i < n - 1:
+            a = (u[i + 1] - u[i]) / dx + shift
+            bplus[i] = -a * inv2k if a < 0.0 else 0.0
+        else:
+            bplus[i] = 0.0
+        if i > 0:
+            a = (u[i] - u[i - 1]) / dx + shift
+            bminus[i] = -a * inv2k if a > 0.0 else 0.0
+        else:
+            bminus[i] = 0.0
+
+
+@njit(cache=True)
+def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus, bminus, tol, max_newton):
+    """Solve the HJB backward in place.
+
+    shift (N,), base (I,), slope (N,), dense (N, I) or (0, I), terminal (I,); writes
+    u (N+1, I), bplus/bminus (N+1, I) (row N: velocities of the terminal cost). Returns
+    the total number of Newton iterations, or -(n+1) if Newton failed at step n.
+    """
+    n_steps = shift.shape[0]
+    n_x = x.shape[0]
+    dx = x[1] - x[0]
+    has_dense = dense.shape[0] > 0
+    diff = 0.5 * sigma * sigma / (dx * dx)
+    lower = np.empty(n_x)
+    diag = np.empty(n_x)
+    upper = np.empty(n_x)
+    resid = np.empty(n_x)
+    delta = np.empty(n_x)
+    work = np.empty(n_x)
+    u[n_steps] = terminal
+    _velocities(u[n_steps], dx, k, shift[n_steps - 1], bplus[n_steps], bminus[n_steps])
+    total = 0
+    for n in range(n_steps - 1, -1, -1):
+        s = shift[n]
+        un = u[n]
+        if n + 2 <= n_steps:  # linear extrapolation in time: fewer Newton iterations
+            for i in range(n_x):
+                un[i] = 2.0 * u[n + 1, i] - u[n + 2, i]
+        else:
+            un[:] = u[n + 1]
+        converged = False
+        for it in range(max_newton):
+            _velocities(un, dx, k, s, bplus[n], bminus[n])
+            err = 0.0
+            for i in range(n_x):
+                bp = bplus[n, i]
+                bm = bminus[n, i]
+                # H_num = k (bp² + bm²) - F, since ((D⁺u+s)⁻)²/(4k) = k bp²
+                pot = base[i] + slope[n] * x[i]
+                if has_dense:
+                    pot += dense[n, i]
+                h_num = k * (bp * bp + bm * bm) - pot
+                up = diff + bp / dx if i < n_x - 1 else 0.0
+                lo = diff - bm / dx if i > 0 else 0.0
+                lap = 0.0
+                if i < n_x - 1:
+                    lap += diff * (un[i + 1] - un[i])
+                if i > 0:
+                    lap += diff * (un[i - 1] - un[i])
+                r = (un[i] - u[n + 1, i]) / dt - lap + h_num
+                resid[i] = -r
+                if abs(r) > err:
+                    err = abs(r)
+                upper[i] = -up
+                lower[i] = -lo
+                diag[i] = 1.0 / dt + up + lo
+            if err * dt <= tol:
+                converged = True
+                total += it
+                break
+            _thomas(lower, diag, upper, resid, delta, work)
+            for i in range(n_x):
+                un[i] += delta[i]
+        if not converged:
+            return -(n + 1)
+        _velocities(un, dx, k, s, bplus[n], bminus[n])
+    return total
+
+
+@njit(cache=True)
+def fp_forward(dx, dt, sigma, bplus, bminus, m0, m, rate):
+    """Solve the FP forward in place: m (N+1, I) densities; rate[n] = Σ dx m^{n+1} ν^n."""
+    n_steps = m.shape[0] - 1
+    n_x = m.shape[1]
+    diff = 0.5 * sigma * sigma / (dx * dx)
+    lower = np.empty(n_x)
+    diag = np.empty(n_x)
+    upper = np.empty(n_x)
+    work = np.empty(n_x)
+    m[0] = m0
+    for n in range(n_steps):
+        # (I - dt G^T): column j of G^T is row j of G
+        for i in range(n_x):
+            up = diff + bplus[n, i] / dx if i < n_x - 1 else 0.0  # G[i, i+1]
+            lo = diff - bminus[n, i] / dx if i > 0 else 0.0  # G[i, i-1]
+            diag[i] = 1.0 + dt * (up + lo)
+            # G^T[i, i-1] = G[i-1, i]; G^T[i, i+1] = G[i+1, i]
+            lower[i] = -dt * (diff + bplus[n, i - 1] / dx) if i > 0 else 0.0
+            upper[i] = -dt * (diff - bminus[n, i + 1] / dx) if i < n_x - 1 else 0.0
+        _thomas(lower, diag, upper, m[n], m[n + 1], work)
+        acc = 0.0
+        for i in range(n_x):
+            acc += m[n + 1, i] * (bplus[n, i] + bminus[n, i])
+        rate[n] = acc * dx

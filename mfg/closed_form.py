@@ -1,0 +1,353 @@
+"""Closed-form solutions: Almgren–Chriss and the linear–quadratic trade-crowding MFG.
+
+Conventions (DESIGN §4): inventory ``q`` in shares, time in the model's units, trading
+rate ``nu = dq/dt`` (buying > 0). ``k`` is the temporary impact (execution price
+``S + k nu + c mu``), ``kappa`` the permanent impact (price drift ``kappa mu``), ``phi``
+the running inventory penalty, ``A`` the terminal penalty.
+
+The LQ crowding MFG (Cardaliaguet–Lehalle 2018; Carmona–Delarue's price-impact model)
+-----------------------------------------------------------------------------------
+Each agent maximises ``E[X_T + Q_T S_T - A Q_T^2 - phi ∫ Q^2 dt]`` with
+``dQ = nu dt + sigma dW``, ``dS = kappa mu dt + sigma0 dW0``, cash
+``dX = -nu (S + k nu + c mu) dt``. The value is ``x + q s + h(t, q)`` with
+``h = h0 + h1 q - h2 q^2 / 2`` and
+
+* ``h2' = h2^2/(2k) - 2 phi``, ``h2(T) = 2A`` (so ``h2/(2k)`` is the Almgren–Chriss rate),
+* ``nu*(t, q) = (h1 - c mu - h2 q) / (2k) = mu(t) - h2(t)/(2k) (q - E(t))``,
+* mean inventories of preference types ``j`` (weights ``w_j``) solve the linear BVP
+  ``2k E_j'' + c mu' + kappa mu - 2 phi_j E_j = 0``, ``mu = sum_j w_j E_j'``,
+  ``E_j(0) = E0_j``, ``k E_j'(T) + (c/2) mu(T) + A_j E_j(T) = 0``; one type gives
+  ``(2k + c) E'' + kappa E' - 2 phi E = 0``.
+* ``h1 = 2k E' + c mu + h2 E`` and ``h0(t) = ∫_t^T [(h1 - c mu)^2/(4k) - sigma^2 h2 / 2] ds``.
+
+Crowding and speed. The crowd's mean rate ``mu`` enters each agent's problem as a price
+trend ``kappa mu``: with sellers (``E0 > 0``) the price is expected to fall, which makes
+holding inventory costly, so every agent sells *faster* early on than it would alone, and
+the more so the larger ``kappa``. For one type the mean decays with the rates
+``r = (-kappa ± sqrt(kappa^2 + 8 (2k + c) phi)) / (2 (2k + c))``; with ``A`` large the
+mean inventory at any ``t`` in ``(0, T)`` decreases as ``kappa`` grows (tested in
+``tests/test_closed_form.py``). The crowd temporary term ``c`` acts as extra temporary
+impact on the mean (``2k -> 2k + c``) and slows the crowd down.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .laws import GaussianMixture
+
+# Gauss–Legendre nodes for the quadratures of h0 and of the noise variance.
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(24)
+_GL_PANELS = 16
+
+
+def _quad(f, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """∫_a^b f(s) ds for arrays of limits (f vectorised); composite Gauss–Legendre."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    edges = a[..., None] + (b - a)[..., None] * np.linspace(0.0, 1.0, _GL_PANELS + 1)
+    lo, hi = edges[..., :-1], edges[..., 1:]
+    mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    s = mid[..., None] + half[..., None] * _GL_X
+    return np.sum(f(s) * _GL_W * half[..., None], axis=(-1, -2))
+
+
+# ---- Almgren–Chriss pieces (also the individual part of the LQ MFG) ------------------------
+def _ac_h(tau, gamma: float, lam: float, phi_T: float) -> np.ndarray:
+    """Value coefficient h(τ) of min ∫(γv² + λq²) + Φq(T)², τ = T - t (V = h q²)."""
+    tau = np.asarray(tau, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if lam == 0.0:
+            if math.isinf(phi_T):
+                return gamma / tau
+            return gamma * phi_T / (gamma + phi_T * tau)
+        omega, eta = math.sqrt(lam / gamma), math.sqrt(gamma * lam)
+        th = np.tanh(omega * tau)
+        if math.isinf(phi_T):
+            return eta / th
+        return eta * (phi_T + eta * th) / (eta + phi_T * th)
+
+
+def _ac_ratio(tau, tau0, gamma: float, lam: float, phi_T: float) -> np.ndarray:
+    """g(τ)/g(τ0) with g(τ) = η cosh ωτ + Φ sinh ωτ (overflow-free): q(t)/q(s) = g(T-t)/g(T-s)."""
+    tau = np.asarray(tau, dtype=np.float64)
+    tau0 = np.asarray(tau0, dtype=np.float64)
+    if lam == 0.0:
+        if math.isinf(phi_T):
+            return tau / tau0
+        return (gamma + phi_T * tau) / (gamma + phi_T * tau0)
+    omega, eta = math.sqrt(lam / gamma), math.sqrt(gamma * lam)
+
+    def g_scaled(x):  # 2 e^{-ωx} g(x)
+        e = np.exp(-2.0 * omega * x)
+        return (1.0 - e) if math.isinf(phi_T) else eta * (1.0 + e) + phi_T * (1.0 - e)
+
+    return np.exp(omega * (tau - tau0)) * g_scaled(tau) / g_scaled(tau0)
+
+
+def _positive(name, value, allow_zero=False, allow_inf=False):
+    v = float(value)
+    ok = (v >= 0 if allow_zero else v > 0) and (allow_inf or math.isfinite(v)) and not math.isnan(v)
+    if not ok:
+        allowed = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}={value!r} is not allowed; {name} must be {allowed}"
+                         + ("" if allow_inf else " and finite"))
+    return v
+
+
+@dataclass(frozen=True)
+class AlmgrenChriss:
+    """Optimal liquidation with quadratic costs: min ∫_0^T (γ v² + λ q²) dt + Φ q(T)².
+
+    ``v = -dq/dt`` is the selling rate. ``terminal_penalty = inf`` forces ``q(T) = 0``.
+
+    Parameters
+    ----------
+    gamma : temporary impact γ > 0 (cost per (share/time)² per unit time).
+    lam : inventory risk weight λ >= 0 (cost per share² per unit time).
+    terminal_penalty : Φ >= 0, possibly ``math.inf``.
+    horizon : T > 0.
+    """
+
+    gamma: float
+    lam: float
+    terminal_penalty: float = math.inf
+    horizon: float = 1.0
+
+    def __post_init__(self):
+        _positive("gamma", self.gamma)
+        _positive("lam", self.lam, allow_zero=True)
+        _positive("terminal_penalty", self.terminal_penalty, allow_zero=True, allow_inf=True)
+        _positive("horizon", self.horizon)
+
+    def h(self, t) -> np.ndarray:
+        """Value coefficient: V(t, q) = h(t) q² (cost still to pay)."""
+        return _ac_h(self.horizon - np.asarray(t, dtype=np.float64), self.gamma, self.lam, self.terminal_penalty)
+
+    def inventory(self, t, q0: float) -> np.ndarray:
+        """Optimal trajectory q(t) = q0 g(T - t)/g(T)."""
+        T = self.horizon
+        return q0 * _ac_ratio(T - np.asarray(t, dtype=np.float64), T, self.gamma, self.lam, self.terminal_penalty)
+
+    def rate(self, t, q0: float) -> np.ndarray:
+        """Selling rate v(t) = h(t) q(t) / γ along the optimal trajectory."""
+        t = np.asarray(t, dtype=np.float64)
+        if not math.isinf(self.terminal_penalty):
+            return self.h(t) * self.inventory(t, q0) / self.gamma
+        # Φ = ∞: h -> ∞ while q -> 0 at T; v = q0 g'(τ)/g(T) has a finite limit
+        tau, T = self.horizon - t, self.horizon
+        if self.lam == 0.0:
+            return np.full_like(tau, q0 / T)
+        omega = math.sqrt(self.lam / self.gamma)
+        return q0 * omega * np.exp(omega * (tau - T)) * (1 + np.exp(-2 * omega * tau)) / (1 - np.exp(-2 * omega * T))
+
+    def value(self, t, q) -> np.ndarray:
+        return self.h(t) * np.asarray(q, dtype=np.float64) ** 2
+
+    def cost(self, q0: float) -> float:
+        """Optimal total cost h(0) q0²."""
+        return float(self.h(0.0) * q0**2)
+
+
+# ---- the LQ trade-crowding MFG -----------------------------------------------------------
+@dataclass(frozen=True)
+class PreferenceType:
+    """A population type: risk aversion φ, terminal penalty A, weight, initial law m0."""
+
+    phi: float
+    A: float
+    m0: GaussianMixture
+    weight: float = 1.0
+
+    def __post_init__(self):
+        _positive("phi", self.phi, allow_zero=True)
+        _positive("A", self.A, allow_zero=True)
+        _positive("weight", self.weight)
+
+
+def _expm(M: np.ndarray) -> np.ndarray:
+    """Matrix exponential by scaling and squaring of a Taylor series (small matrices)."""
+    norm = np.abs(M).sum(axis=1).max()
+    s = max(0, int(math.ceil(math.log2(norm))) + 1) if norm > 0 else 0
+    A = M / 2.0**s
+    out = np.eye(M.shape[0])
+    term = np.eye(M.shape[0])
+    for n in range(1, 30):
+        term = term @ A / n
+        out = out + term
+    for _ in range(s):
+        out = out @ out
+    return out
+
+
+@dataclass(frozen=True)
+class LQCrowding:
+    """The LQ trade-crowding mean-field game, exact (see the module docstring).
+
+    Parameters
+    ----------
+    k : temporary impact (> 0); kappa : permanent impact (>= 0); T : horizon.
+    types : preference types (their weights are normalised to sum to one).
+    sigma : idiosyncratic inventory noise (>= 0).
+    c : crowd temporary impact (>= 0): execution price S + k ν + c μ.
+    """
+
+    k: float
+    kappa: float
+    T: float
+    types: tuple[PreferenceType, ...]
+    sigma: float = 0.0
+    c: float = 0.0
+
+    def __post_init__(self):
+        _positive("k", self.k)
+        _positive("kappa", self.kappa, allow_zero=True)
+        _positive("T", self.T)
+        _positive("sigma", self.sigma, allow_zero=True)
+        _positive("c", self.c, allow_zero=True)
+        types = tuple(self.types)
+        if not types or not all(isinstance(p, PreferenceType) for p in types):
+            raise ValueError("types must be a non-empty sequence of PreferenceType")
+        object.__setattr__(self, "types", types)
+
+    @classmethod
+    def single(cls, k, kappa, phi, A, T, m0: GaussianMixture, sigma=0.0, c=0.0) -> LQCrowding:
+        return cls(k=k, kappa=kappa, T=T, types=(PreferenceType(phi, A, m0),), sigma=sigma, c=c)
+
+    # ---- the mean-field mean: a constant-coefficient linear BVP --------------------------
+    @cached_property
+    def weights(self) -> np.ndarray:
+        w = np.array([p.weight for p in self.types])
+        return w / w.sum()
+
+    @cached_property
+    def _bvp(self):
+        J, k, c, kappa, T = len(self.types), self.k, self.c, self.kappa, self.T
+        w = self.weights
+        phi = np.array([p.phi for p in self.types])
+        A = np.array([p.A for p in self.types])
+        E0 = np.array([p.m0.mean for p in self.types])
+        Binv = np.linalg.inv(2 * k * np.eye(J) + c * np.outer(np.ones(J), w))
+        M = np.zeros((2 * J, 2 * J))
+        M[:J, J:] = np.eye(J)
+        M[J:, :J] = 2 * Binv @ np.diag(phi)
+        M[J:, J:] = -kappa * Binv @ np.outer(np.ones(J), w)
+        # terminal rows: k E_j'(T) + (c/2) mu(T) + A_j E_j(T) = 0
+        term = np.zeros((J, 2 * J))
+        term[:, :J] = np.diag(A)
+        term[:, J:] = k * np.eye(J) + 0.5 * c * np.outer(np.ones(J), w)
+        lam, V = np.linalg.eig(M)
+        if np.linalg.cond(V) < 1e10:
+            # modes scaled to be <= 1 on [0, T]: growing ones anchored at T, decaying at 0
+            anchor = np.where(lam.real > 0, T, 0.0)
+            lhs = np.vstack([V[:J] * np.exp(-lam * anchor), term @ V * np.exp(lam * (T - anchor))])
+            coef = np.linalg.solve(lhs, np.concatenate([E0, np.zeros(J)]).astype(complex))
+            return ("modes", lam, V, coef, anchor)
+        # defective M (e.g. kappa = 0 with a type of phi = 0: a linear mean): shoot with expm
+        ET = _expm(M * T)
+        rhs = -(term @ ET[:, :J]) @ E0
+        slope0 = np.linalg.solve(term @ ET[:, J:], rhs)
+        return ("expm", M, np.concatenate([E0, slope0]))
+
+    def _state(self, t) -> np.ndarray:
+        """(2J, len(t)): mean inventories E_j and their rates E_j'."""
+        shape = np.shape(t)
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64)).ravel()
+        if np.any(t < -1e-12) or np.any(t > self.T * (1 + 1e-12)):
+            raise ValueError(f"t must lie in [0, T={self.T}]")
+        kind, *rest = self._bvp
+        if kind == "modes":
+            lam, V, coef, anchor = rest
+            X = (V @ (coef[:, None] * np.exp(lam[:, None] * (t[None, :] - anchor[:, None])))).real
+        else:
+            M, X0 = rest
+            X = np.stack([_expm(M * s) @ X0 for s in t], axis=1)
+        return X.reshape((X.shape[0],) + shape)
+
+    def mean_inventory(self, t, type_index: int | None = None) -> np.ndarray:
+        """E(t): of one type, or of the whole population (weighted) when type_index is None."""
+        J = len(self.types)
+        X = self._state(t)[:J]
+        return X[type_index] if type_index is not None else np.tensordot(self.weights, X, axes=1)
+
+    def type_rate(self, t, type_index: int) -> np.ndarray:
+        """Mean trading rate E_j'(t) of type j."""
+        return self._state(t)[len(self.types) + type_index]
+
+    def mean_rate(self, t) -> np.ndarray:
+        """μ(t) = Σ_j w_j E_j'(t), the population's mean trading rate (shares per time)."""
+        return np.tensordot(self.weights, self._state(t)[len(self.types):], axes=1)
+
+    # ---- individual quantities ---------------------------------------------------------
+    def _type(self, j: int) -> PreferenceType:
+        if not 0 <= j < len(self.types):
+            raise IndexError(f"type_index={j} out of range; model has {len(self.types)} types")
+        return self.types[j]
+
+    def h2(self, t, type_index: int = 0) -> np.ndarray:
+        p = self._type(type_index)
+        tau = self.T - np.asarray(t, dtype=np.float64)
+        return 2 * self.k * _ac_h(tau, 1.0, p.phi / self.k, p.A / self.k)
+
+    def h1(self, t, type_index: int = 0) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        return (2 * self.k * self.type_rate(t, type_index) + self.c * self.mean_rate(t)
+                + self.h2(t, type_index) * self.mean_inventory(t, type_index))
+
+    def h0(self, t, type_index: int = 0) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        k, s2 = self.k, self.sigma**2
+
+        def integrand(s):
+            shape = s.shape
+            s = s.ravel()
+            drift = 2 * k * self.type_rate(s, type_index) + self.h2(s, type_index) * self.mean_inventory(s, type_index)
+            return (drift**2 / (4 * k) - 0.5 * s2 * self.h2(s, type_index)).reshape(shape)
+
+        return _quad(integrand, t, np.full_like(t, self.T))
+
+    def value(self, t, q, type_index: int = 0) -> np.ndarray:
+        """h(t, q) = h0 + h1 q - h2 q²/2: expected gain still to come beyond x + q s."""
+        q = np.asarray(q, dtype=np.float64)
+        return self.h0(t, type_index) + self.h1(t, type_index) * q - 0.5 * self.h2(t, type_index) * q**2
+
+    def control(self, t, q, type_index: int = 0) -> np.ndarray:
+        """Equilibrium feedback ν*(t, q) = E_j' - h2/(2k) (q - E_j) (shares per time)."""
+        t = np.asarray(t, dtype=np.float64)
+        return (self.type_rate(t, type_index)
+                - self.h2(t, type_index) / (2 * self.k) * (np.asarray(q) - self.mean_inventory(t, type_index)))
+
+    # ---- the law of inventories ----------------------------------------------------------
+    def _ratio(self, t, s, j):
+        p = self.types[j]
+        return _ac_ratio(self.T - t, self.T - s, 1.0, p.phi / self.k, p.A / self.k)
+
+    def noise_variance(self, t, type_index: int = 0) -> np.ndarray:
+        """Variance added by the idiosyncratic noise: σ² ∫_0^t (ρ(t)/ρ(s))² ds."""
+        t = np.asarray(t, dtype=np.float64)
+        if self.sigma == 0.0:
+            return np.zeros_like(t)
+        return self.sigma**2 * _quad(lambda s: self._ratio(t[..., None, None], s, type_index) ** 2,
+                                     np.zeros_like(t), t)
+
+    def law(self, t: float, type_index: int | None = None) -> GaussianMixture:
+        """Law of Q_t: of one type, or of the whole population."""
+        idx = range(len(self.types)) if type_index is None else [type_index]
+        w, m, s = [], [], []
+        for j in idx:
+            p = self._type(j)
+            rho = float(self._ratio(t, 0.0, j))
+            Ej = float(self.mean_inventory(t, j))
+            mix = p.m0.affine(Ej - p.m0.mean * rho, rho, float(self.noise_variance(np.array([t]), j)[0]))
+            share = 1.0 if type_index is not None else self.weights[j]
+            w += [share * x for x in mix.weights]
+            m += list(mix.means)
+            s += list(mix.stds)
+        return GaussianMixture(tuple(w), tuple(m), tuple(s))
+
+    def variance(self, t, type_index: int | None = None) -> np.ndarray:
+        return np.array([self.law(float(s), type_index).variance for s in np.atleast_1d(t)])

@@ -1,0 +1,483 @@
+"""Finite-difference solver of the coupled HJB–FP system (Achdou–Capuzzo-Dolcetta).
+
+A model is one object (:class:`MFGModel`): it says what the Hamiltonian is at each time
+given the current coupling (the crowd's mean rate for an MFG of controls, or the density
+for a local coupling), and how a solved population produces the next coupling. The solver
+owns the grid, the compiled HJB and FP sweeps (:mod:`mfg._fd_kernels`) and the outer
+fixed-point iteration.
+
+Hamiltonians are quadratic in the momentum, ``H(x, p) = (p + s_n)^2/(4k) - F_n(x)``, i.e.
+the running cost is ``k ν² + s_n ν + F_n(x)`` and dynamics ``dX = ν dt + σ dW``; this
+covers the LQ crowding family (``s = c μ``, ``F = φ x² - κ μ x``) and congestion models
+(``F = V(x) + α m^β``). The implicit scheme has no CFL limit; what is checked is that
+every HJB Newton solve converges, that mass stays one, and that the density stays away
+from the ends of the grid (mass within two cells of an end is an error: widen the grid).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import _fd_kernels as K
+from .closed_form import LQCrowding
+from .laws import GaussianMixture
+
+
+class MFGConvergenceError(RuntimeError):
+    """The fixed point did not converge; ``residuals`` holds the history."""
+
+    def __init__(self, message: str, residuals: list[float]):
+        super().__init__(f"{message}; residual history (sup norm): "
+                         + ", ".join(f"{r:.3g}" for r in residuals[:8])
+                         + (" ... " + ", ".join(f"{r:.3g}" for r in residuals[-4:]) if len(residuals) > 8 else ""))
+        self.residuals = residuals
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Uniform state grid ``x_min .. x_max`` with ``n_x`` nodes, ``n_t`` time steps on [0, T]."""
+
+    x_min: float
+    x_max: float
+    n_x: int
+    T: float
+    n_t: int
+
+    def __post_init__(self):
+        for name in ("x_min", "x_max", "T"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"grid.{name}={getattr(self, name)!r} must be finite")
+        if not self.x_max > self.x_min:
+            raise ValueError(f"grid.x_max={self.x_max} must exceed grid.x_min={self.x_min}")
+        if not (isinstance(self.n_x, int) and self.n_x >= 5):
+            raise ValueError(f"grid.n_x={self.n_x!r} must be an integer >= 5")
+        if not (isinstance(self.n_t, int) and self.n_t >= 1):
+            raise ValueError(f"grid.n_t={self.n_t!r} must be an integer >= 1")
+        if not self.T > 0:
+            raise ValueError(f"grid.T={self.T} must be > 0")
+
+    @property
+    def x(self) -> np.ndarray:
+        return np.linspace(self.x_min, self.x_max, self.n_x)
+
+    @property
+    def t(self) -> np.ndarray:
+        return np.linspace(0.0, self.T, self.n_t + 1)
+
+    @property
+    def dx(self) -> float:
+        return (self.x_max - self.x_min) / (self.n_x - 1)
+
+    @property
+    def dt(self) -> float:
+        return self.T / self.n_t
+
+    def cell_masses(self, law: GaussianMixture) -> np.ndarray:
+        """Density on the grid whose cell masses are the law's (tails go to the end cells)."""
+        edges = np.concatenate([[-np.inf], 0.5 * (self.x[1:] + self.x[:-1]), [np.inf]])
+        return np.diff(law.cdf(edges)) / self.dx
+
+
+@dataclass(frozen=True)
+class HamiltonianTerms:
+    """H_j(t_n, x, p) = (p + shift[j, n])²/(4k) - F_j,n(x) with the running-cost potential
+    F_j,n(x) = base[j](x) + slope[j, n] x + dense[j, n](x).
+
+    shift (J, N); base (J, I); slope (J, N); dense (J, N, I), or None when there is no
+    density-dependent part (keeps an MFG of controls free of (N, I) arrays).
+    """
+
+    shift: np.ndarray
+    base: np.ndarray
+    slope: np.ndarray
+    dense: np.ndarray | None = None
+
+
+class MFGModel(ABC):
+    """A mean-field game the FD solver can run: quadratic Hamiltonian, any coupling."""
+
+    n_types: int = 1
+    k: float
+    sigma: float
+    T: float
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.ones(self.n_types) / self.n_types
+
+    @abstractmethod
+    def initial_densities(self, grid: Grid) -> np.ndarray:
+        """(J, I) initial densities, one per type."""
+
+    @abstractmethod
+    def terminal_costs(self, grid: Grid) -> np.ndarray:
+        """(J, I) terminal costs u(T, x)."""
+
+    @abstractmethod
+    def initial_coupling(self, grid: Grid) -> np.ndarray:
+        """Starting guess of the fixed-point variable."""
+
+    @abstractmethod
+    def hamiltonian_terms(self, coupling: np.ndarray, grid: Grid) -> HamiltonianTerms:
+        """The Hamiltonian of each type given the coupling (see :class:`HamiltonianTerms`)."""
+
+    @abstractmethod
+    def coupling_from(self, m: np.ndarray, rates: np.ndarray, grid: Grid) -> np.ndarray:
+        """Next coupling from densities m (J, N+1, I) and type mean rates (J, N)."""
+
+
+@dataclass(frozen=True)
+class LQCrowdingModel(MFGModel):
+    """The LQ crowding MFG (MFG of controls, coupling through μ) for the FD solver.
+
+    Cost form of :class:`mfg.closed_form.LQCrowding`: running cost
+    ``k ν² + c μ ν + φ_j x² - κ μ x``, terminal cost ``A_j x²``; coupling μ (N,).
+    """
+
+    closed_form: LQCrowding
+
+    @property
+    def n_types(self):
+        return len(self.closed_form.types)
+
+    @property
+    def k(self):
+        return self.closed_form.k
+
+    @property
+    def sigma(self):
+        return self.closed_form.sigma
+
+    @property
+    def T(self):
+        return self.closed_form.T
+
+    @property
+    def weights(self):
+        return self.closed_form.weights
+
+    def initial_densities(self, grid):
+        return np.stack([grid.cell_masses(p.m0) for p in self.closed_form.types])
+
+    def terminal_costs(self, grid):
+        return np.stack([p.A * grid.x**2 for p in self.closed_form.types])
+
+    def initial_coupling(self, grid):
+        return np.zeros(grid.n_t)
+
+    def hamiltonian_terms(self, mu, grid):
+        cf, J = self.closed_form, self.n_types
+        return HamiltonianTerms(
+            shift=np.tile(cf.c * mu, (J, 1)),
+            base=np.stack([p.phi * grid.x**2 for p in cf.types]),
+            slope=np.tile(-cf.kappa * mu, (J, 1)),
+        )
+
+    def coupling_from(self, m, rates, grid):
+        return self.weights @ rates
+
+
+@dataclass(frozen=True)
+class CrowdAversionModel(MFGModel):
+    """Congestion: agents pay ``alpha m(t, x)^beta`` where the crowd is dense.
+
+    Running cost ``k ν² + φ x² + α m^β``, terminal ``A x²``; coupling: the density
+    m(t_n, ·), n = 1..N (local, non-linear in m for β != 1). No closed form.
+    """
+
+    k: float
+    phi: float
+    A: float
+    alpha: float
+    T: float
+    m0: GaussianMixture
+    sigma: float = 0.0
+    beta: float = 1.0
+
+    def __post_init__(self):
+        for name in ("k", "T"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        for name in ("phi", "A", "alpha", "sigma"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if not self.beta > 0:
+            raise ValueError(f"beta={self.beta} must be > 0")
+
+    def initial_densities(self, grid):
+        return grid.cell_masses(self.m0)[None, :]
+
+    def terminal_costs(self, grid):
+        return (self.A * grid.x**2)[None, :]
+
+    def initial_coupling(self, grid):
+        return np.tile(grid.cell_masses(self.m0), (grid.n_t, 1))
+
+    def hamiltonian_terms(self, density, grid):
+        return HamiltonianTerms(
+            shift=np.zeros((1, grid.n_t)),
+            base=(self.phi * grid.x**2)[None, :],
+            slope=np.zeros((1, grid.n_t)),
+            dense=(self.alpha * np.maximum(density, 0.0) ** self.beta)[None],
+        )
+
+    def coupling_from(self, m, rates, grid):
+        return m[0, 1:]
+
+
+@dataclass(frozen=True)
+class MFGSolution:
+    """Solution on the grid. Arrays are per type j: m, value, control of shape (J, N+1, I).
+
+    ``value`` is the cost still to pay u(t, x) (cost form); ``control`` the rate ν(t, x);
+    ``mean_rate`` the population's μ over each step (N,); ``residuals`` the fixed-point
+    history (sup norm of Φ(c) - c).
+    """
+
+    grid: Grid
+    weights: np.ndarray
+    m: np.ndarray
+    value: np.ndarray
+    control: np.ndarray
+    mean_rate: np.ndarray
+    coupling: np.ndarray
+    residuals: tuple[float, ...]
+    method: str
+    seconds: float
+
+    @property
+    def iterations(self) -> int:
+        return len(self.residuals)
+
+    @property
+    def density(self) -> np.ndarray:
+        """Population density (N+1, I)."""
+        return np.tensordot(self.weights, self.m, axes=1)
+
+    def mean_inventory(self) -> np.ndarray:
+        """Population mean inventory at each time (N+1,)."""
+        return self.density @ self.grid.x * self.grid.dx
+
+    def variance(self) -> np.ndarray:
+        x, dx = self.grid.x, self.grid.dx
+        mean = self.mean_inventory()
+        return self.density @ x**2 * dx - mean**2
+
+    def mass(self) -> np.ndarray:
+        """Mass of each type's density at each time (J, N+1); one up to round-off."""
+        return self.m.sum(axis=2) * self.grid.dx
+
+    def to_polars(self):
+        """Long table: type, t, x, m, V, control (one row per type, time and node)."""
+        import polars as pl
+
+        J, n1, n_x = self.m.shape
+        t, x = self.grid.t, self.grid.x
+        return pl.DataFrame({
+            "type": np.repeat(np.arange(J, dtype=np.int64), n1 * n_x),
+            "t": np.tile(np.repeat(t, n_x), J),
+            "x": np.tile(x, J * n1),
+            "m": self.m.ravel(),
+            "V": self.value.ravel(),
+            "control": self.control.ravel(),
+        })
+
+    def write_parquet(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_polars` atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            self.to_polars().write_parquet(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+class _Sweeper:
+    """Φ: coupling -> (HJB backward, FP forward for every type) -> next coupling."""
+
+    def __init__(self, model: MFGModel, grid: Grid, newton_tol: float, max_newton: int):
+        self.model, self.grid = model, grid
+        J, N, I = model.n_types, grid.n_t, grid.n_x
+        self.x = grid.x
+        self.m0 = model.initial_densities(grid)
+        self.terminal = model.terminal_costs(grid)
+        self.u = np.empty((J, N + 1, I))
+        self.bplus = np.empty((J, N + 1, I))
+        self.bminus = np.empty((J, N + 1, I))
+        self.m = np.empty((J, N + 1, I))
+        self.rates = np.empty((J, N))
+        self.newton_tol, self.max_newton = newton_tol, max_newton
+        self.evaluations = 0
+
+    def __call__(self, coupling: np.ndarray) -> np.ndarray:
+        g, model = self.grid, self.model
+        terms = model.hamiltonian_terms(coupling, g)
+        no_dense = np.empty((0, g.n_x))
+        for j in range(model.n_types):
+            dense = no_dense if terms.dense is None else np.ascontiguousarray(terms.dense[j], dtype=np.float64)
+            status = K.hjb_backward(
+                self.x, g.dt, model.sigma, model.k,
+                np.ascontiguousarray(terms.shift[j], dtype=np.float64),
+                np.ascontiguousarray(terms.base[j], dtype=np.float64),
+                np.ascontiguousarray(terms.slope[j], dtype=np.float64),
+                dense, self.terminal[j], self.u[j], self.bplus[j], self.bminus[j],
+                self.newton_tol, self.max_newton)
+            if status < 0:
+                raise MFGConvergenceError(
+                    f"HJB Newton solve did not converge at time step {-status - 1} of {g.n_t} "
+                    f"(dt={g.dt:.3g}, dx={g.dx:.3g}); refine the grid or check the model", [])
+            K.fp_forward(g.dx, g.dt, model.sigma, self.bplus[j], self.bminus[j], self.m0[j], self.m[j], self.rates[j])
+        self.evaluations += 1
+        return model.coupling_from(self.m, self.rates, g)
+
+
+def _gmres(matvec, b: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
+    """Plain GMRES (modified Gram–Schmidt, no restart) from x0 = 0."""
+    beta = np.linalg.norm(b)
+    if beta == 0.0:
+        return np.zeros_like(b)
+    Q = [b / beta]
+    H = np.zeros((max_iter + 1, max_iter))
+    for j in range(max_iter):
+        w = matvec(Q[j])
+        for i in range(j + 1):
+            H[i, j] = np.dot(Q[i], w)
+            w = w - H[i, j] * Q[i]
+        H[j + 1, j] = np.linalg.norm(w)
+        e1 = np.zeros(j + 2)
+        e1[0] = beta
+        y, *_ = np.linalg.lstsq(H[: j + 2, : j + 1], e1, rcond=None)
+        if np.linalg.norm(H[: j + 2, : j + 1] @ y - e1) <= tol * beta or H[j + 1, j] < 1e-14 * beta:
+            break
+        Q.append(w / H[j + 1, j])
+    return np.stack(Q[: len(y)], axis=1) @ y
+
+
+METHODS = ("anderson", "newton", "picard", "fictitious")
+
+
+def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: float = 0.5,
+          tol: float = 1e-8, max_iter: int = 500, anderson_depth: int = 6,
+          newton_tol: float = 1e-12, max_newton: int = 50) -> MFGSolution:
+    """Solve the MFG on ``grid``.
+
+    Parameters
+    ----------
+    method : ``"anderson"`` (Anderson-accelerated damped Picard, default), ``"newton"``
+        (Jacobian-free Newton–Krylov on Φ(c) - c = 0), ``"picard"`` (damped,
+        c ← (1-θ)c + θΦ(c) with θ = ``damping``), ``"fictitious"`` (θ_k = 1/(k+2)).
+    tol : stop when the sup norm of Φ(c) - c is below this.
+    max_iter : outer iterations (Newton: Φ evaluations) before giving up.
+
+    Raises
+    ------
+    MFGConvergenceError with the residual history when the iteration does not converge
+    (or diverges), or when an HJB step fails.
+    """
+    import time
+
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not one of {METHODS}")
+    if not 0.0 < damping <= 1.0:
+        raise ValueError(f"damping={damping} must be in (0, 1]")
+    if abs(grid.T - model.T) > 1e-12 * model.T:
+        raise ValueError(f"grid.T={grid.T} differs from the model's horizon T={model.T}")
+    t0 = time.perf_counter()
+    phi = _Sweeper(model, grid, newton_tol, max_newton)
+    c = np.asarray(model.initial_coupling(grid), dtype=np.float64)
+    residuals: list[float] = []
+
+    def record(r: float) -> None:
+        residuals.append(r)
+        if not math.isfinite(r) or (len(residuals) > 3 and r > 1e6 * max(residuals[0], 1e-300)):
+            raise MFGConvergenceError(f"{method} iteration diverged", residuals)
+
+    if method == "newton":
+        c = _newton_krylov(phi, c, tol, max_iter, record, residuals)
+    else:
+        xs, gs = [], []
+        for it in range(max_iter):
+            g = phi(c) - c
+            r = float(np.max(np.abs(g)))
+            record(r)
+            if r <= tol:
+                break
+            if method == "anderson" and anderson_depth > 0:
+                xs.append(c.ravel().copy())
+                gs.append(g.ravel().copy())
+                xs, gs = xs[-(anderson_depth + 1):], gs[-(anderson_depth + 1):]
+                c = _anderson_step(xs, gs, damping).reshape(c.shape)
+            else:
+                theta = damping if method != "fictitious" else 1.0 / (it + 2)
+                c = c + theta * g
+        else:
+            raise MFGConvergenceError(f"{method} did not reach tol={tol:g} in {max_iter} iterations", residuals)
+    phi(c)  # leave the sweeper at the converged coupling
+    return _finish(model, grid, phi, c, residuals, method, time.perf_counter() - t0)
+
+
+def _anderson_step(xs, gs, damping):
+    x, g = xs[-1], gs[-1]
+    if len(xs) == 1:
+        return x + damping * g
+    dX = np.stack([xs[i + 1] - xs[i] for i in range(len(xs) - 1)], axis=1)
+    dG = np.stack([gs[i + 1] - gs[i] for i in range(len(gs) - 1)], axis=1)
+    gamma, *_ = np.linalg.lstsq(dG, g, rcond=None)
+    return x + damping * g - (dX + damping * dG) @ gamma
+
+
+def _newton_krylov(phi, c, tol, max_evals, record, residuals):
+    """Newton on R(c) = Φ(c) - c; Jacobian-vector products by finite differences of Φ."""
+    shape = c.shape
+
+    def residual(v):
+        return (phi(v.reshape(shape)) - v.reshape(shape)).ravel()
+
+    x = c.ravel().copy()
+    r = residual(x)
+    record(float(np.max(np.abs(r))))
+    while residuals[-1] > tol:
+        if phi.evaluations >= max_evals:
+            raise MFGConvergenceError(f"newton did not reach tol={tol:g} in {max_evals} evaluations", residuals)
+        eps = 1e-7 * max(1.0, float(np.linalg.norm(x)))
+
+        def jv(v, x=x, base=r, eps=eps):
+            n = np.linalg.norm(v)
+            return (residual(x + eps * v / n) - base) * (n / eps)
+
+        # Φ is close to affine for MFGs of controls: aim the linear solve at the final
+        # tolerance rather than at a fixed forcing term.
+        forcing = min(1e-2, 0.1 * tol / max(residuals[-1], 1e-300))
+        x = x + _gmres(jv, -r, tol=forcing, max_iter=min(80, max(5, max_evals - phi.evaluations)))
+        r = residual(x)
+        record(float(np.max(np.abs(r))))
+    return x.reshape(shape)
+
+
+def _finish(model, grid, phi, c, residuals, method, seconds) -> MFGSolution:
+    mass = phi.m.sum(axis=2) * grid.dx
+    if np.max(np.abs(mass - 1.0)) > 1e-9:
+        raise AssertionError(f"FP mass drifted to {mass.min():.12g}..{mass.max():.12g}; the scheme is broken")
+    if phi.m.min() < -1e-14:
+        raise AssertionError(f"FP density went negative ({phi.m.min():.3g}); the scheme is broken")
+    edge_mass = (phi.m[:, :, :2].sum(axis=2) + phi.m[:, :, -2:].sum(axis=2)).max() * grid.dx
+    if edge_mass > 1e-6:
+        raise ValueError(f"mass {edge_mass:.2g} reaches the ends of the grid [{grid.x_min}, {grid.x_max}]; "
+                         "widen the grid (x_min/x_max)")
+    control = phi.bplus + phi.bminus
+    rates = model.weights @ phi.rates
+    return MFGSolution(grid=grid, weights=np.asarray(model.weights), m=phi.m.copy(), value=phi.u.copy(),
+                       control=control, mean_rate=rates, coupling=np.asarray(c).copy(),
+                       residuals=tuple(residuals), method=method, seconds=seconds)

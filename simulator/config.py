@@ -1,0 +1,182 @@
+"""TOML configuration: strict readers that turn a file into frozen specs.
+
+Every problem is a :class:`ConfigError` naming the file, the key path and the value, and
+unknown keys get a close-match suggestion. Nothing is written before a config validates.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file is malformed; the message names file, key and value."""
+
+
+class Section:
+    """A TOML table being read: typed getters, and a final check that no key was left over."""
+
+    def __init__(self, data: dict, path: str, source: str):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: [{path}] must be a table, got {type(data).__name__}")
+        self.data, self.path, self.source = data, path, source
+        self.used: set[str] = set()
+
+    def _where(self, key: str) -> str:
+        return f"{self.source}: {self.path}.{key}" if self.path else f"{self.source}: {key}"
+
+    def error(self, key: str, value: Any, allowed: str) -> ConfigError:
+        return ConfigError(f"{self._where(key)} = {value!r} is not allowed; {allowed}")
+
+    def get(self, key: str, default: Any = ...) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                typo = difflib.get_close_matches(key, [k for k in self.data if k not in self.used], n=1)
+                hint = f" (found {typo[0]!r}: did you mean {key!r}?)" if typo else ""
+                raise ConfigError(f"{self._where(key)} is missing{hint}")
+            return default
+        return self.data[key]
+
+    def number(self, key: str, default: Any = ..., *, lo: float = -math.inf, hi: float = math.inf,
+               lo_open: bool = False, allow_inf: bool = False) -> float:
+        value = self.get(key, default)
+        if isinstance(value, str) and allow_inf and value.lower() in ("inf", "infinity"):
+            value = math.inf
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise self.error(key, value, "expected a number")
+        if math.isinf(value) and not allow_inf:
+            raise self.error(key, value, "expected a finite number")
+        if value < lo or value > hi or (lo_open and value == lo):
+            raise self.error(key, value, f"must be in {'(' if lo_open else '['}{lo}, {hi}]")
+        return float(value)
+
+    def integer(self, key: str, default: Any = ..., *, lo: int = -(2**63), hi: int = 2**63 - 1) -> int:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, value, "expected an integer")
+        if not lo <= value <= hi:
+            raise self.error(key, value, f"must be in [{lo}, {hi}]")
+        return value
+
+    def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
+        value = self.get(key, default)
+        if value not in options:
+            raise self.error(key, value, f"expected one of {', '.join(options)}")
+        return value
+
+    def numbers(self, key: str, default: Any = ...) -> tuple[float, ...]:
+        value = self.get(key, default)
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise self.error(key, value, "expected a non-empty list of numbers")
+        return tuple(float(v) for v in value)
+
+    def table(self, key: str, default: Any = ...) -> Section:
+        return Section(self.get(key, default), f"{self.path}.{key}" if self.path else key, self.source)
+
+    def tables(self, key: str) -> list[Section]:
+        value = self.get(key)
+        if not isinstance(value, list) or not value:
+            raise self.error(key, value, "expected one or more [[tables]]")
+        return [Section(v, f"{self.path}.{key}[{i}]", self.source) for i, v in enumerate(value)]
+
+    def done(self) -> None:
+        """Raise for keys nobody asked for (typos), suggesting the closest known key."""
+        for key in self.data:
+            if key not in self.used:
+                close = difflib.get_close_matches(key, sorted(self.used), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(self.used))}"
+                raise ConfigError(f"{self._where(key)} is not a known key{hint}")
+
+
+def read_toml(path: str | Path) -> Section:
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return Section(data, "", str(path))
+
+
+# ---- `mfgsim solve` configs ---------------------------------------------------------------
+@dataclass(frozen=True)
+class SolveConfig:
+    """A model, its grid, the solver options and where to write."""
+
+    model: Any
+    grid: Any
+    method: str
+    damping: float
+    tol: float
+    max_iter: int
+    out_dir: Path
+
+
+def _mixture(sec: Section):
+    from mfg.laws import GaussianMixture
+
+    means = sec.numbers("means")
+    stds = sec.numbers("stds")
+    weights = sec.numbers("weights", [1.0 / len(means)] * len(means))
+    sec.done()
+    try:
+        return GaussianMixture(weights, means, stds)
+    except ValueError as exc:
+        raise ConfigError(f"{sec.source}: {sec.path}: {exc}") from None
+
+
+def parse_solve_config(path: str | Path) -> SolveConfig:
+    """Read a ``mfgsim solve`` TOML file (see ``runs/solve_lq_crowding.toml``)."""
+    from mfg.closed_form import LQCrowding, PreferenceType
+    from mfg.fd import METHODS, CrowdAversionModel, Grid, LQCrowdingModel
+
+    root = read_toml(path)
+    model_sec = root.table("model")
+    kind = model_sec.choice("kind", ("lq_crowding", "crowd_aversion"))
+    k = model_sec.number("k", lo=0.0, lo_open=True)
+    T = model_sec.number("T", lo=0.0, lo_open=True)
+    sigma = model_sec.number("sigma", 0.0, lo=0.0)
+    if kind == "lq_crowding":
+        types = []
+        for sec in model_sec.tables("types"):
+            types.append(PreferenceType(phi=sec.number("phi", lo=0.0), A=sec.number("A", lo=0.0),
+                                        weight=sec.number("weight", 1.0, lo=0.0, lo_open=True),
+                                        m0=_mixture(sec.table("m0"))))
+            sec.done()
+        cf = LQCrowding(k=k, kappa=model_sec.number("kappa", lo=0.0), T=T, types=tuple(types), sigma=sigma,
+                        c=model_sec.number("c", 0.0, lo=0.0))
+        model = LQCrowdingModel(cf)
+    else:
+        model = CrowdAversionModel(k=k, phi=model_sec.number("phi", lo=0.0), A=model_sec.number("A", lo=0.0),
+                                   alpha=model_sec.number("alpha", lo=0.0), T=T, m0=_mixture(model_sec.table("m0")),
+                                   sigma=sigma, beta=model_sec.number("beta", 1.0, lo=0.0, lo_open=True))
+    model_sec.done()
+
+    grid_sec = root.table("grid")
+    x_min, x_max = grid_sec.number("x_min"), grid_sec.number("x_max")
+    if x_max <= x_min:
+        raise grid_sec.error("x_max", x_max, f"must exceed grid.x_min = {x_min}")
+    grid = Grid(x_min, x_max, grid_sec.integer("n_x", lo=5, hi=10**6), T, grid_sec.integer("n_t", lo=1, hi=10**6))
+    grid_sec.done()
+
+    solver = root.table("solver", {})
+    method = solver.choice("method", METHODS, "anderson")
+    damping = solver.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True)
+    tol = solver.number("tol", 1e-8, lo=0.0, lo_open=True)
+    max_iter = solver.integer("max_iter", 500, lo=1)
+    solver.done()
+
+    output = root.table("output", {})
+    out_dir = Path(output.get("dir", str(Path("runs/out") / Path(path).stem)))
+    output.done()
+    root.done()
+    return SolveConfig(model, grid, method, damping, tol, max_iter, out_dir)

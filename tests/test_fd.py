@@ -1,0 +1,137 @@
+"""The finite-difference HJB–FP solver against the closed forms, and its guarantees."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mfg import _fd_kernels as K
+from mfg.closed_form import LQCrowding, PreferenceType
+from mfg.fd import CrowdAversionModel, Grid, LQCrowdingModel, MFGConvergenceError, solve
+from mfg.laws import GaussianMixture as GM
+
+
+def crowding(kappa, **kw):
+    params = dict(k=1.0, kappa=kappa, phi=1.0, A=10.0, T=1.0, m0=GM.normal(1.0, 0.2), sigma=0.3)
+    params.update(kw)
+    return LQCrowding.single(**params)
+
+
+def errors(cf: LQCrowding, sol):
+    """Sup errors in E(t), Var(t), μ(t) and the value (in the bulk: |x - E(t)| <= 2 sd)."""
+    g = sol.grid
+    t = g.t
+    err_E = np.max(np.abs(sol.mean_inventory() - cf.mean_inventory(t)))
+    err_V = np.max(np.abs(sol.variance() - cf.variance(t)))
+    err_mu = np.max(np.abs(sol.mean_rate - cf.mean_rate(t[:-1])))
+    err_u = 0.0
+    for n in range(0, g.n_t + 1, max(1, g.n_t // 10)):
+        law = cf.law(float(t[n]))
+        bulk = np.abs(g.x - law.mean) <= 2 * np.sqrt(law.variance)
+        exact = -cf.value(t[n], g.x[bulk])  # the solver's value is a cost: u = -h
+        err_u = max(err_u, np.max(np.abs(sol.value[0, n, bulk] - exact)))
+    return np.array([err_E, err_V, err_mu, err_u])
+
+
+def test_first_order_convergence_against_closed_form():
+    cf = crowding(2.0)
+    errs = [errors(cf, solve(LQCrowdingModel(cf), Grid(-1.5, 2.5, 50 * r, 1.0, 25 * r))) for r in (4, 8, 16)]
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    # rows: refinement step; columns: E, Var, μ, value. First-order scheme: errors halve.
+    assert np.all(orders > 0.8) and np.all(orders < 1.3), orders
+    assert errs[-1][0] < 5e-3
+
+
+def test_mass_is_conserved_and_density_stays_nonnegative():
+    sol = solve(LQCrowdingModel(crowding(5.0)), Grid(-1.5, 2.5, 120, 1.0, 60))
+    np.testing.assert_allclose(sol.mass(), 1.0, atol=1e-12)
+    assert sol.m.min() >= 0.0
+
+
+def test_fp_kernel_conserves_mass_for_any_upwind_velocities():
+    rng = np.random.default_rng(7)
+    n_t, n_x, dx, dt = 40, 60, 0.05, 0.02
+    bplus = np.abs(rng.normal(0, 5, (n_t + 1, n_x)))
+    bminus = -np.abs(rng.normal(0, 5, (n_t + 1, n_x)))
+    m0 = rng.random(n_x)
+    m0 /= m0.sum() * dx
+    m = np.empty((n_t + 1, n_x))
+    K.fp_forward(dx, dt, 0.4, bplus, bminus, m0, m, np.empty(n_t))
+    np.testing.assert_allclose(m.sum(axis=1) * dx, 1.0, atol=1e-13)
+    assert m.min() >= 0.0
+
+
+@pytest.mark.parametrize("kappa", [20.0, 50.0])
+@pytest.mark.parametrize("method", ["anderson", "newton"])
+def test_strong_crowding_converges(kappa, method):
+    cf = crowding(kappa)
+    sol = solve(LQCrowdingModel(cf), Grid(-2.5, 3.0, 220, 1.0, 220), method=method, tol=1e-8)
+    assert sol.residuals[-1] <= 1e-8
+    assert errors(cf, sol)[0] < 0.03
+
+
+def test_undamped_picard_diverges_with_a_clear_error():
+    with pytest.raises(MFGConvergenceError) as info:
+        solve(LQCrowdingModel(crowding(20.0)), Grid(-1.5, 2.5, 100, 1.0, 50), method="picard", damping=1.0,
+              max_iter=40)
+    assert len(info.value.residuals) >= 5
+    assert info.value.residuals[-1] > info.value.residuals[0]
+
+
+def test_fictitious_play_converges_slowly_but_surely():
+    """Averaging with weights 1/(k+2): the residual falls like 1/k, not geometrically."""
+    sol = solve(LQCrowdingModel(crowding(1.0)), Grid(-1.5, 2.5, 80, 1.0, 40), method="fictitious", tol=2e-2,
+                max_iter=400)
+    r = np.array(sol.residuals)
+    assert r[-1] <= 2e-2 and np.all(np.diff(r) < 0)
+
+
+def test_preference_types_agree_with_their_bvp():
+    cf = LQCrowding(k=1.0, kappa=3.0, T=1.0, sigma=0.25, c=0.5, types=(
+        PreferenceType(1.0, 10.0, GM.normal(1.0, 0.2), weight=0.6),
+        PreferenceType(4.0, 2.0, GM.normal(-0.5, 0.2), weight=0.4)))
+    errs = []
+    for r in (1, 2):
+        g = Grid(-2.0, 2.5, 150 * r, 1.0, 75 * r)
+        sol = solve(LQCrowdingModel(cf), g)
+        per_type = sol.m @ g.x * g.dx  # (J, N+1)
+        errs.append(max(np.max(np.abs(per_type[j] - cf.mean_inventory(g.t, j))) for j in range(2)))
+        np.testing.assert_allclose(sol.mass(), 1.0, atol=1e-12)
+    assert errs[1] < 0.6 * errs[0] and errs[1] < 5e-3
+
+
+def test_crowd_aversion_spreads_the_crowd():
+    base = dict(k=1.0, phi=1.0, A=2.0, T=1.0, m0=GM.normal(1.0, 0.15), sigma=0.2)
+    g = Grid(-1.5, 2.5, 160, 1.0, 80)
+    calm = solve(CrowdAversionModel(alpha=0.0, **base), g)
+    averse = solve(CrowdAversionModel(alpha=0.5, beta=1.5, **base), g)
+    assert averse.residuals[-1] <= 1e-8
+    np.testing.assert_allclose(averse.mass(), 1.0, atol=1e-12)
+    # congestion cost: the crowd avoids dense places, so the peak density is lower
+    assert averse.density[1:].max(axis=1).mean() < calm.density[1:].max(axis=1).mean()
+
+
+def test_parquet_output_long_format(tmp_path):
+    g = Grid(-1.5, 2.5, 40, 1.0, 10)
+    sol = solve(LQCrowdingModel(crowding(1.0)), g)
+    path = sol.write_parquet(tmp_path / "sol" / "lq.parquet")
+    df = pl.read_parquet(path)
+    assert df.columns == ["type", "t", "x", "m", "V", "control"]
+    assert df.height == (g.n_t + 1) * g.n_x
+    mass = df.group_by("t").agg((pl.col("m").sum() * g.dx).alias("mass"))["mass"]
+    np.testing.assert_allclose(mass.to_numpy(), 1.0, atol=1e-12)
+    assert not list(tmp_path.glob("sol/*.tmp"))
+
+
+def test_bad_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="grid.n_x"):
+        Grid(0.0, 1.0, 3, 1.0, 10)
+    with pytest.raises(ValueError, match="x_max"):
+        Grid(1.0, 0.0, 10, 1.0, 10)
+    with pytest.raises(ValueError, match="method"):
+        solve(LQCrowdingModel(crowding(1.0)), Grid(-1.5, 2.5, 20, 1.0, 5), method="magic")
+    with pytest.raises(ValueError, match="differs from the model's horizon"):
+        solve(LQCrowdingModel(crowding(1.0)), Grid(-1.5, 2.5, 20, 2.0, 5))
+    with pytest.raises(ValueError, match="widen the grid"):
+        solve(LQCrowdingModel(crowding(1.0)), Grid(0.5, 1.5, 40, 1.0, 10))
+    with pytest.raises(ValueError, match="alpha"):
+        CrowdAversionModel(k=1.0, phi=1.0, A=1.0, alpha=-1.0, T=1.0, m0=GM.normal(0, 1))
