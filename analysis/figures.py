@@ -57,3 +57,26 @@ def plot_solution(solution, reference=None, density_floor: float = 1e-3):
     axes[2].set(title="mean inventory E(t)", xlabel="time t", ylabel="E(t)")
     axes[2].legend()
     return fig
+
+
+def plot_market(run):
+    """Mid path with the best quotes, and the average depth profile of the book.
+
+    ``run`` is a :class:`simulator.market.MarketRun`. Prices are in ticks; the depth
+    profile is the mean over records of the lots resting d ticks behind each best quote
+    (bids drawn to the left, asks to the right).
+    """
+    m = run.market
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    axes[0].fill_between(m["t"], m["best_bid"], m["best_ask"], step="mid", alpha=0.3, label="best bid / ask")
+    axes[0].plot(m["t"], m["mid"], lw=1.2, label="mid")
+    axes[0].set(title="mid price", xlabel="time t", ylabel="price (ticks)")
+    axes[0].legend()
+    profile = run.depth.mean(axis=0)
+    d = np.arange(profile.shape[1])
+    axes[1].bar(-(d + 0.5), profile[0], width=0.9, label="bids")
+    axes[1].bar(d + 0.5, profile[1], width=0.9, label="asks")
+    axes[1].set(title="mean depth profile", xlabel="ticks behind the best quote (bids < 0 < asks)",
+                ylabel="lots")
+    axes[1].legend()
+    return fig

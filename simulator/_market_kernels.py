@@ -1,0 +1,336 @@
+"""Compiled market loop and particle system (private). See :mod:`simulator.market`.
+
+Accounts: 0 = the noise flow (one aggregate account), 1..M = market makers,
+M+1..M+N = execution agents. Inventories in lots and cash in tick·lots are int64, so
+conservation across a trade is exact.
+"""
+
+import numpy as np
+from numba import njit
+
+from . import _book_kernels as K
+
+# market record columns
+(M_STEP, M_BID, M_ASK, M_MID, M_BID_DEPTH, M_ASK_DEPTH, M_VOLUME, M_CROWD_FLOW, M_TRADES, M_MESSAGES,
+ M_MAKER_BID, M_MAKER_ASK) = range(12)
+MARKET_FIELDS = 12
+# status codes
+OK = 0
+HIT_GRID_EDGE = 1
+
+
+@njit(cache=True)
+def _strategy_rate(j, n, t, q, q_sum, a, b, c, grid, gx0, gdx, gdt):
+    """ν for an agent of type j holding q at step n (model units per time)."""
+    if grid.shape[0] == 0:
+        return a[j, n] + b[j, n] * q + c[j, n] * q_sum
+    n_t = grid.shape[1] - 1
+    n_x = grid.shape[2]
+    s = min(max(t / gdt, 0.0), float(n_t))
+    i0 = min(int(s), n_t - 1) if n_t > 0 else 0
+    ws = s - i0
+    z = min(max((q - gx0) / gdx, 0.0), float(n_x - 1))
+    k0 = min(int(z), n_x - 2)
+    wz = z - k0
+    lo = (1 - wz) * grid[j, i0, k0] + wz * grid[j, i0, k0 + 1]
+    if n_t == 0:
+        return lo
+    hi = (1 - wz) * grid[j, i0 + 1, k0] + wz * grid[j, i0 + 1, k0 + 1]
+    return (1 - ws) * lo + ws * hi
+
+
+@njit(cache=True)
+def _push(buf, n, kind, sign, price, qty, oid, agent):
+    if n >= buf.shape[1]:
+        new = np.empty((6, 2 * buf.shape[1] + 16), dtype=np.int64)
+        new[:, :n] = buf[:, :n]
+        buf = new
+    buf[0, n] = kind
+    buf[1, n] = sign
+    buf[2, n] = price
+    buf[3, n] = qty
+    buf[4, n] = oid
+    buf[5, n] = agent
+    return buf
+
+
+@njit(cache=True)
+def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
+               noise_rates, noise_mean_depth, noise_max_size,
+               n_makers, quote_size, max_q, bid_offset, ask_offset,
+               agent_type, initial_lots, lots_per_unit, a, b, c, grid, gx0, gdx, gdt,
+               ioc, ioc_ticks, stop_at_target, max_trades_kept,
+               rec_market, rec_depth, rec_inventory, rec_cash, rec_filled, kept_trades, counters):
+    """Run warmup + n_steps steps; fill the record arrays. Returns a status code.
+
+    rec_depth (n_rec, 2, K): lots resting 0..K-1 ticks behind the best bid (row 0) and
+    the best ask (row 1) at each record.
+
+    counters (out): [trades kept, trades total, messages total, first step at the grid
+    edge (-1 if none), final live orders, crowd decisions].
+    """
+    np.random.seed(seed)
+    n_agents = agent_type.shape[0]
+    first_crowd = 1 + n_makers
+    n_acc = first_crowd + n_agents
+    inv = np.zeros(n_acc, dtype=np.int64)
+    cash = np.zeros(n_acc, dtype=np.int64)
+    filled = np.zeros(n_acc, dtype=np.int64)
+    carry = np.zeros(n_agents)
+    active = np.ones(n_agents, dtype=np.bool_)
+    start_sign = np.sign(initial_lots)
+    inv[first_crowd:] = initial_lots
+    maker_bid = np.full(n_makers, -1, dtype=np.int64)
+    maker_ask = np.full(n_makers, -1, dtype=np.int64)
+    noise_ids = np.empty(1024, dtype=np.int64)
+    n_noise_ids = 0
+    levels, blocks, meta, pool, table, trades, rejects = K.new_book(n_ticks, 1024, 1024)
+    msgs = np.empty((6, n_agents + 4 * n_makers + 64), dtype=np.int64)
+    next_oid = 0
+    mid = float(initial_mid)
+    limit_rate, market_rate, cancel_rate = noise_rates[0], noise_rates[1], noise_rates[2]
+    p_depth = 1.0 / noise_mean_depth
+    n_kept = 0
+    n_trades_total = 0
+    n_msgs_total = 0
+    decisions = 0
+    edge_step = -1
+    rec = 0
+    volume = 0
+    crowd_flow = 0
+    trades_in_interval = 0
+    msgs_in_interval = 0
+    total = warmup + n_steps
+    for n in range(total + 1):
+        step = n - warmup
+        bb = meta[K.BEST_BID]
+        ba = meta[K.BEST_ASK]
+        if bb >= 0 and ba < n_ticks:
+            mid = 0.5 * (bb + ba)
+        if step >= 0 and step % record_every == 0:
+            rec_market[rec, M_STEP] = step
+            rec_market[rec, M_BID] = bb if bb >= 0 else np.nan
+            rec_market[rec, M_ASK] = ba if ba < n_ticks else np.nan
+            rec_market[rec, M_MID] = mid
+            rec_market[rec, M_BID_DEPTH] = levels[K.BID, bb, K.VOLUME] if bb >= 0 else 0
+            rec_market[rec, M_ASK_DEPTH] = levels[K.ASK, ba, K.VOLUME] if ba < n_ticks else 0
+            rec_market[rec, M_VOLUME] = volume
+            rec_market[rec, M_CROWD_FLOW] = crowd_flow
+            rec_market[rec, M_TRADES] = trades_in_interval
+            rec_market[rec, M_MESSAGES] = msgs_in_interval
+            for d in range(rec_depth.shape[2]):
+                if bb - d >= 0:
+                    rec_depth[rec, 0, d] = levels[K.BID, bb - d, K.VOLUME]
+                if ba < n_ticks and ba + d < n_ticks:
+                    rec_depth[rec, 1, d] = levels[K.ASK, ba + d, K.VOLUME]
+            rec_inventory[rec] = inv
+            rec_cash[rec] = cash
+            rec_filled[rec] = filled
+            filled[:] = 0
+            volume = 0
+            crowd_flow = 0
+            trades_in_interval = 0
+            msgs_in_interval = 0
+            rec += 1
+        if n == total:
+            break
+        if edge_step < 0 and (0 <= bb <= 1 or n_ticks - 2 <= ba < n_ticks or mid < 2 or mid > n_ticks - 3):
+            edge_step = step
+        t = max(step, 0) * dt
+        n_msg = 0
+        # ---- noise flow ----
+        for _ in range(np.random.poisson(limit_rate * dt)):
+            sign = 1 if np.random.random() < 0.5 else -1
+            depth = np.random.geometric(p_depth)
+            if sign > 0:
+                ref = ba if ba < n_ticks else int(np.floor(mid)) + 1
+                price = ref - depth
+            else:
+                ref = bb if bb >= 0 else int(np.ceil(mid)) - 1
+                price = ref + depth
+            price = min(max(price, 0), n_ticks - 1)
+            msgs = _push(msgs, n_msg, K.LIMIT, sign, price, 1 + np.random.randint(noise_max_size), next_oid, 0)
+            n_msg += 1
+            next_oid += 1
+        for _ in range(np.random.poisson(market_rate * dt)):
+            sign = 1 if np.random.random() < 0.5 else -1
+            msgs = _push(msgs, n_msg, K.MARKET, sign, 0, 1 + np.random.randint(noise_max_size), next_oid, 0)
+            n_msg += 1
+            next_oid += 1
+        maker_live = 0
+        for m in range(n_makers):
+            if maker_bid[m] >= 0 and K.table_find(table, maker_bid[m]) != K.NIL:
+                maker_live += 1
+            if maker_ask[m] >= 0 and K.table_find(table, maker_ask[m]) != K.NIL:
+                maker_live += 1
+        noise_live = meta[K.N_LIVE] - maker_live
+        for _ in range(np.random.poisson(cancel_rate * noise_live * dt) if noise_live > 0 else 0):
+            while n_noise_ids > 0:  # random live noise order; dead ids are dropped on sight
+                j = np.random.randint(n_noise_ids)
+                if K.table_find(table, noise_ids[j]) != K.NIL:
+                    msgs = _push(msgs, n_msg, K.CANCEL, 0, 0, 0, noise_ids[j], 0)
+                    n_msg += 1
+                    n_noise_ids -= 1
+                    noise_ids[j] = noise_ids[n_noise_ids]
+                    break
+                n_noise_ids -= 1
+                noise_ids[j] = noise_ids[n_noise_ids]
+        # ---- market makers: cancel, re-quote ----
+        row = min(max(step, 0), bid_offset.shape[0] - 1)
+        for m in range(n_makers):
+            acc = 1 + m
+            for old in (maker_bid[m], maker_ask[m]):
+                if old >= 0 and K.table_find(table, old) != K.NIL:
+                    msgs = _push(msgs, n_msg, K.CANCEL, 0, 0, 0, old, acc)
+                    n_msg += 1
+            qi = int(np.round(inv[acc] / quote_size))
+            qi = min(max(qi, -max_q), max_q)
+            bid = int(np.floor(mid - bid_offset[row, qi + max_q]))
+            ask = int(np.ceil(mid + ask_offset[row, qi + max_q]))
+            maker_bid[m] = -1
+            maker_ask[m] = -1
+            if inv[acc] < max_q * quote_size and 0 <= bid < n_ticks:
+                msgs = _push(msgs, n_msg, K.POST_ONLY, 1, bid, quote_size, next_oid, acc)
+                maker_bid[m] = next_oid
+                n_msg += 1
+                next_oid += 1
+            if inv[acc] > -max_q * quote_size and 0 <= ask < n_ticks:
+                msgs = _push(msgs, n_msg, K.POST_ONLY, -1, ask, quote_size, next_oid, acc)
+                maker_ask[m] = next_oid
+                n_msg += 1
+                next_oid += 1
+            if m == 0 and step >= 0 and step % record_every == 0:
+                # the quotes the first maker posts from the mid of this record
+                rec_market[rec - 1, M_MAKER_BID] = bid if maker_bid[m] >= 0 else np.nan
+                rec_market[rec - 1, M_MAKER_ASK] = ask if maker_ask[m] >= 0 else np.nan
+        # ---- execution crowd ----
+        if step >= 0 and n_agents > 0:
+            q_sum = 0.0
+            for i in range(n_agents):
+                q_sum += inv[first_crowd + i]
+            q_sum /= lots_per_unit
+            for i in range(n_agents):
+                if not active[i]:
+                    continue
+                decisions += 1
+                acc = first_crowd + i
+                q = inv[acc] / lots_per_unit
+                nu = _strategy_rate(agent_type[i], step, t, q, q_sum, a, b, c, grid, gx0, gdx, gdt)
+                x = nu * dt * lots_per_unit + carry[i]
+                lots = int(x)  # toward zero; the fraction is carried to the next step
+                carry[i] = x - lots
+                if stop_at_target:
+                    if inv[acc] > 0 and lots < -inv[acc]:
+                        lots = -inv[acc]
+                    elif inv[acc] < 0 and lots > -inv[acc]:
+                        lots = -inv[acc]
+                if lots == 0:
+                    continue
+                sign = 1 if lots > 0 else -1
+                if ioc:
+                    ref = ba if sign > 0 else bb
+                    if ref < 0 or ref >= n_ticks:
+                        continue  # nothing to take on that side
+                    price = min(max(ref + sign * ioc_ticks, 0), n_ticks - 1)
+                    msgs = _push(msgs, n_msg, K.IOC, sign, price, abs(lots), next_oid, acc)
+                else:
+                    msgs = _push(msgs, n_msg, K.MARKET, sign, 0, abs(lots), next_oid, acc)
+                n_msg += 1
+                next_oid += 1
+        # ---- random order inside the step, then the book ----
+        for i in range(n_msg - 1, 0, -1):
+            j = np.random.randint(i + 1)
+            for f in range(6):
+                tmp = msgs[f, i]
+                msgs[f, i] = msgs[f, j]
+                msgs[f, j] = tmp
+        meta[K.N_TRADES] = 0
+        meta[K.N_REJECTS] = 0
+        pool, table, trades, rejects = K.process_batch(
+            levels, blocks, meta, pool, table, trades, rejects,
+            msgs[0, :n_msg], msgs[1, :n_msg], msgs[2, :n_msg], msgs[3, :n_msg], msgs[4, :n_msg], msgs[5, :n_msg],
+            step)
+        n_msgs_total += n_msg
+        msgs_in_interval += n_msg
+        # ---- route fills back to the accounts ----
+        for r in range(meta[K.N_TRADES]):
+            qty = trades[r, K.T_QTY]
+            side = trades[r, K.T_SIDE]
+            px = trades[r, K.T_PRICE]
+            taker = trades[r, K.T_TAKER_AGENT]
+            maker = trades[r, K.T_MAKER_AGENT]
+            inv[taker] += side * qty
+            cash[taker] -= side * qty * px
+            inv[maker] -= side * qty
+            cash[maker] += side * qty * px
+            filled[taker] += side * qty
+            filled[maker] -= side * qty
+            volume += qty
+            if taker >= first_crowd:
+                crowd_flow += side * qty
+            if maker >= first_crowd:
+                crowd_flow -= side * qty
+            if n_kept < max_trades_kept:
+                kept_trades[n_kept] = trades[r]
+                n_kept += 1
+        n_trades_total += meta[K.N_TRADES]
+        trades_in_interval += meta[K.N_TRADES]
+        # ---- bookkeeping for the next step ----
+        for i in range(n_msg):
+            if msgs[0, i] == K.LIMIT and msgs[5, i] == 0 and K.table_find(table, msgs[4, i]) != K.NIL:
+                if n_noise_ids == noise_ids.shape[0]:
+                    grown = np.empty(2 * noise_ids.shape[0], dtype=np.int64)
+                    grown[:n_noise_ids] = noise_ids
+                    noise_ids = grown
+                noise_ids[n_noise_ids] = msgs[4, i]
+                n_noise_ids += 1
+        if stop_at_target and step >= 0:
+            for i in range(n_agents):
+                if active[i] and inv[first_crowd + i] * start_sign[i] <= 0:
+                    active[i] = False
+    counters[0] = n_kept
+    counters[1] = n_trades_total
+    counters[2] = n_msgs_total
+    counters[3] = edge_step
+    counters[4] = meta[K.N_LIVE]
+    counters[5] = decisions
+    return HIT_GRID_EDGE if edge_step >= 0 else OK
+
+
+@njit(cache=True)
+def run_particles(n_steps, dt, record_every, seed, agent_type, q0, sigma, sigma0, kappa, k, s0,
+                  a, b, c, grid, gx0, gdx, gdt, rec_inventory, rec_cash, rec_rate, rec_price):
+    """dQ_i = ν_i dt + σ dW_i, dS = κ (1/N) Σ ν_j dt + σ0 dW0, dX_i = -ν_i (S + k ν_i) dt."""
+    np.random.seed(seed)
+    n = q0.shape[0]
+    q = q0.copy()
+    x = np.zeros(n)
+    moved = np.zeros(n)
+    nu = np.empty(n)
+    s = s0
+    rec = 0
+    sq = np.sqrt(dt)
+    for step in range(n_steps + 1):
+        if step % record_every == 0:
+            rec_inventory[rec] = q
+            rec_cash[rec] = x
+            span = record_every * dt if step > 0 else 1.0
+            for i in range(n):
+                rec_rate[rec, i] = moved[i] / span
+            rec_price[rec] = s
+            moved[:] = 0.0
+            rec += 1
+        if step == n_steps:
+            break
+        t = step * dt
+        q_sum = q.sum()
+        mean_nu = 0.0
+        for i in range(n):
+            nu[i] = _strategy_rate(agent_type[i], step, t, q[i], q_sum, a, b, c, grid, gx0, gdx, gdt)
+            mean_nu += nu[i]
+        mean_nu /= n
+        for i in range(n):
+            x[i] -= nu[i] * (s + k * nu[i]) * dt
+            q[i] += nu[i] * dt + sigma * sq * np.random.standard_normal()
+            moved[i] += nu[i] * dt  # the trading part only: the rate the strategy ran at
+        s += kappa * mean_nu * dt + sigma0 * sq * np.random.standard_normal()

@@ -1,0 +1,233 @@
+"""Agent populations: their specs, and the tables the compiled market loop reads.
+
+Every population is struct-of-arrays inside the kernel. What differs between strategies
+is compiled here, once per run, into plain tables:
+
+* execution strategies become ``ν = a_j[n] + b_j[n] q + c_j[n] Σ_i q_i`` per type j and
+  step n (TWAP, Almgren–Chriss, MFG closed form, open- and closed-loop Nash), or a
+  (type, time, inventory) grid of ν for the finite-difference MFG solution;
+* market-maker quotes become bid/ask distances from the mid per (step, inventory).
+
+Units: time in the model's units; prices in ticks inside the loop; inventories in model
+units ``q`` for strategies and in lots in the book (``lots_per_unit`` lots per unit).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mfg.closed_form import LQCrowding, _ac_h
+
+STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed")
+MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic")
+
+
+def _require(cond: bool, field: str, value, allowed: str) -> None:
+    if not cond:
+        raise ValueError(f"{field}={value!r} is not allowed; {allowed}")
+
+
+@dataclass(frozen=True)
+class NoiseFlow:
+    """Zero-intelligence flow (Santa Fe style). Rates per unit time; with
+    ``scale_liquidity`` they are per execution agent (multiplied by N).
+
+    limit_rate : limit orders per unit time, each side equally likely.
+    market_rate : market orders per unit time.
+    cancel_rate : cancellation rate of each resting noise order (per unit time).
+    mean_depth : limit prices lie D ticks behind the opposite best quote, D >= 1
+        geometric with mean ``mean_depth``.
+    max_size : order sizes uniform on 1 .. max_size lots.
+    """
+
+    limit_rate: float = 40.0
+    market_rate: float = 20.0
+    cancel_rate: float = 2.0
+    mean_depth: float = 4.0
+    max_size: int = 5
+
+    def __post_init__(self):
+        for name in ("limit_rate", "market_rate", "cancel_rate"):
+            v = getattr(self, name)
+            _require(math.isfinite(v) and v >= 0, f"noise.{name}", v, "must be a finite rate >= 0")
+        _require(math.isfinite(self.mean_depth) and self.mean_depth >= 1, "noise.mean_depth", self.mean_depth,
+                 "must be >= 1 tick")
+        _require(isinstance(self.max_size, int) and self.max_size >= 1, "noise.max_size", self.max_size,
+                 "must be an integer >= 1")
+
+
+@dataclass(frozen=True)
+class MarketMakers:
+    """Market makers quoting around a reservation price, skewed by inventory.
+
+    Fill intensity at distance δ ticks: ``fill_intensity * exp(-fill_decay δ)``.
+
+    model : ``"avellaneda_stoikov"`` (reservation price s - q γ σ² (T-t), total spread
+        γσ²(T-t) + (2/γ) ln(1 + γ/k)), ``"glft"`` (Guéant–Lehalle–Fernandez-Tapia, exact
+        quotes from v(t) = exp(-M (T-t)) 1, M tridiagonal of size 2Q+1), or
+        ``"glft_asymptotic"`` (GLFT's closed-form large-horizon quotes).
+    risk_aversion : γ (per tick·quote). volatility : σ of the mid, ticks / sqrt(time).
+    quote_size : lots per quote (× N with ``scale_liquidity``); inventory is counted in
+        quotes, ``max_inventory`` = Q quotes on either side.
+    """
+
+    count: int = 2
+    model: str = "glft"
+    risk_aversion: float = 0.05
+    fill_intensity: float = 100.0
+    fill_decay: float = 0.8
+    volatility: float = 2.0
+    quote_size: int = 5
+    max_inventory: int = 10
+
+    def __post_init__(self):
+        _require(isinstance(self.count, int) and self.count >= 0, "makers.count", self.count, "must be an integer >= 0")
+        _require(self.model in MAKER_MODELS, "makers.model", self.model, f"expected one of {MAKER_MODELS}")
+        for name in ("risk_aversion", "fill_intensity", "fill_decay", "volatility"):
+            v = getattr(self, name)
+            _require(math.isfinite(v) and v > 0, f"makers.{name}", v, "must be finite and > 0")
+        _require(isinstance(self.quote_size, int) and self.quote_size >= 1, "makers.quote_size", self.quote_size,
+                 "must be an integer >= 1")
+        _require(isinstance(self.max_inventory, int) and self.max_inventory >= 1, "makers.max_inventory",
+                 self.max_inventory, "must be an integer >= 1")
+
+    def quote_offsets(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bid and ask distances from the mid (ticks), shape (len(tau), 2Q+1), inventory -Q..Q.
+
+        ``tau`` is the time to the horizon. Rows are where a maker with that inventory
+        quotes; at the inventory limits one side is not quoted (the loop checks that).
+        """
+        g, A, k, s = self.risk_aversion, self.fill_intensity, self.fill_decay, self.volatility
+        Q = self.max_inventory
+        q = np.arange(-Q, Q + 1, dtype=np.float64)
+        tau = np.asarray(tau, dtype=np.float64)[:, None]
+        base = math.log1p(g / k) / g
+        if self.model == "avellaneda_stoikov":
+            reservation = -q * g * s**2 * tau
+            half = 0.5 * (g * s**2 * tau + 2 * base)
+            return half - reservation, half + reservation
+        if self.model == "glft_asymptotic":
+            c = math.sqrt(s**2 * g / (2 * k * A) * (1 + g / k) ** (1 + k / g))
+            return base + (2 * q + 1) / 2 * c + 0 * tau, base - (2 * q - 1) / 2 * c + 0 * tau
+        v = glft_v(tau[:, 0], g, A, k, s, Q)
+        bid = np.full_like(v, np.nan)
+        ask = np.full_like(v, np.nan)
+        bid[:, :-1] = np.log(v[:, :-1] / v[:, 1:]) / k + base
+        ask[:, 1:] = np.log(v[:, 1:] / v[:, :-1]) / k + base
+        # at the limits the missing side is never posted; fill with the neighbour for safety
+        bid[:, -1] = bid[:, -2]
+        ask[:, 0] = ask[:, 1]
+        return bid, ask
+
+
+def glft_v(tau: np.ndarray, gamma: float, A: float, k: float, sigma: float, Q: int) -> np.ndarray:
+    """GLFT's v(τ) = exp(-M τ) 1 for inventories -Q..Q (shape (len(tau), 2Q+1)).
+
+    M = α diag(q²) - η (super + sub diagonals), α = k γ σ² / 2, η = A (1 + γ/k)^-(1 + k/γ).
+    M is symmetric, so one eigen-decomposition serves every τ.
+    """
+    q = np.arange(-Q, Q + 1, dtype=np.float64)
+    alpha = 0.5 * k * gamma * sigma**2
+    eta = A * (1 + gamma / k) ** (-(1 + k / gamma))
+    M = np.diag(alpha * q**2) - eta * (np.eye(q.size, k=1) + np.eye(q.size, k=-1))
+    lam, P = np.linalg.eigh(M)
+    lam_min = lam.min()  # factor out the slowest mode: ratios of v are unaffected
+    w = P.T @ np.ones(q.size)
+    return (np.exp(-(lam[None, :] - lam_min) * np.asarray(tau)[:, None]) * w) @ P.T
+
+
+@dataclass(frozen=True)
+class ExecutionCrowd:
+    """N execution traders with initial inventories from the model's m0 and its types.
+
+    model : the LQ crowding model whose parameters the strategies use (k, κ, φ_j, A_j,
+        T, m0_j, type weights).
+    strategy : one of :data:`STRATEGIES`. Almgren–Chriss uses γ = k, λ = φ_j, Φ = A_j.
+    lots_per_unit : book lots per unit of model inventory.
+    order_type : ``"market"``, or ``"ioc"`` with a limit ``ioc_ticks`` beyond the touch.
+    stop_at_target : an agent whose inventory reaches 0 stops (orders never cross 0).
+    fd_grid : the grid for ``"mfg_fd"`` (the FD solution is interpolated in t and x).
+    """
+
+    n_agents: int
+    model: LQCrowding
+    strategy: str = "mfg"
+    lots_per_unit: int = 20
+    order_type: str = "market"
+    ioc_ticks: int = 5
+    stop_at_target: bool = True
+    fd_grid: object | None = None
+
+    def __post_init__(self):
+        _require(isinstance(self.n_agents, int) and self.n_agents >= 1, "crowd.n_agents", self.n_agents,
+                 "must be an integer >= 1")
+        _require(self.strategy in STRATEGIES, "crowd.strategy", self.strategy, f"expected one of {STRATEGIES}")
+        _require(isinstance(self.lots_per_unit, int) and self.lots_per_unit >= 1, "crowd.lots_per_unit",
+                 self.lots_per_unit, "must be an integer >= 1")
+        _require(self.order_type in ("market", "ioc"), "crowd.order_type", self.order_type, "expected market or ioc")
+        _require(isinstance(self.ioc_ticks, int) and self.ioc_ticks >= 0, "crowd.ioc_ticks", self.ioc_ticks,
+                 "must be an integer >= 0")
+        if self.strategy == "mfg_fd":
+            _require(self.fd_grid is not None, "crowd.fd_grid", None, "required for strategy 'mfg_fd'")
+        if self.strategy.startswith("nash"):
+            _require(len(self.model.types) == 1 and self.model.c == 0, "crowd.strategy", self.strategy,
+                     "the N-player game needs one preference type and c = 0")
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(types, initial inventories in model units), types by their weights."""
+        J = len(self.model.types)
+        types = rng.choice(J, size=self.n_agents, p=self.model.weights).astype(np.int64)
+        q0 = np.empty(self.n_agents)
+        for j, p in enumerate(self.model.types):
+            idx = np.flatnonzero(types == j)
+            q0[idx] = p.m0.sample(idx.size, rng)
+        return types, q0
+
+
+@dataclass(frozen=True)
+class StrategyTables:
+    """What the loop evaluates: ν = a[j, n] + b[j, n] q + c[j, n] Σq, or a grid."""
+
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    grid: np.ndarray  # (J, n_t_grid + 1, n_x_grid), or (0, 0, 0) for affine strategies
+    grid_x0: float = 0.0
+    grid_dx: float = 1.0
+    grid_dt: float = 1.0
+
+
+def strategy_tables(crowd: ExecutionCrowd, t: np.ndarray, dt: float) -> StrategyTables:
+    """Compile the crowd's strategy at the decision times ``t`` (start of each step)."""
+    from mfg import nash
+
+    model, J = crowd.model, len(crowd.model.types)
+    a, b, c = (np.zeros((J, t.size)) for _ in range(3))
+    empty = np.zeros((0, 0, 0))
+    T = model.T
+    if crowd.strategy == "twap":
+        b[:] = -1.0 / np.maximum(T - t, dt)
+    elif crowd.strategy == "almgren_chriss":
+        for j, p in enumerate(model.types):
+            b[j] = -_ac_h(T - t, model.k, p.phi, p.A) / model.k
+    elif crowd.strategy in ("mfg", "nash_open"):
+        game = model if crowd.strategy == "mfg" else nash.open_loop(model, crowd.n_agents)
+        for j in range(J):
+            rate = game.h2(t, j) / (2 * game.k)
+            a[j] = game.type_rate(t, j) + rate * game.mean_inventory(t, j)
+            b[j] = -rate
+    elif crowd.strategy == "nash_closed":
+        n_sub = max(1, int(math.ceil(2000 / t.size)))
+        cl = nash.closed_loop(model, crowd.n_agents, n_steps=n_sub * int(round(T / dt)))
+        b[0] = np.interp(t, cl.t, cl.u)
+        c[0] = np.interp(t, cl.t, cl.w)
+    else:  # mfg_fd
+        from mfg.fd import LQCrowdingModel, solve
+
+        sol = solve(LQCrowdingModel(model), crowd.fd_grid)
+        g = sol.grid
+        return StrategyTables(a, b, c, np.ascontiguousarray(sol.control), g.x_min, g.dx, g.dt)
+    return StrategyTables(a, b, c, empty)

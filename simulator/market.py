@@ -1,0 +1,293 @@
+"""The market loop: N heterogeneous agents trading through the compiled book.
+
+One run is one compiled kernel call (:func:`simulator._market_kernels.run_market`): no
+Python per step. Each step of length ``dt`` the populations write their orders (noise
+limit/market/cancel, makers' cancels and new quotes, execution agents' market or IOC
+orders), the orders are put in a random order drawn from the run's seed, the book
+matches them, and fills are routed back to the agents. Impact is not assumed: the price
+the crowd trades at is whatever the book gives.
+
+Mean-field scaling (``scale_liquidity = True``)
+    The noise rates and the makers' quote sizes are multiplied by N, the number of
+    execution agents. The crowd's flow per step is N · ν dt · L lots while the depth it
+    meets grows like N, so the crowd moves the price by O(1) as N grows, and one agent's
+    own flow (ν dt L lots) moves it by O(1/N). ``tests/test_market.py`` checks that the
+    price response to a fixed per-agent flow stays O(1) from N = 10 to 10^4.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _market_kernels as MK
+from .agents import ExecutionCrowd, MarketMakers, NoiseFlow, strategy_tables
+from .book import TRADE_DTYPE
+
+
+DEPTH_LEVELS = 10  # depth profile recorded per side, in ticks behind the best quote
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """Everything one run needs besides its seed (validated on construction).
+
+    T, dt : horizon and step (dt must divide T). warmup_steps : steps of noise and makers
+    only, before t = 0, so the book is populated when the crowd starts.
+    n_ticks, initial_mid : price grid and the starting mid (ticks). tick_size : price of
+    one tick (currency per lot).
+    record_every : steps between records; max_trades_kept : trades kept in the output.
+    """
+
+    T: float
+    dt: float
+    n_ticks: int = 4096
+    initial_mid: int = 2048
+    tick_size: float = 0.01
+    noise: NoiseFlow = field(default_factory=NoiseFlow)
+    makers: MarketMakers | None = field(default_factory=MarketMakers)
+    crowd: ExecutionCrowd | None = None
+    scale_liquidity: bool = True
+    warmup_steps: int = 200
+    record_every: int = 10
+    max_trades_kept: int = 100_000
+
+    def __post_init__(self):
+        for name in ("T", "dt", "tick_size"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}={v!r} is not allowed; must be finite and > 0")
+        ratio = self.T / self.dt
+        if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
+            raise ValueError(f"dt={self.dt} does not divide T={self.T} (T/dt = {ratio}); choose dt = T/n")
+        for name, lo in (("n_ticks", 16), ("initial_mid", 1), ("warmup_steps", 0), ("record_every", 1),
+                         ("max_trades_kept", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name}={v!r} is not allowed; must be an integer >= {lo}")
+        if self.n_steps % self.record_every:
+            raise ValueError(f"record_every={self.record_every} does not divide the {self.n_steps} steps")
+        if self.crowd is not None and abs(self.crowd.model.T - self.T) > 1e-12 * self.T:
+            raise ValueError(f"crowd.model.T={self.crowd.model.T} differs from T={self.T}")
+        margin = self.price_margin()
+        if self.initial_mid < margin or self.n_ticks - 1 - self.initial_mid < margin:
+            raise ValueError(
+                f"price grid too small for the run: initial_mid={self.initial_mid} in n_ticks={self.n_ticks} "
+                f"leaves less than the {margin} ticks the crowd and the noise may move the price; "
+                f"use n_ticks >= {2 * margin + 1} with initial_mid near the centre")
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.T / self.dt))
+
+    @property
+    def n_agents(self) -> int:
+        return 0 if self.crowd is None else self.crowd.n_agents
+
+    @property
+    def liquidity_scale(self) -> int:
+        return max(1, self.n_agents) if self.scale_liquidity else 1
+
+    def price_margin(self) -> int:
+        """Ticks the price may travel: the crowd's whole position walked through the
+        expected depth, plus a random-walk allowance for the noise; a generous bound."""
+        noise = self.noise
+        s = self.liquidity_scale
+        mean_size = 0.5 * (noise.max_size + 1)
+        steps = self.n_steps + self.warmup_steps
+        walk = 10.0 * noise.mean_depth * math.sqrt(max(1.0, noise.market_rate * s * self.dt * steps) / max(s, 1))
+        crowd = 0.0
+        if self.crowd is not None and noise.cancel_rate > 0:
+            depth_per_tick = max(noise.limit_rate * s * mean_size / (2 * noise.cancel_rate * noise.mean_depth), 1.0)
+            position = self.crowd.n_agents * self.crowd.lots_per_unit * sum(
+                w * abs(p.m0.mean) + 3 * max(p.m0.stds) for w, p in zip(self.crowd.model.weights, self.crowd.model.types))
+            crowd = 3.0 * position / depth_per_tick
+        return int(math.ceil(32 + walk + crowd))
+
+
+@dataclass(frozen=True)
+class MarketRun:
+    """Tables of one run (numpy columns; ``*_frame()`` give Polars DataFrames).
+
+    market : per record — step, t, best_bid, best_ask, mid (ticks), depth at the best
+        quotes (lots), volume, crowd_flow (signed lots the crowd bought), trades, messages
+        over the interval ending at the record.
+    agents : per record and execution agent — inventory (model units), cash (currency),
+        rate (realised trading rate over the interval, units per time), type.
+    accounts_inventory / accounts_cash : every account (noise, makers, crowd) at every
+        record, in lots and tick·lots: conservation is checked on these.
+    trades : the first ``max_trades_kept`` trades (TRADE_DTYPE; ``step`` is the run step).
+    depth : (records, 2, DEPTH_LEVELS) lots resting 0.. ticks behind the best bid / ask.
+    """
+
+    spec: MarketSpec | ParticleSpec
+    seed: int
+    market: dict
+    agents: dict
+    accounts_inventory: np.ndarray
+    accounts_cash: np.ndarray
+    depth: np.ndarray
+    trades: np.ndarray
+    n_trades: int
+    n_messages: int
+    decisions: int
+    seconds: float
+
+    def market_frame(self):
+        import polars as pl
+
+        return pl.DataFrame(self.market)
+
+    def agents_frame(self):
+        import polars as pl
+
+        return pl.DataFrame(self.agents)
+
+
+def _tables(spec: MarketSpec, t: np.ndarray):
+    if spec.crowd is None:
+        z = np.zeros((1, t.size))
+        return z, z, z, np.zeros((0, 0, 0)), 0.0, 1.0, 1.0
+    tab = strategy_tables(spec.crowd, t, spec.dt)
+    return tab.a, tab.b, tab.c, tab.grid, tab.grid_x0, tab.grid_dx, tab.grid_dt
+
+
+def run_market(spec: MarketSpec, seed: int) -> MarketRun:
+    """Run the book market once; the same spec and seed give identical tables."""
+    import time
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed={seed!r} must be an integer in [0, 2**32)")
+    t0 = time.perf_counter()
+    n_steps, s = spec.n_steps, spec.liquidity_scale
+    t = np.arange(n_steps) * spec.dt
+    rng = np.random.default_rng(seed)
+    if spec.crowd is not None:
+        types, q0 = spec.crowd.draw(rng)
+        L = spec.crowd.lots_per_unit
+        lots = np.round(q0 * L).astype(np.int64)
+    else:
+        types, lots, L = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1
+    a, b, c, grid, gx0, gdx, gdt = _tables(spec, t)
+    makers = spec.makers or MarketMakers(count=0)
+    n_makers = makers.count if spec.makers is not None else 0
+    tau = spec.T - t
+    bid_off, ask_off = makers.quote_offsets(tau)
+    noise = spec.noise
+    rates = np.array([noise.limit_rate * s, noise.market_rate * s, noise.cancel_rate])
+    n_rec = n_steps // spec.record_every + 1
+    n_acc = 1 + n_makers + lots.size
+    rec_market = np.zeros((n_rec, MK.MARKET_FIELDS))
+    rec_market[:, MK.M_MAKER_BID:] = np.nan
+    rec_depth = np.zeros((n_rec, 2, DEPTH_LEVELS), dtype=np.int64)
+    rec_inv = np.zeros((n_rec, n_acc), dtype=np.int64)
+    rec_cash = np.zeros((n_rec, n_acc), dtype=np.int64)
+    rec_filled = np.zeros((n_rec, n_acc), dtype=np.int64)
+    kept = np.zeros((spec.max_trades_kept, len(TRADE_DTYPE.names)), dtype=np.int64)
+    counters = np.zeros(6, dtype=np.int64)
+    crowd = spec.crowd
+    # explicit scalar types: one compiled signature for every run
+    status = MK.run_market(
+        int(n_steps), int(spec.warmup_steps), float(spec.dt), int(spec.record_every), int(seed) ^ 0x5EED,
+        int(spec.n_ticks), int(spec.initial_mid), rates, float(noise.mean_depth), int(noise.max_size),
+        int(n_makers), int(makers.quote_size * s), int(makers.max_inventory),
+        np.ascontiguousarray(bid_off, dtype=np.float64), np.ascontiguousarray(ask_off, dtype=np.float64),
+        types.astype(np.int64), lots, int(L), *(np.ascontiguousarray(x, dtype=np.float64) for x in (a, b, c, grid)),
+        float(gx0), float(gdx), float(gdt),
+        bool(crowd is not None and crowd.order_type == "ioc"), int(crowd.ioc_ticks if crowd is not None else 0),
+        bool(crowd is not None and crowd.stop_at_target),
+        int(spec.max_trades_kept), rec_market, rec_depth, rec_inv, rec_cash, rec_filled, kept, counters)
+    if status == MK.HIT_GRID_EDGE:
+        raise RuntimeError(f"the price reached the edge of the grid at step {counters[3]} (n_ticks={spec.n_ticks}); "
+                           "raise n_ticks or reduce the crowd's position")
+    steps = rec_market[:, MK.M_STEP].astype(np.int64)
+    market = {
+        "step": steps, "t": steps * spec.dt,
+        "best_bid": rec_market[:, MK.M_BID], "best_ask": rec_market[:, MK.M_ASK], "mid": rec_market[:, MK.M_MID],
+        "bid_depth": rec_market[:, MK.M_BID_DEPTH].astype(np.int64),
+        "ask_depth": rec_market[:, MK.M_ASK_DEPTH].astype(np.int64),
+        "volume": rec_market[:, MK.M_VOLUME].astype(np.int64),
+        "crowd_flow": rec_market[:, MK.M_CROWD_FLOW].astype(np.int64),
+        "trades": rec_market[:, MK.M_TRADES].astype(np.int64),
+        "messages": rec_market[:, MK.M_MESSAGES].astype(np.int64),
+        "maker_bid": rec_market[:, MK.M_MAKER_BID], "maker_ask": rec_market[:, MK.M_MAKER_ASK],
+    }
+    first = 1 + n_makers
+    n = lots.size
+    interval = spec.record_every * spec.dt
+    agents = {
+        "step": np.repeat(steps, n), "t": np.repeat(steps * spec.dt, n),
+        "agent": np.tile(np.arange(n, dtype=np.int64), n_rec),
+        "type": np.tile(types, n_rec),
+        "inventory": (rec_inv[:, first:] / L).ravel(),
+        "cash": (rec_cash[:, first:] * spec.tick_size).ravel(),
+        "rate": (rec_filled[:, first:] / (L * interval)).ravel(),
+    }
+    trades = kept[: counters[0]].copy().view(TRADE_DTYPE).reshape(-1)
+    return MarketRun(spec, int(seed), market, agents, rec_inv, rec_cash, rec_depth, trades, int(counters[1]),
+                     int(counters[2]),
+                     int(counters[5]), time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class ParticleSpec:
+    """The particle system without a book (experiment (a) of DESIGN §5).
+
+    dQ_i = ν_i dt + σ dW_i, dS = κ (1/N) Σ ν_j dt + σ0 dW0 with σ, κ, k from the crowd's
+    model; ``sigma0`` is the common price noise, ``s0`` the initial price.
+    """
+
+    T: float
+    dt: float
+    crowd: ExecutionCrowd
+    sigma0: float = 0.0
+    s0: float = 100.0
+    record_every: int = 10
+
+    def __post_init__(self):
+        ratio = self.T / self.dt
+        if not (self.dt > 0 and self.T > 0) or abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
+            raise ValueError(f"dt={self.dt} does not divide T={self.T}; choose dt = T/n")
+        if not (isinstance(self.record_every, int) and self.record_every >= 1) or self.n_steps % self.record_every:
+            raise ValueError(f"record_every={self.record_every} must be an integer >= 1 dividing {self.n_steps} steps")
+        if not self.sigma0 >= 0:
+            raise ValueError(f"sigma0={self.sigma0} must be >= 0")
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.T / self.dt))
+
+
+def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:
+    """Simulate the particle system; returns the same tables as :func:`run_market`."""
+    import time
+
+    t0 = time.perf_counter()
+    crowd, model = spec.crowd, spec.crowd.model
+    rng = np.random.default_rng(seed)
+    types, q0 = crowd.draw(rng)
+    n_steps, n = spec.n_steps, crowd.n_agents
+    t = np.arange(n_steps) * spec.dt
+    tab = strategy_tables(crowd, t, spec.dt)
+    n_rec = n_steps // spec.record_every + 1
+    inv, cash, rate = (np.zeros((n_rec, n)) for _ in range(3))
+    price = np.zeros(n_rec)
+    MK.run_particles(int(n_steps), float(spec.dt), int(spec.record_every), int(seed) ^ 0x5EED, types.astype(np.int64),
+                     q0, float(model.sigma), float(spec.sigma0), float(model.kappa), float(model.k), float(spec.s0),
+                     *(np.ascontiguousarray(x, dtype=np.float64) for x in (tab.a, tab.b, tab.c, tab.grid)),
+                     float(tab.grid_x0), float(tab.grid_dx), float(tab.grid_dt), inv, cash, rate, price)
+    steps = np.arange(n_rec, dtype=np.int64) * spec.record_every
+    nan = np.full(n_rec, np.nan)
+    zeros = np.zeros(n_rec, dtype=np.int64)
+    market = {"step": steps, "t": steps * spec.dt, "best_bid": nan, "best_ask": nan, "mid": price,
+              "bid_depth": zeros, "ask_depth": zeros, "volume": zeros, "crowd_flow": zeros, "trades": zeros,
+              "messages": zeros, "maker_bid": nan, "maker_ask": nan}
+    agents = {"step": np.repeat(steps, n), "t": np.repeat(steps * spec.dt, n),
+              "agent": np.tile(np.arange(n, dtype=np.int64), n_rec), "type": np.tile(types, n_rec),
+              "inventory": inv.ravel(), "cash": cash.ravel(), "rate": rate.ravel()}
+    return MarketRun(spec, int(seed), market, agents, np.zeros((n_rec, 0), dtype=np.int64),
+                     np.zeros((n_rec, 0), dtype=np.int64), np.zeros((n_rec, 2, 0), dtype=np.int64),
+                     np.zeros(0, dtype=TRADE_DTYPE), 0, 0,
+                     n * n_steps, time.perf_counter() - t0)
