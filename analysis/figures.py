@@ -80,3 +80,78 @@ def plot_market(run):
                 ylabel="lots")
     axes[1].legend()
     return fig
+
+
+def plot_convergence(n, values, fit, *, metric: str, reference_slope: float | None = None, bias_fit=None):
+    """Metric against N (log–log): every run, the seed means, the fitted line and a reference slope.
+
+    ``fit`` is a :class:`analysis.convergence.PowerFit`; ``bias_fit`` (optional) a
+    :class:`analysis.convergence.BiasFit` drawn as b + C N^-r.
+    """
+    n = np.asarray(n, dtype=float)
+    values = np.asarray(values, dtype=float)
+    ns = np.asarray(fit.n_values, dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
+    ax.loglog(n, values, ".", alpha=0.35, color="0.4", label="runs")
+    ax.loglog(ns, fit.means, "o", color="C0", label="mean over seeds")
+    line = np.exp(fit.intercept) * ns**fit.slope
+    ax.loglog(ns, line, "-", color="C0",
+              label=f"fit: slope {fit.slope:.3f} [{fit.slope_ci[0]:.3f}, {fit.slope_ci[1]:.3f}]")
+    if reference_slope is not None:
+        ref = fit.means[0] * (ns / ns[0]) ** reference_slope
+        ax.loglog(ns, ref, "--", color="C3", label=f"reference slope {reference_slope:g}")
+    if bias_fit is not None:
+        ax.loglog(ns, bias_fit.bias + bias_fit.scale * ns**-bias_fit.rate, ":", color="C2",
+                  label=f"b + C N^-r: b={bias_fit.bias:.3g}, r={bias_fit.rate:.2f}")
+    ax.set(xlabel="N (agents)", ylabel=metric, title=f"{metric} against N")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_inventory_paths(t, mean_paths, reference=None):
+    """Mean inventory over time: the mean over runs with a ±2 s.d. band, and E(t).
+
+    ``mean_paths``: (runs, times) each run's mean inventory across its agents.
+    """
+    mean_paths = np.asarray(mean_paths, dtype=float)
+    centre = mean_paths.mean(axis=0)
+    sd = mean_paths.std(axis=0)
+    fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
+    ax.fill_between(t, centre - 2 * sd, centre + 2 * sd, alpha=0.3, label="±2 s.d. across runs")
+    ax.plot(t, centre, label=f"mean over {mean_paths.shape[0]} runs")
+    if reference is not None:
+        ax.plot(t, reference, "--", color="k", label="mean field E(t)")
+    ax.set(xlabel="time t", ylabel="mean inventory", title="mean inventory paths")
+    ax.legend()
+    return fig
+
+
+def plot_law_vs_histogram(times, samples_by_time, laws, bins: int = 40):
+    """m(t, ·) against the agents' empirical histogram at a few times (one panel each)."""
+    fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times), 3.6), constrained_layout=True,
+                             squeeze=False)
+    for ax, t, x, law in zip(axes[0], times, samples_by_time, laws):
+        x = np.asarray(x, dtype=float)
+        ax.hist(x, bins=bins, density=True, alpha=0.5, label=f"{x.size} agents")
+        pad = 4 * max(np.sqrt(law.variance), 1e-3)
+        grid = np.linspace(min(x.min(), law.mean - pad), max(x.max(), law.mean + pad), 400)
+        ax.plot(grid, law.pdf(grid), "k-", label="m(t, x)")
+        ax.set(title=f"t = {t:.2f}", xlabel="inventory x")
+    axes[0][0].set_ylabel("density")
+    axes[0][0].legend(fontsize=8)
+    return fig
+
+
+def plot_market_table(market):
+    """Mid price with the best quotes, and the depth at the best quotes, from a market table."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    t = np.asarray(market["t"])
+    axes[0].fill_between(t, market["best_bid"], market["best_ask"], step="mid", alpha=0.3, label="best bid / ask")
+    axes[0].plot(t, market["mid"], label="mid")
+    axes[0].set(title="mid price", xlabel="time t", ylabel="price (ticks)")
+    axes[0].legend()
+    axes[1].plot(t, market["bid_depth"], label="bid depth at best")
+    axes[1].plot(t, market["ask_depth"], label="ask depth at best")
+    axes[1].set(title="depth at the best quotes", xlabel="time t", ylabel="lots")
+    axes[1].legend()
+    return fig

@@ -1,5 +1,8 @@
 """The ``mfgsim`` command line.
 
+    mfgsim demo                   small experiments (a) and (c) end to end
+    mfgsim run CAMPAIGN.toml      run a campaign (resumable) -> Parquet shards
+    mfgsim report OUTDIR          convergence table and figures
     mfgsim solve CONFIG.toml      solve a mean-field game, write Parquet and a figure
     mfgsim --version
 """
@@ -41,7 +44,101 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("config", help="TOML file with [model], [grid], optional [solver] and [output]")
     solve.add_argument("--out", help="output folder (overrides [output].dir)")
     solve.set_defaults(func=_cmd_solve)
+
+    run = sub.add_parser(
+        "run", help="run a campaign (a sweep of simulations) given in TOML",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Run every unfinished run of a campaign and write Parquet shards to\n"
+            "  OUT/<campaign>/<table>/N=<n>/seed=<s>/<run_id>.parquet  (tables: agents, market,\n"
+            "  trades, mfg, summary) and OUT/<campaign>/manifest.parquet.\n"
+            "Runs whose summary shard exists are skipped: rerun the same command to resume a\n"
+            "campaign that was interrupted. Read the output with `mfgsim report` or Polars:\n"
+            "  pl.scan_parquet('runs/out/NAME/summary/**/*.parquet', hive_partitioning=True)\n\n"
+            "examples:\n"
+            "  mfgsim run runs/experiment_a_particles.toml --workers 2\n"
+            "  mfgsim run runs/experiment_c_book.toml --dask local"),
+    )
+    run.add_argument("campaign", help="campaign TOML file (see runs/)")
+    run.add_argument("--out", default="runs/out", help="output root (default runs/out)")
+    run.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    run.add_argument("--dask", metavar="ADDRESS", help="run on Dask distributed: a scheduler address, or 'local'")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("report", help="convergence table and figures of a campaign's output folder",
+                         description="Fit the finite-N vs mean-field metrics against N (log-log, bootstrap "
+                                     "intervals over seeds; b + C N^-r for the book) and write the figures "
+                                     "to OUTDIR/figures.")
+    rep.add_argument("outdir", help="a campaign output folder, e.g. runs/out/experiment_a_particles")
+    rep.add_argument("--no-figures", action="store_true", help="print the table only")
+    rep.set_defaults(func=_cmd_report)
+
+    demo = sub.add_parser("demo", help="small versions of experiments (a) particles and (c) the book, end to end",
+                          description="Runs two small campaigns on the local process pool (about two minutes "
+                                      "on 2 cores), prints their convergence tables and where the figures are.")
+    demo.add_argument("--out", default="runs/out/demo", help="output root (default runs/out/demo)")
+    demo.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _cmd_run(args) -> int:
+    from .campaign import load_campaign, run_campaign
+    from .config import ConfigError
+
+    try:
+        campaign = load_campaign(args.campaign)
+    except ConfigError as exc:
+        print(f"mfgsim run: {exc}", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print(f"mfgsim run: --workers={args.workers} must be >= 1", file=sys.stderr)
+        return 2
+    out = run_campaign(campaign, args.out, workers=args.workers, dask=args.dask, progress=not args.quiet)
+    return _print_status(out)
+
+
+def _print_status(out) -> int:
+    from analysis.readers import manifest
+
+    man = manifest(out)
+    failed = man.filter(man["status"] == "failed")
+    print(f"{out}: {man.height - failed.height} runs done, {failed.height} failed")
+    for row in failed.head(5).iter_rows(named=True):
+        print(f"  failed N={row['N']} seed={row['seed']}: {row['error']}")
+    return 1 if failed.height else 0
+
+
+def _cmd_report(args) -> int:
+    from analysis.report import format_table, report
+
+    try:
+        rep = report(args.outdir, figures=not args.no_figures)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"mfgsim report: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.outdir} ({rep.kind})")
+    print(format_table(rep.table))
+    for path in rep.figures:
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from analysis.report import format_table, report
+
+    from .campaign import run_campaign
+    from .demo import demo_campaigns
+
+    status = 0
+    for campaign in demo_campaigns(args.out):
+        out = run_campaign(campaign, args.out, workers=args.workers)
+        status |= _print_status(out)
+        rep = report(out)
+        print(format_table(rep.table))
+        print(f"figures: {out / 'figures'}\n")
+    return status
 
 
 def _cmd_solve(args) -> int:

@@ -134,38 +134,45 @@ def _mixture(sec: Section):
         raise ConfigError(f"{sec.source}: {sec.path}: {exc}") from None
 
 
+def lq_model(sec: Section):
+    """An LQ crowding model from a [model] table (k, kappa, T, sigma, c, [[types]])."""
+    from mfg.closed_form import LQCrowding, PreferenceType
+
+    types = []
+    for t in sec.tables("types"):
+        types.append(PreferenceType(phi=t.number("phi", lo=0.0), A=t.number("A", lo=0.0),
+                                    weight=t.number("weight", 1.0, lo=0.0, lo_open=True),
+                                    m0=_mixture(t.table("m0"))))
+        t.done()
+    return LQCrowding(k=sec.number("k", lo=0.0, lo_open=True), kappa=sec.number("kappa", lo=0.0),
+                      T=sec.number("T", lo=0.0, lo_open=True), types=tuple(types),
+                      sigma=sec.number("sigma", 0.0, lo=0.0), c=sec.number("c", 0.0, lo=0.0))
+
+
 def parse_solve_config(path: str | Path) -> SolveConfig:
     """Read a ``mfgsim solve`` TOML file (see ``runs/solve_lq_crowding.toml``)."""
-    from mfg.closed_form import LQCrowding, PreferenceType
     from mfg.fd import METHODS, CrowdAversionModel, Grid, LQCrowdingModel
 
     root = read_toml(path)
     model_sec = root.table("model")
     kind = model_sec.choice("kind", ("lq_crowding", "crowd_aversion"))
-    k = model_sec.number("k", lo=0.0, lo_open=True)
-    T = model_sec.number("T", lo=0.0, lo_open=True)
-    sigma = model_sec.number("sigma", 0.0, lo=0.0)
     if kind == "lq_crowding":
-        types = []
-        for sec in model_sec.tables("types"):
-            types.append(PreferenceType(phi=sec.number("phi", lo=0.0), A=sec.number("A", lo=0.0),
-                                        weight=sec.number("weight", 1.0, lo=0.0, lo_open=True),
-                                        m0=_mixture(sec.table("m0"))))
-            sec.done()
-        cf = LQCrowding(k=k, kappa=model_sec.number("kappa", lo=0.0), T=T, types=tuple(types), sigma=sigma,
-                        c=model_sec.number("c", 0.0, lo=0.0))
-        model = LQCrowdingModel(cf)
+        model = LQCrowdingModel(lq_model(model_sec))
     else:
+        k = model_sec.number("k", lo=0.0, lo_open=True)
+        T = model_sec.number("T", lo=0.0, lo_open=True)
         model = CrowdAversionModel(k=k, phi=model_sec.number("phi", lo=0.0), A=model_sec.number("A", lo=0.0),
                                    alpha=model_sec.number("alpha", lo=0.0), T=T, m0=_mixture(model_sec.table("m0")),
-                                   sigma=sigma, beta=model_sec.number("beta", 1.0, lo=0.0, lo_open=True))
+                                   sigma=model_sec.number("sigma", 0.0, lo=0.0),
+                                   beta=model_sec.number("beta", 1.0, lo=0.0, lo_open=True))
     model_sec.done()
 
     grid_sec = root.table("grid")
     x_min, x_max = grid_sec.number("x_min"), grid_sec.number("x_max")
     if x_max <= x_min:
         raise grid_sec.error("x_max", x_max, f"must exceed grid.x_min = {x_min}")
-    grid = Grid(x_min, x_max, grid_sec.integer("n_x", lo=5, hi=10**6), T, grid_sec.integer("n_t", lo=1, hi=10**6))
+    grid = Grid(x_min, x_max, grid_sec.integer("n_x", lo=5, hi=10**6), model.T,
+                grid_sec.integer("n_t", lo=1, hi=10**6))
     grid_sec.done()
 
     solver = root.table("solver", {})

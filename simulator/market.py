@@ -134,6 +134,7 @@ class MarketRun:
     n_messages: int
     decisions: int
     seconds: float
+    penalty: np.ndarray | None = None  # particles: ∫ Q_i² dt per agent
 
     def market_frame(self):
         import polars as pl
@@ -269,15 +270,16 @@ def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:
     rng = np.random.default_rng(seed)
     types, q0 = crowd.draw(rng)
     n_steps, n = spec.n_steps, crowd.n_agents
-    t = np.arange(n_steps) * spec.dt
+    t = np.arange(n_steps + 1) * spec.dt  # Heun evaluates the end of each step too
     tab = strategy_tables(crowd, t, spec.dt)
     n_rec = n_steps // spec.record_every + 1
     inv, cash, rate = (np.zeros((n_rec, n)) for _ in range(3))
     price = np.zeros(n_rec)
+    penalty = np.zeros(n)
     MK.run_particles(int(n_steps), float(spec.dt), int(spec.record_every), int(seed) ^ 0x5EED, types.astype(np.int64),
                      q0, float(model.sigma), float(spec.sigma0), float(model.kappa), float(model.k), float(spec.s0),
                      *(np.ascontiguousarray(x, dtype=np.float64) for x in (tab.a, tab.b, tab.c, tab.grid)),
-                     float(tab.grid_x0), float(tab.grid_dx), float(tab.grid_dt), inv, cash, rate, price)
+                     float(tab.grid_x0), float(tab.grid_dx), float(tab.grid_dt), inv, cash, rate, price, penalty)
     steps = np.arange(n_rec, dtype=np.int64) * spec.record_every
     nan = np.full(n_rec, np.nan)
     zeros = np.zeros(n_rec, dtype=np.int64)
@@ -290,4 +292,4 @@ def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:
     return MarketRun(spec, int(seed), market, agents, np.zeros((n_rec, 0), dtype=np.int64),
                      np.zeros((n_rec, 0), dtype=np.int64), np.zeros((n_rec, 2, 0), dtype=np.int64),
                      np.zeros(0, dtype=TRADE_DTYPE), 0, 0,
-                     n * n_steps, time.perf_counter() - t0)
+                     n * n_steps, time.perf_counter() - t0, penalty)

@@ -1,0 +1,34 @@
+"""Polars readers over a campaign's output folder.
+
+``scan(outdir, "agents")`` is what a user would write by hand,
+``pl.scan_parquet(".../agents/**/*.parquet", hive_partitioning=True)``, with the table's
+fixed schema and integer hive keys ``N`` and ``seed`` made explicit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from .schemas import MANIFEST, TABLES
+
+HIVE = pl.Schema({"N": pl.Int64, "seed": pl.Int64})
+
+
+def scan(outdir: str | Path, table: str) -> pl.LazyFrame:
+    """Lazy frame of one table of a campaign (columns: the table's schema, then N, seed)."""
+    if table not in TABLES:
+        raise ValueError(f"table={table!r} is not one of {sorted(TABLES)}")
+    folder = Path(outdir) / table
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no {table!r} table under {outdir} (has the campaign run?)")
+    return pl.scan_parquet(folder / "**" / "*.parquet", hive_partitioning=True, schema=TABLES[table],
+                           hive_schema=HIVE, hidden_file_prefix=".")
+
+
+def manifest(outdir: str | Path) -> pl.DataFrame:
+    path = Path(outdir) / "manifest.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{outdir} has no manifest.parquet: is it a campaign output folder?")
+    return pl.read_parquet(path, schema=MANIFEST)

@@ -1,0 +1,115 @@
+"""`mfgsim report OUTDIR`: the convergence table and the figures of a campaign.
+
+Which metrics are fitted depends on the campaign's kind:
+
+* particles: W1 (expected slope -1/2), KS, the mean-inventory error, |cost gap|;
+* market: the same, plus the bias model W1 = b + C N^-r (the book's model error b);
+* nash: the closed- and open-loop control gaps (expected slope -1).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .convergence import fit_power_law, fit_with_bias
+from .readers import manifest, scan
+
+METRICS = {
+    "particles": [("w1_mean", -0.5), ("ks_max", -0.5), ("mean_inventory_error", -0.5), ("abs_cost_gap", -0.5)],
+    "market": [("w1_mean", -0.5), ("ks_max", -0.5), ("mean_inventory_error", -0.5)],
+    "nash": [("control_gap_closed", -1.0), ("control_gap_open", -1.0)],
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    kind: str
+    table: pl.DataFrame  # one row per fitted metric
+    figures: tuple[Path, ...]
+
+
+def convergence_table(outdir: str | Path) -> tuple[str, pl.DataFrame, pl.DataFrame]:
+    """(kind, per-run summary joined with N and seed, fitted table)."""
+    man = manifest(outdir)
+    done = man.filter(pl.col("status") == "done")
+    if done.is_empty():
+        raise ValueError(f"{outdir}: no finished runs to report on")
+    kinds = done["kind"].unique().to_list()
+    if len(kinds) != 1:
+        raise ValueError(f"{outdir}: mixed kinds {kinds}")
+    kind = kinds[0]
+    summary = (scan(outdir, "summary").collect()
+               .join(done.select("run_id"), on="run_id", how="semi")
+               .with_columns(abs_cost_gap=pl.col("cost_gap").abs()))
+    rows = []
+    for metric, reference in METRICS[kind]:
+        values = summary[metric].to_numpy()
+        if not np.isfinite(values).any():
+            continue
+        fit = fit_power_law(summary["N"].to_numpy(), values)
+        row = {"metric": metric, "N_min": min(fit.n_values), "N_max": max(fit.n_values),
+               "runs": int(np.isfinite(values).sum()), "slope": fit.slope, "slope_lo": fit.slope_ci[0],
+               "slope_hi": fit.slope_ci[1], "reference_slope": reference,
+               "bias": None, "bias_lo": None, "bias_hi": None, "rate": None}
+        if kind == "market" and metric == "w1_mean" and len(fit.n_values) >= 3:
+            bias = fit_with_bias(summary["N"].to_numpy(), values)
+            row.update(bias=bias.bias, bias_lo=bias.bias_ci[0], bias_hi=bias.bias_ci[1], rate=bias.rate)
+        rows.append(row)
+    return kind, summary, pl.DataFrame(rows)
+
+
+def format_table(table: pl.DataFrame) -> str:
+    lines = [f"{'metric':<22}{'N':>14}{'runs':>6}  {'slope [95% CI]':<28}{'ref':>6}  bias b [95% CI], rate r"]
+    for r in table.iter_rows(named=True):
+        slope = f"{r['slope']:+.3f} [{r['slope_lo']:+.3f}, {r['slope_hi']:+.3f}]"
+        bias = (f"{r['bias']:.4f} [{r['bias_lo']:.4f}, {r['bias_hi']:.4f}], r={r['rate']:.2f}"
+                if r["bias"] is not None else "")
+        lines.append(f"{r['metric']:<22}{r['N_min']:>6}..{r['N_max']:<6}{r['runs']:>6}  {slope:<28}"
+                     f"{r['reference_slope']:>6.2f}  {bias}")
+    return "\n".join(lines)
+
+
+def report(outdir: str | Path, figures: bool = True) -> Report:
+    """Fit the convergence table of a campaign and write its figures to OUTDIR/figures."""
+    from simulator.campaign import build_run
+
+    from .figures import (plot_convergence, plot_inventory_paths, plot_law_vs_histogram, plot_market_table,
+                          save_figure)
+
+    outdir = Path(outdir)
+    kind, summary, table = convergence_table(outdir)
+    written: list[Path] = []
+    if not figures:
+        return Report(kind, table, ())
+    fig_dir = outdir / "figures"
+    for row in table.iter_rows(named=True):
+        metric = row["metric"]
+        fit = fit_power_law(summary["N"].to_numpy(), summary[metric].to_numpy())
+        bias = fit_with_bias(summary["N"].to_numpy(), summary[metric].to_numpy()) if row["bias"] is not None else None
+        fig = plot_convergence(summary["N"].to_numpy(), summary[metric].to_numpy(), fit, metric=metric,
+                               reference_slope=row["reference_slope"], bias_fit=bias)
+        written += save_figure(fig, fig_dir / f"convergence_{metric}")
+    if kind == "nash":
+        return Report(kind, table, tuple(written))
+    man = manifest(outdir).filter(pl.col("status") == "done")
+    n_max = int(man["N"].max())
+    model = build_run(json.loads(man.filter(pl.col("N") == n_max)["params"][0]), str(outdir))["model"]
+    mfg = scan(outdir, "mfg").filter(pl.col("N") == n_max).collect().sort("seed", "t")
+    paths = np.stack([g["mean_inventory"].to_numpy() for _, g in mfg.group_by("seed", maintain_order=True)])
+    t = mfg.filter(pl.col("seed") == mfg["seed"][0])["t"].to_numpy()
+    written += save_figure(plot_inventory_paths(t, paths, model.mean_inventory(t)), fig_dir / "inventory_paths")
+    first_seed = int(mfg["seed"][0])
+    agents = scan(outdir, "agents").filter((pl.col("N") == n_max) & (pl.col("seed") == first_seed)).collect()
+    times = [t[0], t[len(t) // 2], t[-1]]
+    samples = [agents.filter(pl.col("t") == s)["inventory"].to_numpy() for s in times]
+    written += save_figure(plot_law_vs_histogram(times, samples, [model.law(float(s)) for s in times]),
+                           fig_dir / "law_vs_histogram")
+    if kind == "market":
+        market = scan(outdir, "market").filter((pl.col("N") == n_max) & (pl.col("seed") == first_seed)).collect()
+        written += save_figure(plot_market_table(market.sort("t")), fig_dir / "market")
+    return Report(kind, table, tuple(written))

@@ -1,0 +1,417 @@
+"""Campaigns: a TOML file -> frozen run specs -> runs on an engine -> Parquet shards.
+
+A campaign file has a ``[campaign]`` table (``kind`` = particles | market | nash,
+``seeds``, ``record_every``, ``keep_trades``), the LQ ``[model]``, the ``[crowd]``, the
+kind's own table (``[particles]``, ``[market]`` with ``[market.noise]`` and
+``[market.makers]``, or ``[nash]``) and an optional ``[sweep]`` with ``grid`` (cartesian)
+and ``zip`` (parallel lists) over dotted keys such as ``"crowd.n_agents"``. See the files
+in ``runs/``.
+
+Each run is identified by ``run_id`` = hash of its canonical spec, its seed and the schema
+version; its shards go to ``<out>/<table>/N=<n>/seed=<s>/<run_id>.parquet``, written to a
+temporary name and renamed, ``summary`` last. A run whose summary shard exists is skipped,
+so a campaign killed at any moment resumes where it stopped. Failures are recorded per run
+in ``manifest.parquet`` and do not stop the others.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, Section, lq_model, read_toml
+
+KINDS = ("particles", "market", "nash")
+
+
+# ---- specs ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: its campaign, kind, N, seed and the resolved config as canonical JSON."""
+
+    campaign: str
+    kind: str
+    n_agents: int
+    seed: int
+    config: str
+
+    @property
+    def run_id(self) -> str:
+        from analysis.schemas import SCHEMA_VERSION
+
+        text = f"{SCHEMA_VERSION}|{self.kind}|{self.config}|{self.seed}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    name: str
+    source: str
+    kind: str
+    runs: tuple[RunSpec, ...]
+    keep_trades: bool
+
+
+def _set_path(cfg: dict, dotted: str, value, source: str) -> None:
+    keys = dotted.split(".")
+    node = cfg
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: sweep key {dotted!r} goes through {key!r}, which is not a table")
+    node[keys[-1]] = value
+
+
+def _sweep_points(sweep: Section) -> list[dict]:
+    grid = sweep.get("grid", {})
+    zipped = sweep.get("zip", {})
+    sweep.done()
+    for name, table in (("grid", grid), ("zip", zipped)):
+        if not isinstance(table, dict) or not all(isinstance(v, list) and v for v in table.values()):
+            raise ConfigError(f"{sweep.source}: sweep.{name} must map dotted keys to non-empty lists")
+    lengths = {len(v) for v in zipped.values()}
+    if len(lengths) > 1:
+        raise ConfigError(f"{sweep.source}: sweep.zip lists must have equal lengths, got {sorted(lengths)}")
+    grid_points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
+    zip_points = [dict(zip(zipped, row)) for row in zip(*zipped.values())] or [{}]
+    return [{**g, **z} for g in grid_points for z in zip_points]
+
+
+def _seeds(camp: Section) -> list[int]:
+    seeds = camp.get("seeds", 1)
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
+        return list(range(seeds))
+    if isinstance(seeds, list) and seeds and all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds):
+        if len(set(seeds)) != len(seeds):
+            raise camp.error("seeds", seeds, "seeds must be distinct")
+        return list(seeds)
+    raise camp.error("seeds", seeds, "expected a count >= 1 or a list of distinct integers in [0, 2**32)")
+
+
+def load_campaign(path: str | Path) -> CampaignSpec:
+    """Read and validate a campaign file; every run's spec is built (and so checked) here."""
+    root = read_toml(path)
+    source = root.source
+    camp = root.table("campaign")
+    name = camp.get("name", Path(path).stem)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise camp.error("name", name, "expected a non-empty name without '/'")
+    kind = camp.choice("kind", KINDS)
+    seeds = _seeds(camp) if kind != "nash" else [0]
+    if kind == "nash":
+        camp.get("seeds", 1)
+    keep_trades = camp.get("keep_trades", False)
+    if not isinstance(keep_trades, bool):
+        raise camp.error("keep_trades", keep_trades, "expected true or false")
+    points = _sweep_points(root.table("sweep", {}))
+    base = {k: v for k, v in root.data.items() if k != "sweep"}
+    runs = []
+    for point in points:
+        cfg = copy.deepcopy(base)
+        for dotted, value in point.items():
+            _set_path(cfg, dotted, value, source)
+        objects = build_run(cfg, source)  # validates this point of the sweep
+        canonical = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+        runs.extend(RunSpec(name, kind, objects["n_agents"], seed, canonical) for seed in seeds)
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{source}: the sweep produces duplicate runs (the same parameters twice)")
+    return CampaignSpec(name, source, kind, tuple(runs), keep_trades)
+
+
+def build_run(cfg: dict, source: str) -> dict:
+    """Objects of one resolved config: model, crowd and the kind's spec (strictly validated)."""
+    from mfg.fd import Grid
+
+    from .agents import ExecutionCrowd, MarketMakers, NoiseFlow
+    from .market import MarketSpec, ParticleSpec
+
+    root = Section(cfg, "", source)
+    camp = root.table("campaign")
+    kind = camp.choice("kind", KINDS)
+    camp.get("name", None)
+    camp.get("seeds", None)
+    camp.get("keep_trades", None)
+    record_every = camp.integer("record_every", 10, lo=1)
+    camp.done()
+    try:
+        model_sec = root.table("model")
+        model = lq_model(model_sec)
+        model_sec.done()
+        crowd_sec = root.table("crowd")
+        n_agents = crowd_sec.integer("n_agents", lo=1 if kind != "nash" else 2)
+        out = {"kind": kind, "model": model, "n_agents": n_agents, "record_every": record_every}
+        if kind == "nash":
+            nash = root.table("nash", {})
+            out["n_steps"] = nash.integer("n_steps", 2000, lo=10)
+            nash.done()
+            crowd_sec.done()
+            root.done()
+            return out
+        fd_grid = None
+        if "fd_grid" in crowd_sec.data:
+            g = crowd_sec.table("fd_grid")
+            fd_grid = Grid(g.number("x_min"), g.number("x_max"), g.integer("n_x", lo=5), model.T, g.integer("n_t", lo=1))
+            g.done()
+        crowd = ExecutionCrowd(
+            n_agents, model, strategy=crowd_sec.get("strategy", "mfg"),
+            lots_per_unit=crowd_sec.integer("lots_per_unit", 20, lo=1),
+            order_type=crowd_sec.get("order_type", "market"), ioc_ticks=crowd_sec.integer("ioc_ticks", 5, lo=0),
+            stop_at_target=crowd_sec.get("stop_at_target", True), fd_grid=fd_grid)
+        crowd_sec.done()
+        if kind == "particles":
+            p = root.table("particles")
+            out["spec"] = ParticleSpec(T=model.T, dt=p.number("dt", lo=0.0, lo_open=True), crowd=crowd,
+                                       sigma0=p.number("sigma0", 0.0, lo=0.0), s0=p.number("s0", 100.0),
+                                       record_every=record_every)
+            p.done()
+        else:
+            m = root.table("market")
+            noise_obj = _dataclass_from(m.table("noise", {}), NoiseFlow)
+            makers_obj = _dataclass_from(m.table("makers", {}), MarketMakers)
+            out["spec"] = MarketSpec(
+                T=model.T, dt=m.number("dt", lo=0.0, lo_open=True), n_ticks=m.integer("n_ticks", 4096, lo=16),
+                initial_mid=m.integer("initial_mid", 2048, lo=1), tick_size=m.number("tick_size", 0.01, lo=0.0,
+                                                                                       lo_open=True),
+                noise=noise_obj, makers=makers_obj if makers_obj.count else None, crowd=crowd,
+                scale_liquidity=m.get("scale_liquidity", True), warmup_steps=m.integer("warmup_steps", 200, lo=0),
+                record_every=record_every, max_trades_kept=m.integer("max_trades_kept", 100_000, lo=0))
+            m.done()
+        root.done()
+        return out
+    except TypeError as exc:  # a dataclass got a key it does not know
+        raise ConfigError(f"{source}: {exc}") from None
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _dataclass_from(sec: Section, cls):
+    """Build a spec dataclass from a table: its fields are the known keys, the rest are typos."""
+    from dataclasses import fields
+
+    kwargs = {f.name: sec.get(f.name) for f in fields(cls) if f.name in sec.data}
+    for f in fields(cls):
+        sec.used.add(f.name)
+    sec.done()
+    return cls(**kwargs)
+
+
+# ---- one run (executed in a worker) -----------------------------------------------------------
+def _write(df, out_dir: Path, table: str, run: RunSpec) -> None:
+    from analysis.schemas import TABLES
+
+    schema = TABLES[table]
+    df = df.select(list(schema)).cast(dict(schema))
+    folder = out_dir / table / f"N={run.n_agents}" / f"seed={run.seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{run.run_id}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.write_parquet(tmp)
+        os.replace(tmp, folder / f"{run.run_id}.parquet")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def shard_path(out_dir: Path, table: str, run: RunSpec) -> Path:
+    return Path(out_dir) / table / f"N={run.n_agents}" / f"seed={run.seed}" / f"{run.run_id}.parquet"
+
+
+def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False) -> dict:
+    """Simulate one run, compute its metrics and write its shards. Returns its record."""
+    import polars as pl
+
+    from analysis.compare import compare_run
+    from mfg.nash import control_gap
+
+    from .market import run_market, run_particles
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    objects = build_run(json.loads(run.config), run.campaign)
+    model = objects["model"]
+    nan = float("nan")
+    if run.kind == "nash":
+        summary = {"kind": run.kind, "strategy": "nash", "w1_mean": nan, "w1_max": nan, "ks_max": nan,
+                   "mean_inventory_error": nan, "mean_rate_error": nan, "cost_gap": nan,
+                   "control_gap_closed": control_gap(model, run.n_agents, "closed", objects["n_steps"]),
+                   "control_gap_open": control_gap(model, run.n_agents, "open", objects["n_steps"]),
+                   "price_move": nan}
+    else:
+        spec = objects["spec"]
+        result = run_particles(spec, run.seed) if run.kind == "particles" else run_market(spec, run.seed)
+        mfg_rows, summary = compare_run(result, model)
+        summary.update(kind=run.kind, strategy=spec.crowd.strategy, control_gap_closed=nan, control_gap_open=nan)
+        lit = pl.lit(run.run_id)
+        _write(pl.DataFrame(result.agents).with_columns(run_id=lit), out, "agents", run)
+        _write(pl.DataFrame(result.market).with_columns(run_id=lit), out, "market", run)
+        if keep_trades and result.trades.size:
+            _write(pl.DataFrame(result.trades).with_columns(run_id=lit), out, "trades", run)
+        _write(pl.DataFrame(mfg_rows).with_columns(run_id=lit), out, "mfg", run)
+    _write(pl.DataFrame([{**summary, "run_id": run.run_id}]), out, "summary", run)
+    return {"run_id": run.run_id, "status": "done", "error": "", "seconds": time.perf_counter() - t0}
+
+
+# ---- engines ---------------------------------------------------------------------------------
+def warm_kernels() -> None:
+    """Compile, or load from the numba cache, every kernel a run uses (tiny inputs)."""
+    from mfg.closed_form import LQCrowding
+    from mfg.laws import GaussianMixture
+
+    from .agents import ExecutionCrowd
+    from .market import MarketSpec, ParticleSpec, run_market, run_particles
+
+    model = LQCrowding.single(1.0, 1.0, 1.0, 1.0, 1.0, GaussianMixture.normal(1.0, 0.1))
+    crowd = ExecutionCrowd(2, model)
+    run_particles(ParticleSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1), seed=0)
+    run_market(MarketSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1, warmup_steps=1), seed=0)
+
+
+@contextmanager
+def make_engine(workers: int | None = None, dask: str | None = None):
+    """A concurrent.futures Executor: a spawn process pool, or Dask ('local' or an address)."""
+    if dask is not None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise RuntimeError("the Dask engine needs the optional extra: pip install 'mfgsim[dask]'") from None
+        if dask == "local":
+            cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        else:
+            cluster, client = None, Client(dask)
+        try:
+            client.run(warm_kernels)
+            yield client.get_executor()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        return
+    n = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"), initializer=warm_kernels) as pool:
+        yield pool
+
+
+# ---- the driver ------------------------------------------------------------------------------
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("mfgsim", "numpy", "numba", "polars"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return json.dumps(out, sort_keys=True)
+
+
+def _git_revision() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                              timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _write_manifest(out: Path, rows: dict[str, dict]) -> None:
+    import polars as pl
+
+    from analysis.schemas import MANIFEST
+
+    df = pl.DataFrame(list(rows.values()), schema=MANIFEST)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.sort("run_id").write_parquet(tmp)
+        os.replace(tmp, out / "manifest.parquet")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_campaign(campaign: CampaignSpec | str | Path, out_root: str | Path = "runs/out", *,
+                 workers: int | None = None, dask: str | None = None, engine: Executor | None = None,
+                 progress: bool = True) -> Path:
+    """Run every unfinished run of a campaign; return its output folder.
+
+    engine : an existing Executor to use; otherwise a spawn pool of ``workers`` processes,
+    or Dask when ``dask`` is ``"local"`` or a scheduler address.
+    """
+    import polars as pl
+
+    from analysis.schemas import MANIFEST, SCHEMA_VERSION
+
+    if not isinstance(campaign, CampaignSpec):
+        campaign = load_campaign(campaign)
+    out = Path(out_root) / campaign.name
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict] = {}
+    if (out / "manifest.parquet").exists():
+        for row in pl.read_parquet(out / "manifest.parquet", schema=MANIFEST).to_dicts():
+            rows[row["run_id"]] = row
+    versions, revision = _versions(), _git_revision()
+    todo = []
+    for run in campaign.runs:
+        base = {"run_id": run.run_id, "campaign": run.campaign, "kind": run.kind, "N": run.n_agents,
+                "seed": run.seed, "params": run.config, "versions": versions, "git_revision": revision,
+                "schema_version": SCHEMA_VERSION}
+        if shard_path(out, "summary", run).exists():
+            rows[run.run_id] = {**rows.get(run.run_id, {**base, "error": "", "seconds": math.nan}),
+                                "status": "done"}
+        else:
+            rows[run.run_id] = {**base, "status": "pending", "error": "", "seconds": math.nan}
+            todo.append(run)
+    _write_manifest(out, rows)
+    if not todo:
+        return out
+    warm_kernels()  # compile once here so that the workers load from the cache
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(campaign.runs), initial=len(campaign.runs) - len(todo), disable=not progress,
+               desc=campaign.name, unit="run")
+    failures = 0
+
+    def consume(pool: Executor) -> None:
+        nonlocal failures
+        futures = {pool.submit(execute_run, run, str(out), campaign.keep_trades): run for run in todo}
+        for fut in as_completed(futures):
+            run = futures[fut]
+            try:
+                rec = fut.result()
+            except Exception as exc:  # noqa: BLE001 - recorded per run, the others go on
+                rec = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": math.nan}
+                failures += 1
+            rows[run.run_id].update(status=rec["status"], error=rec["error"], seconds=rec["seconds"])
+            _write_manifest(out, rows)
+            bar.update(1)
+            bar.set_postfix(failed=failures)
+
+    try:
+        if engine is not None:
+            consume(engine)
+        else:
+            with make_engine(workers, dask) as pool:
+                consume(pool)
+    finally:
+        bar.close()
+    return out
