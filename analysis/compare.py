@@ -13,12 +13,23 @@ import numpy as np
 from .metrics import kolmogorov_smirnov, wasserstein1
 
 
-def compare_run(run, model) -> tuple[dict, dict]:
-    """(mfg columns, summary fields) for a :class:`simulator.market.MarketRun`."""
-    t = np.asarray(run.market["t"])
+def compare_run(run, model, stride: int = 1) -> tuple[dict, dict]:
+    """(mfg columns, summary fields) for a :class:`simulator.market.MarketRun`.
+
+    ``stride`` keeps every stride-th record (rates then average over the longer interval);
+    records after the horizon (``post_steps``) are left out.
+    """
+    t_all = np.asarray(run.market["t"])
+    n_all = t_all.size
+    keep = np.flatnonzero(t_all <= model.T * (1 + 1e-12))[::stride]
+    t = t_all[keep]
     n_rec = t.size
-    inv = np.asarray(run.agents["inventory"]).reshape(n_rec, -1)
-    rate = np.asarray(run.agents["rate"]).reshape(n_rec, -1)
+    inv = np.asarray(run.agents["inventory"]).reshape(n_all, -1)[keep]
+    filled = np.asarray(run.agents["rate"]).reshape(n_all, -1)
+    # average the recorded interval rates over each kept interval
+    cum = np.concatenate([np.zeros((1, filled.shape[1])), np.cumsum(filled[1:], axis=0)])[keep]
+    rate = np.full_like(inv, np.nan)
+    rate[1:] = np.diff(cum, axis=0) / np.diff(keep)[:, None]
     E = model.mean_inventory(t)
     mf_rate = np.full(n_rec, np.nan)
     mf_rate[1:] = np.diff(E) / np.diff(t)
@@ -32,7 +43,7 @@ def compare_run(run, model) -> tuple[dict, dict]:
         "mean_rate": mean_rate, "mf_mean_rate": mf_rate,
         "variance": inv.var(axis=1), "mf_variance": model.variance(t),
     }
-    mid = np.asarray(run.market["mid"], dtype=np.float64)
+    mid = np.asarray(run.market["mid"], dtype=np.float64)[keep]
     summary = {
         "w1_mean": float(w1.mean()), "w1_max": float(w1.max()), "ks_max": float(ks.max()),
         "mean_inventory_error": float(np.max(np.abs(rows["mean_inventory"] - E))),

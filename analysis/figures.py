@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,23 +11,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mfg.io import atomic_write  # noqa: E402
 
-def save_figure(fig, stem: str | os.PathLike, formats=("pdf", "png")) -> list[Path]:
-    """Write ``stem.pdf`` and ``stem.png`` atomically (temporary name, then rename)."""
+
+def save_figure(fig, stem: str | os.PathLike, formats=("pdf", "png"), close: bool = True) -> list[Path]:
+    """Write ``stem.pdf`` and ``stem.png`` atomically (temporary name, then rename).
+
+    The figure is closed afterwards unless ``close=False`` (pyplot keeps figures alive).
+    """
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for fmt in formats:
-        target = stem.with_suffix(f".{fmt}")
-        fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        out.append(target)
+    out = [atomic_write(stem.with_suffix(f".{fmt}"),
+                        lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
+           for fmt in formats]
+    if close:
+        plt.close(fig)
     return out
 
 
@@ -59,6 +55,15 @@ def plot_solution(solution, reference=None, density_floor: float = 1e-3):
     return fig
 
 
+def _price_panel(ax, market) -> None:
+    """Mid price with the best-quote band (ticks) against time."""
+    ax.fill_between(market["t"], market["best_bid"], market["best_ask"], step="mid", alpha=0.3,
+                    label="best bid / ask")
+    ax.plot(market["t"], market["mid"], lw=1.2, label="mid")
+    ax.set(title="mid price", xlabel="time t", ylabel="price (ticks)")
+    ax.legend()
+
+
 def plot_market(run):
     """Mid path with the best quotes, and the average depth profile of the book.
 
@@ -66,12 +71,8 @@ def plot_market(run):
     profile is the mean over records of the lots resting d ticks behind each best quote
     (bids drawn to the left, asks to the right).
     """
-    m = run.market
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
-    axes[0].fill_between(m["t"], m["best_bid"], m["best_ask"], step="mid", alpha=0.3, label="best bid / ask")
-    axes[0].plot(m["t"], m["mid"], lw=1.2, label="mid")
-    axes[0].set(title="mid price", xlabel="time t", ylabel="price (ticks)")
-    axes[0].legend()
+    _price_panel(axes[0], run.market)
     profile = run.depth.mean(axis=0)
     d = np.arange(profile.shape[1])
     axes[1].bar(-(d + 0.5), profile[0], width=0.9, label="bids")
@@ -146,12 +147,47 @@ def plot_market_table(market):
     """Mid price with the best quotes, and the depth at the best quotes, from a market table."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
     t = np.asarray(market["t"])
-    axes[0].fill_between(t, market["best_bid"], market["best_ask"], step="mid", alpha=0.3, label="best bid / ask")
-    axes[0].plot(t, market["mid"], label="mid")
-    axes[0].set(title="mid price", xlabel="time t", ylabel="price (ticks)")
-    axes[0].legend()
+    _price_panel(axes[0], market)
     axes[1].plot(t, market["bid_depth"], label="bid depth at best")
     axes[1].plot(t, market["ask_depth"], label="ask depth at best")
     axes[1].set(title="depth at the best quotes", xlabel="time t", ylabel="lots")
+    axes[1].legend()
+    return fig
+
+
+def plot_calibration(table):
+    """Paths of (κ, k, c) over the fixed-point iterations, the book's estimates with ±2 s.e.,
+    and the distance to the fixed point; one line per sweep point."""
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4), constrained_layout=True)
+    for (point,), g in table.group_by("point", maintain_order=True):
+        g = g.sort("iteration")
+        it = g["iteration"].to_numpy()
+        label = g["sweep"][0] if g["sweep"][0] != "{}" else f"point {point}"
+        for ax, name in zip(axes[:3], ("kappa", "k", "c")):
+            line, = ax.plot(it, g[name].to_numpy(), "o-", label=f"used, {label}")
+            ax.errorbar(it, g[f"{name}_hat"].to_numpy(), yerr=2 * g[f"{name}_se"].to_numpy(), fmt="x",
+                        color=line.get_color(), alpha=0.6, label=f"book estimate, {label}")
+            ax.set(title=name, xlabel="iteration")
+        axes[3].semilogy(it, g["distance"].to_numpy(), "o-", label=label)
+    axes[3].set(title="relative distance to the estimates", xlabel="iteration")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def plot_meta_orders(meta, fit):
+    """Meta-order impact: mean paths (sell orders, impact in their direction) and peak
+    impact against size on log–log axes with the fitted exponent and a square-root line."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    for row in meta.iter_rows(named=True):
+        axes[0].plot(np.asarray(row["path"]), label=f"{row['lots_per_agent']:g} lots/agent")
+    axes[0].set(title="impact of the crowd's meta-order", xlabel="step", ylabel="impact (ticks)")
+    axes[0].legend(fontsize=8)
+    size = meta["lots_per_agent"].to_numpy()
+    peak = meta["peak_ticks"].to_numpy()
+    delta = fit["delta"][0]
+    axes[1].loglog(size, peak, "o", label="peak impact")
+    axes[1].loglog(size, np.exp(fit["log_a"][0]) * size**delta, "-", label=f"fit: exponent {delta:.2f}")
+    axes[1].loglog(size, peak[0] * np.sqrt(size / size[0]), "--", label="square root")
+    axes[1].set(title="response curve", xlabel="meta-order size (lots per agent)", ylabel="peak impact (ticks)")
     axes[1].legend()
     return fig

@@ -41,15 +41,8 @@ def _lower_area(law: GaussianMixture, x: np.ndarray) -> np.ndarray:
 
 
 def _upper_area(law: GaussianMixture, x: np.ndarray) -> np.ndarray:
-    """R(x) = ∫_x^∞ (1 - F(y)) dy."""
-    out = np.zeros_like(x)
-    for w, m, s in zip(law.weights, law.means, law.stds):
-        if s == 0.0:
-            out += w * np.maximum(m - x, 0.0)
-        else:
-            z = (x - m) / s
-            out += w * ((m - x) * (1.0 - _Phi(z)) + s * _phi(z))
-    return out
+    """R(x) = ∫_x^∞ (1 - F(y)) dy = H(x) - x + E[X] (integrate H' - R' = 1 from -∞)."""
+    return _lower_area(law, x) - x + law.mean
 
 
 def quantile(law: GaussianMixture, u: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -93,7 +86,7 @@ def kolmogorov_smirnov(samples, law: GaussianMixture) -> float:
     F = law.cdf(x)
     k = np.arange(1, n + 1)
     sup = max(np.max(np.abs(k / n - F)), np.max(np.abs((k - 1) / n - F)))
-    for w, m, s in zip(law.weights, law.means, law.stds):
+    for m, s in zip(law.means, law.stds):
         if s == 0.0:
             at = float(law.cdf(np.array([m]))[0])
             below = at - sum(wi for wi, mi, si in zip(law.weights, law.means, law.stds) if si == 0.0 and mi == m)

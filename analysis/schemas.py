@@ -7,7 +7,7 @@ path when scanning with ``hive_partitioning=True``).
 
 import polars as pl
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 AGENTS = pl.Schema({
     "run_id": pl.String, "step": pl.Int64, "t": pl.Float64, "agent": pl.Int64, "type": pl.Int64,
@@ -21,6 +21,7 @@ MARKET = pl.Schema({
     "mid": pl.Float64,  # ticks (book) or price (particles)
     "bid_depth": pl.Int64, "ask_depth": pl.Int64, "volume": pl.Int64, "crowd_flow": pl.Int64,
     "trades": pl.Int64, "messages": pl.Int64, "maker_bid": pl.Float64, "maker_ask": pl.Float64,
+    "signed_volume": pl.Int64,  # net taker flow (buys - sells, lots) over the interval
 })
 
 TRADES = pl.Schema({

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from . import _fd_kernels as K
 from .closed_form import LQCrowding
+from .io import atomic_write
 from .laws import GaussianMixture
 
 
@@ -291,17 +291,7 @@ class MFGSolution:
 
     def write_parquet(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_polars` atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            self.to_polars().write_parquet(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, self.to_polars().write_parquet)
 
 
 class _Sweeper:
@@ -309,14 +299,14 @@ class _Sweeper:
 
     def __init__(self, model: MFGModel, grid: Grid, newton_tol: float, max_newton: int):
         self.model, self.grid = model, grid
-        J, N, I = model.n_types, grid.n_t, grid.n_x
+        J, N, n_x = model.n_types, grid.n_t, grid.n_x
         self.x = grid.x
         self.m0 = model.initial_densities(grid)
         self.terminal = model.terminal_costs(grid)
-        self.u = np.empty((J, N + 1, I))
-        self.bplus = np.empty((J, N + 1, I))
-        self.bminus = np.empty((J, N + 1, I))
-        self.m = np.empty((J, N + 1, I))
+        self.u = np.empty((J, N + 1, n_x))
+        self.bplus = np.empty((J, N + 1, n_x))
+        self.bminus = np.empty((J, N + 1, n_x))
+        self.m = np.empty((J, N + 1, n_x))
         self.rates = np.empty((J, N))
         self.newton_tol, self.max_newton = newton_tol, max_newton
         self.evaluations = 0

@@ -44,7 +44,8 @@ class GaussianMixture:
         object.__setattr__(self, "means", m)
         object.__setattr__(self, "stds", s)
         if not (len(w) == len(m) == len(s) >= 1):
-            raise ValueError(f"mixture needs equal, non-zero numbers of weights/means/stds; got {len(w)}/{len(m)}/{len(s)}")
+            raise ValueError("mixture needs equal, non-zero numbers of weights/means/stds; "
+                             f"got {len(w)}/{len(m)}/{len(s)}")
         if any(x <= 0 or not math.isfinite(x) for x in w) or abs(sum(w) - 1.0) > 1e-9:
             raise ValueError(f"mixture weights must be positive and sum to 1; got {w}")
         if any(x < 0 or not math.isfinite(x) for x in s):

@@ -12,8 +12,11 @@ from . import _book_kernels as K
 
 # market record columns
 (M_STEP, M_BID, M_ASK, M_MID, M_BID_DEPTH, M_ASK_DEPTH, M_VOLUME, M_CROWD_FLOW, M_TRADES, M_MESSAGES,
- M_MAKER_BID, M_MAKER_ASK) = range(12)
-MARKET_FIELDS = 12
+ M_MAKER_BID, M_MAKER_ASK, M_SIGNED_VOLUME) = range(13)
+MARKET_FIELDS = 13
+# execution record columns: one row per crowd order
+X_STEP, X_AGENT, X_REQUESTED, X_FILLED, X_SHORTFALL = range(5)
+EXECUTION_FIELDS = 5
 # status codes
 OK = 0
 HIT_GRID_EDGE = 1
@@ -55,19 +58,23 @@ def _push(buf, n, kind, sign, price, qty, oid, agent):
 
 
 @njit(cache=True)
-def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
+def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, initial_mid,
                noise_rates, noise_mean_depth, noise_max_size,
                n_makers, quote_size, max_q, bid_offset, ask_offset,
                agent_type, initial_lots, lots_per_unit, a, b, c, grid, gx0, gdx, gdt,
                ioc, ioc_ticks, stop_at_target, max_trades_kept,
-               rec_market, rec_depth, rec_inventory, rec_cash, rec_filled, kept_trades, counters):
+               rec_market, rec_depth, rec_inventory, rec_cash, rec_filled, kept_trades, executions, counters):
     """Run warmup + n_steps steps; fill the record arrays. Returns a status code.
 
     rec_depth (n_rec, 2, K): lots resting 0..K-1 ticks behind the best bid (row 0) and
     the best ask (row 1) at each record.
 
+    The crowd trades on steps 0 .. n_steps-1; ``post_steps`` more steps of noise and
+    makers follow (to watch impact decay). executions (out, cap x 5): per crowd order its
+    step, agent, requested and filled lots (signed) and shortfall against the step's
+    starting mid (ticks·lots, > 0 is a cost).
     counters (out): [trades kept, trades total, messages total, first step at the grid
-    edge (-1 if none), final live orders, crowd decisions].
+    edge (-1 if none), final live orders, crowd decisions, executions kept].
     """
     np.random.seed(seed)
     n_agents = agent_type.shape[0]
@@ -100,7 +107,13 @@ def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
     crowd_flow = 0
     trades_in_interval = 0
     msgs_in_interval = 0
-    total = warmup + n_steps
+    total = warmup + n_steps + post_steps
+    signed_volume = 0
+    n_exec = 0
+    ordered = np.empty(n_agents, dtype=np.int64)
+    step_requested = np.zeros(n_agents, dtype=np.int64)
+    step_filled = np.zeros(n_agents, dtype=np.int64)
+    step_cost = np.zeros(n_agents)
     for n in range(total + 1):
         step = n - warmup
         bb = meta[K.BEST_BID]
@@ -118,6 +131,7 @@ def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
             rec_market[rec, M_CROWD_FLOW] = crowd_flow
             rec_market[rec, M_TRADES] = trades_in_interval
             rec_market[rec, M_MESSAGES] = msgs_in_interval
+            rec_market[rec, M_SIGNED_VOLUME] = signed_volume
             for d in range(rec_depth.shape[2]):
                 if bb - d >= 0:
                     rec_depth[rec, 0, d] = levels[K.BID, bb - d, K.VOLUME]
@@ -131,6 +145,7 @@ def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
             crowd_flow = 0
             trades_in_interval = 0
             msgs_in_interval = 0
+            signed_volume = 0
             rec += 1
         if n == total:
             break
@@ -176,7 +191,7 @@ def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
                 n_noise_ids -= 1
                 noise_ids[j] = noise_ids[n_noise_ids]
         # ---- market makers: cancel, re-quote ----
-        row = min(max(step, 0), bid_offset.shape[0] - 1)
+        row = max(step, 0) if step < n_steps else 0  # after the horizon: long-horizon quotes
         for m in range(n_makers):
             acc = 1 + m
             for old in (maker_bid[m], maker_ask[m]):
@@ -204,7 +219,8 @@ def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
                 rec_market[rec - 1, M_MAKER_BID] = bid if maker_bid[m] >= 0 else np.nan
                 rec_market[rec - 1, M_MAKER_ASK] = ask if maker_ask[m] >= 0 else np.nan
         # ---- execution crowd ----
-        if step >= 0 and n_agents > 0:
+        n_ordered = 0
+        if 0 <= step < n_steps and n_agents > 0:
             q_sum = 0.0
             for i in range(n_agents):
                 q_sum += inv[first_crowd + i]
@@ -237,6 +253,9 @@ def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
                     msgs = _push(msgs, n_msg, K.MARKET, sign, 0, abs(lots), next_oid, acc)
                 n_msg += 1
                 next_oid += 1
+                ordered[n_ordered] = i
+                n_ordered += 1
+                step_requested[i] = lots
         # ---- random order inside the step, then the book ----
         for i in range(n_msg - 1, 0, -1):
             j = np.random.randint(i + 1)
@@ -266,13 +285,28 @@ def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
             filled[taker] += side * qty
             filled[maker] -= side * qty
             volume += qty
+            signed_volume += side * qty
             if taker >= first_crowd:
                 crowd_flow += side * qty
+                step_filled[taker - first_crowd] += side * qty
+                step_cost[taker - first_crowd] += side * qty * (px - mid)
             if maker >= first_crowd:
                 crowd_flow -= side * qty
             if n_kept < max_trades_kept:
                 kept_trades[n_kept] = trades[r]
                 n_kept += 1
+        for o in range(n_ordered):
+            i = ordered[o]
+            if n_exec < executions.shape[0]:
+                executions[n_exec, X_STEP] = step
+                executions[n_exec, X_AGENT] = i
+                executions[n_exec, X_REQUESTED] = step_requested[i]
+                executions[n_exec, X_FILLED] = step_filled[i]
+                executions[n_exec, X_SHORTFALL] = step_cost[i]
+                n_exec += 1
+            step_requested[i] = 0
+            step_filled[i] = 0
+            step_cost[i] = 0.0
         n_trades_total += meta[K.N_TRADES]
         trades_in_interval += meta[K.N_TRADES]
         # ---- bookkeeping for the next step ----
@@ -294,6 +328,7 @@ def run_market(n_steps, warmup, dt, record_every, seed, n_ticks, initial_mid,
     counters[3] = edge_step
     counters[4] = meta[K.N_LIVE]
     counters[5] = decisions
+    counters[6] = n_exec
     return HIT_GRID_EDGE if edge_step >= 0 else OK
 
 

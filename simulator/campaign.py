@@ -23,7 +23,6 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
+from mfg.io import atomic_write
 
 from .config import ConfigError, Section, lq_model, read_toml
 
@@ -165,7 +164,8 @@ def build_run(cfg: dict, source: str) -> dict:
         fd_grid = None
         if "fd_grid" in crowd_sec.data:
             g = crowd_sec.table("fd_grid")
-            fd_grid = Grid(g.number("x_min"), g.number("x_max"), g.integer("n_x", lo=5), model.T, g.integer("n_t", lo=1))
+            fd_grid = Grid(g.number("x_min"), g.number("x_max"), g.integer("n_x", lo=5), model.T,
+                           g.integer("n_t", lo=1))
             g.done()
         crowd = ExecutionCrowd(
             n_agents, model, strategy=crowd_sec.get("strategy", "mfg"),
@@ -217,17 +217,7 @@ def _write(df, out_dir: Path, table: str, run: RunSpec) -> None:
     from analysis.schemas import TABLES
 
     schema = TABLES[table]
-    df = df.select(list(schema)).cast(dict(schema))
-    folder = out_dir / table / f"N={run.n_agents}" / f"seed={run.seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{run.run_id}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.write_parquet(tmp)
-        os.replace(tmp, folder / f"{run.run_id}.parquet")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(shard_path(out_dir, table, run), df.select(list(schema)).cast(dict(schema)).write_parquet)
 
 
 def shard_path(out_dir: Path, table: str, run: RunSpec) -> Path:
@@ -338,15 +328,8 @@ def _write_manifest(out: Path, rows: dict[str, dict]) -> None:
 
     from analysis.schemas import MANIFEST
 
-    df = pl.DataFrame(list(rows.values()), schema=MANIFEST)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.sort("run_id").write_parquet(tmp)
-        os.replace(tmp, out / "manifest.parquet")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    table = pl.DataFrame(list(rows.values()), schema=MANIFEST).sort("run_id")
+    atomic_write(out / "manifest.parquet", table.write_parquet)
 
 
 def run_campaign(campaign: CampaignSpec | str | Path, out_root: str | Path = "runs/out", *,

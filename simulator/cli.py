@@ -3,6 +3,7 @@
     mfgsim demo                   small experiments (a) and (c) end to end
     mfgsim run CAMPAIGN.toml      run a campaign (resumable) -> Parquet shards
     mfgsim report OUTDIR          convergence table and figures
+    mfgsim calibrate CONFIG.toml  impact from the book -> MFG -> book, to a fixed point
     mfgsim solve CONFIG.toml      solve a mean-field game, write Parquet and a figure
     mfgsim --version
 """
@@ -60,9 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  mfgsim run runs/experiment_c_book.toml --dask local"),
     )
     run.add_argument("campaign", help="campaign TOML file (see runs/)")
-    run.add_argument("--out", default="runs/out", help="output root (default runs/out)")
-    run.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    run.add_argument("--dask", metavar="ADDRESS", help="run on Dask distributed: a scheduler address, or 'local'")
+    _engine_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
 
@@ -74,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-figures", action="store_true", help="print the table only")
     rep.set_defaults(func=_cmd_report)
 
+    cal = sub.add_parser(
+        "calibrate", help="close the loop: impact measured from the book -> MFG -> book, to a fixed point",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Start from the model's (kappa, k, c); run the book with the crowd on that model's MFG\n"
+            "feedback over several seeds; estimate (kappa, k, c) from the book; take a damped step\n"
+            "towards the estimates; repeat until they change by less than tol. Writes\n"
+            "OUT/<name>/calibration.parquet (one row per iteration), meta_orders.parquet and figures.\n"
+            "Exit code 1 when a point does not converge.\n\n"
+            "example: mfgsim calibrate runs/closed_loop.toml"),
+    )
+    cal.add_argument("config", help="calibration TOML file (see runs/closed_loop.toml)")
+    _engine_arguments(cal)
+    cal.set_defaults(func=_cmd_calibrate)
+
     demo = sub.add_parser("demo", help="small versions of experiments (a) particles and (c) the book, end to end",
                           description="Runs two small campaigns on the local process pool (about two minutes "
                                       "on 2 cores), prints their convergence tables and where the figures are.")
@@ -81,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/out", help="output root (default runs/out)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--dask", metavar="ADDRESS", help="run on Dask distributed: a scheduler address, or 'local'")
 
 
 def _cmd_run(args) -> int:
@@ -123,6 +143,22 @@ def _cmd_report(args) -> int:
     for path in rep.figures:
         print(f"wrote {path}")
     return 0
+
+
+def _cmd_calibrate(args) -> int:
+    import polars as pl
+
+    from .calibrate import run_calibration, summarize
+    from .config import ConfigError
+
+    try:
+        out, converged = run_calibration(args.config, args.out, workers=args.workers, dask=args.dask)
+    except ConfigError as exc:
+        print(f"mfgsim calibrate: {exc}", file=sys.stderr)
+        return 2
+    print(summarize(pl.read_parquet(out / "calibration.parquet")))
+    print(f"wrote {out / 'calibration.parquet'} and figures in {out}")
+    return 0 if converged else 1
 
 
 def _cmd_demo(args) -> int:
@@ -170,7 +206,8 @@ def _cmd_solve(args) -> int:
           f"{sol.seconds:.2f} s; mass error {np.max(np.abs(sol.mass() - 1)):.1e}")
     if reference is not None:
         t = cfg.grid.t
-        print(f"vs closed form: max |E error| {np.max(np.abs(sol.mean_inventory() - reference.mean_inventory(t))):.3e}, "
+        err_E = np.max(np.abs(sol.mean_inventory() - reference.mean_inventory(t)))
+        print(f"vs closed form: max |E error| {err_E:.3e}, "
               f"max |mu error| {np.max(np.abs(sol.mean_rate - reference.mean_rate(t[:-1]))):.3e}")
     print(f"wrote {parquet}")
     for f in figures:

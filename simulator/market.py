@@ -39,6 +39,8 @@ class MarketSpec:
     n_ticks, initial_mid : price grid and the starting mid (ticks). tick_size : price of
     one tick (currency per lot).
     record_every : steps between records; max_trades_kept : trades kept in the output.
+    post_steps : steps of noise and makers after T (the crowd has stopped), to watch the
+    price relax after the crowd's meta-orders. max_executions_kept : crowd orders kept.
     """
 
     T: float
@@ -53,6 +55,8 @@ class MarketSpec:
     warmup_steps: int = 200
     record_every: int = 10
     max_trades_kept: int = 100_000
+    post_steps: int = 0
+    max_executions_kept: int = 0
 
     def __post_init__(self):
         for name in ("T", "dt", "tick_size"):
@@ -63,12 +67,13 @@ class MarketSpec:
         if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
             raise ValueError(f"dt={self.dt} does not divide T={self.T} (T/dt = {ratio}); choose dt = T/n")
         for name, lo in (("n_ticks", 16), ("initial_mid", 1), ("warmup_steps", 0), ("record_every", 1),
-                         ("max_trades_kept", 0)):
+                         ("max_trades_kept", 0), ("post_steps", 0), ("max_executions_kept", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}={v!r} is not allowed; must be an integer >= {lo}")
-        if self.n_steps % self.record_every:
-            raise ValueError(f"record_every={self.record_every} does not divide the {self.n_steps} steps")
+        if (self.n_steps + self.post_steps) % self.record_every:
+            raise ValueError(f"record_every={self.record_every} does not divide the "
+                             f"{self.n_steps + self.post_steps} steps (n_steps + post_steps)")
         if self.crowd is not None and abs(self.crowd.model.T - self.T) > 1e-12 * self.T:
             raise ValueError(f"crowd.model.T={self.crowd.model.T} differs from T={self.T}")
         margin = self.price_margin()
@@ -96,13 +101,14 @@ class MarketSpec:
         noise = self.noise
         s = self.liquidity_scale
         mean_size = 0.5 * (noise.max_size + 1)
-        steps = self.n_steps + self.warmup_steps
+        steps = self.n_steps + self.warmup_steps + self.post_steps
         walk = 10.0 * noise.mean_depth * math.sqrt(max(1.0, noise.market_rate * s * self.dt * steps) / max(s, 1))
         crowd = 0.0
         if self.crowd is not None and noise.cancel_rate > 0:
             depth_per_tick = max(noise.limit_rate * s * mean_size / (2 * noise.cancel_rate * noise.mean_depth), 1.0)
-            position = self.crowd.n_agents * self.crowd.lots_per_unit * sum(
-                w * abs(p.m0.mean) + 3 * max(p.m0.stds) for w, p in zip(self.crowd.model.weights, self.crowd.model.types))
+            model = self.crowd.model
+            per_agent = sum(w * abs(p.m0.mean) + 3 * max(p.m0.stds) for w, p in zip(model.weights, model.types))
+            position = self.crowd.n_agents * self.crowd.lots_per_unit * per_agent
             crowd = 3.0 * position / depth_per_tick
         return int(math.ceil(32 + walk + crowd))
 
@@ -120,6 +126,9 @@ class MarketRun:
         record, in lots and tick·lots: conservation is checked on these.
     trades : the first ``max_trades_kept`` trades (TRADE_DTYPE; ``step`` is the run step).
     depth : (records, 2, DEPTH_LEVELS) lots resting 0.. ticks behind the best bid / ask.
+    executions : per crowd order (the first ``max_executions_kept``): step, agent,
+        requested and filled lots (signed), shortfall against the step's starting mid
+        (ticks·lots; positive is a cost).
     """
 
     spec: MarketSpec | ParticleSpec
@@ -135,6 +144,12 @@ class MarketRun:
     decisions: int
     seconds: float
     penalty: np.ndarray | None = None  # particles: ∫ Q_i² dt per agent
+    executions: dict | None = None
+
+    def executions_frame(self):
+        import polars as pl
+
+        return pl.DataFrame(self.executions)
 
     def market_frame(self):
         import polars as pl
@@ -178,7 +193,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     bid_off, ask_off = makers.quote_offsets(tau)
     noise = spec.noise
     rates = np.array([noise.limit_rate * s, noise.market_rate * s, noise.cancel_rate])
-    n_rec = n_steps // spec.record_every + 1
+    n_rec = (n_steps + spec.post_steps) // spec.record_every + 1
     n_acc = 1 + n_makers + lots.size
     rec_market = np.zeros((n_rec, MK.MARKET_FIELDS))
     rec_market[:, MK.M_MAKER_BID:] = np.nan
@@ -187,11 +202,13 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     rec_cash = np.zeros((n_rec, n_acc), dtype=np.int64)
     rec_filled = np.zeros((n_rec, n_acc), dtype=np.int64)
     kept = np.zeros((spec.max_trades_kept, len(TRADE_DTYPE.names)), dtype=np.int64)
-    counters = np.zeros(6, dtype=np.int64)
+    counters = np.zeros(7, dtype=np.int64)
+    executions = np.zeros((spec.max_executions_kept, MK.EXECUTION_FIELDS))
     crowd = spec.crowd
     # explicit scalar types: one compiled signature for every run
     status = MK.run_market(
-        int(n_steps), int(spec.warmup_steps), float(spec.dt), int(spec.record_every), int(seed) ^ 0x5EED,
+        int(n_steps), int(spec.warmup_steps), int(spec.post_steps), float(spec.dt), int(spec.record_every),
+        int(seed) ^ 0x5EED,
         int(spec.n_ticks), int(spec.initial_mid), rates, float(noise.mean_depth), int(noise.max_size),
         int(n_makers), int(makers.quote_size * s), int(makers.max_inventory),
         np.ascontiguousarray(bid_off, dtype=np.float64), np.ascontiguousarray(ask_off, dtype=np.float64),
@@ -199,7 +216,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         float(gx0), float(gdx), float(gdt),
         bool(crowd is not None and crowd.order_type == "ioc"), int(crowd.ioc_ticks if crowd is not None else 0),
         bool(crowd is not None and crowd.stop_at_target),
-        int(spec.max_trades_kept), rec_market, rec_depth, rec_inv, rec_cash, rec_filled, kept, counters)
+        int(spec.max_trades_kept), rec_market, rec_depth, rec_inv, rec_cash, rec_filled, kept, executions, counters)
     if status == MK.HIT_GRID_EDGE:
         raise RuntimeError(f"the price reached the edge of the grid at step {counters[3]} (n_ticks={spec.n_ticks}); "
                            "raise n_ticks or reduce the crowd's position")
@@ -214,6 +231,13 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         "trades": rec_market[:, MK.M_TRADES].astype(np.int64),
         "messages": rec_market[:, MK.M_MESSAGES].astype(np.int64),
         "maker_bid": rec_market[:, MK.M_MAKER_BID], "maker_ask": rec_market[:, MK.M_MAKER_ASK],
+        "signed_volume": rec_market[:, MK.M_SIGNED_VOLUME].astype(np.int64),
+    }
+    ex = executions[: counters[6]]
+    execution_cols = {
+        "step": ex[:, MK.X_STEP].astype(np.int64), "agent": ex[:, MK.X_AGENT].astype(np.int64),
+        "requested": ex[:, MK.X_REQUESTED].astype(np.int64), "filled": ex[:, MK.X_FILLED].astype(np.int64),
+        "shortfall": ex[:, MK.X_SHORTFALL],
     }
     first = 1 + n_makers
     n = lots.size
@@ -229,7 +253,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     trades = kept[: counters[0]].copy().view(TRADE_DTYPE).reshape(-1)
     return MarketRun(spec, int(seed), market, agents, rec_inv, rec_cash, rec_depth, trades, int(counters[1]),
                      int(counters[2]),
-                     int(counters[5]), time.perf_counter() - t0)
+                     int(counters[5]), time.perf_counter() - t0, executions=execution_cols)
 
 
 @dataclass(frozen=True)
@@ -285,7 +309,7 @@ def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:
     zeros = np.zeros(n_rec, dtype=np.int64)
     market = {"step": steps, "t": steps * spec.dt, "best_bid": nan, "best_ask": nan, "mid": price,
               "bid_depth": zeros, "ask_depth": zeros, "volume": zeros, "crowd_flow": zeros, "trades": zeros,
-              "messages": zeros, "maker_bid": nan, "maker_ask": nan}
+              "messages": zeros, "maker_bid": nan, "maker_ask": nan, "signed_volume": zeros}
     agents = {"step": np.repeat(steps, n), "t": np.repeat(steps * spec.dt, n),
               "agent": np.tile(np.arange(n, dtype=np.int64), n_rec), "type": np.tile(types, n_rec),
               "inventory": inv.ravel(), "cash": cash.ravel(), "rate": rate.ravel()}

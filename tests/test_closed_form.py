@@ -104,7 +104,7 @@ def test_riccati_coefficients_against_ode(name):
     model = MODELS[name]
     k, c, kappa, s2 = model.k, model.c, model.kappa, model.sigma**2
     for j, p in enumerate(model.types):
-        def rhs(t, y, j=j):
+        def rhs(t, y, j=j, p=p):
             h2, h1, h0 = y
             mu = float(model.mean_rate(t))
             return [h2**2 / (2 * k) - 2 * p.phi,

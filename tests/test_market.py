@@ -114,9 +114,7 @@ def test_mean_field_scaling_keeps_the_price_response_order_one():
     assert price_impact(1000, False) > 5 * impacts[1000]
 
 
-def test_glft_exact_quotes_against_ode_and_asymptotics():
-    mm = MarketMakers(model="glft", risk_aversion=0.1, fill_intensity=50.0, fill_decay=0.5, volatility=1.5,
-                      max_inventory=4)
+def test_glft_exact_quotes_against_ode():
     Q, g, A, k, s = 4, 0.1, 50.0, 0.5, 1.5
     alpha, eta = 0.5 * k * g * s**2, A * (1 + g / k) ** (-(1 + k / g))
     q = np.arange(-Q, Q + 1)

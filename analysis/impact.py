@@ -1,0 +1,230 @@
+"""Price impact measured from the book (DESIGN §6).
+
+All estimators are least squares with standard errors (Newey–West when the residuals may
+be autocorrelated), and every coefficient is converted to the units of the LQ model:
+a unit of inventory is ``L`` lots, a price S per unit is ``L * tick_size * mid_ticks``,
+rates are units per time.
+
+* permanent impact κ: ΔS = κ μ Δt. Over blocks of ``h`` steps, the mid change (ticks) is
+  regressed on the crowd's net flow (lots): slope β, and κ = β · tick_size · N · L².
+* temporary impact: the crowd orders' cost per unit against each step's starting mid,
+  pooled per agent over blocks of h steps, y = a + k |ν| + c μ sign(ν) with ν the agent's
+  rate and μ the crowd's mean rate in the block. ``a`` is the half-spread, which the LQ
+  model does not have: it enters the model as its least-squares quadratic projection
+  a E|ν|³/E|ν|⁴ added to k (own impact alone vanishes under mean-field scaling).
+* diagnostics: Kyle's λ (ΔP on the net taker flow) and the order-flow imbalance of
+  Cont–Kukanov–Stoikov (ΔP on OFI, with R²).
+* meta-orders: the response exponent δ of peak impact ~ size^δ (square root: δ = 1/2) and
+  the ratio of permanent to peak impact after the order ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Regression:
+    """OLS result: coefficients, standard errors, R², observations."""
+
+    names: tuple[str, ...]
+    coef: np.ndarray
+    stderr: np.ndarray
+    r2: float
+    n_obs: int
+
+    def __getitem__(self, name: str) -> tuple[float, float]:
+        i = self.names.index(name)
+        return float(self.coef[i]), float(self.stderr[i])
+
+    def ci(self, name: str, z: float = 1.96) -> tuple[float, float]:
+        b, se = self[name]
+        return b - z * se, b + z * se
+
+
+def ols(X: np.ndarray, y: np.ndarray, names, hac_lags: int = 0) -> Regression:
+    """Least squares with homoskedastic (lags 0) or Newey–West (lags > 0) standard errors."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    keep = np.all(np.isfinite(X), axis=1) & np.isfinite(y)
+    X, y = X[keep], y[keep]
+    n, p = X.shape
+    if n <= p:
+        raise ValueError(f"regression needs more observations ({n}) than coefficients ({p})")
+    if np.linalg.matrix_rank(X) < p:
+        constant = [name for name, col in zip(names, X.T) if np.ptp(col) == 0 and name not in ("const", "a", "log_a")]
+        raise ValueError(f"regressors {list(names)} are collinear" + (
+            f"; {constant} do not vary (pool over a longer horizon)" if constant else ""))
+    XtX_inv = np.linalg.inv(X.T @ X)
+    coef = XtX_inv @ X.T @ y
+    resid = y - X @ coef
+    if hac_lags <= 0:
+        cov = XtX_inv * (resid @ resid) / (n - p)
+    else:
+        u = X * resid[:, None]
+        S = u.T @ u
+        for lag in range(1, hac_lags + 1):
+            w = 1.0 - lag / (hac_lags + 1.0)  # Bartlett kernel
+            G = u[lag:].T @ u[:-lag]
+            S += w * (G + G.T)
+        cov = XtX_inv @ S @ XtX_inv * n / (n - p)
+    tss = np.sum((y - y.mean()) ** 2)
+    r2 = 1.0 - float(resid @ resid) / tss if tss > 0 else float("nan")
+    return Regression(tuple(names), coef, np.sqrt(np.diag(cov)), r2, n)
+
+
+def _blocks(x: np.ndarray, h: int) -> np.ndarray:
+    m = (x.size // h) * h
+    return x[:m].reshape(-1, h).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class ImpactEstimate:
+    """(κ, k, c) in model units with standard errors, plus the spread cost and diagnostics.
+
+    ``k`` is the model's temporary impact: max(own-rate slope, 0) plus the quadratic
+    projection of the spread cost; ``c`` is floored at 0.
+    """
+
+    kappa: float
+    kappa_se: float
+    k: float
+    k_se: float
+    c: float
+    c_se: float
+    spread_cost: float
+    permanent: Regression
+    temporary: Regression
+
+
+def permanent_impact(markets, n_agents: int, lots_per_unit: int, tick_size: float, horizon: int = 10,
+                     n_steps: int | None = None) -> Regression:
+    """Mid change over blocks of ``horizon`` steps on the crowd's net flow (per-step records).
+
+    ``markets``: market tables recorded every step (dicts or DataFrames). Only steps the
+    crowd trades on (the first ``n_steps``) are used. The returned slope ``beta`` is in
+    ticks per lot; ``kappa`` = beta · tick_size · N · L² (model units).
+    """
+    dmid, flow = [], []
+    for m in markets:
+        mid = np.asarray(m["mid"], dtype=np.float64)
+        crowd = np.asarray(m["crowd_flow"], dtype=np.float64)
+        last = mid.size - 1 if n_steps is None else min(n_steps, mid.size - 1)
+        # record r+1 holds the flow of the step that moved the mid from record r
+        dmid.append(_blocks(np.diff(mid[: last + 1]), horizon))
+        flow.append(_blocks(crowd[1: last + 1], horizon))
+    dmid, flow = np.concatenate(dmid), np.concatenate(flow)
+    reg = ols(np.stack([np.ones_like(flow), flow], axis=1), dmid, ("const", "beta"), hac_lags=2)
+    scale = tick_size * n_agents * lots_per_unit**2
+    return Regression(reg.names + ("kappa",), np.append(reg.coef, reg.coef[1] * scale),
+                      np.append(reg.stderr, reg.stderr[1] * scale), reg.r2, reg.n_obs)
+
+
+def temporary_impact(executions, markets, n_agents: int, lots_per_unit: int, tick_size: float, dt: float,
+                     horizon: int = 10) -> Regression:
+    """Cost per unit on (1, |ν|, μ sign ν) over agent × block-of-``horizon``-steps cells.
+
+    Per order the own rate is not identified (mean-field scaling makes every order a lot or
+    two), so each agent's orders are pooled over blocks: y = its shortfall per unit traded
+    (model price units), |ν| = its traded volume rate, μ sign ν = the crowd's mean rate in
+    the block signed by the agent's direction. Coefficients: a (half-spread), k, c; and
+    ``spread_as_k`` = a E|ν|³/E|ν|⁴, the least-squares projection of a|ν| on k ν².
+    """
+    L = lots_per_unit
+    ys, own, crowd_term = [], [], []
+    for ex, m in zip(executions, markets):
+        filled = np.asarray(ex["filled"], dtype=np.float64)
+        ok = filled != 0
+        step = np.asarray(ex["step"])[ok]
+        agent = np.asarray(ex["agent"])[ok]
+        filled = filled[ok]
+        cost = np.asarray(ex["shortfall"], dtype=np.float64)[ok]
+        block = step // horizon
+        n_blocks = int(block.max()) + 1 if block.size else 1
+        cells, inv = np.unique(agent * n_blocks + block, return_inverse=True)
+        volume = np.bincount(inv, np.abs(filled))
+        net = np.bincount(inv, filled)
+        total_cost = np.bincount(inv, cost)
+        cell_block = cells % n_blocks
+        flow = np.asarray(m["crowd_flow"], dtype=np.float64)[1:]
+        block_flow = _blocks(np.append(flow, np.zeros((-flow.size) % horizon)), horizon)
+        mu = block_flow[cell_block] / (n_agents * L * horizon * dt)
+        ys.append(total_cost / volume * tick_size * L)
+        own.append(volume / (L * horizon * dt))
+        crowd_term.append(mu * np.sign(net))
+    y, nu, mu_s = np.concatenate(ys), np.concatenate(own), np.concatenate(crowd_term)
+    reg = ols(np.stack([np.ones_like(y), nu, mu_s], axis=1), y, ("a", "k", "c"), hac_lags=0)
+    projection = float(np.mean(nu**3) / np.mean(nu**4))
+    return Regression(reg.names + ("spread_as_k",), np.append(reg.coef, reg.coef[0] * projection),
+                      np.append(reg.stderr, reg.stderr[0] * projection), reg.r2, reg.n_obs)
+
+
+def estimate_impact(runs, n_agents: int, lots_per_unit: int, tick_size: float, dt: float, n_steps: int,
+                    horizon: int = 10) -> ImpactEstimate:
+    """κ, k, c from market runs recorded every step (with their crowd executions)."""
+    markets = [r.market for r in runs]
+    perm = permanent_impact(markets, n_agents, lots_per_unit, tick_size, horizon, n_steps)
+    temp = temporary_impact([r.executions for r in runs], markets, n_agents, lots_per_unit, tick_size, dt, horizon)
+    kappa, kappa_se = perm["kappa"]
+    k, k_se = temp["k"]
+    spread_k, spread_k_se = temp["spread_as_k"]
+    c, c_se = temp["c"]
+    # the model needs k > 0 and c >= 0: own impact is floored at zero before the spread term
+    return ImpactEstimate(kappa, kappa_se, max(k, 0.0) + spread_k, float(np.hypot(k_se, spread_k_se)),
+                          max(c, 0.0), c_se, temp["a"][0], perm, temp)
+
+
+def kyle_lambda(markets, horizon: int = 1) -> Regression:
+    """ΔP (ticks) on the net taker flow (lots) of all traders: Kyle's λ in ticks per lot."""
+    dmid, flow = [], []
+    for m in markets:
+        mid = np.asarray(m["mid"], dtype=np.float64)
+        signed = np.asarray(m["signed_volume"], dtype=np.float64)
+        dmid.append(_blocks(np.diff(mid), horizon))
+        flow.append(_blocks(signed[1:], horizon))
+    dmid, flow = np.concatenate(dmid), np.concatenate(flow)
+    return ols(np.stack([np.ones_like(flow), flow], axis=1), dmid, ("const", "lambda"))
+
+
+def order_flow_imbalance(markets) -> Regression:
+    """ΔP on OFI_n (Cont–Kukanov–Stoikov), from best quotes and their depths each step."""
+    dmid, ofi = [], []
+    for m in markets:
+        bid = np.asarray(m["best_bid"], dtype=np.float64)
+        ask = np.asarray(m["best_ask"], dtype=np.float64)
+        qb = np.asarray(m["bid_depth"], dtype=np.float64)
+        qa = np.asarray(m["ask_depth"], dtype=np.float64)
+        e = ((bid[1:] >= bid[:-1]) * qb[1:] - (bid[1:] <= bid[:-1]) * qb[:-1]
+             - (ask[1:] <= ask[:-1]) * qa[1:] + (ask[1:] >= ask[:-1]) * qa[:-1])
+        ofi.append(e)
+        dmid.append(np.diff(np.asarray(m["mid"], dtype=np.float64)))
+    dmid, ofi = np.concatenate(dmid), np.concatenate(ofi)
+    return ols(np.stack([np.ones_like(ofi), ofi], axis=1), dmid, ("const", "ofi"))
+
+
+def response_exponent(sizes, impacts) -> Regression:
+    """log impact = log a + δ log size; δ = 1/2 is the square-root law."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    impacts = np.asarray(impacts, dtype=np.float64)
+    if np.any(sizes <= 0) or np.any(impacts <= 0):
+        raise ValueError("the response exponent needs positive sizes and impacts")
+    x = np.log(sizes)
+    return ols(np.stack([np.ones_like(x), x], axis=1), np.log(impacts), ("log_a", "delta"))
+
+
+def decay_profile(mid_paths, sides, end_index: int, tail: int) -> dict:
+    """Mean impact path of meta-orders (in the direction of trading) and its summary.
+
+    mid_paths : (orders, times) mid prices; sides : +1 buy / -1 sell per order;
+    end_index : the record where execution ended; tail : records averaged for the
+    permanent level at the end of the path.
+    """
+    paths = np.asarray(mid_paths, dtype=np.float64)
+    impact = (paths - paths[:, :1]) * np.asarray(sides, dtype=np.float64)[:, None]
+    mean = impact.mean(axis=0)
+    peak = float(mean[end_index])
+    permanent = float(mean[-tail:].mean())
+    return {"impact": mean, "peak": peak, "permanent": permanent,
+            "permanent_fraction": permanent / peak if peak != 0 else float("nan")}

@@ -1,0 +1,299 @@
+"""Closing the loop: trades -> order flow -> impact measured from the book -> MFG -> trades.
+
+``mfgsim calibrate runs/closed_loop.toml`` starts from the model's (κ, k, c), runs the book
+with the crowd on that model's MFG feedback over several seeds, re-estimates (κ, k, c) from
+the book (:mod:`analysis.impact`), and moves the calibrated parameters (``parameters``,
+default κ and c) a damped step towards the estimates, until they change by less than
+``tol`` (relative) or by less than two standard errors of the estimates (the book cannot
+tell them apart), or ``max_iter`` is reached.
+
+Why k is not fed back by default: under mean-field scaling one agent's orders are a lot or
+two, so its own temporary impact is not identified (the fitted slope is ~0); what the book
+charges it is the half-spread, a linear cost. Its quadratic projection a E|ν|³/E|ν|⁴ is
+reported as ``k_hat``, but feeding it back has no interior fixed point (a smaller k makes
+the crowd trade faster, which shrinks the projection further), so k stays the agents'
+configured speed friction unless ``parameters`` includes it.
+
+Outputs under ``runs/out/<name>/``:
+
+* ``calibration.parquet``: per sweep point and iteration, the parameters used, the book's
+  estimates with standard errors, the distance, the price error (book price move against
+  the model's κ (E(t) - E(0))) and the finite-N gap (W1, mean inventory, mean rate) of the
+  agents to the MFG law of the parameters they traded on;
+* ``meta_orders.parquet`` (when ``[meta_orders]`` is given): impact of crowd meta-orders
+  of several sizes, peak and after ``post_steps`` of relaxation, and the fitted exponent;
+* figures of the parameter paths and of the meta-order study.
+
+A ``[sweep]`` over book parameters (e.g. ``"market.noise.limit_rate"``) calibrates each
+point: the fixed point moves with the book.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mfg.io import atomic_write
+
+from .campaign import _sweep_points, build_run, make_engine
+from .config import read_toml
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    seeds: tuple[int, ...]
+    damping: float
+    tol: float
+    max_iter: int
+    horizon: int  # steps per block in the impact regressions
+    w1_records: int  # records used for the finite-N comparison
+    parameters: tuple[str, ...] = ("kappa", "c")  # fed back from the book; the others stay fixed
+
+
+@dataclass(frozen=True)
+class MetaOrderSettings:
+    sizes: tuple[float, ...]  # per-agent meta-order sizes, model units
+    seeds: tuple[int, ...]
+    post_steps: int
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    name: str
+    source: str
+    settings: CalibrationSettings
+    points: tuple[dict, ...]  # resolved configs, one per sweep point
+    labels: tuple[str, ...]  # the sweep values of each point (JSON)
+    meta_orders: MetaOrderSettings | None
+
+
+def _parameters(cal) -> tuple[str, ...]:
+    value = cal.get("parameters", ["kappa", "c"])
+    known = {"kappa", "k", "c"}
+    if not isinstance(value, list) or not value or not set(value) <= known or len(set(value)) != len(value):
+        raise cal.error("parameters", value, "expected a non-empty list of distinct names among 'kappa', 'k', 'c'")
+    return tuple(value)
+
+
+def load_calibration(path: str | Path) -> CalibrationPlan:
+    """Read and validate a calibration file (every sweep point is built once here)."""
+    root = read_toml(path)
+    cal = root.table("calibration")
+    name = cal.get("name", Path(path).stem)
+    seeds = cal.get("seeds", 4)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise cal.error("seeds", seeds, "expected a count >= 1")
+    settings = CalibrationSettings(
+        seeds=tuple(range(seeds)), damping=cal.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True),
+        tol=cal.number("tol", 0.05, lo=0.0, lo_open=True), max_iter=cal.integer("max_iter", 10, lo=1),
+        horizon=cal.integer("horizon", 10, lo=2), w1_records=cal.integer("w1_records", 11, lo=2),
+        parameters=_parameters(cal))
+    cal.done()
+    meta = None
+    if "meta_orders" in root.data:
+        mo = root.table("meta_orders")
+        n_seeds = mo.integer("seeds", 4, lo=1)
+        meta = MetaOrderSettings(sizes=mo.numbers("sizes"), seeds=tuple(range(n_seeds)),
+                                 post_steps=mo.integer("post_steps", 250, lo=1))
+        if any(s <= 0 for s in meta.sizes):
+            raise mo.error("sizes", list(meta.sizes), "meta-order sizes must be > 0")
+        mo.done()
+    points = _sweep_points(root.table("sweep", {}))
+    base = {k: v for k, v in root.data.items() if k not in ("calibration", "meta_orders", "sweep")}
+    base["campaign"] = {"kind": "market", "record_every": 1}
+    resolved, labels = [], []
+    for point in points:
+        cfg = copy.deepcopy(base)
+        for dotted, value in point.items():
+            node = cfg
+            for key in dotted.split(".")[:-1]:
+                node = node.setdefault(key, {})
+            node[dotted.split(".")[-1]] = value
+        build_run(cfg, root.source)
+        resolved.append(cfg)
+        labels.append(json.dumps(point, sort_keys=True))
+    return CalibrationPlan(name, root.source, settings, tuple(resolved), tuple(labels), meta)
+
+
+def _with_params(cfg: dict, kappa: float, k: float, c: float) -> dict:
+    out = copy.deepcopy(cfg)
+    out["model"].update(kappa=float(kappa), k=float(k), c=float(c))
+    return out
+
+
+def _market_objects(cfg: dict, source: str):
+    obj = build_run(cfg, source)
+    spec = dataclasses.replace(obj["spec"], max_executions_kept=obj["n_agents"] * obj["spec"].n_steps,
+                               record_every=1, max_trades_kept=0)
+    return obj["model"], spec, obj
+
+
+def _finite_n_gap(runs, model, spec, n_records: int) -> dict:
+    """The agents against the MFG of the parameters they traded on.
+
+    W1, mean inventory and mean rate measure how well the agents execute their feedback
+    (lots, fills): they are blind to a wrong κ, because the law is that of the same
+    feedback. ``price_error`` is what a wrong κ gets wrong: the mean book price move
+    against the model's κ (E(t) - E(0)), in model price units (max over time).
+    """
+    from analysis.compare import compare_run
+
+    stride = max(1, (runs[0].market["t"].size - 1) // (n_records - 1))
+    rows = [compare_run(r, model, stride)[1] for r in runs]
+    out = {key: float(np.mean([row[key] for row in rows]))
+           for key in ("w1_mean", "mean_inventory_error", "mean_rate_error")}
+    t = runs[0].market["t"]
+    inside = t <= model.T * (1 + 1e-12)
+    mids = np.stack([r.market["mid"][inside] for r in runs])
+    book = (mids - mids[:, :1]).mean(axis=0) * spec.tick_size * spec.crowd.lots_per_unit
+    E = model.mean_inventory(t[inside])
+    out["price_error"] = float(np.max(np.abs(book - model.kappa * (E - E[0]))))
+    return out
+
+
+def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, progress=None) -> list[dict]:
+    """Iterate one sweep point to its fixed point; one row per iteration."""
+    from analysis.impact import estimate_impact, kyle_lambda, order_flow_imbalance
+
+    from .market import run_market
+
+    s = plan.settings
+    theta = np.array([cfg["model"]["kappa"], cfg["model"]["k"], cfg["model"].get("c", 0.0)], dtype=float)
+    rows = []
+    for it in range(s.max_iter + 1):
+        model, spec, obj = _market_objects(_with_params(cfg, *theta), plan.source)
+        runs = list(pool.map(run_market, [spec] * len(s.seeds), s.seeds))
+        crowd = spec.crowd
+        est = estimate_impact(runs, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps,
+                              s.horizon)
+        hat = np.array([est.kappa, est.k, est.c])
+        se = np.array([est.kappa_se, est.k_se, est.c_se])
+        free = np.array([name in s.parameters for name in ("kappa", "k", "c")])
+        scale = np.maximum(np.abs(theta), [1e-3, 1e-3, 0.05])
+        distance = float(np.max((np.abs(hat - theta) / scale)[free]))
+        # the estimates are noisy: a step inside their own ±2 s.e. is as close as the
+        # book can tell, whatever tol says
+        within_noise = bool(np.all((np.abs(hat - theta) <= 2 * se)[free]))
+        markets = [r.market for r in runs]
+        rows.append({
+            "point": point, "sweep": plan.labels[point], "iteration": it,
+            "kappa": theta[0], "k": theta[1], "c": theta[2],
+            "kappa_hat": est.kappa, "kappa_se": est.kappa_se, "k_hat": est.k, "k_se": est.k_se,
+            "c_hat": est.c, "c_se": est.c_se, "spread_cost": est.spread_cost,
+            "k_own": est.temporary["k"][0], "distance": distance,
+            **_finite_n_gap(runs, model, spec, s.w1_records),
+            "kyle_lambda": kyle_lambda(markets)["lambda"][0], "ofi_r2": order_flow_imbalance(markets).r2,
+            "within_noise": within_noise, "converged": False,
+        })
+        if progress is not None:
+            progress(rows[-1])
+        if distance < s.tol or within_noise:
+            rows[-1]["converged"] = True
+            break
+        if it < s.max_iter:
+            theta = np.where(free, theta + s.damping * (hat - theta), theta)
+    return rows
+
+
+def meta_order_study(cfg: dict, plan: CalibrationPlan, pool, kappa: float, k: float, c: float) -> list[dict]:
+    """Crowd meta-orders (TWAP sells of each size per agent), then ``post_steps`` of relaxation."""
+    from analysis.impact import decay_profile
+
+    from .market import run_market
+
+    meta = plan.meta_orders
+    rows = []
+    for size in meta.sizes:
+        sized = _with_params(cfg, kappa, k, c)
+        sized["model"]["types"] = [{**sized["model"]["types"][0], "m0": {"means": [float(size)], "stds": [0.0]},
+                                    "weight": 1.0}]
+        sized["crowd"] = {**sized["crowd"], "strategy": "twap", "stop_at_target": True}
+        obj = build_run(sized, plan.source)
+        spec = dataclasses.replace(obj["spec"], post_steps=meta.post_steps, record_every=1, max_trades_kept=0)
+        runs = list(pool.map(run_market, [spec] * len(meta.seeds), meta.seeds))
+        paths = np.stack([r.market["mid"] for r in runs])
+        prof = decay_profile(paths, -np.ones(len(runs)), spec.n_steps, max(1, meta.post_steps // 5))
+        rows.append({"size": float(size), "lots_per_agent": float(size) * spec.crowd.lots_per_unit,
+                     "peak_ticks": prof["peak"], "permanent_ticks": prof["permanent"],
+                     "permanent_fraction": prof["permanent_fraction"],
+                     "path": prof["impact"].tolist()})
+    return rows
+
+
+def run_calibration(path: str | Path, out_root: str | Path = "runs/out", workers: int | None = None,
+                    dask: str | None = None, verbose: bool = True) -> tuple[Path, bool]:
+    """Run the calibration of every sweep point; return (output folder, all converged)."""
+    import polars as pl
+
+    from analysis.figures import plot_calibration, plot_meta_orders, save_figure
+
+    from .campaign import warm_kernels
+
+    plan = load_calibration(path)
+    out = Path(out_root) / plan.name
+    out.mkdir(parents=True, exist_ok=True)
+    warm_kernels()
+
+    def say(row):
+        if verbose:
+            print(f"point {row['point']} it {row['iteration']}: kappa={row['kappa']:.4g} k={row['k']:.4g} "
+                  f"c={row['c']:.4g} -> book kappa={row['kappa_hat']:.4g}±{row['kappa_se']:.2g} "
+                  f"k={row['k_hat']:.4g}±{row['k_se']:.2g} c={row['c_hat']:.4g}±{row['c_se']:.2g}; "
+                  f"distance {row['distance']:.3g}, price error {row['price_error']:.4g}, "
+                  f"W1 {row['w1_mean']:.4g}", flush=True)
+
+    rows, meta_rows = [], []
+    with make_engine(workers, dask) as pool:
+        for i, cfg in enumerate(plan.points):
+            rows += calibrate_point(cfg, plan, pool, i, say)
+        if plan.meta_orders is not None:
+            last = rows[-1]
+            meta_rows = meta_order_study(plan.points[0], plan, pool, last["kappa"], last["k"], last["c"])
+    table = pl.DataFrame(rows)
+    atomic_write(out / "calibration.parquet", table.write_parquet)
+    save_figure(plot_calibration(table), out / "calibration")
+    if meta_rows:
+        from analysis.impact import response_exponent
+
+        meta = pl.DataFrame(meta_rows)
+        atomic_write(out / "meta_orders.parquet", meta.drop("path").write_parquet)
+        fit = response_exponent(meta["lots_per_agent"].to_numpy(), meta["peak_ticks"].to_numpy())
+        save_figure(plot_meta_orders(meta, fit), out / "meta_orders")
+        if verbose:
+            delta, se = fit["delta"]
+            print(f"meta-order response: peak impact ~ size^{delta:.3f} (± {se:.3f}); permanent fraction "
+                  + ", ".join(f"{f:.2f}" for f in meta["permanent_fraction"]))
+    converged = bool(table.group_by("point").agg(pl.col("converged").any())["converged"].all())
+    return out, converged
+
+
+def summarize(table) -> str:
+    """Start against fixed point for each sweep point: parameters and the finite-N gap."""
+    lines = []
+    for (point,), g in table.group_by("point", maintain_order=True):
+        g = g.sort("iteration")
+        first, last = g.row(0, named=True), g.row(-1, named=True)
+        if not last["converged"]:
+            status = f"NOT converged after {last['iteration']} iterations"
+        else:
+            status = "converged" + (" (estimates within 2 s.e.)" if last["within_noise"] else "")
+        def pct(key, first=first, last=last):
+            return (last[key] / first[key] - 1) * 100 if first[key] > 0 else math.nan
+
+        lines.append(
+            f"point {point} {first['sweep']}: {status} (distance {last['distance']:.3g})\n"
+            f"  start : kappa={first['kappa']:.4g} k={first['k']:.4g} c={first['c']:.4g}  "
+            f"price error={first['price_error']:.4g}  W1={first['w1_mean']:.4g}  "
+            f"mean-inventory error={first['mean_inventory_error']:.4g}\n"
+            f"  fixed : kappa={last['kappa']:.4g} k={last['k']:.4g} c={last['c']:.4g}  "
+            f"price error={last['price_error']:.4g}  W1={last['w1_mean']:.4g}  "
+            f"mean-inventory error={last['mean_inventory_error']:.4g}\n"
+            f"  change: price error {pct('price_error'):+.0f}%, W1 {pct('w1_mean'):+.0f}%, "
+            f"mean-inventory error {pct('mean_inventory_error'):+.0f}%")
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""Impact estimators on synthetic data with known coefficients, and the closed loop end to end."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analysis.impact import (decay_profile, kyle_lambda, ols, order_flow_imbalance, permanent_impact,
+                             response_exponent, temporary_impact)
+from simulator.cli import main
+
+RNG = np.random.default_rng(42)
+
+
+def test_ols_standard_errors_cover_the_truth():
+    covered = 0
+    for _ in range(200):
+        x = RNG.standard_normal(300)
+        y = 1.0 + 2.0 * x + RNG.standard_normal(300)
+        lo, hi = ols(np.stack([np.ones_like(x), x], 1), y, ("const", "b")).ci("b")
+        covered += lo < 2.0 < hi
+    assert 0.90 < covered / 200 < 0.99
+
+
+def test_ols_names_regressors_that_do_not_vary():
+    x = np.ones(20)
+    with pytest.raises(ValueError, match=r"\['k'\] do not vary"):
+        ols(np.stack([np.ones(20), x], 1), RNG.standard_normal(20), ("a", "k"))
+
+
+def synthetic_market(beta, n_steps=2000, noise=0.5):
+    flow = RNG.integers(-20, 21, n_steps + 1).astype(float)
+    flow[0] = 0
+    mid = 1000 + np.concatenate([[0.0], np.cumsum(beta * flow[1:] + noise * RNG.standard_normal(n_steps))])
+    return {"mid": mid, "crowd_flow": flow, "signed_volume": 2 * flow}
+
+
+def test_permanent_impact_recovers_beta_and_converts_units():
+    markets = [synthetic_market(0.05) for _ in range(3)]
+    reg = permanent_impact(markets, n_agents=10, lots_per_unit=20, tick_size=0.01, horizon=5)
+    lo, hi = reg.ci("beta")
+    assert lo < 0.05 < hi
+    assert reg["kappa"][0] == pytest.approx(reg["beta"][0] * 0.01 * 10 * 20**2)
+    kyle = kyle_lambda(markets)
+    assert kyle.ci("lambda")[0] < 0.025 < kyle.ci("lambda")[1]  # signed volume is twice the crowd flow
+
+
+def test_temporary_impact_recovers_spread_own_and_crowd_terms():
+    """Costs built from the quantities the estimator sees: per agent and block, the realised
+    rate ν and the crowd's block rate μ; cost per unit a + k ν + c μ sign(ν) + noise."""
+    n_agents, L, dt, h, n_blocks = 40, 10, 0.01, 5, 80
+    a, k, c = 0.3, 0.002, 0.05
+    tick = 0.01
+    speed = RNG.uniform(0.5, 4.0, n_agents)
+    crowd_rate = np.repeat(np.sin(np.linspace(0, 6, n_blocks)) * 30.0, h)  # units per time, per step
+    flow = np.concatenate([[0.0], crowd_rate * n_agents * L * dt])
+    rows = {"step": [], "agent": [], "filled": [], "shortfall": []}
+    for b in range(n_blocks):
+        mu = flow[1 + b * h: 1 + (b + 1) * h].sum() / (n_agents * L * h * dt)
+        for i in range(n_agents):
+            lots = RNG.poisson(speed[i], h) + 1
+            side = -1 if (b // 10 + i) % 2 else 1
+            nu = lots.sum() / (L * h * dt)
+            per_unit = a + k * nu + c * mu * side + 0.005 * RNG.standard_normal()
+            for j, q in enumerate(lots):
+                rows["step"].append(b * h + j)
+                rows["agent"].append(i)
+                rows["filled"].append(side * q)
+                rows["shortfall"].append(per_unit * q / (tick * L))
+    ex = {key: np.asarray(v) for key, v in rows.items()}
+    reg = temporary_impact([ex], [{"crowd_flow": flow}], n_agents, L, tick, dt, horizon=h)
+    for name, truth in (("a", a), ("k", k), ("c", c)):
+        lo, hi = reg.ci(name, z=3.0)
+        assert lo < truth < hi, (name, reg[name])
+
+
+def test_ofi_explains_quote_driven_price_changes():
+    n = 3000
+    bid = np.empty(n)
+    ask = np.empty(n)
+    qb = RNG.integers(1, 50, n).astype(float)
+    qa = RNG.integers(1, 50, n).astype(float)
+    bid[0], ask[0] = 100.0, 101.0
+    for i in range(1, n):
+        move = RNG.choice([-1, 0, 0, 1])
+        bid[i], ask[i] = bid[i - 1] + move, ask[i - 1] + move
+    reg = order_flow_imbalance([{"best_bid": bid, "best_ask": ask, "bid_depth": qb, "ask_depth": qa,
+                                 "mid": 0.5 * (bid + ask)}])
+    assert reg["ofi"][0] > 0 and reg.r2 > 0.3
+
+
+def test_response_exponent_and_decay_profile():
+    sizes = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    reg = response_exponent(sizes, 3.0 * sizes**0.5 * np.exp(0.01 * RNG.standard_normal(5)))
+    assert reg["delta"][0] == pytest.approx(0.5, abs=0.03)
+    t = np.arange(100)
+    path = 100 - np.where(t < 50, 0.2 * t, 10 - 6 * (1 - np.exp(-(t - 50) / 5)))  # sell: the mid falls, partly recovers
+    prof = decay_profile(np.stack([path, path]), [-1, -1], end_index=50, tail=20)
+    assert prof["peak"] == pytest.approx(10.0)
+    assert prof["permanent_fraction"] == pytest.approx(0.4, abs=0.01)
+
+
+CLOSED_LOOP = """
+[calibration]
+seeds = 2
+damping = 0.5
+tol = {tol}
+max_iter = {max_iter}
+horizon = 5
+w1_records = 5
+
+[model]
+k = 1.0
+kappa = 5.0
+T = 1.0
+[[model.types]]
+phi = 1.0
+A = 10.0
+m0 = {{ means = [1.0], stds = [0.2] }}
+
+[crowd]
+n_agents = 30
+lots_per_unit = 20
+stop_at_target = false
+
+[market]
+dt = 0.01
+warmup_steps = 50
+
+[meta_orders]
+sizes = [0.5, 1.0, 2.0]
+seeds = 2
+post_steps = 50
+"""
+
+
+def test_calibrate_end_to_end(tmp_path, capsys):
+    path = tmp_path / "loop.toml"
+    path.write_text(CLOSED_LOOP.format(tol=0.5, max_iter=6))
+    code = main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"])
+    out = tmp_path / "loop"
+    table = pl.read_parquet(out / "calibration.parquet")
+    assert code == (0 if table["converged"].any() else 1)
+    assert table["iteration"].to_list() == list(range(table.height))
+    assert set(table["k"].to_list()) == {1.0}  # k is not fed back by default
+    first, last = table.row(0, named=True), table.row(-1, named=True)
+    assert first["kappa"] == 5.0 and last["kappa"] != 5.0
+    # the damped step moves towards the estimate
+    if table.height > 1:
+        assert table["kappa"][1] == pytest.approx(0.5 * (first["kappa"] + first["kappa_hat"]))
+    assert pl.read_parquet(out / "meta_orders.parquet").height == 3
+    assert (out / "calibration.png").exists() and (out / "meta_orders.png").exists()
+    assert "price error" in capsys.readouterr().out
+
+
+def test_calibrate_reports_non_convergence(tmp_path, capsys):
+    path = tmp_path / "loop.toml"
+    path.write_text(CLOSED_LOOP.format(tol=1e-9, max_iter=1).split("[meta_orders]")[0])
+    assert main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"]) == 1
+    assert "NOT converged after 1 iterations" in capsys.readouterr().out
+
+
+def test_calibrate_bad_config(tmp_path, capsys):
+    path = tmp_path / "loop.toml"
+    path.write_text(CLOSED_LOOP.format(tol=0.1, max_iter=2).replace("horizon = 5", 'parameters = ["kapa"]'))
+    assert main(["calibrate", str(path), "--out", str(tmp_path)]) == 2
+    assert "calibration.parameters" in capsys.readouterr().err
+    assert not (tmp_path / "loop").exists()
