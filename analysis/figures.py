@@ -191,3 +191,28 @@ def plot_meta_orders(meta, fit):
     axes[1].set(title="response curve", xlabel="meta-order size (lots per agent)", ylabel="peak impact (ticks)")
     axes[1].legend()
     return fig
+
+
+def plot_density_heatmaps(t, samples_by_time, laws, bins: int = 60):
+    """m(t, x) as a heatmap next to the agents' histogram over (t, inventory), same axes.
+
+    ``samples_by_time``: one array of inventories per time in ``t``; ``laws``: the
+    mean-field law at each time (anything with ``pdf``). Rows are times, columns bins.
+    """
+    t = np.asarray(t, dtype=float)
+    lo = min(float(np.min(x)) for x in samples_by_time)
+    hi = max(float(np.max(x)) for x in samples_by_time)
+    pad = 0.05 * (hi - lo + 1e-9)
+    edges = np.linspace(lo - pad, hi + pad, bins + 1)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    law_map = np.stack([law.pdf(centres) for law in laws])
+    hist_map = np.stack([np.histogram(x, bins=edges, density=True)[0] for x in samples_by_time])
+    vmax = max(law_map.max(), hist_map.max())
+    extent = (edges[0], edges[-1], t[0], t[-1])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True, sharey=True)
+    for ax, data, title in ((axes[0], law_map, "mean field m(t, x)"), (axes[1], hist_map, "agents (histogram)")):
+        im = ax.imshow(data, origin="lower", aspect="auto", extent=extent, cmap="viridis", vmin=0, vmax=vmax)
+        ax.set(title=title, xlabel="inventory x")
+    axes[0].set_ylabel("time t")
+    fig.colorbar(im, ax=axes)
+    return fig

@@ -11,15 +11,26 @@ from pathlib import Path
 
 import polars as pl
 
-from .schemas import MANIFEST, TABLES
+from .schemas import MANIFEST, SCHEMA_VERSION, TABLES
 
 HIVE = pl.Schema({"N": pl.Int64, "seed": pl.Int64})
+
+
+def check_schema_version(outdir: str | Path) -> None:
+    """Raise if the folder holds runs written under another schema version."""
+    path = Path(outdir) / "manifest.parquet"
+    if path.exists():
+        versions = set(pl.read_parquet(path, columns=["schema_version"])["schema_version"].to_list())
+        if versions - {SCHEMA_VERSION}:
+            raise ValueError(f"{outdir} holds runs written with schema version(s) {sorted(versions)}; this mfgsim "
+                             f"writes version {SCHEMA_VERSION}. Use a new output folder (or delete this one).")
 
 
 def scan(outdir: str | Path, table: str) -> pl.LazyFrame:
     """Lazy frame of one table of a campaign (columns: the table's schema, then N, seed)."""
     if table not in TABLES:
         raise ValueError(f"table={table!r} is not one of {sorted(TABLES)}")
+    check_schema_version(outdir)
     folder = Path(outdir) / table
     if not folder.is_dir():
         raise FileNotFoundError(f"no {table!r} table under {outdir} (has the campaign run?)")

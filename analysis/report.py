@@ -78,8 +78,8 @@ def report(outdir: str | Path, figures: bool = True) -> Report:
     """Fit the convergence table of a campaign and write its figures to OUTDIR/figures."""
     from simulator.campaign import build_run
 
-    from .figures import (plot_convergence, plot_inventory_paths, plot_law_vs_histogram, plot_market_table,
-                          save_figure)
+    from .figures import (plot_convergence, plot_density_heatmaps, plot_inventory_paths, plot_law_vs_histogram,
+                          plot_market_table, save_figure)
 
     outdir = Path(outdir)
     kind, summary, table = convergence_table(outdir)
@@ -109,6 +109,9 @@ def report(outdir: str | Path, figures: bool = True) -> Report:
     samples = [agents.filter(pl.col("t") == s)["inventory"].to_numpy() for s in times]
     written += save_figure(plot_law_vs_histogram(times, samples, [model.law(float(s)) for s in times]),
                            fig_dir / "law_vs_histogram")
+    all_samples = [agents.filter(pl.col("t") == s)["inventory"].to_numpy() for s in t]
+    written += save_figure(plot_density_heatmaps(t, all_samples, [model.law(float(s)) for s in t]),
+                           fig_dir / "density_heatmaps")
     if kind == "market":
         market = scan(outdir, "market").filter((pl.col("N") == n_max) & (pl.col("seed") == first_seed)).collect()
         written += save_figure(plot_market_table(market.sort("t")), fig_dir / "market")

@@ -41,7 +41,7 @@ import numpy as np
 
 from mfg.io import atomic_write
 
-from .campaign import _sweep_points, build_run, make_engine
+from .campaign import _set_path, _sweep_points, build_run, make_engine
 from .config import read_toml
 
 
@@ -111,10 +111,7 @@ def load_calibration(path: str | Path) -> CalibrationPlan:
     for point in points:
         cfg = copy.deepcopy(base)
         for dotted, value in point.items():
-            node = cfg
-            for key in dotted.split(".")[:-1]:
-                node = node.setdefault(key, {})
-            node[dotted.split(".")[-1]] = value
+            _set_path(cfg, dotted, value, root.source)
         build_run(cfg, root.source)
         resolved.append(cfg)
         labels.append(json.dumps(point, sort_keys=True))

@@ -124,7 +124,11 @@ def load_campaign(path: str | Path) -> CampaignSpec:
         for dotted, value in point.items():
             _set_path(cfg, dotted, value, source)
         objects = build_run(cfg, source)  # validates this point of the sweep
-        canonical = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+        # the run's identity is what changes its output: not the campaign's name, its list
+        # of seeds or whether trades are kept (adding seeds must not redo finished runs)
+        ident = {**cfg, "campaign": {k: v for k, v in cfg["campaign"].items()
+                                     if k not in ("name", "seeds", "keep_trades")}}
+        canonical = json.dumps(ident, sort_keys=True, separators=(",", ":"))
         runs.extend(RunSpec(name, kind, objects["n_agents"], seed, canonical) for seed in seeds)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
@@ -346,7 +350,10 @@ def run_campaign(campaign: CampaignSpec | str | Path, out_root: str | Path = "ru
 
     if not isinstance(campaign, CampaignSpec):
         campaign = load_campaign(campaign)
+    from analysis.readers import check_schema_version
+
     out = Path(out_root) / campaign.name
+    check_schema_version(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict] = {}
     if (out / "manifest.parquet").exists():

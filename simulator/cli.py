@@ -115,7 +115,11 @@ def _cmd_run(args) -> int:
     if args.workers is not None and args.workers < 1:
         print(f"mfgsim run: --workers={args.workers} must be >= 1", file=sys.stderr)
         return 2
-    out = run_campaign(campaign, args.out, workers=args.workers, dask=args.dask, progress=not args.quiet)
+    try:
+        out = run_campaign(campaign, args.out, workers=args.workers, dask=args.dask, progress=not args.quiet)
+    except ValueError as exc:  # e.g. an output folder of another schema version
+        print(f"mfgsim run: {exc}", file=sys.stderr)
+        return 2
     return _print_status(out)
 
 

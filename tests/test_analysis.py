@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis.convergence import fit_power_law, fit_with_bias
-from analysis.figures import plot_convergence, plot_inventory_paths, plot_law_vs_histogram
+from analysis.figures import plot_convergence, plot_density_heatmaps, plot_inventory_paths, plot_law_vs_histogram
 from analysis.metrics import kolmogorov_smirnov, wasserstein1
 from mfg.laws import GaussianMixture as GM
 
@@ -101,3 +101,15 @@ def test_inventory_paths_and_histogram_figures():
     np.testing.assert_allclose(heights, expected)
     curve = fig.axes[0].get_lines()[0]
     np.testing.assert_allclose(curve.get_ydata(), law.pdf(curve.get_xdata()))
+
+
+def test_density_heatmaps_show_law_and_histogram():
+    rng = np.random.default_rng(3)
+    laws = [GM.normal(1.0 - 0.5 * s, 0.2) for s in (0.0, 0.5, 1.0)]
+    samples = [law.sample(400, rng) for law in laws]
+    fig = plot_density_heatmaps([0.0, 0.5, 1.0], samples, laws, bins=30)
+    law_map, hist_map = fig.axes[0].images[0].get_array(), fig.axes[1].images[0].get_array()
+    edges = np.linspace(*fig.axes[0].images[0].get_extent()[:2], 31)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    np.testing.assert_allclose(law_map[1], laws[1].pdf(centres))
+    np.testing.assert_allclose(hist_map[2], np.histogram(samples[2], bins=edges, density=True)[0])

@@ -234,3 +234,20 @@ def test_python_api_with_an_existing_executor(tmp_path):
         out = run_campaign(write(tmp_path, NASH, "tiny_nash"), tmp_path / "out", engine=pool, progress=False)
     gaps = scan(out, "summary").collect().sort("N")
     assert np.all(np.diff(gaps["control_gap_closed"].to_numpy()) < 0)
+
+
+def test_an_output_folder_of_another_schema_version_is_refused(tmp_path, capsys):
+    path = write(tmp_path, NASH, "tiny_nash")
+    out = run_campaign(path, tmp_path / "out", workers=1, progress=False)
+    man = pl.read_parquet(out / "manifest.parquet").with_columns(schema_version=pl.lit(0, dtype=pl.Int64))
+    man.write_parquet(out / "manifest.parquet")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "schema version" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="schema version"):
+        scan(out, "summary")
+
+
+def test_adding_seeds_keeps_the_finished_runs(tmp_path):
+    few = load_campaign(write(tmp_path, PARTICLES, "tiny_particles"))
+    more = load_campaign(write(tmp_path, PARTICLES.replace("seeds = 2", "seeds = 3"), "tiny_particles"))
+    assert {r.run_id for r in few.runs} < {r.run_id for r in more.runs}
