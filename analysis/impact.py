@@ -188,8 +188,9 @@ def kyle_lambda(markets, horizon: int = 1) -> Regression:
     return ols(np.stack([np.ones_like(flow), flow], axis=1), dmid, ("const", "lambda"))
 
 
-def order_flow_imbalance(markets) -> Regression:
-    """ΔP on OFI_n (Cont–Kukanov–Stoikov), from best quotes and their depths each step."""
+def order_flow_imbalance(markets, horizon: int = 1) -> Regression:
+    """ΔP on OFI (Cont–Kukanov–Stoikov), from best quotes and their depths each step,
+    both summed over blocks of ``horizon`` steps."""
     dmid, ofi = [], []
     for m in markets:
         bid = np.asarray(m["best_bid"], dtype=np.float64)
@@ -198,8 +199,8 @@ def order_flow_imbalance(markets) -> Regression:
         qa = np.asarray(m["ask_depth"], dtype=np.float64)
         e = ((bid[1:] >= bid[:-1]) * qb[1:] - (bid[1:] <= bid[:-1]) * qb[:-1]
              - (ask[1:] <= ask[:-1]) * qa[1:] + (ask[1:] >= ask[:-1]) * qa[:-1])
-        ofi.append(e)
-        dmid.append(np.diff(np.asarray(m["mid"], dtype=np.float64)))
+        ofi.append(_blocks(e, horizon))
+        dmid.append(_blocks(np.diff(np.asarray(m["mid"], dtype=np.float64)), horizon))
     dmid, ofi = np.concatenate(dmid), np.concatenate(ofi)
     return ols(np.stack([np.ones_like(ofi), ofi], axis=1), dmid, ("const", "ofi"))
 

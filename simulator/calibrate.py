@@ -185,7 +185,8 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
             "c_hat": est.c, "c_se": est.c_se, "spread_cost": est.spread_cost,
             "k_own": est.temporary["k"][0], "distance": distance,
             **_finite_n_gap(runs, model, spec, s.w1_records),
-            "kyle_lambda": kyle_lambda(markets)["lambda"][0], "ofi_r2": order_flow_imbalance(markets).r2,
+            "kyle_lambda": kyle_lambda(markets, s.horizon)["lambda"][0],
+            "ofi_r2": order_flow_imbalance(markets, s.horizon).r2,
             "within_noise": within_noise, "converged": False,
         })
         if progress is not None:
