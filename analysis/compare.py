@@ -48,28 +48,40 @@ def compare_run(run, model, stride: int = 1) -> tuple[dict, dict]:
         "w1_mean": float(w1.mean()), "w1_max": float(w1.max()), "ks_max": float(ks.max()),
         "mean_inventory_error": float(np.max(np.abs(rows["mean_inventory"] - E))),
         "mean_rate_error": float(np.nanmax(np.abs(mean_rate - mf_rate))) if n_rec > 1 else float("nan"),
-        "cost_gap": cost_gap(run, model) if run.penalty is not None else float("nan"),
+        "cost_gap": cost_gap(run, model),
         "price_move": float(mid[-1] - mid[0]),
     }
     return rows, summary
 
 
 def cost_gap(run, model) -> float:
-    """Mean over agents of the realised gain minus the MFG value q0 s0 + h(0, q0).
+    """Mean over agents of the realised gain minus the MFG value q0 S0 + h(0, q0).
 
-    Gain of agent i: X_T + Q_T S_T - A_j Q_T² - φ_j ∫ Q² dt (particle system, where S is
-    the simulated price and X the cash). Zero in expectation for the MFG strategy at
-    large N; its sampling error is O(N^-1/2).
+    Gain of agent i: X_T + Q_T S_T - A_j Q_T² - φ_j ∫ Q² dt in model units. Particle
+    system: S is the simulated price and ∫ Q² is accumulated every step. Book: S is the
+    mid valued per unit of inventory (L lots × tick_size × mid ticks), X the cash, and
+    ∫ Q² the trapezoid over the records. For the MFG strategy in a market that behaves as
+    the model says, the gap is zero in expectation; in the book it also carries the costs
+    the model leaves out (the spread) and any mismatch of κ, k, c.
     """
-    n_rec = np.asarray(run.market["t"]).size
-    inv = np.asarray(run.agents["inventory"]).reshape(n_rec, -1)
-    cash = np.asarray(run.agents["cash"]).reshape(n_rec, -1)
+    t = np.asarray(run.market["t"], dtype=np.float64)
+    inside = np.flatnonzero(t <= model.T * (1 + 1e-12))
+    n_rec = t.size
+    inv = np.asarray(run.agents["inventory"]).reshape(n_rec, -1)[inside]
+    cash = np.asarray(run.agents["cash"]).reshape(n_rec, -1)[inside]
     types = np.asarray(run.agents["type"]).reshape(n_rec, -1)[0]
-    price = np.asarray(run.market["mid"], dtype=np.float64)
+    price = np.asarray(run.market["mid"], dtype=np.float64)[inside]
+    if run.penalty is not None:
+        penalty = run.penalty
+    else:
+        price = price * run.spec.tick_size * run.spec.crowd.lots_per_unit
+        penalty = np.trapezoid(inv**2, t[inside], axis=0)
     phi = np.array([p.phi for p in model.types])[types]
     A = np.array([p.A for p in model.types])[types]
-    gain = cash[-1] + inv[-1] * price[-1] - A * inv[-1] ** 2 - phi * run.penalty
+    gain = cash[-1] + inv[-1] * price[-1] - A * inv[-1] ** 2 - phi * penalty
     q0 = inv[0]
-    value = q0 * price[0] + np.array([model.value(0.0, q, int(j)) for q, j in zip(q0, types)]) \
-        if len(model.types) > 1 else q0 * price[0] + model.value(0.0, q0)
-    return float(np.mean(gain - value))
+    h0 = np.empty_like(q0)
+    for j in range(len(model.types)):
+        mask = types == j
+        h0[mask] = model.value(0.0, q0[mask], j)
+    return float(np.mean(gain - (q0 * price[0] + h0)))

@@ -43,7 +43,7 @@ SUMMARY = pl.Schema({
     "run_id": pl.String, "kind": pl.String, "strategy": pl.String,
     "w1_mean": pl.Float64, "w1_max": pl.Float64, "ks_max": pl.Float64,
     "mean_inventory_error": pl.Float64, "mean_rate_error": pl.Float64,
-    "cost_gap": pl.Float64,  # mean realised gain minus the MFG value (particles), NaN otherwise
+    "cost_gap": pl.Float64,  # mean realised gain minus the MFG value (model units)
     "control_gap_closed": pl.Float64, "control_gap_open": pl.Float64,  # N-player runs, NaN otherwise
     "price_move": pl.Float64,  # mid(T) - mid(0)
 })

@@ -333,9 +333,9 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
 
 
 @njit(cache=True)
-def run_particles(n_steps, dt, record_every, seed, agent_type, q0, sigma, sigma0, kappa, k, s0,
+def run_particles(n_steps, dt, record_every, seed, agent_type, q0, sigma, sigma0, kappa, k, crowd_c, s0,
                   a, b, c, grid, gx0, gdx, gdt, rec_inventory, rec_cash, rec_rate, rec_price, penalty):
-    """dQ_i = ν_i dt + σ dW_i, dS = κ (1/N) Σ ν_j dt + σ0 dW0, dX_i = -ν_i (S + k ν_i) dt.
+    """dQ_i = ν_i dt + σ dW_i, dS = κ μ dt + σ0 dW0, dX_i = -ν_i (S + k ν_i + c μ) dt, μ = (1/N) Σ ν_j.
 
     Stochastic Heun (predictor–corrector): weak order 2 for this additive noise, so the
     time-step bias stays well below the N^-1/2 sampling error the experiments measure.
@@ -382,7 +382,7 @@ def run_particles(n_steps, dt, record_every, seed, agent_type, q0, sigma, sigma0
         for i in range(n):
             q_new = q[i] + nu0[i] * dt + dw[i]
             penalty[i] += 0.5 * (q[i] * q[i] + q_new * q_new) * dt
-            x[i] -= nu0[i] * (0.5 * (s + s_new) + k * nu0[i]) * dt
+            x[i] -= nu0[i] * (0.5 * (s + s_new) + k * nu0[i] + crowd_c * mean_nu) * dt
             moved[i] += nu0[i] * dt  # the trading part only: the rate the strategy ran at
             q[i] = q_new
         s = s_new

@@ -18,8 +18,9 @@ Outputs under ``runs/out/<name>/``:
 
 * ``calibration.parquet``: per sweep point and iteration, the parameters used, the book's
   estimates with standard errors, the distance, the price error (book price move against
-  the model's κ (E(t) - E(0))) and the finite-N gap (W1, mean inventory, mean rate) of the
-  agents to the MFG law of the parameters they traded on;
+  the model's κ (E(t) - E(0))), the cost gap (the agents' realised gain against the MFG
+  value) and the finite-N gap (W1, mean inventory, mean rate) of the agents to the MFG law
+  of the parameters they traded on;
 * ``meta_orders.parquet`` (when ``[meta_orders]`` is given): impact of crowd meta-orders
   of several sizes, peak and after ``post_steps`` of relaxation, and the fitted exponent;
 * figures of the parameter paths and of the meta-order study.
@@ -144,7 +145,7 @@ def _finite_n_gap(runs, model, spec, n_records: int) -> dict:
     stride = max(1, (runs[0].market["t"].size - 1) // (n_records - 1))
     rows = [compare_run(r, model, stride)[1] for r in runs]
     out = {key: float(np.mean([row[key] for row in rows]))
-           for key in ("w1_mean", "mean_inventory_error", "mean_rate_error")}
+           for key in ("w1_mean", "mean_inventory_error", "mean_rate_error", "cost_gap")}
     t = runs[0].market["t"]
     inside = t <= model.T * (1 + 1e-12)
     mids = np.stack([r.market["mid"][inside] for r in runs])
@@ -281,17 +282,20 @@ def summarize(table) -> str:
             status = f"NOT converged after {last['iteration']} iterations"
         else:
             status = "converged" + (" (estimates within 2 s.e.)" if last["within_noise"] else "")
+        first["abs_cost_gap"], last["abs_cost_gap"] = abs(first["cost_gap"]), abs(last["cost_gap"])
+
         def pct(key, first=first, last=last):
             return (last[key] / first[key] - 1) * 100 if first[key] > 0 else math.nan
 
         lines.append(
             f"point {point} {first['sweep']}: {status} (distance {last['distance']:.3g})\n"
             f"  start : kappa={first['kappa']:.4g} k={first['k']:.4g} c={first['c']:.4g}  "
-            f"price error={first['price_error']:.4g}  W1={first['w1_mean']:.4g}  "
-            f"mean-inventory error={first['mean_inventory_error']:.4g}\n"
+            f"price error={first['price_error']:.4g}  cost gap={first['cost_gap']:.4g}  "
+            f"W1={first['w1_mean']:.4g}  mean-inventory error={first['mean_inventory_error']:.4g}\n"
             f"  fixed : kappa={last['kappa']:.4g} k={last['k']:.4g} c={last['c']:.4g}  "
-            f"price error={last['price_error']:.4g}  W1={last['w1_mean']:.4g}  "
-            f"mean-inventory error={last['mean_inventory_error']:.4g}\n"
-            f"  change: price error {pct('price_error'):+.0f}%, W1 {pct('w1_mean'):+.0f}%, "
+            f"price error={last['price_error']:.4g}  cost gap={last['cost_gap']:.4g}  "
+            f"W1={last['w1_mean']:.4g}  mean-inventory error={last['mean_inventory_error']:.4g}\n"
+            f"  change: price error {pct('price_error'):+.0f}%, |cost gap| {pct('abs_cost_gap'):+.0f}%, "
+            f"W1 {pct('w1_mean'):+.0f}%, "
             f"mean-inventory error {pct('mean_inventory_error'):+.0f}%")
     return "\n".join(lines)

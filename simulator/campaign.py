@@ -180,7 +180,7 @@ def build_run(cfg: dict, source: str) -> dict:
         if kind == "particles":
             p = root.table("particles")
             out["spec"] = ParticleSpec(T=model.T, dt=p.number("dt", lo=0.0, lo_open=True), crowd=crowd,
-                                       sigma0=p.number("sigma0", 0.0, lo=0.0), s0=p.number("s0", 100.0),
+                                       sigma0=p.number("sigma0", 0.0, lo=0.0), s0=p.number("s0", 0.0),
                                        record_every=record_every)
             p.done()
         else:
