@@ -33,15 +33,16 @@ def compare_run(run, model, stride: int = 1) -> tuple[dict, dict]:
     E = model.mean_inventory(t)
     mf_rate = np.full(n_rec, np.nan)
     mf_rate[1:] = np.diff(E) / np.diff(t)
-    w1 = np.array([wasserstein1(inv[r], model.law(float(t[r]))) for r in range(n_rec)])
-    ks = np.array([kolmogorov_smirnov(inv[r], model.law(float(t[r]))) for r in range(n_rec)])
+    laws = [model.law(float(s)) for s in t]
+    w1 = np.array([wasserstein1(inv[r], laws[r]) for r in range(n_rec)])
+    ks = np.array([kolmogorov_smirnov(inv[r], laws[r]) for r in range(n_rec)])
     mean_rate = rate.mean(axis=1)
     mean_rate[0] = np.nan  # no interval ends at t = 0
     rows = {
         "t": t, "w1": w1, "ks": ks,
         "mean_inventory": inv.mean(axis=1), "mf_mean_inventory": E,
         "mean_rate": mean_rate, "mf_mean_rate": mf_rate,
-        "variance": inv.var(axis=1), "mf_variance": model.variance(t),
+        "variance": inv.var(axis=1), "mf_variance": np.array([law.variance for law in laws]),
     }
     mid = np.asarray(run.market["mid"], dtype=np.float64)[keep]
     summary = {

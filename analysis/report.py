@@ -33,8 +33,8 @@ class Report:
     figures: tuple[Path, ...]
 
 
-def convergence_table(outdir: str | Path) -> tuple[str, pl.DataFrame, pl.DataFrame]:
-    """(kind, per-run summary joined with N and seed, fitted table)."""
+def convergence_table(outdir: str | Path) -> tuple[str, pl.DataFrame, pl.DataFrame, dict]:
+    """(kind, per-run summary joined with N and seed, fitted table, {metric: (PowerFit, BiasFit or None)})."""
     man = manifest(outdir)
     done = man.filter(pl.col("status") == "done")
     if done.is_empty():
@@ -46,7 +46,7 @@ def convergence_table(outdir: str | Path) -> tuple[str, pl.DataFrame, pl.DataFra
     summary = (scan(outdir, "summary").collect()
                .join(done.select("run_id"), on="run_id", how="semi")
                .with_columns(abs_cost_gap=pl.col("cost_gap").abs()))
-    rows = []
+    rows, fits = [], {}
     for metric, reference in METRICS[kind]:
         values = summary[metric].to_numpy()
         if not np.isfinite(values).any():
@@ -56,11 +56,13 @@ def convergence_table(outdir: str | Path) -> tuple[str, pl.DataFrame, pl.DataFra
                "runs": int(np.isfinite(values).sum()), "slope": fit.slope, "slope_lo": fit.slope_ci[0],
                "slope_hi": fit.slope_ci[1], "reference_slope": reference,
                "bias": None, "bias_lo": None, "bias_hi": None, "rate": None}
+        bias = None
         if kind == "market" and metric == "w1_mean" and len(fit.n_values) >= 3:
             bias = fit_with_bias(summary["N"].to_numpy(), values)
             row.update(bias=bias.bias, bias_lo=bias.bias_ci[0], bias_hi=bias.bias_ci[1], rate=bias.rate)
         rows.append(row)
-    return kind, summary, pl.DataFrame(rows)
+        fits[metric] = (fit, bias)
+    return kind, summary, pl.DataFrame(rows), fits
 
 
 def format_table(table: pl.DataFrame) -> str:
@@ -82,15 +84,14 @@ def report(outdir: str | Path, figures: bool = True) -> Report:
                           plot_market_table, save_figure)
 
     outdir = Path(outdir)
-    kind, summary, table = convergence_table(outdir)
+    kind, summary, table, fits = convergence_table(outdir)
     written: list[Path] = []
     if not figures:
         return Report(kind, table, ())
     fig_dir = outdir / "figures"
     for row in table.iter_rows(named=True):
         metric = row["metric"]
-        fit = fit_power_law(summary["N"].to_numpy(), summary[metric].to_numpy())
-        bias = fit_with_bias(summary["N"].to_numpy(), summary[metric].to_numpy()) if row["bias"] is not None else None
+        fit, bias = fits[metric]
         fig = plot_convergence(summary["N"].to_numpy(), summary[metric].to_numpy(), fit, metric=metric,
                                reference_slope=row["reference_slope"], bias_fit=bias)
         written += save_figure(fig, fig_dir / f"convergence_{metric}")
@@ -105,13 +106,12 @@ def report(outdir: str | Path, figures: bool = True) -> Report:
     written += save_figure(plot_inventory_paths(t, paths, model.mean_inventory(t)), fig_dir / "inventory_paths")
     first_seed = int(mfg["seed"][0])
     agents = scan(outdir, "agents").filter((pl.col("N") == n_max) & (pl.col("seed") == first_seed)).collect()
-    times = [t[0], t[len(t) // 2], t[-1]]
-    samples = [agents.filter(pl.col("t") == s)["inventory"].to_numpy() for s in times]
-    written += save_figure(plot_law_vs_histogram(times, samples, [model.law(float(s)) for s in times]),
-                           fig_dir / "law_vs_histogram")
-    all_samples = [agents.filter(pl.col("t") == s)["inventory"].to_numpy() for s in t]
-    written += save_figure(plot_density_heatmaps(t, all_samples, [model.law(float(s)) for s in t]),
-                           fig_dir / "density_heatmaps")
+    samples = [agents.filter(pl.col("t") == s)["inventory"].to_numpy() for s in t]
+    laws = [model.law(float(s)) for s in t]
+    three = [0, len(t) // 2, len(t) - 1]
+    written += save_figure(plot_law_vs_histogram([t[i] for i in three], [samples[i] for i in three],
+                                                 [laws[i] for i in three]), fig_dir / "law_vs_histogram")
+    written += save_figure(plot_density_heatmaps(t, samples, laws), fig_dir / "density_heatmaps")
     if kind == "market":
         market = scan(outdir, "market").filter((pl.col("N") == n_max) & (pl.col("seed") == first_seed)).collect()
         written += save_figure(plot_market_table(market.sort("t")), fig_dir / "market")

@@ -4,7 +4,7 @@ Each configuration runs into a fresh output folder; the pool start (spawn, numba
 load) is included, as a user would see it.
 
     python benchmarks/campaign_scaling.py           # 40 runs of ~1 s
-    python benchmarks/campaign_scaling.py --quick   # 40 runs of ~0.2 s (under 20 s... on 2 cores)
+    python benchmarks/campaign_scaling.py --quick   # 40 runs of ~0.2 s (about 15 s on 2 cores)
 """
 
 from __future__ import annotations

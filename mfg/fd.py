@@ -11,7 +11,8 @@ the running cost is ``k ν² + s_n ν + F_n(x)`` and dynamics ``dX = ν dt + σ 
 covers the LQ crowding family (``s = c μ``, ``F = φ x² - κ μ x``) and congestion models
 (``F = V(x) + α m^β``). The implicit scheme has no CFL limit; what is checked is that
 every HJB Newton solve converges, that mass stays one, and that the density stays away
-from the ends of the grid (mass within two cells of an end is an error: widen the grid).
+from the ends of the grid (more than 1e-6 of the mass within two cells of an end is an
+error: widen the grid).
 """
 
 from __future__ import annotations

@@ -103,8 +103,10 @@ class ClosedLoopNash:
     w: np.ndarray
     coefficients: np.ndarray  # (len(t), 5): E_i in the algebra basis
 
-    def control(self, t_index: int, q_own, q_sum) -> np.ndarray:
-        """Rate of a player holding q_own when all N players together hold q_sum."""
+    def control(self, t_index, q_own, q_sum) -> np.ndarray:
+        """Rate of a player holding q_own when all N players together hold q_sum.
+
+        ``t_index`` indexes ``t`` (an int, or a slice/array for several times)."""
         return self.u[t_index] * np.asarray(q_own) + self.w[t_index] * np.asarray(q_sum)
 
 
@@ -155,6 +157,6 @@ def control_gap(model: LQCrowding, n_players: int, kind: str = "closed", n_steps
         if kind == "open":
             nash = game.control(t, q)
         else:
-            nash = game.u * q + game.w * (q + (n - 1) * E)
+            nash = game.control(slice(None), q, q + (n - 1) * E)
         gaps.append(np.max(np.abs(nash - model.control(t, q))))
     return float(max(gaps))

@@ -64,7 +64,7 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                agent_type, initial_lots, lots_per_unit, a, b, c, grid, gx0, gdx, gdt,
                ioc, ioc_ticks, stop_at_target, max_trades_kept,
                rec_market, rec_depth, rec_inventory, rec_cash, rec_filled, kept_trades, executions, counters):
-    """Run warmup + n_steps steps; fill the record arrays. Returns a status code.
+    """Run warmup + n_steps + post_steps steps; fill the record arrays. Returns a status code.
 
     rec_depth (n_rec, 2, K): lots resting 0..K-1 ticks behind the best bid (row 0) and
     the best ask (row 1) at each record.
@@ -74,7 +74,7 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     step, agent, requested and filled lots (signed) and shortfall against the step's
     starting mid (ticks·lots, > 0 is a cost).
     counters (out): [trades kept, trades total, messages total, first step at the grid
-    edge (-1 if none), final live orders, crowd decisions, executions kept].
+    edge (-1 if none), crowd decisions, executions kept].
     """
     np.random.seed(seed)
     n_agents = agent_type.shape[0]
@@ -326,9 +326,8 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     counters[1] = n_trades_total
     counters[2] = n_msgs_total
     counters[3] = edge_step
-    counters[4] = meta[K.N_LIVE]
-    counters[5] = decisions
-    counters[6] = n_exec
+    counters[4] = decisions
+    counters[5] = n_exec
     return HIT_GRID_EDGE if edge_step >= 0 else OK
 
 

@@ -111,7 +111,9 @@ class MarketMakers:
             return half - reservation, half + reservation
         if self.model == "glft_asymptotic":
             c = math.sqrt(s**2 * g / (2 * k * A) * (1 + g / k) ** (1 + k / g))
-            return base + (2 * q + 1) / 2 * c + 0 * tau, base - (2 * q - 1) / 2 * c + 0 * tau
+            shape = (tau.shape[0], q.size)  # stationary: the same row at every τ
+            return (np.broadcast_to(base + (2 * q + 1) / 2 * c, shape).copy(),
+                    np.broadcast_to(base - (2 * q - 1) / 2 * c, shape).copy())
         v = glft_v(tau[:, 0], g, A, k, s, Q)
         bid = np.full_like(v, np.nan)
         ask = np.full_like(v, np.nan)

@@ -129,7 +129,7 @@ def _market_objects(cfg: dict, source: str):
     obj = build_run(cfg, source)
     spec = dataclasses.replace(obj["spec"], max_executions_kept=obj["n_agents"] * obj["spec"].n_steps,
                                record_every=1, max_trades_kept=0)
-    return obj["model"], spec, obj
+    return obj["model"], spec
 
 
 def _finite_n_gap(runs, model, spec, n_records: int) -> dict:
@@ -165,7 +165,7 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
     theta = np.array([cfg["model"]["kappa"], cfg["model"]["k"], cfg["model"].get("c", 0.0)], dtype=float)
     rows = []
     for it in range(s.max_iter + 1):
-        model, spec, obj = _market_objects(_with_params(cfg, *theta), plan.source)
+        model, spec = _market_objects(_with_params(cfg, *theta), plan.source)
         runs = list(pool.map(run_market, [spec] * len(s.seeds), s.seeds))
         crowd = spec.crowd
         est = estimate_impact(runs, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps,

@@ -113,9 +113,7 @@ def load_campaign(path: str | Path) -> CampaignSpec:
     seeds = _seeds(camp) if kind != "nash" else [0]
     if kind == "nash":
         camp.get("seeds", 1)
-    keep_trades = camp.get("keep_trades", False)
-    if not isinstance(keep_trades, bool):
-        raise camp.error("keep_trades", keep_trades, "expected true or false")
+    keep_trades = camp.boolean("keep_trades", False)
     points = _sweep_points(root.table("sweep", {}))
     base = {k: v for k, v in root.data.items() if k != "sweep"}
     runs = []
@@ -146,9 +144,8 @@ def build_run(cfg: dict, source: str) -> dict:
     root = Section(cfg, "", source)
     camp = root.table("campaign")
     kind = camp.choice("kind", KINDS)
-    camp.get("name", None)
-    camp.get("seeds", None)
-    camp.get("keep_trades", None)
+    for key in ("name", "seeds", "keep_trades"):  # the campaign's bookkeeping, read by load_campaign
+        camp.get(key, None)
     record_every = camp.integer("record_every", 10, lo=1)
     camp.done()
     try:
@@ -175,7 +172,7 @@ def build_run(cfg: dict, source: str) -> dict:
             n_agents, model, strategy=crowd_sec.get("strategy", "mfg"),
             lots_per_unit=crowd_sec.integer("lots_per_unit", 20, lo=1),
             order_type=crowd_sec.get("order_type", "market"), ioc_ticks=crowd_sec.integer("ioc_ticks", 5, lo=0),
-            stop_at_target=crowd_sec.get("stop_at_target", True), fd_grid=fd_grid)
+            stop_at_target=crowd_sec.boolean("stop_at_target", True), fd_grid=fd_grid)
         crowd_sec.done()
         if kind == "particles":
             p = root.table("particles")
@@ -192,12 +189,12 @@ def build_run(cfg: dict, source: str) -> dict:
                 initial_mid=m.integer("initial_mid", 2048, lo=1), tick_size=m.number("tick_size", 0.01, lo=0.0,
                                                                                        lo_open=True),
                 noise=noise_obj, makers=makers_obj if makers_obj.count else None, crowd=crowd,
-                scale_liquidity=m.get("scale_liquidity", True), warmup_steps=m.integer("warmup_steps", 200, lo=0),
+                scale_liquidity=m.boolean("scale_liquidity", True), warmup_steps=m.integer("warmup_steps", 200, lo=0),
                 record_every=record_every, max_trades_kept=m.integer("max_trades_kept", 100_000, lo=0))
             m.done()
         root.done()
         return out
-    except TypeError as exc:  # a dataclass got a key it does not know
+    except TypeError as exc:  # a value of the wrong type reached a spec's checks
         raise ConfigError(f"{source}: {exc}") from None
     except ValueError as exc:
         if isinstance(exc, ConfigError):

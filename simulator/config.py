@@ -64,6 +64,12 @@ class Section:
             raise self.error(key, value, f"must be in [{lo}, {hi}]")
         return value
 
+    def boolean(self, key: str, default: Any = ...) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, value, "expected true or false")
+        return value
+
     def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
         value = self.get(key, default)
         if value not in options:

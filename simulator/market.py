@@ -30,6 +30,30 @@ from .book import TRADE_DTYPE
 DEPTH_LEVELS = 10  # depth profile recorded per side, in ticks behind the best quote
 
 
+def _check_clock(T, dt) -> None:
+    """T and dt finite and positive, dt dividing T."""
+    for name, v in (("T", T), ("dt", dt)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{name}={v!r} is not allowed; must be finite and > 0")
+    ratio = T / dt
+    if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
+        raise ValueError(f"dt={dt} does not divide T={T} (T/dt = {ratio}); choose dt = T/n")
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed={seed!r} must be an integer in [0, 2**32)")
+    return int(seed)
+
+
+def _agents_table(steps, dt, types, inventory, cash, rate) -> dict:
+    """Long agents table from (records, agents) arrays in model units."""
+    n_rec, n = inventory.shape
+    return {"step": np.repeat(steps, n), "t": np.repeat(steps * dt, n),
+            "agent": np.tile(np.arange(n, dtype=np.int64), n_rec), "type": np.tile(types, n_rec),
+            "inventory": inventory.ravel(), "cash": cash.ravel(), "rate": rate.ravel()}
+
+
 @dataclass(frozen=True)
 class MarketSpec:
     """Everything one run needs besides its seed (validated on construction).
@@ -59,13 +83,9 @@ class MarketSpec:
     max_executions_kept: int = 0
 
     def __post_init__(self):
-        for name in ("T", "dt", "tick_size"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name}={v!r} is not allowed; must be finite and > 0")
-        ratio = self.T / self.dt
-        if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
-            raise ValueError(f"dt={self.dt} does not divide T={self.T} (T/dt = {ratio}); choose dt = T/n")
+        _check_clock(self.T, self.dt)
+        if not (isinstance(self.tick_size, (int, float)) and math.isfinite(self.tick_size) and self.tick_size > 0):
+            raise ValueError(f"tick_size={self.tick_size!r} is not allowed; must be finite and > 0")
         for name, lo in (("n_ticks", 16), ("initial_mid", 1), ("warmup_steps", 0), ("record_every", 1),
                          ("max_trades_kept", 0), ("post_steps", 0), ("max_executions_kept", 0)):
             v = getattr(self, name)
@@ -174,8 +194,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     """Run the book market once; the same spec and seed give identical tables."""
     import time
 
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed={seed!r} must be an integer in [0, 2**32)")
+    seed = _check_seed(seed)
     t0 = time.perf_counter()
     n_steps, s = spec.n_steps, spec.liquidity_scale
     t = np.arange(n_steps) * spec.dt
@@ -188,7 +207,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         types, lots, L = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1
     a, b, c, grid, gx0, gdx, gdt = _tables(spec, t)
     makers = spec.makers or MarketMakers(count=0)
-    n_makers = makers.count if spec.makers is not None else 0
+    n_makers = makers.count
     tau = spec.T - t
     bid_off, ask_off = makers.quote_offsets(tau)
     noise = spec.noise
@@ -202,7 +221,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     rec_cash = np.zeros((n_rec, n_acc), dtype=np.int64)
     rec_filled = np.zeros((n_rec, n_acc), dtype=np.int64)
     kept = np.zeros((spec.max_trades_kept, len(TRADE_DTYPE.names)), dtype=np.int64)
-    counters = np.zeros(7, dtype=np.int64)
+    counters = np.zeros(6, dtype=np.int64)
     executions = np.zeros((spec.max_executions_kept, MK.EXECUTION_FIELDS))
     crowd = spec.crowd
     # explicit scalar types: one compiled signature for every run
@@ -233,27 +252,18 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         "maker_bid": rec_market[:, MK.M_MAKER_BID], "maker_ask": rec_market[:, MK.M_MAKER_ASK],
         "signed_volume": rec_market[:, MK.M_SIGNED_VOLUME].astype(np.int64),
     }
-    ex = executions[: counters[6]]
+    ex = executions[: counters[5]]
     execution_cols = {
         "step": ex[:, MK.X_STEP].astype(np.int64), "agent": ex[:, MK.X_AGENT].astype(np.int64),
         "requested": ex[:, MK.X_REQUESTED].astype(np.int64), "filled": ex[:, MK.X_FILLED].astype(np.int64),
         "shortfall": ex[:, MK.X_SHORTFALL],
     }
     first = 1 + n_makers
-    n = lots.size
-    interval = spec.record_every * spec.dt
-    agents = {
-        "step": np.repeat(steps, n), "t": np.repeat(steps * spec.dt, n),
-        "agent": np.tile(np.arange(n, dtype=np.int64), n_rec),
-        "type": np.tile(types, n_rec),
-        "inventory": (rec_inv[:, first:] / L).ravel(),
-        "cash": (rec_cash[:, first:] * spec.tick_size).ravel(),
-        "rate": (rec_filled[:, first:] / (L * interval)).ravel(),
-    }
+    agents = _agents_table(steps, spec.dt, types, rec_inv[:, first:] / L, rec_cash[:, first:] * spec.tick_size,
+                           rec_filled[:, first:] / (L * spec.record_every * spec.dt))
     trades = kept[: counters[0]].copy().view(TRADE_DTYPE).reshape(-1)
-    return MarketRun(spec, int(seed), market, agents, rec_inv, rec_cash, rec_depth, trades, int(counters[1]),
-                     int(counters[2]),
-                     int(counters[5]), time.perf_counter() - t0, executions=execution_cols)
+    return MarketRun(spec, seed, market, agents, rec_inv, rec_cash, rec_depth, trades, int(counters[1]),
+                     int(counters[2]), int(counters[4]), time.perf_counter() - t0, executions=execution_cols)
 
 
 @dataclass(frozen=True)
@@ -274,9 +284,7 @@ class ParticleSpec:
     record_every: int = 10
 
     def __post_init__(self):
-        ratio = self.T / self.dt
-        if not (self.dt > 0 and self.T > 0) or abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
-            raise ValueError(f"dt={self.dt} does not divide T={self.T}; choose dt = T/n")
+        _check_clock(self.T, self.dt)
         if not (isinstance(self.record_every, int) and self.record_every >= 1) or self.n_steps % self.record_every:
             raise ValueError(f"record_every={self.record_every} must be an integer >= 1 dividing {self.n_steps} steps")
         if not self.sigma0 >= 0:
@@ -291,6 +299,7 @@ def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:
     """Simulate the particle system; returns the same tables as :func:`run_market`."""
     import time
 
+    seed = _check_seed(seed)
     t0 = time.perf_counter()
     crowd, model = spec.crowd, spec.crowd.model
     rng = np.random.default_rng(seed)
@@ -313,10 +322,8 @@ def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:
     market = {"step": steps, "t": steps * spec.dt, "best_bid": nan, "best_ask": nan, "mid": price,
               "bid_depth": zeros, "ask_depth": zeros, "volume": zeros, "crowd_flow": zeros, "trades": zeros,
               "messages": zeros, "maker_bid": nan, "maker_ask": nan, "signed_volume": zeros}
-    agents = {"step": np.repeat(steps, n), "t": np.repeat(steps * spec.dt, n),
-              "agent": np.tile(np.arange(n, dtype=np.int64), n_rec), "type": np.tile(types, n_rec),
-              "inventory": inv.ravel(), "cash": cash.ravel(), "rate": rate.ravel()}
-    return MarketRun(spec, int(seed), market, agents, np.zeros((n_rec, 0), dtype=np.int64),
+    agents = _agents_table(steps, spec.dt, types, inv, cash, rate)
+    return MarketRun(spec, seed, market, agents, np.zeros((n_rec, 0), dtype=np.int64),
                      np.zeros((n_rec, 0), dtype=np.int64), np.zeros((n_rec, 2, 0), dtype=np.int64),
                      np.zeros(0, dtype=TRADE_DTYPE), 0, 0,
                      n * n_steps, time.perf_counter() - t0, penalty)

@@ -134,3 +134,11 @@ def test_bad_input_raises_clear_errors():
 
 def test_message_kinds_are_stable():
     assert [int(k) for k in MessageKind] == [0, 1, 2, 3, 4, 5]
+
+
+def test_counters_of_the_book_and_the_batch():
+    book = OrderBook(50)
+    book.limit(1, 0, -1, 20, 4)
+    result = book.process(make_messages(kind=[1, 3], side=[1, 0], qty=[3, 0], order_id=[2, 1], agent=[1, 0]))
+    assert result.traded_qty == 3
+    assert book.messages_processed == 3  # rejects and cancels count too

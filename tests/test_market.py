@@ -225,3 +225,12 @@ def test_particle_cash_pays_the_model_costs(c):
     model = LQCrowding.single(k=1.0, kappa=5.0, phi=1.0, A=10.0, T=1.0, m0=GM.normal(1.0, 0.0), c=c)
     run = run_particles(ParticleSpec(T=1.0, dt=0.002, crowd=ExecutionCrowd(3, model, "mfg"), record_every=50), 0)
     assert abs(cost_gap(run, model)) < 1e-4
+
+
+def test_run_tables_as_polars_frames():
+    run = run_market(MarketSpec(T=1.0, dt=0.02, crowd=ExecutionCrowd(4, MODEL), record_every=10,
+                                max_executions_kept=1000), seed=0)
+    assert run.market_frame().columns == list(run.market)
+    assert run.agents_frame().height == run.agents["inventory"].size
+    ex = run.executions_frame()
+    assert ex.height > 0 and (ex["filled"].abs() <= ex["requested"].abs()).all()
