@@ -4,7 +4,8 @@ Which metrics are fitted depends on the campaign's kind:
 
 * particles: W1 (expected slope -1/2), KS, the mean-inventory error, |cost gap|;
 * market: the same, plus the bias model W1 = b + C N^-r (the book's model error b);
-* nash: the closed- and open-loop control gaps (expected slope -1).
+* nash: the closed- and open-loop gaps of the own gain, the mean rate and the value
+  (expected slope -1; see :class:`mfg.nash.NashGaps`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import polars as pl
 
 from .convergence import fit_power_law, fit_with_bias
 from .readers import manifest, scan
+from mfg.nash import NASH_GAP_COLUMNS
 
 METRICS = {
     "particles": [("w1_mean", -0.5), ("ks_max", -0.5), ("mean_inventory_error", -0.5), ("abs_cost_gap", -0.5)],
     "market": [("w1_mean", -0.5), ("ks_max", -0.5), ("mean_inventory_error", -0.5)],
-    "nash": [("control_gap_closed", -1.0), ("control_gap_open", -1.0)],
+    "nash": [(column, -1.0) for column in NASH_GAP_COLUMNS],
 }
 
 

@@ -7,7 +7,7 @@ path when scanning with ``hive_partitioning=True``).
 
 import polars as pl
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 AGENTS = pl.Schema({
     "run_id": pl.String, "step": pl.Int64, "t": pl.Float64, "agent": pl.Int64, "type": pl.Int64,
@@ -44,7 +44,10 @@ SUMMARY = pl.Schema({
     "w1_mean": pl.Float64, "w1_max": pl.Float64, "ks_max": pl.Float64,
     "mean_inventory_error": pl.Float64, "mean_rate_error": pl.Float64,
     "cost_gap": pl.Float64,  # mean realised gain minus the MFG value (model units)
-    "control_gap_closed": pl.Float64, "control_gap_open": pl.Float64,  # N-player runs, NaN otherwise
+    # N-player runs (mfg.nash.NashGaps of each loop), NaN otherwise
+    "own_gain_gap_closed": pl.Float64, "own_gain_gap_open": pl.Float64,
+    "mean_rate_gap_closed": pl.Float64, "mean_rate_gap_open": pl.Float64,
+    "value_gap_closed": pl.Float64, "value_gap_open": pl.Float64,
     "price_move": pl.Float64,  # mid(T) - mid(0)
 })
 

@@ -89,6 +89,15 @@ def _ac_ratio(tau, tau0, gamma: float, lam: float, phi_T: float) -> np.ndarray:
     return np.exp(omega * (tau - tau0)) * g_scaled(tau) / g_scaled(tau0)
 
 
+def _times(t, T: float) -> np.ndarray:
+    """``t`` as float64, checked to lie in [0, T] (NaN is refused too)."""
+    t = np.asarray(t, dtype=np.float64)
+    if not np.all((t >= -1e-12 * T) & (t <= T * (1 + 1e-12))):
+        bad = t[~((t >= -1e-12 * T) & (t <= T * (1 + 1e-12)))].ravel()[0]
+        raise ValueError(f"t={bad!r} is not allowed; t must lie in [0, T={T}]")
+    return t
+
+
 def _positive(name, value, allow_zero=False, allow_inf=False):
     v = float(value)
     ok = (v >= 0 if allow_zero else v > 0) and (allow_inf or math.isfinite(v)) and not math.isnan(v)
@@ -126,16 +135,16 @@ class AlmgrenChriss:
 
     def h(self, t) -> np.ndarray:
         """Value coefficient: V(t, q) = h(t) q² (cost still to pay)."""
-        return _ac_h(self.horizon - np.asarray(t, dtype=np.float64), self.gamma, self.lam, self.terminal_penalty)
+        return _ac_h(self.horizon - _times(t, self.horizon), self.gamma, self.lam, self.terminal_penalty)
 
     def inventory(self, t, q0: float) -> np.ndarray:
         """Optimal trajectory q(t) = q0 g(T - t)/g(T)."""
         T = self.horizon
-        return q0 * _ac_ratio(T - np.asarray(t, dtype=np.float64), T, self.gamma, self.lam, self.terminal_penalty)
+        return q0 * _ac_ratio(T - _times(t, T), T, self.gamma, self.lam, self.terminal_penalty)
 
     def rate(self, t, q0: float) -> np.ndarray:
         """Selling rate v(t) = h(t) q(t) / γ along the optimal trajectory."""
-        t = np.asarray(t, dtype=np.float64)
+        t = _times(t, self.horizon)
         if not math.isinf(self.terminal_penalty):
             return self.h(t) * self.inventory(t, q0) / self.gamma
         # Φ = ∞: h -> ∞ while q -> 0 at T; v = q0 g'(τ)/g(T) has a finite limit
@@ -256,9 +265,7 @@ class LQCrowding:
     def _state(self, t) -> np.ndarray:
         """(2J, len(t)): mean inventories E_j and their rates E_j'."""
         shape = np.shape(t)
-        t = np.atleast_1d(np.asarray(t, dtype=np.float64)).ravel()
-        if np.any(t < -1e-12) or np.any(t > self.T * (1 + 1e-12)):
-            raise ValueError(f"t must lie in [0, T={self.T}]")
+        t = np.atleast_1d(_times(t, self.T)).ravel()
         kind, *rest = self._bvp
         if kind == "modes":
             lam, V, coef, anchor = rest
@@ -290,7 +297,7 @@ class LQCrowding:
 
     def h2(self, t, type_index: int = 0) -> np.ndarray:
         p = self._type(type_index)
-        tau = self.T - np.asarray(t, dtype=np.float64)
+        tau = self.T - _times(t, self.T)
         return 2 * self.k * _ac_h(tau, 1.0, p.phi / self.k, p.A / self.k)
 
     def h1(self, t, type_index: int = 0) -> np.ndarray:

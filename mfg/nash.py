@@ -4,10 +4,16 @@ N symmetric players, price drift ``kappa (1/N) Σ_j ν_j``: each player's own tr
 the price it marks its inventory at (by kappa/N), which the mean field ignores.
 
 Open-loop Nash (players take the others' rates as given processes)
-    Player i's HJB has the drift ``kappa ν_i / N + kappa (N-1)/N μ_-i``. Completing the
-    square gives exactly the MFG formulas of :class:`mfg.closed_form.LQCrowding` with
-    ``kappa -> kappa (N-1)/N`` and ``A -> A - kappa/(2N)``:
-    ``ν_i = μ_N(t) - ẽ(t)/(2k) (q_i - E_N(t))``.
+    Pontryagin for player i: ``ν_i = (p_i + κ Q_i/N)/(2k)``,
+    ``p_i' = -(κ/N) Σ_j ν_j + 2φ Q_i``, ``p_i(T) = -2A Q_i(T)``. Averaging over players,
+    the mean inventory solves the MFG's mean equation with ``κ -> κ(N-1)/N`` and
+    ``A -> A - κ/(2N)``. The deviations ``D_i = Q_i - Q̄`` do *not* follow the shifted
+    MFG's dispersion: ``ν_i - ν̄ = -P(t)/(2k) D_i`` with
+    ``P' = P²/(2k) + κP/(2kN) - 2φ``, ``P(T) = 2A - κ/N`` (a player's own trade enters its
+    costate through ``κ ν_i/N``). With ``Π = P + κ/(2N)`` this is the Almgren–Chriss
+    Riccati ``Π' = Π²/(2k) - 2(φ + κ²/(16kN²))``, ``Π(T) = 2(A - κ/(4N))``, solved in
+    closed form. (Reusing the shifted MFG's gain is wrong at O(1/N): for N=2, κ=1, k=φ=1,
+    A=10 it gives an own gain of -1.2476 at t=0 against the true -1.1283.)
 
 Closed-loop Nash (feedback on everyone's inventories)
     ``h_i(t, q) = a_i + b_i·q - q^T E_i q / 2`` with E_i (N×N). The first-order condition
@@ -18,16 +24,21 @@ Closed-loop Nash (feedback on everyone's inventories)
     system reduces to five scalar ODEs for any N; the feedback is
     ``ν_i = u(t) q_i + w(t) Σ_j q_j``.
 
-Both gaps to the MFG feedback fall like 1/N (``tests/test_nash.py`` fits the slope).
+Gaps to the mean field (:func:`nash_gaps`): the own-deviation gain, the mean rate of a
+crowd started at the m0 mean, and a representative player's value. All three fall like
+1/N for both loops (``tests/test_nash.py`` fits the slopes). The sup over t of the
+feedback gap cannot tell the loops apart: at t = T both gains equal ``(κ/N - 2A)/(2k)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
-from .closed_form import LQCrowding, PreferenceType
+from .closed_form import LQCrowding, PreferenceType, _ac_h, _ac_ratio, _times
+from .laws import GaussianMixture
 
 
 def _single_type(model: LQCrowding) -> PreferenceType:
@@ -42,20 +53,79 @@ def _check_n(n_players) -> int:
     return int(n_players)
 
 
-def open_loop(model: LQCrowding, n_players: int) -> LQCrowding:
-    """The open-loop Nash equilibrium of N players, as an LQCrowding with shifted parameters.
+@dataclass(frozen=True)
+class OpenLoopNash:
+    """The open-loop Nash equilibrium of N players (exact; see the module docstring).
 
-    Its ``control(t, q)``, ``mean_inventory``, ``mean_rate`` and ``law`` are the N-player
-    equilibrium's. Raises if ``A - kappa/(2N) < 0`` (own impact makes the terminal
-    penalty negative: the Riccati equation can blow up).
+    ``control(t, q)`` is the equilibrium rate ``ν = μ_N(t) - P(t)/(2k) (q - E_N(t))`` of a
+    player holding q while the crowd's mean follows ``E_N`` (started at the m0 mean);
+    ``paths`` gives every player's trajectory for given starting inventories.
     """
-    p = _single_type(model)
-    n = _check_n(n_players)
-    a_n = p.A - model.kappa / (2 * n)
-    if a_n < 0:
-        raise ValueError(f"A - kappa/(2N) = {a_n:.3g} < 0 for N={n}: no open-loop equilibrium of this form")
-    return LQCrowding.single(k=model.k, kappa=model.kappa * (n - 1) / n, phi=p.phi, A=a_n, T=model.T,
-                             m0=p.m0, sigma=model.sigma)
+
+    model: LQCrowding
+    n_players: int
+
+    def __post_init__(self):
+        p = _single_type(self.model)
+        n = _check_n(self.n_players)
+        object.__setattr__(self, "n_players", n)
+        if p.A - self.model.kappa / (2 * n) < 0:
+            raise ValueError(f"A - kappa/(2N) = {p.A - self.model.kappa / (2 * n):.3g} < 0 for N={n}: "
+                             "no open-loop equilibrium of this form")
+
+    @cached_property
+    def mean_game(self) -> LQCrowding:
+        """The crowd's mean: the MFG mean equation with κ(N-1)/N and A - κ/(2N)."""
+        m, p, n = self.model, self.model.types[0], self.n_players
+        return LQCrowding.single(k=m.k, kappa=m.kappa * (n - 1) / n, phi=p.phi, A=p.A - m.kappa / (2 * n),
+                                 T=m.T, m0=p.m0, sigma=m.sigma)
+
+    @property
+    def k(self) -> float:
+        return self.model.k
+
+    def _deviation_params(self) -> tuple[float, float, float]:
+        """(γ, λ, Φ) of the Almgren–Chriss problem whose h is Π/2 (γ = k)."""
+        m, p, n = self.model, self.model.types[0], self.n_players
+        return m.k, p.phi + m.kappa**2 / (16 * m.k * n * n), p.A - m.kappa / (4 * n)
+
+    def own_gain(self, t) -> np.ndarray:
+        """-P(t)/(2k): how a player's rate answers its own deviation from the mean (1/time)."""
+        t = _times(t, self.model.T)
+        gamma, lam, phi_T = self._deviation_params()
+        shift = self.model.kappa / (4 * self.model.k * self.n_players)
+        return -_ac_h(self.model.T - t, gamma, lam, phi_T) / gamma + shift
+
+    def mean_inventory(self, t) -> np.ndarray:
+        return self.mean_game.mean_inventory(t)
+
+    def mean_rate(self, t) -> np.ndarray:
+        return self.mean_game.mean_rate(t)
+
+    def control(self, t, q) -> np.ndarray:
+        """ν(t, q) = μ_N(t) + own_gain(t) (q - E_N(t)) (shares per time)."""
+        t = np.asarray(t, dtype=np.float64)
+        return self.mean_rate(t) + self.own_gain(t) * (np.asarray(q) - self.mean_inventory(t))
+
+    def paths(self, t, q0) -> tuple[np.ndarray, np.ndarray]:
+        """Inventories and rates (N, len(t)) of players starting at ``q0`` (length N)."""
+        t = _times(t, self.model.T)
+        q0 = np.asarray(q0, dtype=np.float64)
+        if q0.shape != (self.n_players,):
+            raise ValueError(f"q0 has shape {q0.shape}; expected ({self.n_players},)")
+        unit = replace(self.mean_game, types=(replace(self.mean_game.types[0], m0=GaussianMixture.normal(1.0, 0.0)),))
+        mean = q0.mean() * unit.mean_inventory(t)
+        mean_rate = q0.mean() * unit.mean_rate(t)
+        gamma, lam, phi_T = self._deviation_params()
+        T = self.model.T
+        decay = _ac_ratio(T - t, T, gamma, lam, phi_T) * np.exp(self.model.kappa / (4 * gamma * self.n_players) * t)
+        deviation = (q0 - q0.mean())[:, None] * decay[None, :]
+        return mean + deviation, mean_rate + self.own_gain(t) * deviation
+
+
+def open_loop(model: LQCrowding, n_players: int) -> OpenLoopNash:
+    """The open-loop Nash equilibrium of N players (raises if ``A - kappa/(2N) < 0``)."""
+    return OpenLoopNash(model, n_players)
 
 
 # ---- the permutation-invariant matrix algebra: x = (I, 11^T, e1^T, 1e^T, ee^T) coefficients
@@ -139,24 +209,56 @@ def closed_loop(model: LQCrowding, n_players: int, n_steps: int = 2000) -> Close
     return ClosedLoopNash(n, t, uw[:, 0], uw[:, 1], out)
 
 
-def control_gap(model: LQCrowding, n_players: int, kind: str = "closed", n_steps: int = 2000) -> float:
-    """sup over t and |q - E(t)| <= 1 of |ν^N(t, q; others at E(t)) - ν^MFG(t, q)|.
+@dataclass(frozen=True)
+class NashGaps:
+    """Distances between an N-player equilibrium and the mean field (one type, c = 0).
 
-    The others hold the MFG mean inventory; the player's own inventory ranges over a unit
-    band around it. Both feedbacks are affine in q, so the sup is attained at the ends.
+    own_gain : (1/T)∫|g_N(t) - g(t)| dt, g the gain of a player's rate on its own
+        deviation from the mean (closed loop u(t); open loop -P/(2k); MFG -h2/(2k)), 1/time.
+    mean_rate : (1/T)∫|μ_N(t) - μ(t)| dt for a crowd started at the m0 mean (shares/time).
+    value : |J_N - J| for a player at the mean when everyone is, J = ∫(κ E μ - k μ² - φ E²)
+        dt - A E(T)² (gain beyond x + q s; the idiosyncratic-noise terms are left out).
     """
+
+    own_gain: float
+    mean_rate: float
+    value: float
+
+
+def _representative_value(model: LQCrowding, t, E, mu) -> float:
+    p = model.types[0]
+    integrand = model.kappa * E * mu - model.k * mu**2 - p.phi * E**2
+    return float(np.trapezoid(integrand, t) - p.A * E[-1] ** 2)
+
+
+def nash_gaps(model: LQCrowding, n_players: int, kind: str = "closed", n_steps: int = 2000) -> NashGaps:
+    """The :class:`NashGaps` of the ``kind`` ("closed" or "open") loop with N players."""
     if kind not in ("closed", "open"):
         raise ValueError(f"kind={kind!r} must be 'closed' or 'open'")
     n = _check_n(n_players)
     t = np.linspace(0.0, model.T, n_steps + 1)
-    E = model.mean_inventory(t)
-    game = open_loop(model, n) if kind == "open" else closed_loop(model, n, n_steps)
-    gaps = []
-    for dq in (-1.0, 1.0):
-        q = E + dq
-        if kind == "open":
-            nash = game.control(t, q)
-        else:
-            nash = game.control(slice(None), q, q + (n - 1) * E)
-        gaps.append(np.max(np.abs(nash - model.control(t, q))))
-    return float(max(gaps))
+    E, mu = model.mean_inventory(t), model.mean_rate(t)
+    gain = -model.h2(t) / (2 * model.k)
+    if kind == "open":
+        game = open_loop(model, n)
+        gain_n, E_n, mu_n = game.own_gain(t), game.mean_inventory(t), game.mean_rate(t)
+    else:
+        cl = closed_loop(model, n, n_steps)
+        mean_gain = cl.u + n * cl.w  # dQ̄/dt = (u + N w) Q̄
+        log_growth = np.concatenate([[0.0], np.cumsum(0.5 * (mean_gain[1:] + mean_gain[:-1]) * np.diff(t))])
+        gain_n, E_n = cl.u, E[0] * np.exp(log_growth)
+        mu_n = mean_gain * E_n
+    T = model.T
+    return NashGaps(own_gain=float(np.trapezoid(np.abs(gain_n - gain), t) / T),
+                    mean_rate=float(np.trapezoid(np.abs(mu_n - mu), t) / T),
+                    value=abs(_representative_value(model, t, E_n, mu_n) - _representative_value(model, t, E, mu)))
+
+
+NASH_GAP_COLUMNS = tuple(f"{name}_gap_{kind}" for name in ("own_gain", "mean_rate", "value")
+                         for kind in ("closed", "open"))
+
+
+def nash_gap_columns(model: LQCrowding, n_players: int, n_steps: int = 2000) -> dict[str, float]:
+    """:class:`NashGaps` of both loops as summary columns ``<gap>_gap_<loop>``."""
+    gaps = {kind: nash_gaps(model, n_players, kind, n_steps) for kind in ("closed", "open")}
+    return {col: getattr(gaps[col.rsplit("_", 1)[1]], col.rsplit("_gap_", 1)[0]) for col in NASH_GAP_COLUMNS}

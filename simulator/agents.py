@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfg.closed_form import LQCrowding, _ac_h
+from mfg.closed_form import AlmgrenChriss, LQCrowding
 
 STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed")
 MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic")
@@ -214,13 +214,16 @@ def strategy_tables(crowd: ExecutionCrowd, t: np.ndarray, dt: float) -> Strategy
         b[:] = -1.0 / np.maximum(T - t, dt)
     elif crowd.strategy == "almgren_chriss":
         for j, p in enumerate(model.types):
-            b[j] = -_ac_h(T - t, model.k, p.phi, p.A) / model.k
-    elif crowd.strategy in ("mfg", "nash_open"):
-        game = model if crowd.strategy == "mfg" else nash.open_loop(model, crowd.n_agents)
+            b[j] = -AlmgrenChriss(gamma=model.k, lam=p.phi, terminal_penalty=p.A, horizon=T).h(t) / model.k
+    elif crowd.strategy == "mfg":
         for j in range(J):
-            rate = game.h2(t, j) / (2 * game.k)
-            a[j] = game.type_rate(t, j) + rate * game.mean_inventory(t, j)
+            rate = model.h2(t, j) / (2 * model.k)
+            a[j] = model.type_rate(t, j) + rate * model.mean_inventory(t, j)
             b[j] = -rate
+    elif crowd.strategy == "nash_open":
+        game = nash.open_loop(model, crowd.n_agents)
+        b[0] = game.own_gain(t)
+        a[0] = game.mean_rate(t) - b[0] * game.mean_inventory(t)
     elif crowd.strategy == "nash_closed":
         n_sub = max(1, int(math.ceil(2000 / t.size)))
         cl = nash.closed_loop(model, crowd.n_agents, n_steps=n_sub * int(round(T / dt)))

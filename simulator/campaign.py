@@ -230,7 +230,7 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False) -> dict:
     import polars as pl
 
     from analysis.compare import compare_run
-    from mfg.nash import control_gap
+    from mfg.nash import NASH_GAP_COLUMNS, nash_gap_columns
 
     from .market import run_market, run_particles
 
@@ -241,15 +241,13 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False) -> dict:
     nan = float("nan")
     if run.kind == "nash":
         summary = {"kind": run.kind, "strategy": "nash", "w1_mean": nan, "w1_max": nan, "ks_max": nan,
-                   "mean_inventory_error": nan, "mean_rate_error": nan, "cost_gap": nan,
-                   "control_gap_closed": control_gap(model, run.n_agents, "closed", objects["n_steps"]),
-                   "control_gap_open": control_gap(model, run.n_agents, "open", objects["n_steps"]),
-                   "price_move": nan}
+                   "mean_inventory_error": nan, "mean_rate_error": nan, "cost_gap": nan, "price_move": nan,
+                   **nash_gap_columns(model, run.n_agents, objects["n_steps"])}
     else:
         spec = objects["spec"]
         result = run_particles(spec, run.seed) if run.kind == "particles" else run_market(spec, run.seed)
         mfg_rows, summary = compare_run(result, model)
-        summary.update(kind=run.kind, strategy=spec.crowd.strategy, control_gap_closed=nan, control_gap_open=nan)
+        summary.update(kind=run.kind, strategy=spec.crowd.strategy, **dict.fromkeys(NASH_GAP_COLUMNS, nan))
         lit = pl.lit(run.run_id)
         _write(pl.DataFrame(result.agents).with_columns(run_id=lit), out, "agents", run)
         _write(pl.DataFrame(result.market).with_columns(run_id=lit), out, "market", run)

@@ -234,7 +234,9 @@ def test_python_api_with_an_existing_executor(tmp_path):
     with ThreadPoolExecutor(2) as pool:
         out = run_campaign(write(tmp_path, NASH, "tiny_nash"), tmp_path / "out", engine=pool, progress=False)
     gaps = scan(out, "summary").collect().sort("N")
-    assert np.all(np.diff(gaps["control_gap_closed"].to_numpy()) < 0)
+    for column in ("own_gain_gap_closed", "own_gain_gap_open", "value_gap_closed"):
+        assert np.all(np.diff(gaps[column].to_numpy()) < 0)
+    assert not np.allclose(gaps["own_gain_gap_closed"], gaps["own_gain_gap_open"], rtol=1e-3)
 
 
 def test_an_output_folder_of_another_schema_version_is_refused(tmp_path, capsys):
