@@ -57,12 +57,18 @@ def _velocities(u, dx, k, shift, bplus, bminus):
 
 
 @njit(cache=True)
-def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus, bminus, tol, max_newton):
+def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus, bminus, tol, max_newton,
+                 last_residual):
     """Solve the HJB backward in place.
 
     shift (N,), base (I,), slope (N,), dense (N, I) or (0, I), terminal (I,); writes
     u (N+1, I), bplus/bminus (N+1, I) (row N: velocities of the terminal cost). Returns
-    the total number of Newton iterations, or -(n+1) if Newton failed at step n.
+    the total number of Newton iterations, or -(n+1) if Newton failed at step n; then
+    ``last_residual[0]`` holds its last scaled residual (NaN if u overflowed).
+
+    Newton stops when ``dt·max|residual| <= tol·(1 + max|u^{n+1}|)``: the residual of a
+    step is a change of u, and u carries round-off relative to its size (an absolute
+    test cannot pass once |u| is in the hundreds).
     """
     n_steps = shift.shape[0]
     n_x = x.shape[0]
@@ -86,7 +92,11 @@ def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus,
                 un[i] = 2.0 * u[n + 1, i] - u[n + 2, i]
         else:
             un[:] = u[n + 1]
+        scale = 1.0
+        for i in range(n_x):
+            scale = max(scale, 1.0 + abs(u[n + 1, i]))
         converged = False
+        err = 0.0
         for it in range(max_newton):
             _velocities(un, dx, k, s, bplus[n], bminus[n])
             err = 0.0
@@ -112,7 +122,9 @@ def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus,
                 upper[i] = -up
                 lower[i] = -lo
                 diag[i] = 1.0 / dt + up + lo
-            if err * dt <= tol:
+            if not np.isfinite(err):
+                break
+            if err * dt <= tol * scale:
                 converged = True
                 total += it
                 break
@@ -120,6 +132,7 @@ def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus,
             for i in range(n_x):
                 un[i] += delta[i]
         if not converged:
+            last_residual[0] = err * dt / scale
             return -(n + 1)
         _velocities(un, dx, k, s, bplus[n], bminus[n])
     return total

@@ -94,7 +94,7 @@ def _times(t, T: float) -> np.ndarray:
     t = np.asarray(t, dtype=np.float64)
     if not np.all((t >= -1e-12 * T) & (t <= T * (1 + 1e-12))):
         bad = t[~((t >= -1e-12 * T) & (t <= T * (1 + 1e-12)))].ravel()[0]
-        raise ValueError(f"t={bad!r} is not allowed; t must lie in [0, T={T}]")
+        raise ValueError(f"t={float(bad)!r} is not allowed; t must lie in [0, T={T}]")
     return t
 
 

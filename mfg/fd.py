@@ -57,10 +57,11 @@ class Grid:
                 raise ValueError(f"grid.{name}={getattr(self, name)!r} must be finite")
         if not self.x_max > self.x_min:
             raise ValueError(f"grid.x_max={self.x_max} must exceed grid.x_min={self.x_min}")
-        if not (isinstance(self.n_x, int) and self.n_x >= 5):
-            raise ValueError(f"grid.n_x={self.n_x!r} must be an integer >= 5")
-        if not (isinstance(self.n_t, int) and self.n_t >= 1):
-            raise ValueError(f"grid.n_t={self.n_t!r} must be an integer >= 1")
+        for name, least in (("n_x", 5), ("n_t", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ValueError(f"grid.{name}={value!r} must be an integer >= {least}")
+            object.__setattr__(self, name, int(value))
         if not self.T > 0:
             raise ValueError(f"grid.T={self.T} must be > 0")
 
@@ -239,7 +240,9 @@ class MFGSolution:
 
     ``value`` is the cost still to pay u(t, x) (cost form); ``control`` the rate ν(t, x);
     ``mean_rate`` the population's μ over each step (N,); ``residuals`` the fixed-point
-    history (sup norm of Φ(c) - c).
+    history (sup norm of Φ(c) - c, one entry per outer iteration: a Picard/Anderson step
+    or a Newton step); ``evaluations`` the number of evaluations of the fixed-point map
+    Φ (one HJB and one FP sweep per type), the same unit of work for every method.
     """
 
     grid: Grid
@@ -252,10 +255,12 @@ class MFGSolution:
     residuals: tuple[float, ...]
     method: str
     seconds: float
+    evaluations: int
 
     @property
     def iterations(self) -> int:
-        return len(self.residuals)
+        """Evaluations of the fixed-point map until convergence (comparable across methods)."""
+        return self.evaluations
 
     @property
     def density(self) -> np.ndarray:
@@ -311,6 +316,7 @@ class _Sweeper:
         self.rates = np.empty((J, N))
         self.newton_tol, self.max_newton = newton_tol, max_newton
         self.evaluations = 0
+        self.last_residual = np.zeros(1)
 
     def __call__(self, coupling: np.ndarray) -> np.ndarray:
         g, model = self.grid, self.model
@@ -324,14 +330,22 @@ class _Sweeper:
                 np.ascontiguousarray(terms.base[j], dtype=np.float64),
                 np.ascontiguousarray(terms.slope[j], dtype=np.float64),
                 dense, self.terminal[j], self.u[j], self.bplus[j], self.bminus[j],
-                self.newton_tol, self.max_newton)
+                self.newton_tol, self.max_newton, self.last_residual)
             if status < 0:
-                raise MFGConvergenceError(
-                    f"HJB Newton solve did not converge at time step {-status - 1} of {g.n_t} "
-                    f"(dt={g.dt:.3g}, dx={g.dx:.3g}); refine the grid or check the model", [])
+                raise MFGConvergenceError(self._newton_failure(-status - 1, j), [])
             K.fp_forward(g.dx, g.dt, model.sigma, self.bplus[j], self.bminus[j], self.m0[j], self.m[j], self.rates[j])
         self.evaluations += 1
         return model.coupling_from(self.m, self.rates, g)
+
+    def _newton_failure(self, step: int, j: int) -> str:
+        g, r = self.grid, float(self.last_residual[0])
+        where = f"HJB Newton solve failed at time step {step} of {g.n_t} (type {j}, dt={g.dt:.3g}, dx={g.dx:.3g})"
+        if not math.isfinite(r):
+            return (f"{where}: the value overflowed (max |u| = {np.nanmax(np.abs(self.u[j, step + 1])):.3g}); "
+                    "the model's costs are too large for float64 on this grid")
+        return (f"{where}: scaled residual {r:.3g} after max_newton={self.max_newton} iterations "
+                f"(newton_tol={self.newton_tol:g}); raise max_newton or newton_tol, or take smaller time "
+                "steps (n_t) if the upwind direction keeps switching")
 
 
 def _gmres(matvec, b: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
@@ -383,10 +397,18 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
         raise ValueError(f"method={method!r} is not one of {METHODS}")
     if not 0.0 < damping <= 1.0:
         raise ValueError(f"damping={damping} must be in (0, 1]")
+    for name, value in (("tol", tol), ("newton_tol", newton_tol)):
+        if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name}={value!r} must be a finite number > 0")
+    for name, value, least in (("max_iter", max_iter, 1), ("max_newton", max_newton, 1),
+                               ("anderson_depth", anderson_depth, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name}={value!r} must be an integer >= {least}")
     if abs(grid.T - model.T) > 1e-12 * model.T:
         raise ValueError(f"grid.T={grid.T} differs from the model's horizon T={model.T}")
     t0 = time.perf_counter()
     phi = _Sweeper(model, grid, newton_tol, max_newton)
+    _check_edges(phi.m0, grid, "the initial law m0")
     c = np.asarray(model.initial_coupling(grid), dtype=np.float64)
     residuals: list[float] = []
 
@@ -415,8 +437,9 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
                 c = c + theta * g
         else:
             raise MFGConvergenceError(f"{method} did not reach tol={tol:g} in {max_iter} iterations", residuals)
+    evaluations = phi.evaluations
     phi(c)  # leave the sweeper at the converged coupling
-    return _finish(model, grid, phi, c, residuals, method, time.perf_counter() - t0)
+    return _finish(model, grid, phi, c, residuals, method, time.perf_counter() - t0, evaluations)
 
 
 def _anderson_step(xs, gs, damping):
@@ -457,18 +480,23 @@ def _newton_krylov(phi, c, tol, max_evals, record, residuals):
     return x.reshape(shape)
 
 
-def _finish(model, grid, phi, c, residuals, method, seconds) -> MFGSolution:
+def _check_edges(m: np.ndarray, grid: Grid, what: str) -> None:
+    """Refuse densities with more than 1e-6 of their mass within two cells of an end."""
+    edge_mass = float((m[..., :2].sum(axis=-1) + m[..., -2:].sum(axis=-1)).max()) * grid.dx
+    if edge_mass > 1e-6:
+        raise ValueError(f"{what} puts mass {edge_mass:.2g} at the ends of the grid [{grid.x_min}, {grid.x_max}]; "
+                         "widen the grid (x_min/x_max)")
+
+
+def _finish(model, grid, phi, c, residuals, method, seconds, evaluations) -> MFGSolution:
     mass = phi.m.sum(axis=2) * grid.dx
     if np.max(np.abs(mass - 1.0)) > 1e-9:
         raise AssertionError(f"FP mass drifted to {mass.min():.12g}..{mass.max():.12g}; the scheme is broken")
     if phi.m.min() < -1e-14:
         raise AssertionError(f"FP density went negative ({phi.m.min():.3g}); the scheme is broken")
-    edge_mass = (phi.m[:, :, :2].sum(axis=2) + phi.m[:, :, -2:].sum(axis=2)).max() * grid.dx
-    if edge_mass > 1e-6:
-        raise ValueError(f"mass {edge_mass:.2g} reaches the ends of the grid [{grid.x_min}, {grid.x_max}]; "
-                         "widen the grid (x_min/x_max)")
+    _check_edges(phi.m, grid, "the solution's density")
     control = phi.bplus + phi.bminus
     rates = model.weights @ phi.rates
     return MFGSolution(grid=grid, weights=np.asarray(model.weights), m=phi.m.copy(), value=phi.u.copy(),
                        control=control, mean_rate=rates, coupling=np.asarray(c).copy(),
-                       residuals=tuple(residuals), method=method, seconds=seconds)
+                       residuals=tuple(residuals), method=method, seconds=seconds, evaluations=evaluations)

@@ -173,3 +173,13 @@ def test_bad_parameters():
         GM((0.5, 0.4), (0, 1), (1, 1))
     with pytest.raises(ValueError, match="t must lie"):
         MODELS["single"].mean_inventory([1.5])
+    with pytest.raises(ValueError, match="t=nan"):
+        MODELS["single"].mean_inventory(float("nan"))
+    with pytest.raises(ValueError, match="t must lie"):
+        MODELS["single"].h2(-0.5)
+    ac = AlmgrenChriss(gamma=1.0, lam=1.0, terminal_penalty=math.inf, horizon=1.0)
+    for method in (ac.inventory, ac.rate):
+        with pytest.raises(ValueError, match="t must lie in \\[0, T=1.0\\]"):
+            method(1.5, 1.0)
+        with pytest.raises(ValueError, match="t=nan"):
+            method([0.5, float("nan")], 1.0)

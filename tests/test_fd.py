@@ -135,3 +135,46 @@ def test_bad_input_is_a_clear_error():
         solve(LQCrowdingModel(crowding(1.0)), Grid(0.5, 1.5, 40, 1.0, 10))
     with pytest.raises(ValueError, match="alpha"):
         CrowdAversionModel(k=1.0, phi=1.0, A=1.0, alpha=-1.0, T=1.0, m0=GM.normal(0, 1))
+
+
+def test_newton_tolerance_scales_with_the_value():
+    """|u| ~ A x_max² = 1e4 on this grid: an absolute 1e-12 test could never pass."""
+    cf = crowding(100.0, A=100.0, sigma=0.0)
+    grid = Grid(-10.0, 10.0, 200, 1.0, 100)
+    sol = solve(LQCrowdingModel(cf), grid)
+    assert np.max(np.abs(sol.value)) > 1e3
+    assert np.max(np.abs(sol.mean_inventory() - cf.mean_inventory(grid.t))) < 0.2
+
+
+def test_a_newton_failure_names_its_cause():
+    with pytest.raises(MFGConvergenceError, match="max_newton=1"):
+        solve(LQCrowdingModel(crowding(2.0)), Grid(-1.5, 2.5, 40, 1.0, 10), max_newton=1)
+
+
+def test_iterations_count_map_evaluations_for_every_method():
+    cf, grid = crowding(5.0), Grid(-1.5, 2.5, 80, 1.0, 40)
+    anderson = solve(LQCrowdingModel(cf), grid)
+    newton = solve(LQCrowdingModel(cf), grid, method="newton")
+    assert anderson.iterations == len(anderson.residuals)
+    assert newton.iterations > len(newton.residuals)  # GMRES evaluates Φ between Newton steps
+    assert newton.evaluations == newton.iterations
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"tol": float("nan")}, "tol"), ({"tol": 0.0}, "tol"), ({"tol": -1.0}, "tol"),
+    ({"max_iter": 0}, "max_iter"), ({"anderson_depth": -1}, "anderson_depth"),
+    ({"newton_tol": float("inf")}, "newton_tol"), ({"max_newton": 0}, "max_newton"),
+    ({"max_iter": 2.5}, "max_iter"),
+])
+def test_solver_arguments_are_checked(kwargs, field):
+    with pytest.raises(ValueError, match=f"^{field}="):
+        solve(LQCrowdingModel(crowding(1.0)), Grid(-1.5, 2.5, 20, 1.0, 5), **kwargs)
+
+
+def test_grid_takes_numpy_integers_and_m0_off_the_grid_says_widen():
+    grid = Grid(-1.5, 2.5, np.int64(20), 1.0, np.int32(5))
+    assert type(grid.n_x) is int and grid.x.size == 20
+    with pytest.raises(ValueError, match="grid.n_t"):
+        Grid(0.0, 1.0, 10, 1.0, True)
+    with pytest.raises(ValueError, match="initial law m0 .* widen the grid"):
+        solve(LQCrowdingModel(crowding(1.0, m0=GM.normal(5.0, 0.2))), Grid(-1.5, 2.5, 20, 1.0, 5))
