@@ -234,5 +234,25 @@ def strategy_tables(crowd: ExecutionCrowd, t: np.ndarray, dt: float) -> Strategy
 
         sol = solve(LQCrowdingModel(model), crowd.fd_grid)
         g = sol.grid
-        return StrategyTables(a, b, c, np.ascontiguousarray(sol.control), g.x_min, g.dx, g.dt)
-    return StrategyTables(a, b, c, empty)
+        return _checked(StrategyTables(a, b, c, np.ascontiguousarray(sol.control), g.x_min, g.dx, g.dt), crowd, dt)
+    return _checked(StrategyTables(a, b, c, empty), crowd, dt)
+
+
+def _checked(tables: StrategyTables, crowd: ExecutionCrowd, dt: float) -> StrategyTables:
+    """Refuse tables a step of ``dt`` cannot follow: non-finite rates, or a feedback gain
+    |∂ν/∂q| above 1/dt (a step would then carry an agent past its target and the explicit
+    scheme oscillates or blows up, which shows only later as W1 ≈ 1 and NaN costs)."""
+    arrays = (tables.a, tables.b, tables.c, tables.grid)
+    if not all(np.all(np.isfinite(x)) for x in arrays):
+        raise ValueError(f"crowd.strategy={crowd.strategy!r} gives non-finite trading rates for this model "
+                         "(an overflow: check the model's A, phi, kappa and k)")
+    # own gain, and the gain of the crowd's mean (ν = a + b q + c Σq moves the mean by b + N c)
+    gains = np.maximum(np.abs(tables.b), np.abs(tables.b + crowd.n_agents * tables.c))
+    if tables.grid.size:
+        gains = np.abs(np.diff(tables.grid, axis=2)) / tables.grid_dx
+    gain = float(gains.max(initial=0.0))
+    if gain * dt > 1.0 + 1e-9:
+        raise ValueError(f"dt={dt:g} is too large for crowd.strategy={crowd.strategy!r}: its feedback gain reaches "
+                         f"{gain:.4g} per unit time, so one step moves an agent {gain * dt:.3g} times its distance "
+                         f"to the target; use dt <= {1.0 / gain:.3g} (the gain is largest near T, about A/k)")
+    return tables

@@ -30,11 +30,15 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
+
 from mfg.io import atomic_write
 
 from .config import ConfigError, Section, lq_model, read_toml
 
 KINDS = ("particles", "market", "nash")
+# summary columns every particle or market run must have finite
+SUMMARY_METRICS = ("w1_mean", "w1_max", "ks_max", "mean_inventory_error", "mean_rate_error", "cost_gap", "price_move")
 
 
 # ---- specs ---------------------------------------------------------------------------------
@@ -193,6 +197,11 @@ def build_run(cfg: dict, source: str) -> dict:
                 record_every=record_every, max_trades_kept=m.integer("max_trades_kept", 100_000, lo=0))
             m.done()
         root.done()
+        if crowd.strategy != "mfg_fd":  # cheap for affine strategies: refuse a stiff one before any run
+            from .agents import strategy_tables
+
+            spec = out["spec"]
+            strategy_tables(crowd, np.arange(spec.n_steps + 1) * spec.dt, spec.dt)
         return out
     except TypeError as exc:  # a value of the wrong type reached a spec's checks
         raise ConfigError(f"{source}: {exc}") from None
@@ -254,6 +263,11 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False) -> dict:
         if keep_trades and result.trades.size:
             _write(pl.DataFrame(result.trades).with_columns(run_id=lit), out, "trades", run)
         _write(pl.DataFrame(mfg_rows).with_columns(run_id=lit), out, "mfg", run)
+    measured = NASH_GAP_COLUMNS if run.kind == "nash" else SUMMARY_METRICS
+    broken = {key: summary[key] for key in measured if not math.isfinite(summary[key])}
+    if broken:  # without a summary shard the run is not done, and a rerun tries it again
+        raise FloatingPointError("the run's summary is not finite (" + ", ".join(f"{k}={v}" for k, v in broken.items())
+                                 + "); not recorded as done")
     _write(pl.DataFrame([{**summary, "run_id": run.run_id}]), out, "summary", run)
     return {"run_id": run.run_id, "status": "done", "error": "", "seconds": time.perf_counter() - t0}
 

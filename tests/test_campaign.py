@@ -214,6 +214,9 @@ BAD = [
     (MARKET.replace("limit_rate = 40.0", "limit_rate = -4.0"), "noise.limit_rate"),
     (MARKET.replace("dt = 0.02", "dt = 0.02\nn_ticks = 40\ninitial_mid = 20"), "price grid too small"),
     (NASH.replace('"crowd.n_agents" = [2, 4, 8]', '"crowd.n_agents" = [1, 4]'), "crowd.n_agents"),
+    (PARTICLES.replace("A = 10.0", "A = 1e5"), r"dt=0.02 is too large .* use dt <= 1e-05"),
+    (PARTICLES.replace("A = 10.0", "A = 1e300"), "dt=0.02 is too large"),
+    (MARKET.replace("A = 10.0", "A = 1e5"), "dt=0.02 is too large"),
 ]
 
 
@@ -254,3 +257,24 @@ def test_adding_seeds_keeps_the_finished_runs(tmp_path):
     few = load_campaign(write(tmp_path, PARTICLES, "tiny_particles"))
     more = load_campaign(write(tmp_path, PARTICLES.replace("seeds = 2", "seeds = 3"), "tiny_particles"))
     assert {r.run_id for r in few.runs} < {r.run_id for r in more.runs}
+
+
+def test_a_run_with_a_non_finite_summary_is_not_done(tmp_path, monkeypatch):
+    import analysis.compare
+
+    real = analysis.compare.compare_run
+
+    def broken(result, model):
+        rows, summary = real(result, model)
+        return rows, {**summary, "cost_gap": float("nan")}
+
+    monkeypatch.setattr(analysis.compare, "compare_run", broken)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        out = run_campaign(write(tmp_path, PARTICLES, "tiny_particles"), tmp_path / "out", engine=pool,
+                           progress=False)
+    man = manifest(out)
+    assert set(man["status"]) == {"failed"}
+    assert "cost_gap=nan" in man["error"][0] and "not recorded as done" in man["error"][0]
+    assert not list((out / "summary").rglob("*.parquet"))
