@@ -80,7 +80,7 @@ def format_table(table: pl.DataFrame) -> str:
 
 def report(outdir: str | Path, figures: bool = True) -> Report:
     """Fit the convergence table of a campaign and write its figures to OUTDIR/figures."""
-    from simulator.campaign import build_run
+    from mfgsim.campaign import build_run
 
     from .figures import (plot_convergence, plot_density_heatmaps, plot_inventory_paths, plot_law_vs_histogram,
                           plot_market_table, save_figure)

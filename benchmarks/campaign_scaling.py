@@ -49,7 +49,7 @@ def emit(metric, value, unit, **extra):
 
 
 def main(argv=None):
-    from simulator.campaign import load_campaign, run_campaign, warm_kernels
+    from mfgsim.campaign import load_campaign, run_campaign, warm_kernels
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs")

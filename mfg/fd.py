@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _fd_kernels as K
 from .closed_form import LQCrowding
-from .io import atomic_write
+from mfgsim.io import atomic_write
 from .laws import GaussianMixture
 
 

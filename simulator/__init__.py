@@ -1,4 +1,4 @@
-"""mfgsim simulator: compiled limit order book, agent populations, market loop, campaigns."""
+"""mfgsim simulator: compiled limit order book, agent populations, market loop."""
 
 from .book import (
     MESSAGE_DTYPE,

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from analysis.readers import manifest, scan
-from simulator.campaign import load_campaign, run_campaign
-from simulator.cli import main
-from simulator.config import ConfigError
+from mfgsim.campaign import load_campaign, run_campaign
+from mfgsim.cli import main
+from mfgsim.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,7 +157,7 @@ def test_sigkill_then_resume_gives_the_same_shards(tmp_path):
     path = write(tmp_path, text, "tiny_particles")
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "simulator.cli", "run", str(path), "--workers", "1", "--quiet"]
+    cmd = [sys.executable, "-m", "mfgsim.cli", "run", str(path), "--workers", "1", "--quiet"]
     proc = subprocess.Popen(cmd + ["--out", str(killed_root)], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     summary_dir = killed_root / "tiny_particles" / "summary"

@@ -5,8 +5,8 @@ import polars as pl
 import pytest
 
 from analysis.figures import plot_solution
-from simulator.cli import main
-from simulator.config import ConfigError, parse_solve_config
+from mfgsim.cli import main
+from mfgsim.config import ConfigError, parse_solve_config
 
 GOOD = """
 [model]

@@ -6,7 +6,7 @@ import pytest
 
 from analysis.impact import (decay_profile, kyle_lambda, ols, order_flow_imbalance, permanent_impact,
                              response_exponent, temporary_impact)
-from simulator.cli import main
+from mfgsim.cli import main
 
 RNG = np.random.default_rng(42)
 

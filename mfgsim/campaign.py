@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfg.io import atomic_write
+from mfgsim.io import atomic_write
 
 from .config import ConfigError, Section, lq_model, read_toml
 
@@ -142,8 +142,8 @@ def build_run(cfg: dict, source: str) -> dict:
     """Objects of one resolved config: model, crowd and the kind's spec (strictly validated)."""
     from mfg.fd import Grid
 
-    from .agents import ExecutionCrowd, MarketMakers, NoiseFlow
-    from .market import MarketSpec, ParticleSpec
+    from simulator.agents import ExecutionCrowd, MarketMakers, NoiseFlow
+    from simulator.market import MarketSpec, ParticleSpec
 
     root = Section(cfg, "", source)
     camp = root.table("campaign")
@@ -198,7 +198,7 @@ def build_run(cfg: dict, source: str) -> dict:
             m.done()
         root.done()
         if crowd.strategy != "mfg_fd":  # cheap for affine strategies: refuse a stiff one before any run
-            from .agents import strategy_tables
+            from simulator.agents import strategy_tables
 
             spec = out["spec"]
             strategy_tables(crowd, np.arange(spec.n_steps + 1) * spec.dt, spec.dt)
@@ -241,7 +241,7 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False) -> dict:
     from analysis.compare import compare_run
     from mfg.nash import NASH_GAP_COLUMNS, nash_gap_columns
 
-    from .market import run_market, run_particles
+    from simulator.market import run_market, run_particles
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -278,8 +278,8 @@ def warm_kernels() -> None:
     from mfg.closed_form import LQCrowding
     from mfg.laws import GaussianMixture
 
-    from .agents import ExecutionCrowd
-    from .market import MarketSpec, ParticleSpec, run_market, run_particles
+    from simulator.agents import ExecutionCrowd
+    from simulator.market import MarketSpec, ParticleSpec, run_market, run_particles
 
     model = LQCrowding.single(1.0, 1.0, 1.0, 1.0, 1.0, GaussianMixture.normal(1.0, 0.1))
     crowd = ExecutionCrowd(2, model)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfg.io import atomic_write
+from mfgsim.io import atomic_write
 
 from .campaign import _set_path, _sweep_points, build_run, make_engine
 from .config import read_toml
@@ -159,7 +159,7 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
     """Iterate one sweep point to its fixed point; one row per iteration."""
     from analysis.impact import estimate_impact, kyle_lambda, order_flow_imbalance
 
-    from .market import run_market
+    from simulator.market import run_market
 
     s = plan.settings
     theta = np.array([cfg["model"]["kappa"], cfg["model"]["k"], cfg["model"].get("c", 0.0)], dtype=float)
@@ -204,7 +204,7 @@ def meta_order_study(cfg: dict, plan: CalibrationPlan, pool, kappa: float, k: fl
     """Crowd meta-orders (TWAP sells of each size per agent), then ``post_steps`` of relaxation."""
     from analysis.impact import decay_profile
 
-    from .market import run_market
+    from simulator.market import run_market
 
     meta = plan.meta_orders
     rows = []
