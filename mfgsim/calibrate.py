@@ -292,7 +292,7 @@ def summarize(table) -> str:
             f"  start : kappa={first['kappa']:.4g} k={first['k']:.4g} c={first['c']:.4g}  "
             f"price error={first['price_error']:.4g}  cost gap={first['cost_gap']:.4g}  "
             f"W1={first['w1_mean']:.4g}  mean-inventory error={first['mean_inventory_error']:.4g}\n"
-            f"  fixed : kappa={last['kappa']:.4g} k={last['k']:.4g} c={last['c']:.4g}  "
+            f"  {'fixed' if last['converged'] else 'last '} : kappa={last['kappa']:.4g} k={last['k']:.4g} c={last['c']:.4g}  "
             f"price error={last['price_error']:.4g}  cost gap={last['cost_gap']:.4g}  "
             f"W1={last['w1_mean']:.4g}  mean-inventory error={last['mean_inventory_error']:.4g}\n"
             f"  change: price error {pct('price_error'):+.0f}%, |cost gap| {pct('abs_cost_gap'):+.0f}%, "

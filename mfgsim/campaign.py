@@ -25,18 +25,20 @@ import os
 import subprocess
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from mfgsim.io import atomic_write
+from .io import atomic_write, check_writable, output_lock
 
 from .config import ConfigError, Section, lq_model, read_toml
 
 KINDS = ("particles", "market", "nash")
+# [campaign] keys that say what is kept or how runs are named, not what a run computes
+BOOKKEEPING = ("name", "seeds", "keep_trades", "agents_kept")
 # summary columns every particle or market run must have finite
 SUMMARY_METRICS = ("w1_mean", "w1_max", "ks_max", "mean_inventory_error", "mean_rate_error", "cost_gap", "price_move")
 
@@ -67,6 +69,7 @@ class CampaignSpec:
     kind: str
     runs: tuple[RunSpec, ...]
     keep_trades: bool
+    agents_kept: int = 1000
 
 
 def _set_path(cfg: dict, dotted: str, value, source: str) -> None:
@@ -94,15 +97,19 @@ def _sweep_points(sweep: Section) -> list[dict]:
     return [{**g, **z} for g in grid_points for z in zip_points]
 
 
+MAX_RUNS = 100_000  # a campaign's runs are listed in memory and in the manifest
+
+
 def _seeds(camp: Section) -> list[int]:
     seeds = camp.get("seeds", 1)
-    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and 1 <= seeds <= MAX_RUNS:
         return list(range(seeds))
     if isinstance(seeds, list) and seeds and all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds):
         if len(set(seeds)) != len(seeds):
             raise camp.error("seeds", seeds, "seeds must be distinct")
         return list(seeds)
-    raise camp.error("seeds", seeds, "expected a count >= 1 or a list of distinct integers in [0, 2**32)")
+    raise camp.error("seeds", seeds, f"expected a count in [1, {MAX_RUNS}] or a list of distinct integers "
+                                     "in [0, 2**32)")
 
 
 def load_campaign(path: str | Path) -> CampaignSpec:
@@ -118,24 +125,55 @@ def load_campaign(path: str | Path) -> CampaignSpec:
     if kind == "nash":
         camp.get("seeds", 1)
     keep_trades = camp.boolean("keep_trades", False)
+    agents_kept = camp.integer("agents_kept", 1000, lo=0)
     points = _sweep_points(root.table("sweep", {}))
+    if len(points) * len(seeds) > MAX_RUNS:
+        raise ConfigError(f"{source}: the sweep gives {len(points)} points x {len(seeds)} seeds = "
+                          f"{len(points) * len(seeds)} runs; at most {MAX_RUNS} per campaign")
     base = {k: v for k, v in root.data.items() if k != "sweep"}
+    if points != [{}] and all(_has_path(base, dotted) for dotted in points[0]):
+        build_run(copy.deepcopy(base), source)  # the values the sweep replaces must be valid too
     runs = []
+    largest = (0, None)
     for point in points:
         cfg = copy.deepcopy(base)
         for dotted, value in point.items():
             _set_path(cfg, dotted, value, source)
         objects = build_run(cfg, source)  # validates this point of the sweep
+        if "spec" in objects and objects["spec"].memory_estimate() > largest[0]:
+            largest = (objects["spec"].memory_estimate(), objects["n_agents"])
         # the run's identity is what changes its output: not the campaign's name, its list
-        # of seeds or whether trades are kept (adding seeds must not redo finished runs)
-        ident = {**cfg, "campaign": {k: v for k, v in cfg["campaign"].items()
-                                     if k not in ("name", "seeds", "keep_trades")}}
+        # of seeds or what is kept (adding seeds must not redo finished runs)
+        ident = {**cfg, "campaign": {k: v for k, v in cfg["campaign"].items() if k not in BOOKKEEPING}}
         canonical = json.dumps(ident, sort_keys=True, separators=(",", ":"))
         runs.extend(RunSpec(name, kind, objects["n_agents"], seed, canonical) for seed in seeds)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{source}: the sweep produces duplicate runs (the same parameters twice)")
-    return CampaignSpec(name, source, kind, tuple(runs), keep_trades)
+    _check_memory(largest, source)
+    return CampaignSpec(name, source, kind, tuple(runs), keep_trades, agents_kept)
+
+
+def _has_path(cfg: dict, dotted: str) -> bool:
+    node = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _check_memory(largest: tuple[int, int | None], source: str) -> None:
+    """Refuse up front a run that cannot fit in this machine's memory."""
+    need, n_agents = largest
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # not POSIX: no check
+        return
+    if need > 0.8 * have:
+        raise ConfigError(f"{source}: crowd.n_agents={n_agents} needs about {need / 2**30:.3g} GiB per run, more "
+                          f"than this machine's {have / 2**30:.3g} GiB allow; lower n_agents or record_every's "
+                          "number of records")
 
 
 def build_run(cfg: dict, source: str) -> dict:
@@ -146,9 +184,10 @@ def build_run(cfg: dict, source: str) -> dict:
     from simulator.market import MarketSpec, ParticleSpec
 
     root = Section(cfg, "", source)
+    root.used.add("sweep")  # read by load_campaign; named among the known keys
     camp = root.table("campaign")
     kind = camp.choice("kind", KINDS)
-    for key in ("name", "seeds", "keep_trades"):  # the campaign's bookkeeping, read by load_campaign
+    for key in BOOKKEEPING:  # read by load_campaign
         camp.get(key, None)
     record_every = camp.integer("record_every", 10, lo=1)
     camp.done()
@@ -234,8 +273,12 @@ def shard_path(out_dir: Path, table: str, run: RunSpec) -> Path:
     return Path(out_dir) / table / f"N={run.n_agents}" / f"seed={run.seed}" / f"{run.run_id}.parquet"
 
 
-def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False) -> dict:
-    """Simulate one run, compute its metrics and write its shards. Returns its record."""
+def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False, agents_kept: int | None = None) -> dict:
+    """Simulate one run, compute its metrics and write its shards. Returns its record.
+
+    The metrics use every agent; the ``agents`` shard holds the paths of the first
+    ``agents_kept`` agents (all when None), whose draws are iid, so they are a sample.
+    """
     import polars as pl
 
     from analysis.compare import compare_run
@@ -248,6 +291,7 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False) -> dict:
     objects = build_run(json.loads(run.config), run.campaign)
     model = objects["model"]
     nan = float("nan")
+    shards = {}
     if run.kind == "nash":
         summary = {"kind": run.kind, "strategy": "nash", "w1_mean": nan, "w1_max": nan, "ks_max": nan,
                    "mean_inventory_error": nan, "mean_rate_error": nan, "cost_gap": nan, "price_move": nan,
@@ -257,18 +301,22 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False) -> dict:
         result = run_particles(spec, run.seed) if run.kind == "particles" else run_market(spec, run.seed)
         mfg_rows, summary = compare_run(result, model)
         summary.update(kind=run.kind, strategy=spec.crowd.strategy, **dict.fromkeys(NASH_GAP_COLUMNS, nan))
-        lit = pl.lit(run.run_id)
-        _write(pl.DataFrame(result.agents).with_columns(run_id=lit), out, "agents", run)
-        _write(pl.DataFrame(result.market).with_columns(run_id=lit), out, "market", run)
+        agents = pl.DataFrame(result.agents)
+        shards["agents"] = agents if agents_kept is None else agents.filter(pl.col("agent") < agents_kept)
+        shards["market"] = pl.DataFrame(result.market)
         if keep_trades and result.trades.size:
-            _write(pl.DataFrame(result.trades).with_columns(run_id=lit), out, "trades", run)
-        _write(pl.DataFrame(mfg_rows).with_columns(run_id=lit), out, "mfg", run)
+            shards["trades"] = pl.DataFrame(result.trades)
+        shards["mfg"] = pl.DataFrame(mfg_rows)
     measured = NASH_GAP_COLUMNS if run.kind == "nash" else SUMMARY_METRICS
     broken = {key: summary[key] for key in measured if not math.isfinite(summary[key])}
-    if broken:  # without a summary shard the run is not done, and a rerun tries it again
+    if broken:  # nothing is written: the run is not done, and a rerun tries it again
         raise FloatingPointError("the run's summary is not finite (" + ", ".join(f"{k}={v}" for k, v in broken.items())
                                  + "); not recorded as done")
-    _write(pl.DataFrame([{**summary, "run_id": run.run_id}]), out, "summary", run)
+    shards["summary"] = pl.DataFrame([summary])
+    lit = pl.lit(run.run_id)
+    for table, frame in shards.items():  # summary last: its shard marks the run as done
+        if frame.height:
+            _write(frame.with_columns(run_id=lit), out, table, run)
     return {"run_id": run.run_id, "status": "done", "error": "", "seconds": time.perf_counter() - t0}
 
 
@@ -287,20 +335,44 @@ def warm_kernels() -> None:
     run_market(MarketSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1, warmup_steps=1), seed=0)
 
 
+class EngineError(RuntimeError):
+    """The engine could not be started (Dask missing or its scheduler unreachable)."""
+
+
+def _worker_init() -> None:
+    """Pool workers leave Ctrl-C to the driver, which cancels what has not started and
+    lets running runs finish (their shards are written atomically either way)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warm_kernels()
+
+
 @contextmanager
 def make_engine(workers: int | None = None, dask: str | None = None):
-    """A concurrent.futures Executor: a spawn process pool, or Dask ('local' or an address)."""
+    """A concurrent.futures Executor: a spawn process pool, or Dask ('local' or an address).
+
+    ``workers`` sizes the process pool or the local Dask cluster; with a scheduler
+    address the cluster's own workers run, so ``workers`` is refused there.
+    """
     if dask is not None:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise RuntimeError("the Dask engine needs the optional extra: pip install 'mfgsim[dask]'") from None
+            raise EngineError("the Dask engine needs the optional extra: pip install 'mfgsim[dask]'") from None
         if dask == "local":
-            cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
             client = Client(cluster)
         else:
-            cluster, client = None, Client(dask)
+            if workers is not None:
+                raise EngineError(f"--workers={workers} does not apply to the Dask scheduler at {dask}: its "
+                                  "workers are started with the cluster (use --workers with --dask local)")
+            cluster = None
+            try:
+                client = Client(dask, timeout="5s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise EngineError(f"cannot reach the Dask scheduler at {dask!r}: {exc}") from None
         try:
             client.run(warm_kernels)
             yield client.get_executor()
@@ -310,7 +382,7 @@ def make_engine(workers: int | None = None, dask: str | None = None):
                 cluster.close()
         return
     n = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"), initializer=warm_kernels) as pool:
+    with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
         yield pool
 
 
@@ -362,8 +434,8 @@ def run_campaign(campaign: CampaignSpec | str | Path, out_root: str | Path = "ru
     from analysis.readers import check_schema_version
 
     out = Path(out_root) / campaign.name
+    check_writable(out, "campaign output folder")
     check_schema_version(out)
-    out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict] = {}
     if (out / "manifest.parquet").exists():
         for row in pl.read_parquet(out / "manifest.parquet", schema=MANIFEST).to_dicts():
@@ -380,37 +452,46 @@ def run_campaign(campaign: CampaignSpec | str | Path, out_root: str | Path = "ru
         else:
             rows[run.run_id] = {**base, "status": "pending", "error": "", "seconds": math.nan}
             todo.append(run)
-    _write_manifest(out, rows)
-    if not todo:
-        return out
-    warm_kernels()  # compile once here so that the workers load from the cache
+    done = len(campaign.runs) - len(todo)
+    if progress and done:
+        print(f"{campaign.name}: {done} of {len(campaign.runs)} runs already done in {out}; "
+              f"{'resuming' if todo else 'nothing to do'}", flush=True)
+    with ExitStack() as stack:
+        if todo and engine is None:
+            warm_kernels()  # compile once here so that the workers load from the cache
+            engine = stack.enter_context(make_engine(workers, dask))  # before writing: it may fail
+        stack.enter_context(output_lock(out))
+        for stale in out.rglob(".*.tmp"):  # left by a killed writer; nobody else writes here now
+            stale.unlink(missing_ok=True)
+        _write_manifest(out, rows)
+        if todo:
+            _consume(engine, campaign, todo, out, rows, progress)
+    return out
+
+
+def _consume(pool: Executor, campaign: CampaignSpec, todo: list[RunSpec], out: Path, rows: dict[str, dict],
+             progress: bool) -> None:
+    """Submit the runs, record each outcome in the manifest as it arrives."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(campaign.runs), initial=len(campaign.runs) - len(todo), disable=not progress,
-               desc=campaign.name, unit="run")
     failures = 0
-
-    def consume(pool: Executor) -> None:
-        nonlocal failures
-        futures = {pool.submit(execute_run, run, str(out), campaign.keep_trades): run for run in todo}
-        for fut in as_completed(futures):
-            run = futures[fut]
-            try:
-                rec = fut.result()
-            except Exception as exc:  # noqa: BLE001 - recorded per run, the others go on
-                rec = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": math.nan}
-                failures += 1
-            rows[run.run_id].update(status=rec["status"], error=rec["error"], seconds=rec["seconds"])
-            _write_manifest(out, rows)
-            bar.update(1)
-            bar.set_postfix(failed=failures)
-
-    try:
-        if engine is not None:
-            consume(engine)
-        else:
-            with make_engine(workers, dask) as pool:
-                consume(pool)
-    finally:
-        bar.close()
-    return out
+    futures = {pool.submit(execute_run, run, str(out), campaign.keep_trades, campaign.agents_kept): run
+               for run in todo}
+    with tqdm(total=len(campaign.runs), initial=len(campaign.runs) - len(todo), disable=not progress,
+              desc=campaign.name, unit="run") as bar:
+        try:
+            for fut in as_completed(futures):
+                run = futures[fut]
+                try:
+                    rec = fut.result()
+                except Exception as exc:  # noqa: BLE001 - recorded per run, the others go on
+                    rec = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": math.nan}
+                    failures += 1
+                rows[run.run_id].update(status=rec["status"], error=rec["error"], seconds=rec["seconds"])
+                _write_manifest(out, rows)
+                bar.update(1)
+                bar.set_postfix(failed=failures)
+        except KeyboardInterrupt:
+            for fut in futures:
+                fut.cancel()
+            raise

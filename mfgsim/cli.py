@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -99,27 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/out", help="output root (default runs/out)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--dask", metavar="ADDRESS", help="run on Dask distributed: a scheduler address, or 'local'")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes of the local pool, or of the local Dask cluster with --dask local "
+                             "(default: all cores)")
+    parser.add_argument("--dask", metavar="ADDRESS",
+                        help="run on Dask distributed: a scheduler address (its workers run; no --workers), "
+                             "or 'local' for a local cluster")
 
 
 def _cmd_run(args) -> int:
     from .campaign import load_campaign, run_campaign
-    from .config import ConfigError
 
-    try:
-        campaign = load_campaign(args.campaign)
-    except ConfigError as exc:
-        print(f"mfgsim run: {exc}", file=sys.stderr)
-        return 2
-    if args.workers is not None and args.workers < 1:
-        print(f"mfgsim run: --workers={args.workers} must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        out = run_campaign(campaign, args.out, workers=args.workers, dask=args.dask, progress=not args.quiet)
-    except ValueError as exc:  # e.g. an output folder of another schema version
-        print(f"mfgsim run: {exc}", file=sys.stderr)
-        return 2
+    campaign = load_campaign(args.campaign)
+    out = run_campaign(campaign, args.out, workers=args.workers, dask=args.dask, progress=not args.quiet)
     return _print_status(out)
 
 
@@ -137,11 +130,7 @@ def _print_status(out) -> int:
 def _cmd_report(args) -> int:
     from analysis.report import format_table, report
 
-    try:
-        rep = report(args.outdir, figures=not args.no_figures)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"mfgsim report: {exc}", file=sys.stderr)
-        return 2
+    rep = report(args.outdir, figures=not args.no_figures)
     print(f"{args.outdir} ({rep.kind})")
     print(format_table(rep.table))
     for path in rep.figures:
@@ -153,13 +142,8 @@ def _cmd_calibrate(args) -> int:
     import polars as pl
 
     from .calibrate import run_calibration, summarize
-    from .config import ConfigError
 
-    try:
-        out, converged = run_calibration(args.config, args.out, workers=args.workers, dask=args.dask)
-    except ConfigError as exc:
-        print(f"mfgsim calibrate: {exc}", file=sys.stderr)
-        return 2
+    out, converged = run_calibration(args.config, args.out, workers=args.workers, dask=args.dask)
     print(summarize(pl.read_parquet(out / "calibration.parquet")))
     print(f"wrote {out / 'calibration.parquet'} and figures in {out}")
     return 0 if converged else 1
@@ -188,14 +172,11 @@ def _cmd_solve(args) -> int:
 
     from mfg.fd import LQCrowdingModel, MFGConvergenceError, solve
 
-    from .config import ConfigError, parse_solve_config
+    from .config import parse_solve_config
+    from .io import check_writable
 
-    try:
-        cfg = parse_solve_config(args.config)
-    except (ConfigError, ValueError) as exc:
-        print(f"mfgsim solve: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else cfg.out_dir
+    cfg = parse_solve_config(args.config)
+    out = check_writable(Path(args.out) if args.out else cfg.out_dir)
     try:
         sol = solve(cfg.model, cfg.grid, method=cfg.method, damping=cfg.damping, tol=cfg.tol, max_iter=cfg.max_iter)
     except (MFGConvergenceError, ValueError) as exc:
@@ -220,12 +201,33 @@ def _cmd_solve(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; every expected failure is one line on stderr and exit code 2
+    (1: a computation that did not converge or runs that failed; 130: interrupted)."""
+    from .campaign import EngineError
+    from .config import ConfigError
+    from .io import OutputError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        parser.error(f"--workers={args.workers} must be >= 1")
+    if os.environ.get("MFGSIM_TRACEBACK"):  # for debugging mfgsim itself: full tracebacks
+        return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"mfgsim {args.command}: interrupted; finished work is kept (rerun the same command to resume)",
+              file=sys.stderr)
+        return 130
+    except (ConfigError, OutputError, EngineError, ValueError, FileNotFoundError) as exc:
+        print(f"mfgsim {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused: say so in one line, not a traceback
+        print(f"mfgsim {args.command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from mfg.closed_form import AlmgrenChriss, LQCrowding
 
 STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed")
 MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic")
+# a unit of model inventory is a handful to a few thousand lots; beyond this the crowd's
+# position in lots outgrows any book the noise can fill
+MAX_LOTS_PER_UNIT = 1_000_000
 
 
 def _require(cond: bool, field: str, value, allowed: str) -> None:
@@ -52,10 +55,10 @@ class NoiseFlow:
     def __post_init__(self):
         for name in ("limit_rate", "market_rate", "cancel_rate"):
             v = getattr(self, name)
-            _require(math.isfinite(v) and v >= 0, f"noise.{name}", v, "must be a finite rate >= 0")
-        _require(math.isfinite(self.mean_depth) and self.mean_depth >= 1, "noise.mean_depth", self.mean_depth,
+            _require(math.isfinite(v) and v >= 0, f"market.noise.{name}", v, "must be a finite rate >= 0")
+        _require(math.isfinite(self.mean_depth) and self.mean_depth >= 1, "market.noise.mean_depth", self.mean_depth,
                  "must be >= 1 tick")
-        _require(isinstance(self.max_size, int) and self.max_size >= 1, "noise.max_size", self.max_size,
+        _require(isinstance(self.max_size, int) and self.max_size >= 1, "market.noise.max_size", self.max_size,
                  "must be an integer >= 1")
 
 
@@ -84,14 +87,14 @@ class MarketMakers:
     max_inventory: int = 10
 
     def __post_init__(self):
-        _require(isinstance(self.count, int) and self.count >= 0, "makers.count", self.count, "must be an integer >= 0")
-        _require(self.model in MAKER_MODELS, "makers.model", self.model, f"expected one of {MAKER_MODELS}")
+        _require(isinstance(self.count, int) and self.count >= 0, "market.makers.count", self.count, "must be an integer >= 0")
+        _require(self.model in MAKER_MODELS, "market.makers.model", self.model, f"expected one of {MAKER_MODELS}")
         for name in ("risk_aversion", "fill_intensity", "fill_decay", "volatility"):
             v = getattr(self, name)
-            _require(math.isfinite(v) and v > 0, f"makers.{name}", v, "must be finite and > 0")
-        _require(isinstance(self.quote_size, int) and self.quote_size >= 1, "makers.quote_size", self.quote_size,
+            _require(math.isfinite(v) and v > 0, f"market.makers.{name}", v, "must be finite and > 0")
+        _require(isinstance(self.quote_size, int) and self.quote_size >= 1, "market.makers.quote_size", self.quote_size,
                  "must be an integer >= 1")
-        _require(isinstance(self.max_inventory, int) and self.max_inventory >= 1, "makers.max_inventory",
+        _require(isinstance(self.max_inventory, int) and self.max_inventory >= 1, "market.makers.max_inventory",
                  self.max_inventory, "must be an integer >= 1")
 
     def quote_offsets(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,13 +170,16 @@ class ExecutionCrowd:
         _require(isinstance(self.n_agents, int) and self.n_agents >= 1, "crowd.n_agents", self.n_agents,
                  "must be an integer >= 1")
         _require(self.strategy in STRATEGIES, "crowd.strategy", self.strategy, f"expected one of {STRATEGIES}")
-        _require(isinstance(self.lots_per_unit, int) and self.lots_per_unit >= 1, "crowd.lots_per_unit",
-                 self.lots_per_unit, "must be an integer >= 1")
+        _require(isinstance(self.lots_per_unit, int) and 1 <= self.lots_per_unit <= MAX_LOTS_PER_UNIT,
+                 "crowd.lots_per_unit", self.lots_per_unit,
+                 f"must be an integer in [1, {MAX_LOTS_PER_UNIT}] (lots per unit of model inventory)")
         _require(self.order_type in ("market", "ioc"), "crowd.order_type", self.order_type, "expected market or ioc")
         _require(isinstance(self.ioc_ticks, int) and self.ioc_ticks >= 0, "crowd.ioc_ticks", self.ioc_ticks,
                  "must be an integer >= 0")
         if self.strategy == "mfg_fd":
-            _require(self.fd_grid is not None, "crowd.fd_grid", None, "required for strategy 'mfg_fd'")
+            _require(self.fd_grid is not None, "crowd.fd_grid", None,
+                     "strategy 'mfg_fd' needs the solver's grid: a [crowd.fd_grid] table with x_min, x_max, n_x "
+                     "and n_t in a campaign, or fd_grid=mfg.fd.Grid(...) in Python")
         if self.strategy.startswith("nash"):
             _require(len(self.model.types) == 1 and self.model.c == 0, "crowd.strategy", self.strategy,
                      "the N-player game needs one preference type and c = 0")

@@ -30,6 +30,11 @@ from .book import TRADE_DTYPE
 DEPTH_LEVELS = 10  # depth profile recorded per side, in ticks behind the best quote
 
 
+# kernel records (3 × 8 bytes), the agents table as numpy and Polars columns (2 × 7 × 8),
+# and the comparison's sorted copies: measured peaks stay below this
+_BYTES_PER_AGENT_RECORD = 160
+
+
 def _check_clock(T, dt) -> None:
     """T and dt finite and positive, dt dividing T."""
     for name, v in (("T", T), ("dt", dt)):
@@ -98,10 +103,18 @@ class MarketSpec:
             raise ValueError(f"crowd.model.T={self.crowd.model.T} differs from T={self.T}")
         margin = self.price_margin()
         if self.initial_mid < margin or self.n_ticks - 1 - self.initial_mid < margin:
+            walk, crowd = self._margin_parts()
+            if crowd > walk:
+                cause = (f"the crowd's position of about {self._crowd_position():.3g} lots (crowd.n_agents x "
+                         f"crowd.lots_per_unit x |q0|) walks the price about {crowd:.3g} ticks through the "
+                         "noise's depth")
+                fix = "lower crowd.lots_per_unit or deepen the book (market.noise.limit_rate), or use"
+            else:
+                cause = f"the noise's random walk may move the price about {walk:.3g} ticks"
+                fix = "use"
             raise ValueError(
-                f"price grid too small for the run: initial_mid={self.initial_mid} in n_ticks={self.n_ticks} "
-                f"leaves less than the {margin} ticks the crowd and the noise may move the price; "
-                f"use n_ticks >= {2 * margin + 1} with initial_mid near the centre")
+                f"price grid too small for the run: {cause}, more than initial_mid={self.initial_mid} in "
+                f"n_ticks={self.n_ticks} leaves; {fix} n_ticks >= {2 * margin + 1} with initial_mid near the centre")
 
     @property
     def n_steps(self) -> int:
@@ -115,9 +128,30 @@ class MarketSpec:
     def liquidity_scale(self) -> int:
         return max(1, self.n_agents) if self.scale_liquidity else 1
 
+    def memory_estimate(self) -> int:
+        """Rough peak memory of one run (bytes): per agent its state and its records
+        (kernel arrays, the agents table and the comparison), plus the book's resting orders."""
+        n_rec = (self.n_steps + self.post_steps) // self.record_every + 1
+        noise = self.noise
+        horizon = (self.n_steps + self.warmup_steps + self.post_steps) * self.dt
+        # resting orders level off at rate/cancel rate; the order pool doubles when full
+        resting = noise.limit_rate * self.liquidity_scale * min(horizon, 1.0 / max(noise.cancel_rate, 1e-300))
+        return int(_BYTES_PER_AGENT_RECORD * self.n_agents * n_rec + 300 * self.n_agents + 2 * 64 * resting
+                   + 80 * self.max_trades_kept)
+
     def price_margin(self) -> int:
         """Ticks the price may travel: the crowd's whole position walked through the
         expected depth, plus a random-walk allowance for the noise; a generous bound."""
+        walk, crowd = self._margin_parts()
+        return int(math.ceil(32 + walk + crowd))
+
+    def _crowd_position(self) -> float:
+        model = self.crowd.model
+        per_agent = sum(w * abs(p.m0.mean) + 3 * max(p.m0.stds) for w, p in zip(model.weights, model.types))
+        return self.crowd.n_agents * self.crowd.lots_per_unit * per_agent
+
+    def _margin_parts(self) -> tuple[float, float]:
+        """(noise random-walk allowance, crowd's walk through the depth), in ticks."""
         noise = self.noise
         s = self.liquidity_scale
         mean_size = 0.5 * (noise.max_size + 1)
@@ -126,11 +160,8 @@ class MarketSpec:
         crowd = 0.0
         if self.crowd is not None and noise.cancel_rate > 0:
             depth_per_tick = max(noise.limit_rate * s * mean_size / (2 * noise.cancel_rate * noise.mean_depth), 1.0)
-            model = self.crowd.model
-            per_agent = sum(w * abs(p.m0.mean) + 3 * max(p.m0.stds) for w, p in zip(model.weights, model.types))
-            position = self.crowd.n_agents * self.crowd.lots_per_unit * per_agent
-            crowd = 3.0 * position / depth_per_tick
-        return int(math.ceil(32 + walk + crowd))
+            crowd = 3.0 * self._crowd_position() / depth_per_tick
+        return walk, crowd
 
 
 @dataclass(frozen=True)
@@ -293,6 +324,11 @@ class ParticleSpec:
     @property
     def n_steps(self) -> int:
         return int(round(self.T / self.dt))
+
+    def memory_estimate(self) -> int:
+        """Rough peak memory of one run (bytes): agents' state and records."""
+        n_rec = self.n_steps // self.record_every + 1
+        return int(_BYTES_PER_AGENT_RECORD * self.crowd.n_agents * n_rec + 200 * self.crowd.n_agents)
 
 
 def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:

@@ -211,7 +211,7 @@ BAD = [
      "duplicate runs"),
     (MARKET.replace("limit_rate = 40.0", "limt_rate = 40.0"), "did you mean 'limit_rate'"),
     (MARKET.replace("stop_at_target = false", 'stop_at_target = "no"'), "crowd.stop_at_target"),
-    (MARKET.replace("limit_rate = 40.0", "limit_rate = -4.0"), "noise.limit_rate"),
+    (MARKET.replace("limit_rate = 40.0", "limit_rate = -4.0"), r"market\.noise\.limit_rate"),
     (MARKET.replace("dt = 0.02", "dt = 0.02\nn_ticks = 40\ninitial_mid = 20"), "price grid too small"),
     (NASH.replace('"crowd.n_agents" = [2, 4, 8]', '"crowd.n_agents" = [1, 4]'), "crowd.n_agents"),
     (PARTICLES.replace("A = 10.0", "A = 1e5"), r"dt=0.02 is too large .* use dt <= 1e-05"),

@@ -156,7 +156,9 @@ def test_calibrate_reports_non_convergence(tmp_path, capsys):
     path = tmp_path / "loop.toml"
     path.write_text(CLOSED_LOOP.format(tol=1e-9, max_iter=1).split("[meta_orders]")[0])
     assert main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"]) == 1
-    assert "NOT converged after 1 iterations" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "NOT converged after 1 iterations" in printed
+    assert "  last  : kappa" in printed and "fixed" not in printed
 
 
 def test_calibrate_bad_config(tmp_path, capsys):

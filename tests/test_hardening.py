@@ -1,0 +1,230 @@
+"""Bad inputs and hostile surroundings: one clear line, a nonzero exit, nothing half-written."""
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mfgsim.campaign import load_campaign, run_campaign
+from mfgsim.cli import main
+from mfgsim.config import ConfigError, read_toml
+from mfgsim.io import OutputError, atomic_write, check_writable, output_lock
+from tests.test_campaign import MARKET, NASH, PARTICLES, ROOT, write
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def assert_one_line(err: str, *fragments: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+# ---- config files that cannot be read ------------------------------------------------------
+def test_directory_binary_and_unreadable_config_files(tmp_path, capsys, monkeypatch):
+    code, err = run_cli(capsys, "run", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert_one_line(err, "is a directory")
+    binary = tmp_path / "blob.toml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    code, err = run_cli(capsys, "solve", str(binary))
+    assert code == 2
+    assert_one_line(err, "not a text file")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(ConfigError, match="cannot be read .permission denied."):
+        read_toml(tmp_path / "secret.toml")
+    assert not (tmp_path / "out").exists()
+
+
+# ---- output folders that cannot be written -------------------------------------------------
+def test_out_pointing_at_a_file_and_a_campaign_folder_that_is_a_file(tmp_path, capsys):
+    path = write(tmp_path, NASH, "tiny_nash")
+    a_file = tmp_path / "not_a_folder"
+    a_file.write_text("x")
+    code, err = run_cli(capsys, "run", str(path), "--out", str(a_file), "--quiet")
+    assert code == 2
+    assert_one_line(err, "lies under", "which is a file")
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "tiny_nash").write_text("x")
+    code, err = run_cli(capsys, "run", str(path), "--out", str(root), "--quiet")
+    assert code == 2
+    assert_one_line(err, "tiny_nash is a file")
+    assert a_file.read_text() == "x" and (root / "tiny_nash").read_text() == "x"
+
+
+def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    # root ignores permission bits, so ask os.access directly what a normal user would get
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(OutputError, match="cannot be written.*not writable"):
+        check_writable(tmp_path / "out" / "campaign")
+    with pytest.raises(OutputError, match="not writable"):
+        run_campaign(write(tmp_path, NASH, "tiny_nash"), tmp_path / "out", workers=1, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_dask_scheduler_is_one_line_and_writes_nothing(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    path = write(tmp_path, NASH, "tiny_nash")
+    code, err = run_cli(capsys, "run", str(path), "--out", str(tmp_path / "out"), "--dask", "tcp://127.0.0.1:1",
+                        "--quiet")
+    assert code == 2
+    assert_one_line(err, "cannot reach the Dask scheduler at 'tcp://127.0.0.1:1'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_workers_with_a_scheduler_address_is_refused(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    path = write(tmp_path, NASH, "tiny_nash")
+    code, err = run_cli(capsys, "run", str(path), "--out", str(tmp_path / "out"), "--dask", "tcp://127.0.0.1:1",
+                        "--workers", "2", "--quiet")
+    assert code == 2
+    assert_one_line(err, "--workers=2 does not apply")
+
+
+# ---- sizes refused up front ---------------------------------------------------------------
+def test_huge_seed_counts_and_crowds_are_refused_up_front(tmp_path, capsys):
+    code, err = run_cli(capsys, "run", str(write(tmp_path, PARTICLES.replace("seeds = 2", "seeds = 1000000000000"),
+                                                 "p")), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert_one_line(err, "campaign.seeds")
+    huge = PARTICLES.replace('grid = { "crowd.n_agents" = [5, 20, 80] }',
+                             'grid = { "crowd.n_agents" = [5, 1000000000000] }')
+    code, err = run_cli(capsys, "run", str(write(tmp_path, huge, "p")), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert_one_line(err, "crowd.n_agents=1000000000000 needs about", "GiB per run")
+    assert not (tmp_path / "out").exists()
+
+
+MEASURE = """
+import sys
+from analysis.compare import compare_run
+from mfg.closed_form import LQCrowding
+from mfg.laws import GaussianMixture
+from simulator.agents import ExecutionCrowd
+from simulator.market import MarketSpec, ParticleSpec, run_market, run_particles
+
+model = LQCrowding.single(1.0, 2.0, 1.0, 10.0, 1.0, GaussianMixture.normal(1.0, 0.2), sigma=float(sys.argv[2]))
+n = int(sys.argv[3])
+if sys.argv[1] == "particles":
+    spec, run = ParticleSpec(T=1.0, dt=0.01, crowd=ExecutionCrowd(n, model), record_every=10), run_particles
+else:
+    spec, run = MarketSpec(T=1.0, dt=0.01, crowd=ExecutionCrowd(n, model), record_every=10), run_market
+small = ParticleSpec(T=1.0, dt=0.1, crowd=ExecutionCrowd(2, model), record_every=1)
+compare_run(run_particles(small, seed=1), model)  # load the kernels: their memory is not the run's
+compare_run(run_market(MarketSpec(T=1.0, dt=0.1, crowd=ExecutionCrowd(2, model), record_every=1), seed=1), model)
+
+
+def peak():  # VmHWM, the high-water mark of this process's memory (ru_maxrss survives exec)
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM"))
+
+
+before = peak()
+compare_run(run(spec, seed=1), model)
+print(peak() - before, spec.memory_estimate())
+"""
+
+
+@pytest.mark.parametrize("kind, sigma, n", [("particles", 0.3, 300_000), ("market", 0.0, 20_000)])
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from /proc")
+def test_memory_estimates_bound_a_measured_run(kind, sigma, n):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", MEASURE, kind, str(sigma), str(n)], env=env, capture_output=True,
+                            text=True, timeout=300, check=True)
+    grown, estimate = map(int, result.stdout.split())
+    assert grown > 0.2 * estimate  # the run dominates the peak: the comparison means something
+    assert grown < estimate
+
+
+# ---- Ctrl-C --------------------------------------------------------------------------------
+def test_ctrl_c_is_one_line_and_a_rerun_resumes(tmp_path):
+    text = PARTICLES.replace('[5, 20, 80]', '[5, 20, 80, 320, 1280, 5120]').replace("seeds = 2", "seeds = 3")
+    text = text.replace("dt = 0.02", "dt = 0.002")
+    path = write(tmp_path, text, "tiny_particles")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "mfgsim.cli", "run", str(path), "--workers", "1", "--quiet", "--out",
+           str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    summary_dir = tmp_path / "out" / "tiny_particles" / "summary"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(summary_dir.rglob("*.parquet"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole group on Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert_one_line(err, "interrupted", "rerun the same command to resume")
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+    done = len(list(summary_dir.rglob("*.parquet")))
+    result = subprocess.run(cmd[:-3] + ["--out", str(tmp_path / "out")], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert len(list(summary_dir.rglob("*.parquet"))) == 18
+    assert done < 18
+
+
+# ---- permissions, locks, resume ------------------------------------------------------------
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_outputs_respect_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = atomic_write(tmp_path / "f.parquet", pl.DataFrame({"a": [1]}).write_parquet)
+        out = run_campaign(write(tmp_path, NASH, "tiny_nash"), tmp_path / "out", workers=1, progress=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    shards = list(out.rglob("*.parquet"))
+    assert shards and all(stat.S_IMODE(p.stat().st_mode) == mode for p in shards)
+
+
+def test_a_second_process_on_the_same_output_folder_is_refused(tmp_path, capsys):
+    path = write(tmp_path, NASH, "tiny_nash")
+    with output_lock(tmp_path / "out" / "tiny_nash"):
+        code, err = run_cli(capsys, "run", str(path), "--out", str(tmp_path / "out"), "--quiet")
+    assert code == 2
+    assert_one_line(err, "in use by another mfgsim process", f"pid {os.getpid()}")
+    assert not (tmp_path / "out" / "tiny_nash" / "manifest.parquet").exists()
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0  # the lock went with it
+
+
+def test_a_resumed_campaign_says_how_many_runs_were_done(tmp_path, capsys):
+    path = write(tmp_path, NASH, "tiny_nash")
+    run_campaign(path, tmp_path / "out", workers=1, progress=False)
+    run_campaign(path, tmp_path / "out", workers=1, progress=True)
+    assert "tiny_nash: 3 of 3 runs already done" in capsys.readouterr().out
+
+
+# ---- messages that name the real cause -----------------------------------------------------
+def test_messages_name_the_right_key(tmp_path):
+    with pytest.raises(ConfigError, match="crowd.lots_per_unit=10000000000 is not allowed"):
+        load_campaign(write(tmp_path, MARKET.replace("lots_per_unit = 20", "lots_per_unit = 10000000000"), "m"))
+    big = MARKET.replace("lots_per_unit = 20", "lots_per_unit = 100000")
+    with pytest.raises(ConfigError, match="lower crowd.lots_per_unit"):
+        load_campaign(write(tmp_path, big, "m"))
+    with pytest.raises(ConfigError, match="known keys: campaign, crowd, market, model, sweep"):
+        load_campaign(write(tmp_path, MARKET + "\n[extras]\nx = 1\n", "m"))
+    with pytest.raises(ConfigError, match=r"market\.makers\.risk_aversion"):
+        load_campaign(write(tmp_path, MARKET + "[market.makers]\nrisk_aversion = -1.0\n", "m"))
+    fd = PARTICLES.replace("[crowd]\nn_agents = 5", '[crowd]\nn_agents = 5\nstrategy = "mfg_fd"')
+    with pytest.raises(ConfigError, match=r"\[crowd.fd_grid\] table with x_min, x_max, n_x and n_t"):
+        load_campaign(write(tmp_path, fd, "p"))
+    # the base value of a swept key is overridden, but what the user wrote is still checked
+    with pytest.raises(ConfigError, match="crowd.n_agents = 'five'"):
+        load_campaign(write(tmp_path, PARTICLES.replace("n_agents = 5", 'n_agents = "five"'), "p"))
