@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from simulator import OrderBook, match_messages  # noqa: E402
-from simulator.book import MESSAGE_FIELDS, MessageKind  # noqa: E402
+from simulator.book import MessageKind  # noqa: E402
 from simulator.streams import mixed_stream  # noqa: E402
 
 N_TICKS = 65_536
@@ -47,17 +47,45 @@ def time_batch(stream: np.ndarray, repeats: int) -> tuple[float, int]:
 
 
 def time_methods(stream: np.ndarray) -> float:
+    """The single-message methods, one call per message. Calls are prepared up front as
+    (bound method, arguments), as the reference's are (``process(*row)``), so both loops
+    pay the same Python overhead per message."""
     book = OrderBook(N_TICKS)
-    calls = {
-        MessageKind.LIMIT: lambda m: book.limit(m["order_id"], m["agent"], m["side"], m["price"], m["qty"]),
-        MessageKind.MARKET: lambda m: book.market(m["order_id"], m["agent"], m["side"], m["qty"]),
-        MessageKind.CANCEL: lambda m: book.cancel(m["order_id"], m["agent"]),
-    }
-    rows = [{f: int(v) for f, v in zip(MESSAGE_FIELDS, r)} for r in stream.tolist()]
+    calls = []
+    for kind, side, price, qty, order_id, agent in stream.tolist():
+        if kind == MessageKind.LIMIT:
+            calls.append((book.limit, (order_id, agent, side, price, qty)))
+        elif kind == MessageKind.MARKET:
+            calls.append((book.market, (order_id, agent, side, qty)))
+        else:
+            calls.append((book.cancel, (order_id, agent)))
     t0 = time.perf_counter()
-    for m in rows:
-        calls[m["kind"]](m)
+    for method, args in calls:
+        method(*args)
     return time.perf_counter() - t0
+
+
+def call_floors(n: int = 200_000) -> tuple[float, float]:
+    """Seconds per message that no single-message API over this kernel can go below here:
+    one compiled call with seven integers (a rejected cancel: no matching), and a Python
+    method taking five arguments that does nothing, each driven like the methods above."""
+    from simulator import _book_kernels as K
+
+    book = OrderBook(N_TICKS)
+
+    class Noop:
+        def limit(self, order_id, agent, side, price, qty):
+            return None
+
+    kernel = [(K.process_one, (book._handles_address, K.CANCEL, 0, 0, 0, 10**12, 0))] * n
+    noop = [(Noop().limit, (i, 0, 1, 100, 1)) for i in range(n)]
+    out = []
+    for calls in (kernel, noop):
+        t0 = time.perf_counter()
+        for method, args in calls:
+            method(*args)
+        out.append((time.perf_counter() - t0) / n)
+    return out[0], out[1]
 
 
 def time_reference(stream: np.ndarray) -> tuple[float, int]:
@@ -108,7 +136,12 @@ def main(argv=None) -> None:
     emit("orderbook_methods_throughput", methods_n / methods_s, "messages/s", messages=methods_n)
     emit("reference_throughput", n / ref_s, "messages/s")
     emit("batch_vs_reference", ref_s / batch_s, "ratio", target=25)
-    emit("methods_vs_reference", ref_prefix_s / methods_s, "ratio", messages=methods_n)  # same prefix
+    emit("methods_vs_reference", ref_prefix_s / methods_s, "ratio", messages=methods_n, target=5)  # same prefix
+    kernel_floor, python_floor = call_floors()
+    emit("compiled_call_floor", kernel_floor * 1e9, "ns/message")
+    emit("python_method_floor", python_floor * 1e9, "ns/message")
+    emit("methods_ns_per_message", methods_s / methods_n * 1e9, "ns/message",
+         five_times_reference=ref_prefix_s / methods_n / 5 * 1e9)
 
     with tempfile.TemporaryDirectory() as cache:
         emit("start_cold_cache", start_time(cache), "s")

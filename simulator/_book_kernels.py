@@ -26,7 +26,8 @@ adds at most one resting order, one reject, and at most ``n_live`` trades).
 """
 
 import numpy as np
-from numba import njit
+from numba import carray, njit, types
+from numba.core.extending import intrinsic
 
 # ---- message kinds -----------------------------------------------------------------
 LIMIT = 0
@@ -540,3 +541,65 @@ def check_invariants(levels, blocks, meta, pool, table):
     if n_keys != live:
         return 6
     return 0
+
+
+# ---- one message from Python: the single-message fast path --------------------------------
+# Calling a compiled function costs mostly the typing and unboxing of its arguments: seven
+# arrays cost about 3 µs, seven integers about 0.2 µs. So ``OrderBook`` keeps the addresses
+# and shapes of its arrays in a small int64 "handles" array and passes only integers; the
+# kernel rebuilds array views over the same memory (no copy, no reference counting). The
+# Python object owns the arrays and refreshes the handles whenever one is reallocated.
+H_LEVELS = 0
+H_N_TICKS = 1
+H_BLOCKS = 2
+H_N_BLOCKS = 3
+H_META = 4
+H_POOL = 5
+H_POOL_ROWS = 6
+H_TABLE = 7
+H_TABLE_ROWS = 8
+H_TRADES = 9
+H_TRADES_ROWS = 10
+H_REJECTS = 11
+H_REJECTS_ROWS = 12
+HANDLES_SIZE = 13
+
+NEEDS_CAPACITY = -1
+
+
+@intrinsic
+def _int64_pointer(typingctx, address):
+    """An int64 address as a ``CPointer(int64)``, for ``carray`` views of the book."""
+    if not isinstance(address, types.Integer):
+        return None
+    sig = types.CPointer(types.int64)(address)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+    return sig, codegen
+
+
+# with NRT on (carray views cannot be built without it); the views carry no meminfo, so
+# passing them on to the ``hot`` functions costs no reference counting
+@njit("int64(int64, int64, int64, int64, int64, int64, int64)", cache=True)
+def process_one(handles_address, kind, sign, price, qty, order_id, agent):
+    """Apply one message to the book the handles describe, appending its trades and its
+    reject after those already in the buffers (the caller hands out views of them).
+
+    Returns ``NEEDS_CAPACITY`` without touching the book when the message might not fit
+    (the caller makes room and calls again), else ``2 * trades + rejects`` (0 or 1 reject).
+    """
+    h = carray(_int64_pointer(handles_address), (HANDLES_SIZE,))
+    levels = carray(_int64_pointer(h[H_LEVELS]), (2, h[H_N_TICKS], LEVEL_FIELDS))
+    blocks = carray(_int64_pointer(h[H_BLOCKS]), (2, h[H_N_BLOCKS]))
+    meta = carray(_int64_pointer(h[H_META]), (META_SIZE,))
+    pool = carray(_int64_pointer(h[H_POOL]), (h[H_POOL_ROWS], POOL_FIELDS))
+    table = carray(_int64_pointer(h[H_TABLE]), (h[H_TABLE_ROWS], 2))
+    trades = carray(_int64_pointer(h[H_TRADES]), (h[H_TRADES_ROWS], TRADE_FIELDS))
+    rejects = carray(_int64_pointer(h[H_REJECTS]), (h[H_REJECTS_ROWS], REJECT_FIELDS))
+    if needs_capacity(meta, pool, table, trades, rejects):
+        return NEEDS_CAPACITY
+    n_trades, n_rejects = meta[N_TRADES], meta[N_REJECTS]
+    process_message(levels, blocks, meta, pool, table, trades, rejects, kind, sign, price, qty, order_id, agent, 0)
+    return 2 * (meta[N_TRADES] - n_trades) + meta[N_REJECTS] - n_rejects

@@ -30,6 +30,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -140,9 +141,12 @@ def _to_records(buf: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:
     return buf[:n].copy().view(dtype).reshape(n)
 
 
-@dataclass(frozen=True)
-class BatchResult:
-    """Trades and rejects produced by one call (structured arrays, in book order)."""
+class BatchResult(NamedTuple):
+    """Trades and rejects produced by one call (structured arrays, in book order).
+
+    A named tuple rather than a dataclass: the single-message methods build one per
+    message, and this is the cheapest immutable record Python has.
+    """
 
     trades: np.ndarray
     rejects: np.ndarray
@@ -153,7 +157,13 @@ class BatchResult:
         return int(self.trades["qty"].sum())
 
 
+def _result(trades: np.ndarray, rejects: np.ndarray, _new=tuple.__new__) -> BatchResult:
+    return _new(BatchResult, (trades, rejects))
+
+
 _NOTHING = BatchResult(np.empty(0, dtype=TRADE_DTYPE), np.empty(0, dtype=REJECT_DTYPE))
+_NOTHING.trades.flags.writeable = False
+_NOTHING.rejects.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -195,9 +205,40 @@ class OrderBook:
         self.n_ticks = n_ticks
         (self._levels, self._blocks, self._meta, self._pool, self._table,
          self._trades, self._rejects) = K.new_book(n_ticks, order_capacity, trade_capacity)
-        # one reusable message for the single-message methods (rows are the kernel's columns)
-        self._single = np.zeros((len(MESSAGE_FIELDS), 1), dtype=np.int64)
-        self._single_rows = tuple(self._single)
+        # addresses and shapes of the arrays, for the single-message kernel (see
+        # simulator._book_kernels.process_one); refreshed whenever an array is reallocated
+        self._handles = np.zeros(K.HANDLES_SIZE, dtype=np.int64)
+        self._handles_address = int(self._handles.ctypes.data)
+        self._refresh_handles()
+        # single messages append to the output buffers and return views of their rows,
+        # which are never overwritten: a full buffer is replaced, not reused
+        self._trades_end = self._rejects_end = 0
+        self._handed_out = False
+
+    def _fresh_output_buffers(self) -> None:
+        """New trade and reject buffers (the old ones live on in the views handed out)."""
+        meta = self._meta
+        self._trades = np.empty((max(self._trades.shape[0], 2 * (int(meta[K.N_LIVE]) + 1)), K.TRADE_FIELDS),
+                                dtype=np.int64)
+        self._rejects = np.empty((self._rejects.shape[0], K.REJECT_FIELDS), dtype=np.int64)
+        meta[K.N_TRADES] = meta[K.N_REJECTS] = 0
+        self._trades_end = self._rejects_end = 0
+        self._handed_out = False
+        self._refresh_handles()
+
+    def _refresh_handles(self) -> None:
+        h = self._handles
+        for slot, rows, array in ((K.H_LEVELS, K.H_N_TICKS, self._levels), (K.H_BLOCKS, K.H_N_BLOCKS, self._blocks),
+                                  (K.H_META, None, self._meta), (K.H_POOL, K.H_POOL_ROWS, self._pool),
+                                  (K.H_TABLE, K.H_TABLE_ROWS, self._table),
+                                  (K.H_TRADES, K.H_TRADES_ROWS, self._trades),
+                                  (K.H_REJECTS, K.H_REJECTS_ROWS, self._rejects)):
+            assert array.flags.c_contiguous and array.dtype == np.int64
+            h[slot] = array.ctypes.data
+            if rows is not None:
+                h[rows] = array.shape[1] if array is self._levels or array is self._blocks else array.shape[0]
+        self._trade_records = self._trades.view(TRADE_DTYPE).reshape(-1)
+        self._reject_records = self._rejects.view(REJECT_DTYPE).reshape(-1)
 
     # ---- batch path -------------------------------------------------------------------
     def process(self, messages, step: int = 0) -> BatchResult:
@@ -211,13 +252,17 @@ class OrderBook:
 
     def _run(self, cols, step: int) -> BatchResult:
         meta = self._meta
+        if self._handed_out:  # single-message results are views of the buffers: keep them
+            self._fresh_output_buffers()
         meta[K.N_TRADES] = 0
         meta[K.N_REJECTS] = 0
         self._pool, self._table, self._trades, self._rejects = K.process_batch(
             self._levels, self._blocks, meta, self._pool, self._table, self._trades, self._rejects,
             *cols, step,
         )
+        self._refresh_handles()
         n_trades, n_rejects = int(meta[K.N_TRADES]), int(meta[K.N_REJECTS])
+        self._trades_end, self._rejects_end = n_trades, n_rejects
         if n_trades == 0 and n_rejects == 0:
             return _NOTHING
         return BatchResult(
@@ -226,10 +271,37 @@ class OrderBook:
         )
 
     # ---- single messages --------------------------------------------------------------
-    def _one(self, kind, side, price, qty, order_id, agent) -> BatchResult:
-        cols = self._single
-        cols[:, 0] = (kind, side, price, qty, order_id, agent)
-        return self._run(self._single_rows, 0)
+    def _one(self, kind, side, price, qty, order_id, agent, _process=K.process_one) -> BatchResult:
+        # exact-int test first: a float would be truncated silently by the compiled call
+        if type(side) is not int or type(price) is not int or type(qty) is not int \
+                or type(order_id) is not int or type(agent) is not int:
+            side, price, qty, order_id, agent = _message_ints(side, price, qty, order_id, agent)
+        try:
+            out = _process(self._handles_address, kind, side, price, qty, order_id, agent)
+        except OverflowError:  # an int beyond int64: name it
+            _message_ints(side, price, qty, order_id, agent)
+            raise
+        if out == 0:
+            return _NOTHING
+        while out == K.NEEDS_CAPACITY:
+            self._fresh_output_buffers()  # the usual cause: the trade buffer is full
+            self._pool, self._table, self._trades, self._rejects = K.ensure_capacity(
+                self._meta, self._pool, self._table, self._trades, self._rejects)
+            self._refresh_handles()
+            out = _process(self._handles_address, kind, side, price, qty, order_id, agent)
+            if out == 0:
+                return _NOTHING
+        self._handed_out = True
+        trades, rejects = _NOTHING
+        if out > 1:
+            start = self._trades_end
+            self._trades_end = end = start + (out >> 1)
+            trades = self._trade_records[start:end]
+        if out & 1:
+            start = self._rejects_end
+            self._rejects_end = start + 1
+            rejects = self._reject_records[start:start + 1]
+        return _result(trades, rejects)
 
     def limit(self, order_id: int, agent: int, side: int, price: int, qty: int) -> BatchResult:
         """Limit order: trade up to ``price`` ticks, rest the remainder."""
@@ -355,6 +427,19 @@ def match_messages(messages, n_ticks: int, step: int = 0) -> tuple[BatchResult, 
     n_limit = int(np.count_nonzero((cols[0] == K.LIMIT) | (cols[0] == K.POST_ONLY)))
     book = OrderBook(n_ticks, order_capacity=max(1024, n_limit // 8), trade_capacity=max(1024, len(cols[0]) // 4))
     return book._run(cols, int(step)), book
+
+
+def _message_ints(side, price, qty, order_id, agent) -> tuple[int, ...]:
+    """The message fields as Python ints; floats, strings and bools are refused, not truncated."""
+    out = []
+    for name, value, unit in (("side", side, "+1 buy, -1 sell"), ("price", price, "ticks"), ("qty", qty, "lots"),
+                              ("order_id", order_id, "an id"), ("agent", agent, "an id")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer ({unit}), got {value!r}")
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{name}={value} does not fit in int64")
+        out.append(int(value))
+    return tuple(out)
 
 
 def _side_index(side: int) -> int:

@@ -132,6 +132,18 @@ def test_bad_input_raises_clear_errors():
         OrderBook(10).volume_at(0, 1)
 
 
+@pytest.mark.parametrize("field, value", [("qty", 1.5), ("price", 400.7), ("price", "400"), ("order_id", 2.0),
+                                          ("agent", None), ("side", True), ("qty", 2**70)])
+def test_single_message_fields_must_be_integers(field, value):
+    book = OrderBook(1000)
+    order = {"order_id": 1, "agent": 0, "side": 1, "price": 400, "qty": 2, field: value}
+    with pytest.raises((TypeError, ValueError), match=f"^{field}"):
+        book.limit(**order)
+    assert book.n_orders == 0 and book.messages_processed == 0
+    assert book.limit(order_id=np.int64(1), agent=np.int32(0), side=1, price=np.int16(400), qty=2).rejects.size == 0
+    assert book.order(1).price == 400
+
+
 def test_message_kinds_are_stable():
     assert [int(k) for k in MessageKind] == [0, 1, 2, 3, 4, 5]
 

@@ -101,6 +101,35 @@ def test_invariants_after_every_message(msgs):
         assert_same_book(book, ref)
 
 
+def call_method(book: OrderBook, m):
+    """The single-message method for message ``m``; unknown kinds go through the batch path."""
+    kind, side, price, qty, oid, agent = (int(m[f]) for f in MESSAGE_FIELDS)
+    calls = {0: lambda: book.limit(oid, agent, side, price, qty), 1: lambda: book.market(oid, agent, side, qty),
+             2: lambda: book.ioc(oid, agent, side, price, qty), 3: lambda: book.cancel(oid, agent),
+             4: lambda: book.reduce(oid, agent, qty), 5: lambda: book.post_only(oid, agent, side, price, qty)}
+    return calls[kind]() if kind in calls else book.process(m.reshape(1))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(message, burst), max_size=150), st.integers(1, 4))
+def test_single_message_methods_match_reference_and_keep_their_results(msgs, capacity):
+    """The fast single-message path: every result is checked after the whole stream, so a
+    result whose rows a later message (or a buffer replacement) overwrote is caught."""
+    book = OrderBook(N_TICKS, order_capacity=capacity, trade_capacity=capacity)
+    ref = ReferenceBook(N_TICKS)
+    results, expected = [], []
+    for m in to_array(msgs):
+        results.append(call_method(book, m))
+        n_trades, n_rejects = len(ref.trades), len(ref.rejects)
+        ref.process(*(int(m[f]) for f in MESSAGE_FIELDS))
+        expected.append((ref.trades[n_trades:], ref.rejects[n_rejects:]))
+    for result, (trades, rejects) in zip(results, expected):
+        assert as_tuples(result.trades) == trades
+        assert as_tuples(result.rejects) == rejects
+    assert_same_book(book, ref)
+    book.check_invariants()
+
+
 def test_mixed_stream_against_reference():
     stream = mixed_stream(20_000, n_ticks=256, seed=3)
     result, book = match_messages(stream, 256)
