@@ -42,11 +42,14 @@ def plot_solution(solution, reference=None, density_floor: float = 1e-3):
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
     im = axes[0].imshow(density, origin="lower", aspect="auto", extent=extent, cmap="viridis")
     axes[0].set(title="density m(t, x)", xlabel="inventory x", ylabel="time t")
-    fig.colorbar(im, ax=axes[0])
+    fig.colorbar(im, ax=axes[0], label="m (1/inventory)")
     masked = np.ma.masked_where(density < density_floor, control)
-    im = axes[1].imshow(masked, origin="lower", aspect="auto", extent=extent, cmap="coolwarm")
-    axes[1].set(title="control ν(t, x) (shares/time)", xlabel="inventory x", ylabel="time t")
-    fig.colorbar(im, ax=axes[1])
+    # a diverging map centred at 0: buying and selling read apart at a glance
+    span = float(np.max(np.abs(masked))) if masked.count() else 1.0
+    im = axes[1].imshow(masked, origin="lower", aspect="auto", extent=extent, cmap="coolwarm",
+                        vmin=-span, vmax=span)
+    axes[1].set(title=f"control ν(t, x) where m >= {density_floor:g}", xlabel="inventory x", ylabel="time t")
+    fig.colorbar(im, ax=axes[1], label="ν (shares/time; > 0 buys)")
     axes[2].plot(g.t, solution.mean_inventory(), label="finite differences")
     if reference is not None:
         axes[2].plot(g.t, reference.mean_inventory(g.t), "--", label="closed form")
@@ -56,11 +59,12 @@ def plot_solution(solution, reference=None, density_floor: float = 1e-3):
 
 
 def _price_panel(ax, market) -> None:
-    """Mid price with the best-quote band (ticks) against time."""
-    ax.fill_between(market["t"], market["best_bid"], market["best_ask"], step="mid", alpha=0.3,
-                    label="best bid / ask")
-    ax.plot(market["t"], market["mid"], lw=1.2, label="mid")
-    ax.set(title="mid price", xlabel="time t", ylabel="price (ticks)")
+    """Mid price and the best quotes (ticks) against time. Quotes are step lines: each
+    record holds until the next one."""
+    ax.step(market["t"], market["mid"], where="post", lw=1.2, label="mid")
+    ax.step(market["t"], market["best_bid"], where="post", lw=0.9, label="best bid")
+    ax.step(market["t"], market["best_ask"], where="post", lw=0.9, label="best ask")
+    ax.set(title="mid price and best quotes", xlabel="time t", ylabel="price (ticks)")
     ax.legend()
 
 
@@ -72,6 +76,7 @@ def plot_market(run):
     (bids drawn to the left, asks to the right).
     """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    fig.suptitle(f"the book (N={run.spec.n_agents}, seed {run.seed})")
     _price_panel(axes[0], run.market)
     profile = run.depth.mean(axis=0)
     d = np.arange(profile.shape[1])
@@ -83,11 +88,13 @@ def plot_market(run):
     return fig
 
 
-def plot_convergence(n, values, fit, *, metric: str, reference_slope: float | None = None, bias_fit=None):
+def plot_convergence(n, values, fit, *, metric: str, reference_slope: float | None = None, bias_fit=None,
+                     floor: float | None = None):
     """Metric against N (log–log): every run, the seed means, the fitted line and a reference slope.
 
     ``fit`` is a :class:`analysis.convergence.PowerFit`; ``bias_fit`` (optional) a
-    :class:`analysis.convergence.BiasFit` drawn as b + C N^-r.
+    :class:`analysis.convergence.BiasFit` drawn as b + C N^-r; ``floor`` (optional) a
+    level the metric cannot go below (the book's lattice floor of KS), drawn flat.
     """
     n = np.asarray(n, dtype=float)
     values = np.asarray(values, dtype=float)
@@ -104,15 +111,18 @@ def plot_convergence(n, values, fit, *, metric: str, reference_slope: float | No
     if bias_fit is not None:
         ax.loglog(ns, bias_fit.bias + bias_fit.scale * ns**-bias_fit.rate, ":", color="C2",
                   label=f"b + C N^-r: b={bias_fit.bias:.3g}, r={bias_fit.rate:.2f}")
+    if floor is not None:
+        ax.axhline(floor, ls="--", color="C1", label=f"lattice floor {floor:.3g}")
     ax.set(xlabel="N (agents)", ylabel=metric, title=f"{metric} against N")
     ax.legend(fontsize=8)
     return fig
 
 
-def plot_inventory_paths(t, mean_paths, reference=None):
+def plot_inventory_paths(t, mean_paths, reference=None, source: str = ""):
     """Mean inventory over time: the mean over runs with a ±2 s.d. band, and E(t).
 
-    ``mean_paths``: (runs, times) each run's mean inventory across its agents.
+    ``mean_paths``: (runs, times) each run's mean inventory across its agents; ``source``
+    (e.g. "N=1000, 12 seeds") goes in the title.
     """
     mean_paths = np.asarray(mean_paths, dtype=float)
     centre = mean_paths.mean(axis=0)
@@ -122,18 +132,42 @@ def plot_inventory_paths(t, mean_paths, reference=None):
     ax.plot(t, centre, label=f"mean over {mean_paths.shape[0]} runs")
     if reference is not None:
         ax.plot(t, reference, "--", color="k", label="mean field E(t)")
-    ax.set(xlabel="time t", ylabel="mean inventory", title="mean inventory paths")
+    ax.set(xlabel="time t", ylabel="mean inventory",
+           title="mean inventory paths" + (f" ({source})" if source else ""))
     ax.legend()
     return fig
 
 
-def plot_law_vs_histogram(times, samples_by_time, laws, bins: int = 40):
-    """m(t, ·) against the agents' empirical histogram at a few times (one panel each)."""
+def histogram_edges(samples_by_time, bins: int, lattice: float | None = None) -> np.ndarray:
+    """Common bin edges for the samples: ``bins`` equal bins, or, when the values live on
+    a lattice (inventories of ``1/L`` in the book), edges half-way between lattice points
+    with a whole number of points per bin, so that no bin catches an extra point."""
+    lo = min(float(np.min(x)) for x in samples_by_time)
+    hi = max(float(np.max(x)) for x in samples_by_time)
+    if lattice is None:
+        pad = 0.05 * (hi - lo + 1e-9)
+        return np.linspace(lo - pad, hi + pad, bins + 1)
+    first, last = round(lo / lattice), round(hi / lattice)
+    per_bin = max(1, -(-(last - first + 1) // bins))  # ceil
+    count = -(-(last - first + 1) // per_bin)
+    return (first - 0.5 + per_bin * np.arange(count + 1)) * lattice
+
+
+def plot_law_vs_histogram(times, samples_by_time, laws, bins: int = 40, lattice: float | None = None,
+                          source: str = ""):
+    """m(t, ·) against the agents' empirical histogram at a few times (one panel each).
+
+    ``lattice``: spacing of the values (1/L in the book), to align the bins with it;
+    ``source``: what the samples are (e.g. "N=1000, seed 0"), shown in the title.
+    """
     fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times), 3.6), constrained_layout=True,
                              squeeze=False)
+    if source:
+        fig.suptitle(f"inventories against the mean-field law ({source})")
     for ax, t, x, law in zip(axes[0], times, samples_by_time, laws):
         x = np.asarray(x, dtype=float)
-        ax.hist(x, bins=bins, density=True, alpha=0.5, label=f"{x.size} agents")
+        edges = bins if lattice is None else histogram_edges([x], bins, lattice)
+        ax.hist(x, bins=edges, density=True, alpha=0.5, label=f"{x.size} agents")
         pad = 4 * max(np.sqrt(law.variance), 1e-3)
         grid = np.linspace(min(x.min(), law.mean - pad), max(x.max(), law.mean + pad), 400)
         ax.plot(grid, law.pdf(grid), "k-", label="m(t, x)")
@@ -143,14 +177,17 @@ def plot_law_vs_histogram(times, samples_by_time, laws, bins: int = 40):
     return fig
 
 
-def plot_market_table(market):
-    """Mid price with the best quotes, and the depth at the best quotes, from a market table."""
+def plot_market_table(market, source: str = ""):
+    """Mid price with the best quotes, and the depth at the best quotes at every record,
+    from a market table (``source``, e.g. "N=1000, seed 0", goes in the title)."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    if source:
+        fig.suptitle(f"the book ({source})")
     t = np.asarray(market["t"])
     _price_panel(axes[0], market)
-    axes[1].plot(t, market["bid_depth"], label="bid depth at best")
-    axes[1].plot(t, market["ask_depth"], label="ask depth at best")
-    axes[1].set(title="depth at the best quotes", xlabel="time t", ylabel="lots")
+    axes[1].step(t, market["bid_depth"], where="post", marker=".", ms=3, label="bid depth at best")
+    axes[1].step(t, market["ask_depth"], where="post", marker=".", ms=3, label="ask depth at best")
+    axes[1].set(title="depth at the best quotes (each record)", xlabel="time t", ylabel="lots")
     axes[1].legend()
     return fig
 
@@ -189,21 +226,36 @@ def plot_meta_orders(meta, fit):
     axes[1].loglog(size, np.exp(fit["log_a"][0]) * size**delta, "-", label=f"fit: exponent {delta:.2f}")
     axes[1].loglog(size, peak[0] * np.sqrt(size / size[0]), "--", label="square root")
     axes[1].set(title="response curve", xlabel="meta-order size (lots per agent)", ylabel="peak impact (ticks)")
+    _plain_log_ticks(axes[1].xaxis, size)
+    _plain_log_ticks(axes[1].yaxis, peak)
     axes[1].legend()
     return fig
 
 
-def plot_density_heatmaps(t, samples_by_time, laws, bins: int = 60):
+def _plain_log_ticks(axis, values) -> None:
+    """Label a log axis that spans less than a few decades at the data's own values only:
+    matplotlib's minor labels there overlap each other."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    values = np.unique(np.asarray(values, dtype=float))
+    if values.size > 8:
+        values = values[np.linspace(0, values.size - 1, 8).round().astype(int)]
+    axis.set_major_locator(FixedLocator(values))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plot_density_heatmaps(t, samples_by_time, laws, bins: int = 60, lattice: float | None = None,
+                          source: str = ""):
     """m(t, x) as a heatmap next to the agents' histogram over (t, inventory), same axes.
 
     ``samples_by_time``: one array of inventories per time in ``t``; ``laws``: the
-    mean-field law at each time (anything with ``pdf``). Rows are times, columns bins.
+    mean-field law at each time (anything with ``pdf``). Rows are times, columns bins;
+    ``lattice`` and ``source`` as in :func:`plot_law_vs_histogram`.
     """
     t = np.asarray(t, dtype=float)
-    lo = min(float(np.min(x)) for x in samples_by_time)
-    hi = max(float(np.max(x)) for x in samples_by_time)
-    pad = 0.05 * (hi - lo + 1e-9)
-    edges = np.linspace(lo - pad, hi + pad, bins + 1)
+    edges = histogram_edges(samples_by_time, bins, lattice)
     centres = 0.5 * (edges[1:] + edges[:-1])
     law_map = np.stack([law.pdf(centres) for law in laws])
     hist_map = np.stack([np.histogram(x, bins=edges, density=True)[0] for x in samples_by_time])
@@ -214,5 +266,7 @@ def plot_density_heatmaps(t, samples_by_time, laws, bins: int = 60):
         im = ax.imshow(data, origin="lower", aspect="auto", extent=extent, cmap="viridis", vmin=0, vmax=vmax)
         ax.set(title=title, xlabel="inventory x")
     axes[0].set_ylabel("time t")
-    fig.colorbar(im, ax=axes)
+    if source:
+        fig.suptitle(f"inventory densities ({source})")
+    fig.colorbar(im, ax=axes, label="density (1/inventory)")
     return fig

@@ -121,7 +121,8 @@ def _print_status(out) -> int:
 
     man = manifest(out)
     failed = man.filter(man["status"] == "failed")
-    print(f"{out}: {man.height - failed.height} runs done, {failed.height} failed")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"{out}: {man.height - failed.height} runs done, {failed.height} failed; {size / 2**20:.1f} MiB on disk")
     for row in failed.head(5).iter_rows(named=True):
         print(f"  failed N={row['N']} seed={row['seed']}: {row['error']}")
     return 1 if failed.height else 0
@@ -187,13 +188,16 @@ def _cmd_solve(args) -> int:
     reference = cfg.model.closed_form if isinstance(cfg.model, LQCrowdingModel) else None
     parquet = sol.write_parquet(out / "solution.parquet")
     figures = save_figure(plot_solution(sol, reference), out / "solution")
-    print(f"converged: {sol.iterations} iterations ({sol.method}), residual {sol.residuals[-1]:.2e}, "
-          f"{sol.seconds:.2f} s; mass error {np.max(np.abs(sol.mass() - 1)):.1e}")
+    print(f"converged: {len(sol.residuals)} {sol.method} iterations, {sol.evaluations} HJB-FP sweeps, fixed-point "
+          f"residual {sol.residuals[-1]:.2e}, {sol.seconds:.2f} s; mass error {np.max(np.abs(sol.mass() - 1)):.1e}")
     if reference is not None:
         t = cfg.grid.t
         err_E = np.max(np.abs(sol.mean_inventory() - reference.mean_inventory(t)))
-        print(f"vs closed form: max |E error| {err_E:.3e}, "
-              f"max |mu error| {np.max(np.abs(sol.mean_rate - reference.mean_rate(t[:-1]))):.3e}")
+        err_mu = np.max(np.abs(sol.mean_rate - reference.mean_rate(t[:-1])))
+        scale = np.max(np.abs(reference.mean_rate(t[:-1])))
+        print(f"vs closed form (exact LQ solution, at the grid times): max |E_fd - E| = {err_E:.3e} "
+              f"(mean inventory); max |mu_fd - mu| = {err_mu:.3e} shares/time over the {cfg.grid.n_t} steps, "
+              f"{err_mu / scale:.2%} of max |mu|; first-order scheme: errors halve with the grid")
     print(f"wrote {parquet}")
     for f in figures:
         print(f"wrote {f}")

@@ -113,3 +113,57 @@ def test_density_heatmaps_show_law_and_histogram():
     centres = 0.5 * (edges[1:] + edges[:-1])
     np.testing.assert_allclose(law_map[1], laws[1].pdf(centres))
     np.testing.assert_allclose(hist_map[2], np.histogram(samples[2], bins=edges, density=True)[0])
+
+
+def test_histograms_align_with_the_lot_lattice():
+    lots = 20
+    rng = np.random.default_rng(5)
+    x = np.round(rng.normal(0.5, 0.1, 2000) * lots) / lots  # inventories on the 1/L lattice
+    fig = plot_law_vs_histogram([0.5], [x], [GM.normal(0.5, 0.1)], bins=10, lattice=1 / lots, source="N=2000, seed 3")
+    patches = fig.axes[0].patches
+    edges = np.array([p.get_x() for p in patches] + [patches[-1].get_x() + patches[-1].get_width()])
+    np.testing.assert_allclose(edges * lots - 0.5, np.round(edges * lots - 0.5), atol=1e-9)  # half-way points
+    widths = np.diff(edges) * lots
+    np.testing.assert_allclose(widths, widths[0])  # the same whole number of lattice points per bin
+    assert widths[0] == pytest.approx(round(widths[0])) and round(widths[0]) >= 1
+    counts = np.histogram(x, bins=edges)[0]
+    assert counts.sum() == x.size
+    assert "N=2000, seed 3" in fig._suptitle.get_text()
+    fig = plot_density_heatmaps([0.0, 1.0], [x, x], [GM.normal(0.5, 0.1)] * 2, bins=10, lattice=1 / lots,
+                                source="N=2000, seed 3")
+    left, right = fig.axes[0].images[0].get_extent()[:2]
+    assert (left * lots - 0.5) == pytest.approx(round(left * lots - 0.5))
+    assert fig.axes[-1].get_ylabel() == "density (1/inventory)"  # the colourbar says what it shows
+
+
+def test_meta_order_axes_label_the_sizes_without_overlap():
+    import polars as pl
+
+    from analysis.figures import plot_meta_orders
+
+    size = np.array([2.0, 4.0, 8.0, 16.0])
+    meta = pl.DataFrame({"lots_per_agent": size, "peak_ticks": 3 * size**0.5,
+                         "path": [list(np.linspace(0, 3 * s**0.5, 5)) for s in size]})
+    fig = plot_meta_orders(meta, pl.DataFrame({"delta": [0.5], "log_a": [np.log(3.0)]}))
+    ax = fig.axes[1]
+    np.testing.assert_allclose(ax.xaxis.get_majorticklocs(), size)
+    assert not [t for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+    assert not [t for t in ax.yaxis.get_minorticklabels() if t.get_text()]
+
+
+def test_market_table_figure_draws_steps_at_every_record():
+    import polars as pl
+
+    from analysis.figures import plot_market_table
+
+    t = np.linspace(0, 1, 6)
+    market = pl.DataFrame({"t": t, "mid": 100 + t, "best_bid": 99.5 + t, "best_ask": 100.5 + t,
+                           "bid_depth": np.arange(6), "ask_depth": np.arange(6)[::-1]})
+    fig = plot_market_table(market, source="N=10, seed 2")
+    mid, bid, ask = fig.axes[0].get_lines()
+    assert {line.get_drawstyle() for line in (mid, bid, ask)} == {"steps-post"}
+    np.testing.assert_allclose(bid.get_ydata(), market["best_bid"])
+    bid_depth, ask_depth = fig.axes[1].get_lines()
+    assert bid_depth.get_drawstyle() == "steps-post" and bid_depth.get_marker() == "."
+    np.testing.assert_allclose(ask_depth.get_ydata(), market["ask_depth"])
+    assert "N=10, seed 2" in fig._suptitle.get_text()

@@ -126,6 +126,8 @@ def test_cli_run_and_report(tmp_path, capsys, text, name, tables):
     printed = capsys.readouterr().out
     assert "slope" in printed and "wrote" in printed
     assert (out / "figures").is_dir()
+    if name == "tiny_market":  # KS in the book: no -1/2 reference, its lattice floor instead
+        assert "ks_max" in printed and "note: floor ~" in printed and "1/L lattice (L=20)" in printed
 
 
 def test_shard_layout_and_schema(tmp_path):

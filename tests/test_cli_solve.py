@@ -37,7 +37,8 @@ def test_solve_writes_parquet_and_figures(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["solve", str(write(tmp_path, GOOD)), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "converged" in printed and "vs closed form" in printed
+    assert "converged" in printed and "vs closed form (exact LQ solution" in printed
+    assert "max |mu_fd - mu|" in printed and "shares/time" in printed
     df = pl.read_parquet(out / "solution.parquet")
     assert df.height == 21 * 60 and set(df.columns) == {"type", "t", "x", "m", "V", "control"}
     assert (out / "solution.png").stat().st_size > 0 and (out / "solution.pdf").stat().st_size > 0
@@ -74,6 +75,9 @@ def test_solution_figure_shows_the_solution(tmp_path):
     np.testing.assert_allclose(density_img.get_array(), sol.density)
     visible = ~np.ma.getmaskarray(control_img.get_array())
     np.testing.assert_allclose(control_img.get_array()[visible], sol.control[0][visible])
+    vmin, vmax = control_img.get_clim()
+    assert vmin == -vmax  # the diverging scale is centred at 0
+    assert fig.axes[3].get_ylabel().startswith("m ") and fig.axes[4].get_ylabel().startswith("ν")
     lines = fig.axes[2].get_lines()
     np.testing.assert_allclose(lines[0].get_ydata(), sol.mean_inventory())
     np.testing.assert_allclose(lines[1].get_ydata(), cfg.model.closed_form.mean_inventory(cfg.grid.t))
