@@ -23,6 +23,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
@@ -361,8 +362,15 @@ def make_engine(workers: int | None = None, dask: str | None = None):
         except ImportError:
             raise EngineError("the Dask engine needs the optional extra: pip install 'mfgsim[dask]'") from None
         if dask == "local":
-            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            import dask as dask_lib
+
+            # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which turns
+            # off glibc's adaptive mmap threshold: every large temporary array is then
+            # mapped and unmapped afresh, and a run's comparison costs 3-5x more
+            # (benchmarks/campaign_scaling.py: 2.4x slower campaigns before this)
+            with dask_lib.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                       processes=True, dashboard_address=None)
             client = Client(cluster)
         else:
             if workers is not None:
@@ -374,6 +382,13 @@ def make_engine(workers: int | None = None, dask: str | None = None):
             except (OSError, TimeoutError, ValueError) as exc:
                 raise EngineError(f"cannot reach the Dask scheduler at {dask!r}: {exc}") from None
         try:
+            trimmed = {addr: value for addr, value in client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").items()
+                       if value is not None}
+            if trimmed:
+                print(f"mfgsim: warning: {len(trimmed)} Dask worker(s) run with MALLOC_TRIM_THRESHOLD_="
+                      f"{next(iter(trimmed.values()))}, which makes runs several times slower; start them with "
+                      "the Dask config distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_ set to null",
+                      file=sys.stderr)
             client.run(warm_kernels)
             yield client.get_executor()
         finally:

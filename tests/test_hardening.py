@@ -228,3 +228,24 @@ def test_messages_name_the_right_key(tmp_path):
     # the base value of a swept key is overridden, but what the user wrote is still checked
     with pytest.raises(ConfigError, match="crowd.n_agents = 'five'"):
         load_campaign(write(tmp_path, PARTICLES.replace("n_agents = 5", 'n_agents = "five"'), "p"))
+
+
+# ---- Dask ----------------------------------------------------------------------------------
+def test_local_dask_workers_keep_glibcs_adaptive_malloc(capsys, monkeypatch):
+    """Dask's default MALLOC_TRIM_THRESHOLD_=65536 made local-cluster campaigns 2.4x slower
+    than the process pool (benchmarks/campaign_scaling.py); our local cluster unsets it, and
+    a cluster started elsewhere with it set gets a warning."""
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    from mfgsim.campaign import make_engine
+
+    # a nanny writes its variables into this process's environment: undo that afterwards
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with make_engine(workers=1, dask="local") as engine:
+        assert engine.submit(os.environ.get, "MALLOC_TRIM_THRESHOLD_").result() is None
+    assert "MALLOC_TRIM_THRESHOLD_" not in capsys.readouterr().err
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with make_engine(dask=cluster.scheduler_address):
+            pass
+    assert "run with MALLOC_TRIM_THRESHOLD_=65536" in capsys.readouterr().err
