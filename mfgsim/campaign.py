@@ -1,7 +1,7 @@
 """Campaigns: a TOML file -> frozen run specs -> runs on an engine -> Parquet shards.
 
 A campaign file has a ``[campaign]`` table (``kind`` = particles | market | nash,
-``seeds``, ``record_every``, ``keep_trades``), the LQ ``[model]``, the ``[crowd]``, the
+``seeds``, ``record_every``, ``keep_trades``, ``agents_kept``), the LQ ``[model]``, the ``[crowd]``, the
 kind's own table (``[particles]``, ``[market]`` with ``[market.noise]`` and
 ``[market.makers]``, or ``[nash]``) and an optional ``[sweep]`` with ``grid`` (cartesian)
 and ``zip`` (parallel lists) over dotted keys such as ``"crowd.n_agents"``. See the files
@@ -11,7 +11,10 @@ Each run is identified by ``run_id`` = hash of its canonical spec, its seed and 
 version; its shards go to ``<out>/<table>/N=<n>/seed=<s>/<run_id>.parquet``, written to a
 temporary name and renamed, ``summary`` last. A run whose summary shard exists is skipped,
 so a campaign killed at any moment resumes where it stopped. Failures are recorded per run
-in ``manifest.parquet`` and do not stop the others.
+in ``manifest.parquet`` and do not stop the others; a run whose summary is not finite is a
+failure. What cannot work is refused before anything is written: a stiff feedback for the
+step, a run too big for this machine's memory, an output folder that cannot be written or
+that another process is writing (a lock), an unreachable Dask scheduler.
 """
 
 from __future__ import annotations

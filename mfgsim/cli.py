@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  OUT/<campaign>/<table>/N=<n>/seed=<s>/<run_id>.parquet  (tables: agents, market,\n"
             "  trades, mfg, summary) and OUT/<campaign>/manifest.parquet.\n"
             "Runs whose summary shard exists are skipped: rerun the same command to resume a\n"
-            "campaign that was interrupted. Read the output with `mfgsim report` or Polars:\n"
+            "campaign that was interrupted (Ctrl-C keeps the finished runs). One process writes a\n"
+            "campaign folder at a time. The agents table keeps [campaign] agents_kept agents per\n"
+            "run (default 1000). Read the output with `mfgsim report` or Polars:\n"
             "  pl.scan_parquet('runs/out/NAME/summary/**/*.parquet', hive_partitioning=True)\n\n"
             "examples:\n"
             "  mfgsim run runs/experiment_a_particles.toml --workers 2\n"
@@ -122,7 +124,8 @@ def _print_status(out) -> int:
     man = manifest(out)
     failed = man.filter(man["status"] == "failed")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"{out}: {man.height - failed.height} runs done, {failed.height} failed; {size / 2**20:.1f} MiB on disk")
+    shown = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
+    print(f"{out}: {man.height - failed.height} runs done, {failed.height} failed; {shown} on disk")
     for row in failed.head(5).iter_rows(named=True):
         print(f"  failed N={row['N']} seed={row['seed']}: {row['error']}")
     return 1 if failed.height else 0

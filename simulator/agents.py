@@ -87,7 +87,8 @@ class MarketMakers:
     max_inventory: int = 10
 
     def __post_init__(self):
-        _require(isinstance(self.count, int) and self.count >= 0, "market.makers.count", self.count, "must be an integer >= 0")
+        _require(isinstance(self.count, int) and self.count >= 0, "market.makers.count", self.count,
+                 "must be an integer >= 0")
         _require(self.model in MAKER_MODELS, "market.makers.model", self.model, f"expected one of {MAKER_MODELS}")
         for name in ("risk_aversion", "fill_intensity", "fill_decay", "volatility"):
             v = getattr(self, name)
