@@ -23,9 +23,9 @@ def _phi(z):
 
 
 def _Phi(z):
-    from mfg.laws import _erf
+    from mfg.laws import erf
 
-    return 0.5 * (1.0 + _erf(z / _SQRT2))
+    return 0.5 * (1.0 + erf(z / _SQRT2))
 
 
 def _lower_area(law: GaussianMixture, x: np.ndarray) -> np.ndarray:

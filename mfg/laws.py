@@ -24,7 +24,7 @@ def _erf_flat(z):
     return out
 
 
-def _erf(z) -> np.ndarray:
+def erf(z) -> np.ndarray:
     """Error function of an array (math.erf, compiled: the metrics call it millions of times)."""
     z = np.asarray(z, dtype=np.float64)
     return _erf_flat(z.ravel()).reshape(z.shape)
@@ -73,7 +73,7 @@ class GaussianMixture:
             if s == 0.0:
                 out += w * (x >= m)
             else:
-                out += w * 0.5 * (1.0 + _erf((x - m) / (s * _SQRT2)))
+                out += w * 0.5 * (1.0 + erf((x - m) / (s * _SQRT2)))
         return out
 
     def pdf(self, x) -> np.ndarray:

@@ -249,3 +249,40 @@ def test_local_dask_workers_keep_glibcs_adaptive_malloc(capsys, monkeypatch):
         with make_engine(dask=cluster.scheduler_address):
             pass
     assert "run with MALLOC_TRIM_THRESHOLD_=65536" in capsys.readouterr().err
+
+
+# ---- footprint and layout --------------------------------------------------------------------
+def test_the_agents_table_keeps_a_sample_of_agents(tmp_path):
+    out = run_campaign(write(tmp_path, PARTICLES.replace("record_every = 5", "record_every = 5\nagents_kept = 3"),
+                             "tiny_particles"), tmp_path / "out", workers=1, progress=False)
+    from analysis.readers import scan
+
+    agents = scan(out, "agents").collect()
+    assert agents["agent"].max() == 2
+    assert agents.filter(pl.col("N") == 80).group_by("run_id").agg(pl.col("agent").n_unique())["agent"].to_list() \
+        == [3, 3]
+    mfg = scan(out, "mfg").collect()  # the metrics still use all 80 agents: W1 is small, not that of 3 draws
+    assert mfg.filter(pl.col("N") == 80)["w1"].mean() < mfg.filter(pl.col("N") == 5)["w1"].mean()
+
+
+def test_packages_use_each_others_public_api_only():
+    """No ``from <other package> import _private`` across simulator, mfg, analysis, mfgsim."""
+    import ast
+
+    packages = ("simulator", "mfg", "analysis", "mfgsim")
+    offenders = []
+    for package in packages:
+        for path in (ROOT / package).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    owner = node.module.split(".")[0]
+                    private = [a.name for a in node.names if a.name.startswith("_")]
+                    if owner in packages and owner != package and private:
+                        offenders.append(f"{path.relative_to(ROOT)}: from {node.module} import {private}")
+    assert not offenders, offenders
+    from mfgsim.io import atomic_write as shared
+
+    import analysis.figures
+    import mfg.fd
+
+    assert mfg.fd.atomic_write is shared and analysis.figures.atomic_write is shared
