@@ -20,6 +20,18 @@ Each agent maximises ``E[X_T + Q_T S_T - A Q_T^2 - phi ∫ Q^2 dt]`` with
   ``(2k + c) E'' + kappa E' - 2 phi E = 0``.
 * ``h1 = 2k E' + c mu + h2 E`` and ``h0(t) = ∫_t^T [(h1 - c mu)^2/(4k) - sigma^2 h2 / 2] ds``.
 
+Transient impact (Obizhaeva–Wang resilience ``rho``)
+----------------------------------------------------
+With ``rho > 0`` the crowd's impact decays: the mid is ``S = S0 + Y + sigma0 W0`` with
+``dY = (kappa mu - rho Y) dt``, ``Y(0) = 0``, and the execution price stays
+``S + k nu + c mu``. Each agent still takes the crowd (so Y) as given, so its problem is
+the one above with the price trend ``kappa mu`` replaced by ``D = kappa mu - rho Y``:
+``h2`` and the law's dispersion are unchanged, and the means solve the linear BVP
+``2k E_j'' + c mu' + kappa mu - rho Y - 2 phi_j E_j = 0``, ``Y' = kappa mu - rho Y``,
+``Y(0) = 0``, with the same boundary conditions on E. ``rho = 0`` is the model above
+(``Y = kappa (E - E0)``: impact is permanent). A decaying impact weakens the crowd's
+incentive to sell early: the trend it front-runs is partly undone before T.
+
 Crowding and speed. The crowd's mean rate ``mu`` enters each agent's problem as a price
 trend ``kappa mu``: with sellers (``E0 > 0``) the price is expected to fall, which makes
 holding inventory costly, so every agent sells *faster* early on than it would alone, and
@@ -203,6 +215,8 @@ class LQCrowding:
     types : preference types (their weights are normalised to sum to one).
     sigma : idiosyncratic inventory noise (>= 0).
     c : crowd temporary impact (>= 0): execution price S + k ν + c μ.
+    rho : resilience of the impact (>= 0, per unit time): dY = (κ μ - ρ Y) dt; 0 keeps
+        impact permanent.
     """
 
     k: float
@@ -211,6 +225,7 @@ class LQCrowding:
     types: tuple[PreferenceType, ...]
     sigma: float = 0.0
     c: float = 0.0
+    rho: float = 0.0
 
     def __post_init__(self):
         _positive("k", self.k)
@@ -218,14 +233,15 @@ class LQCrowding:
         _positive("T", self.T)
         _positive("sigma", self.sigma, allow_zero=True)
         _positive("c", self.c, allow_zero=True)
+        _positive("rho", self.rho, allow_zero=True)
         types = tuple(self.types)
         if not types or not all(isinstance(p, PreferenceType) for p in types):
             raise ValueError("types must be a non-empty sequence of PreferenceType")
         object.__setattr__(self, "types", types)
 
     @classmethod
-    def single(cls, k, kappa, phi, A, T, m0: GaussianMixture, sigma=0.0, c=0.0) -> LQCrowding:
-        return cls(k=k, kappa=kappa, T=T, types=(PreferenceType(phi, A, m0),), sigma=sigma, c=c)
+    def single(cls, k, kappa, phi, A, T, m0: GaussianMixture, sigma=0.0, c=0.0, rho=0.0) -> LQCrowding:
+        return cls(k=k, kappa=kappa, T=T, types=(PreferenceType(phi, A, m0),), sigma=sigma, c=c, rho=rho)
 
     # ---- the mean-field mean: a constant-coefficient linear BVP --------------------------
     @cached_property
@@ -235,35 +251,47 @@ class LQCrowding:
 
     @cached_property
     def _bvp(self):
-        J, k, c, kappa, T = len(self.types), self.k, self.c, self.kappa, self.T
+        """State X = (E_1..E_J, E_1'..E_J', Y): X' = M X, E(0) = E0, Y(0) = 0, and J
+        terminal conditions. (Y only feeds back into E when rho > 0.)"""
+        J, k, c, kappa, rho, T = len(self.types), self.k, self.c, self.kappa, self.rho, self.T
         w = self.weights
         phi = np.array([p.phi for p in self.types])
         A = np.array([p.A for p in self.types])
         E0 = np.array([p.m0.mean for p in self.types])
         Binv = np.linalg.inv(2 * k * np.eye(J) + c * np.outer(np.ones(J), w))
-        M = np.zeros((2 * J, 2 * J))
-        M[:J, J:] = np.eye(J)
-        M[J:, :J] = 2 * Binv @ np.diag(phi)
-        M[J:, J:] = -kappa * Binv @ np.outer(np.ones(J), w)
-        # terminal rows: k E_j'(T) + (c/2) mu(T) + A_j E_j(T) = 0
-        term = np.zeros((J, 2 * J))
+        n = 2 * J + 1
+        M = np.zeros((n, n))
+        M[:J, J:2 * J] = np.eye(J)
+        M[J:2 * J, :J] = 2 * Binv @ np.diag(phi)
+        M[J:2 * J, J:2 * J] = -kappa * Binv @ np.outer(np.ones(J), w)
+        M[J:2 * J, 2 * J] = rho * Binv @ np.ones(J)
+        M[2 * J, J:2 * J] = kappa * w
+        M[2 * J, 2 * J] = -rho
+        # initial rows pick E and Y; terminal rows: k E_j'(T) + (c/2) mu(T) + A_j E_j(T) = 0
+        init = np.zeros((J + 1, n))
+        init[:J, :J] = np.eye(J)
+        init[J, 2 * J] = 1.0
+        term = np.zeros((J, n))
         term[:, :J] = np.diag(A)
-        term[:, J:] = k * np.eye(J) + 0.5 * c * np.outer(np.ones(J), w)
+        term[:, J:2 * J] = k * np.eye(J) + 0.5 * c * np.outer(np.ones(J), w)
+        start = np.concatenate([E0, [0.0]])
         lam, V = np.linalg.eig(M)
         if np.linalg.cond(V) < 1e10:
             # modes scaled to be <= 1 on [0, T]: growing ones anchored at T, decaying at 0
             anchor = np.where(lam.real > 0, T, 0.0)
-            lhs = np.vstack([V[:J] * np.exp(-lam * anchor), term @ V * np.exp(lam * (T - anchor))])
-            coef = np.linalg.solve(lhs, np.concatenate([E0, np.zeros(J)]).astype(complex))
+            lhs = np.vstack([init @ V * np.exp(-lam * anchor), term @ V * np.exp(lam * (T - anchor))])
+            coef = np.linalg.solve(lhs, np.concatenate([start, np.zeros(J)]).astype(complex))
             return ("modes", lam, V, coef, anchor)
         # defective M (e.g. kappa = 0 with a type of phi = 0: a linear mean): shoot with expm
         ET = _expm(M * T)
-        rhs = -(term @ ET[:, :J]) @ E0
-        slope0 = np.linalg.solve(term @ ET[:, J:], rhs)
-        return ("expm", M, np.concatenate([E0, slope0]))
+        free = [i for i in range(n) if i not in range(J) and i != 2 * J]  # the unknown E'(0)
+        X0 = np.zeros(n)
+        X0[:J] = E0
+        X0[free] = np.linalg.solve(term @ ET[:, free], -(term @ ET) @ X0)
+        return ("expm", M, X0)
 
     def _state(self, t) -> np.ndarray:
-        """(2J, len(t)): mean inventories E_j and their rates E_j'."""
+        """(2J + 1, len(t)): mean inventories E_j, their rates E_j', and the impact Y."""
         shape = np.shape(t)
         t = np.atleast_1d(_times(t, self.T)).ravel()
         kind, *rest = self._bvp
@@ -287,7 +315,13 @@ class LQCrowding:
 
     def mean_rate(self, t) -> np.ndarray:
         """μ(t) = Σ_j w_j E_j'(t), the population's mean trading rate (shares per time)."""
-        return np.tensordot(self.weights, self._state(t)[len(self.types):], axes=1)
+        J = len(self.types)
+        return np.tensordot(self.weights, self._state(t)[J:2 * J], axes=1)
+
+    def price_impact(self, t) -> np.ndarray:
+        """Y(t): the crowd's impact on the mid (price units), dY = (κμ - ρY) dt, Y(0) = 0;
+        ``κ (E(t) - E(0))`` when ρ = 0."""
+        return self._state(t)[2 * len(self.types)]
 
     # ---- individual quantities ---------------------------------------------------------
     def _type(self, j: int) -> PreferenceType:

@@ -140,7 +140,9 @@ class LQCrowdingModel(MFGModel):
     """The LQ crowding MFG (MFG of controls, coupling through μ) for the FD solver.
 
     Cost form of :class:`mfg.closed_form.LQCrowding`: running cost
-    ``k ν² + c μ ν + φ_j x² - κ μ x``, terminal cost ``A_j x²``; coupling μ (N,).
+    ``k ν² + c μ ν + φ_j x² - D x``, terminal cost ``A_j x²``; coupling μ (N,). The price
+    trend D is ``κ μ`` (permanent impact) or, with resilience ρ > 0, the mean drift of
+    ``dY = (κ μ - ρ Y) dt`` over each step, integrated exactly for μ constant on the step.
     """
 
     closed_form: LQCrowding
@@ -179,8 +181,19 @@ class LQCrowdingModel(MFGModel):
         return HamiltonianTerms(
             shift=np.tile(cf.c * mu, (J, 1)),
             base=np.stack([p.phi * grid.x**2 for p in cf.types]),
-            slope=np.tile(-cf.kappa * mu, (J, 1)),
+            slope=np.tile(-np.diff(self.impact_path(mu, grid)) / grid.dt, (J, 1)),
         )
+
+    def impact_path(self, mu: np.ndarray, grid: Grid) -> np.ndarray:
+        """Y at the grid times (N+1,) for the step rates μ (N,): Y(0) = 0 and, over a step,
+        ``Y_{n+1} = Y_n e^{-ρ dt} + κ μ_n (1 - e^{-ρ dt})/ρ`` (``Y_n + κ μ_n dt`` at ρ = 0)."""
+        cf, dt = self.closed_form, grid.dt
+        decay = math.exp(-cf.rho * dt)
+        gain = cf.kappa * (dt if cf.rho == 0 else -math.expm1(-cf.rho * dt) / cf.rho)
+        Y = np.zeros(mu.size + 1)
+        for n in range(mu.size):
+            Y[n + 1] = Y[n] * decay + gain * mu[n]
+        return Y
 
     def coupling_from(self, m, rates, grid):
         return self.weights @ rates

@@ -42,8 +42,8 @@ from .laws import GaussianMixture
 
 
 def _single_type(model: LQCrowding) -> PreferenceType:
-    if len(model.types) != 1 or model.c != 0.0:
-        raise ValueError("the N-player game is implemented for one preference type and c = 0")
+    if len(model.types) != 1 or model.c != 0.0 or model.rho != 0.0:
+        raise ValueError("the N-player game is implemented for one preference type, c = 0 and rho = 0")
     return model.types[0]
 
 

@@ -149,7 +149,7 @@ def _mixture(sec: Section):
 
 
 def lq_model(sec: Section):
-    """An LQ crowding model from a [model] table (k, kappa, T, sigma, c, [[types]])."""
+    """An LQ crowding model from a [model] table (k, kappa, T, sigma, c, rho, [[types]])."""
     from mfg.closed_form import LQCrowding, PreferenceType
 
     types = []
@@ -160,7 +160,8 @@ def lq_model(sec: Section):
         t.done()
     return LQCrowding(k=sec.number("k", lo=0.0, lo_open=True), kappa=sec.number("kappa", lo=0.0),
                       T=sec.number("T", lo=0.0, lo_open=True), types=tuple(types),
-                      sigma=sec.number("sigma", 0.0, lo=0.0), c=sec.number("c", 0.0, lo=0.0))
+                      sigma=sec.number("sigma", 0.0, lo=0.0), c=sec.number("c", 0.0, lo=0.0),
+                      rho=sec.number("rho", 0.0, lo=0.0))
 
 
 def parse_solve_config(path: str | Path) -> SolveConfig:

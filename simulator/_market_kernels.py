@@ -332,9 +332,13 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
 
 
 @njit(cache=True)
-def run_particles(n_steps, dt, record_every, seed, agent_type, q0, sigma, sigma0, kappa, k, crowd_c, s0,
+def run_particles(n_steps, dt, record_every, seed, agent_type, q0, sigma, sigma0, kappa, rho, k, crowd_c, s0,
                   a, b, c, grid, gx0, gdx, gdt, rec_inventory, rec_cash, rec_rate, rec_price, penalty):
-    """dQ_i = ν_i dt + σ dW_i, dS = κ μ dt + σ0 dW0, dX_i = -ν_i (S + k ν_i + c μ) dt, μ = (1/N) Σ ν_j.
+    """dQ_i = ν_i dt + σ dW_i, S = s0 + Y + σ0 W0 with dY = (κ μ - ρ Y) dt,
+    dX_i = -ν_i (S + k ν_i + c μ) dt, μ = (1/N) Σ ν_j.
+
+    Y is advanced exactly over a step for the step's mean rate (``Y e^{-ρ dt} + κ μ
+    (1 - e^{-ρ dt})/ρ``; ``Y + κ μ dt`` at ρ = 0, the permanent-impact model).
 
     Stochastic Heun (predictor–corrector): weak order 2 for this additive noise, so the
     time-step bias stays well below the N^-1/2 sampling error the experiments measure.
@@ -350,6 +354,9 @@ def run_particles(n_steps, dt, record_every, seed, agent_type, q0, sigma, sigma0
     q_pred = np.empty(n)
     dw = np.empty(n)
     s = s0
+    impact = 0.0
+    decay = np.exp(-rho * dt)
+    gain = kappa * dt if rho == 0.0 else -kappa * np.expm1(-rho * dt) / rho
     rec = 0
     sq = np.sqrt(dt)
     for step in range(n_steps + 1):
@@ -377,7 +384,9 @@ def run_particles(n_steps, dt, record_every, seed, agent_type, q0, sigma, sigma0
             nu1 = _strategy_rate(agent_type[i], step + 1, t + dt, q_pred[i], pred_sum, a, b, c, grid, gx0, gdx, gdt)
             nu0[i] = 0.5 * (nu0[i] + nu1)  # from here on: the step's average rate
         mean_nu = nu0.mean()
-        s_new = s + kappa * mean_nu * dt + dw0
+        impact_new = impact * decay + gain * mean_nu
+        s_new = s + (impact_new - impact) + dw0
+        impact = impact_new
         for i in range(n):
             q_new = q[i] + nu0[i] * dt + dw[i]
             penalty[i] += 0.5 * (q[i] * q[i] + q_new * q_new) * dt

@@ -301,8 +301,8 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
 class ParticleSpec:
     """The particle system without a book (experiment (a) of DESIGN §5).
 
-    dQ_i = ν_i dt + σ dW_i, dS = κ μ dt + σ0 dW0, cash dX_i = -ν_i (S + k ν_i + c μ) dt with
-    μ = (1/N) Σ ν_j and σ, κ, k, c from the crowd's model; ``sigma0`` is the common price
+    dQ_i = ν_i dt + σ dW_i, S = s0 + Y + σ0 W0 with dY = (κ μ - ρ Y) dt, cash
+    dX_i = -ν_i (S + k ν_i + c μ) dt with μ = (1/N) Σ ν_j and σ, κ, ρ, k, c from the crowd's model; ``sigma0`` is the common price
     noise, ``s0`` the initial price (its level only scales the sampling noise of cash:
     inventory shocks σ dW arrive without cash, so each gain carries s0 σ W_T).
     """
@@ -348,7 +348,8 @@ def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:
     price = np.zeros(n_rec)
     penalty = np.zeros(n)
     MK.run_particles(int(n_steps), float(spec.dt), int(spec.record_every), int(seed) ^ 0x5EED, types.astype(np.int64),
-                     q0, float(model.sigma), float(spec.sigma0), float(model.kappa), float(model.k), float(model.c),
+                     q0, float(model.sigma), float(spec.sigma0), float(model.kappa), float(model.rho), float(model.k),
+                     float(model.c),
                      float(spec.s0),
                      *(np.ascontiguousarray(x, dtype=np.float64) for x in (tab.a, tab.b, tab.c, tab.grid)),
                      float(tab.grid_x0), float(tab.grid_dx), float(tab.grid_dt), inv, cash, rate, price, penalty)

@@ -50,7 +50,9 @@ def test_almgren_chriss_limits():
 
 
 def bvp_reference(model: LQCrowding, t):
-    """Independent solution of the mean-field BVP with scipy.solve_bvp (E_j, E_j')."""
+    """Independent solution of the mean-field BVP with scipy.solve_bvp (E_j, E_j', Y),
+    written from the equations as stated: (2k E_j'' + c μ' + κ μ - ρ Y - 2 φ_j E_j = 0,
+    Y' = κ μ - ρ Y, Y(0) = 0)."""
     J = len(model.types)
     w = model.weights
     phi = np.array([p.phi for p in model.types])
@@ -59,17 +61,18 @@ def bvp_reference(model: LQCrowding, t):
     B = 2 * model.k * np.eye(J) + model.c * np.outer(np.ones(J), w)
 
     def f(s, y):
-        E, dE = y[:J], y[J:]
+        E, dE, Y = y[:J], y[J:2 * J], y[2 * J]
         mu = w @ dE
-        d2E = np.linalg.solve(B, 2 * phi[:, None] * E - model.kappa * mu[None, :])
-        return np.vstack([dE, d2E])
+        d2E = np.linalg.solve(B, 2 * phi[:, None] * E - model.kappa * mu[None, :] + model.rho * Y[None, :])
+        return np.vstack([dE, d2E, model.kappa * mu - model.rho * Y])
 
     def bc(ya, yb):
-        mu_T = w @ yb[J:]
-        return np.concatenate([ya[:J] - E0, model.k * yb[J:] + 0.5 * model.c * mu_T + A * yb[:J]])
+        mu_T = w @ yb[J:2 * J]
+        return np.concatenate([ya[:J] - E0, [ya[2 * J]],
+                               model.k * yb[J:2 * J] + 0.5 * model.c * mu_T + A * yb[:J]])
 
     mesh = np.linspace(0.0, model.T, 400)
-    y0 = np.vstack([np.outer(E0, 1 - mesh / model.T), np.outer(-E0, np.ones_like(mesh))])
+    y0 = np.vstack([np.outer(E0, 1 - mesh / model.T), np.outer(-E0, np.ones_like(mesh)), np.zeros((1, mesh.size))])
     sol = solve_bvp(f, bc, mesh, y0, tol=1e-10, max_nodes=200000)
     assert sol.success
     return sol.sol(t)
@@ -83,6 +86,11 @@ MODELS = {
         types=(PreferenceType(1.0, 10.0, GM.normal(1.0, 0.2), weight=0.6),
                PreferenceType(5.0, 2.0, GM((0.5, 0.5), (-0.5, -1.5), (0.1, 0.3)), weight=0.4)),
     ),
+    "transient": LQCrowding(
+        k=1.0, kappa=6.0, T=T, sigma=0.25, c=0.3, rho=3.0,
+        types=(PreferenceType(1.0, 10.0, GM.normal(1.0, 0.2), weight=0.7),
+               PreferenceType(3.0, 4.0, GM.normal(-0.5, 0.1), weight=0.3)),
+    ),
 }
 
 
@@ -95,20 +103,39 @@ def test_mean_field_mean_against_bvp(name):
     for j in range(J):
         np.testing.assert_allclose(model.mean_inventory(t, j), ref[j], atol=1e-7)
         np.testing.assert_allclose(model.type_rate(t, j), ref[J + j], atol=1e-6)
-    np.testing.assert_allclose(model.mean_rate(t), model.weights @ ref[J:], atol=1e-6)
+    np.testing.assert_allclose(model.mean_rate(t), model.weights @ ref[J:2 * J], atol=1e-6)
+    np.testing.assert_allclose(model.price_impact(t), ref[2 * J], atol=1e-6)
+
+
+def test_transient_impact_limits_and_speed():
+    """ρ → 0 is the permanent-impact model (Y = κ(E - E0)); resilience slows the sellers:
+    the trend they front-run is partly undone before T."""
+    t = np.linspace(0.0, T, 11)
+    base = dict(k=1.0, kappa=5.0, phi=1.0, A=10.0, T=T, m0=GM.normal(1.0, 0.2))
+    permanent = LQCrowding.single(**base)
+    np.testing.assert_allclose(permanent.price_impact(t), 5.0 * (permanent.mean_inventory(t) - 1.0), atol=1e-12)
+    nearly = LQCrowding.single(**base, rho=1e-7)
+    np.testing.assert_allclose(nearly.mean_inventory(t), permanent.mean_inventory(t), atol=1e-6)
+    means = [LQCrowding.single(**base, rho=rho).mean_inventory(0.3) for rho in (0.0, 1.0, 5.0, 50.0)]
+    assert np.all(np.diff(means) > 0)
+    # very fast resilience: no trend to front-run, the crowd trades as Almgren–Chriss alone
+    alone = AlmgrenChriss(gamma=1.0, lam=1.0, terminal_penalty=10.0, horizon=T).inventory(0.3, 1.0)
+    assert LQCrowding.single(**base, rho=1e4).mean_inventory(0.3) == pytest.approx(alone, abs=2e-3)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_riccati_coefficients_against_ode(name):
-    """h2, h1, h0 solve their ODEs; h1 via h1' = (h1 - cμ) h2/(2k) - κμ from h1(T) = 0."""
+    """h2, h1, h0 solve their ODEs; h1 via h1' = (h1 - cμ) h2/(2k) - D from h1(T) = 0, with
+    D = κμ - ρY the drift of the mid (κμ for permanent impact)."""
     model = MODELS[name]
     k, c, kappa, s2 = model.k, model.c, model.kappa, model.sigma**2
     for j, p in enumerate(model.types):
         def rhs(t, y, j=j, p=p):
             h2, h1, h0 = y
             mu = float(model.mean_rate(t))
+            drift = kappa * mu - model.rho * float(model.price_impact(t))
             return [h2**2 / (2 * k) - 2 * p.phi,
-                    (h1 - c * mu) * h2 / (2 * k) - kappa * mu,
+                    (h1 - c * mu) * h2 / (2 * k) - drift,
                     s2 * h2 / 2 - (h1 - c * mu) ** 2 / (4 * k)]
 
         sol = solve_ivp(rhs, (T, 0.0), [2 * p.A, 0.0, 0.0], rtol=1e-11, atol=1e-12, dense_output=True)

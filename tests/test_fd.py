@@ -178,3 +178,25 @@ def test_grid_takes_numpy_integers_and_m0_off_the_grid_says_widen():
         Grid(0.0, 1.0, 10, 1.0, True)
     with pytest.raises(ValueError, match="initial law m0 .* widen the grid"):
         solve(LQCrowdingModel(crowding(1.0, m0=GM.normal(5.0, 0.2))), Grid(-1.5, 2.5, 20, 1.0, 5))
+
+
+def test_transient_impact_converges_to_the_closed_form():
+    """Resilience ρ: the solver's price trend comes from Y, integrated over each step;
+    the mean and the impact path converge at first order to the exact BVP solution."""
+    cf = crowding(5.0, c=0.3, rho=4.0)
+    errs = []
+    for r in (2, 4, 8):
+        grid = Grid(-1.5, 2.5, 100 * r, 1.0, 50 * r)
+        model = LQCrowdingModel(cf)
+        sol = solve(model, grid)
+        errs.append([np.max(np.abs(sol.mean_inventory() - cf.mean_inventory(grid.t))),
+                     np.max(np.abs(model.impact_path(sol.mean_rate, grid) - cf.price_impact(grid.t)))])
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(orders > 0.9) and np.all(orders < 1.1), orders
+    assert errs[-1][0] < 2e-3
+    # ρ = 0 in the solver is the permanent model: Y = κ (E - E0) step by step
+    permanent = LQCrowdingModel(crowding(5.0))
+    grid = Grid(-1.5, 2.5, 100, 1.0, 50)
+    sol = solve(permanent, grid)
+    np.testing.assert_allclose(permanent.impact_path(sol.mean_rate, grid),
+                               5.0 * np.concatenate([[0.0], np.cumsum(sol.mean_rate) * grid.dt]))

@@ -216,13 +216,14 @@ def test_market_figure_shows_the_recorded_data():
     assert run.depth[:, :, 0].min() > 0  # the touch is never empty in this market
 
 
-@pytest.mark.parametrize("c", [0.0, 0.5])
-def test_particle_cash_pays_the_model_costs(c):
+@pytest.mark.parametrize("c, rho", [(0.0, 0.0), (0.5, 0.0), (0.5, 4.0)])
+def test_particle_cash_pays_the_model_costs(c, rho):
     """Deterministic particles (σ = 0, one initial inventory): the realised gain equals the
-    MFG value up to the O(dt²) Heun error, the crowd term c μ ν included."""
+    MFG value up to the O(dt²) Heun error, the crowd term c μ ν and a decaying impact
+    (ρ > 0: the price follows dY = (κμ - ρY) dt) included."""
     from analysis.compare import cost_gap
 
-    model = LQCrowding.single(k=1.0, kappa=5.0, phi=1.0, A=10.0, T=1.0, m0=GM.normal(1.0, 0.0), c=c)
+    model = LQCrowding.single(k=1.0, kappa=5.0, phi=1.0, A=10.0, T=1.0, m0=GM.normal(1.0, 0.0), c=c, rho=rho)
     run = run_particles(ParticleSpec(T=1.0, dt=0.002, crowd=ExecutionCrowd(3, model, "mfg"), record_every=50), 0)
     assert abs(cost_gap(run, model)) < 1e-4
 
