@@ -184,7 +184,7 @@ def build_run(cfg: dict, source: str) -> dict:
     """Objects of one resolved config: model, crowd and the kind's spec (strictly validated)."""
     from mfg.fd import Grid
 
-    from simulator.agents import ExecutionCrowd, MarketMakers, NoiseFlow
+    from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow
     from simulator.market import MarketSpec, ParticleSpec
 
     root = Section(cfg, "", source)
@@ -231,11 +231,12 @@ def build_run(cfg: dict, source: str) -> dict:
             m = root.table("market")
             noise_obj = _dataclass_from(m.table("noise", {}), NoiseFlow)
             makers_obj = _dataclass_from(m.table("makers", {}), MarketMakers)
+            latent_obj = _dataclass_from(m.table("latent"), LatentLiquidity) if "latent" in m.data else None
             out["spec"] = MarketSpec(
                 T=model.T, dt=m.number("dt", lo=0.0, lo_open=True), n_ticks=m.integer("n_ticks", 4096, lo=16),
                 initial_mid=m.integer("initial_mid", 2048, lo=1), tick_size=m.number("tick_size", 0.01, lo=0.0,
                                                                                        lo_open=True),
-                noise=noise_obj, makers=makers_obj if makers_obj.count else None, crowd=crowd,
+                noise=noise_obj, makers=makers_obj if makers_obj.count else None, latent=latent_obj, crowd=crowd,
                 scale_liquidity=m.boolean("scale_liquidity", True), warmup_steps=m.integer("warmup_steps", 200, lo=0),
                 record_every=record_every, max_trades_kept=m.integer("max_trades_kept", 100_000, lo=0))
             m.done()

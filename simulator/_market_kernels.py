@@ -1,8 +1,27 @@
 """Compiled market loop and particle system (private). See :mod:`simulator.market`.
 
 Accounts: 0 = the noise flow (one aggregate account), 1..M = market makers,
-M+1..M+N = execution agents. Inventories in lots and cash in tick·lots are int64, so
-conservation across a trade is exact.
+M+1..M+N = execution agents, M+N+1 = the latent liquidity (one aggregate account).
+Inventories in lots and cash in tick·lots are int64, so conservation across a trade is
+exact.
+
+The latent order book (Tóth et al. 2011; Donier, Bonart, Mastromatteo, Bouchaud 2015)
+-----------------------------------------------------------------------------------
+Trading intentions of one lot are deposited uniformly at 1..``band`` ticks from the mid
+(buys below, sells above) at ``deposit_rate`` per tick and unit time on each side, and
+each one is cancelled at ``cancel_rate``. They live at fixed prices in ``latent`` (lots per
+side and tick) until the price comes within ``reveal`` ticks: then the tick's volume is
+posted in the book as a limit order of the latent account, at the back of the queue like
+any arrival. Revealed lots are still cancelled one by one at the same rate (REDUCE
+messages, which keep the order's priority); each order carries the time of its next
+cancellation, drawn from the exponential law of the first of its lots to go, so a step
+touches only the orders that lose a lot in it. Intentions the price has
+jumped past are revealed at once and trade. Far from the price the latent density is flat
+(deposit_rate / cancel_rate); near it the price's own moves eat it, which leaves the
+V-shaped, locally linear profile that makes impact grow like the square root of the
+volume and decay once a meta-order stops. Cancellations of latent volume are applied
+lazily: a tick's volume is thinned (binomially, for the steps since it was last touched)
+only when it is read, which is exact for independent exponential lifetimes.
 """
 
 import numpy as np
@@ -58,8 +77,29 @@ def _push(buf, n, kind, sign, price, qty, oid, agent):
 
 
 @njit(cache=True)
+def _latent_touch(latent, touched, side, tick, step, keep):
+    """Volume still latent at (side, tick) after the cancellations since it was last read."""
+    vol = latent[side, tick]
+    elapsed = step - touched[side, tick]
+    if vol > 0 and elapsed > 0:
+        vol = np.random.binomial(vol, keep**elapsed)
+        latent[side, tick] = vol
+    touched[side, tick] = step
+    return vol
+
+
+@njit(cache=True)
+def _grow_ids(ids, n):
+    if n < ids.shape[0]:
+        return ids
+    grown = np.empty(2 * ids.shape[0], dtype=np.int64)
+    grown[:n] = ids[:n]
+    return grown
+
+
+@njit(cache=True)
 def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, initial_mid,
-               noise_rates, noise_mean_depth, noise_max_size,
+               noise_rates, noise_mean_depth, noise_max_size, latent_params,
                n_makers, quote_size, max_q, bid_offset, ask_offset,
                agent_type, initial_lots, lots_per_unit, a, b, c, grid, gx0, gdx, gdt,
                ioc, ioc_ticks, stop_at_target, max_trades_kept,
@@ -75,18 +115,31 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     starting mid (ticks·lots, > 0 is a cost).
     counters (out): [trades kept, trades total, messages total, first step at the grid
     edge (-1 if none), crowd decisions, executions kept].
+    latent_params: [deposit_rate (lots per tick per time, scaled), cancel_rate, band,
+    reveal]; a deposit rate of 0 turns the latent book off.
     """
     np.random.seed(seed)
     n_agents = agent_type.shape[0]
     first_crowd = 1 + n_makers
-    n_acc = first_crowd + n_agents
+    latent_acc = first_crowd + n_agents
+    n_acc = latent_acc + 1
+    deposit_rate, latent_cancel = latent_params[0], latent_params[1]
+    band, reveal = int(latent_params[2]), int(latent_params[3])
+    has_latent = deposit_rate > 0.0
+    latent = np.zeros((2, n_ticks if has_latent else 0), dtype=np.int64)
+    touched = np.zeros((2, n_ticks if has_latent else 0), dtype=np.int64)
+    keep = np.exp(-latent_cancel * dt)  # survival of one lot over one step
+    frontier_bid, frontier_ask = -1, n_ticks  # highest latent bid tick, lowest latent ask tick
+    revealed = np.empty(1024, dtype=np.int64)  # live revealed order ids
+    next_cut = np.empty(1024)  # the step (fractional) of each one's next cancelled lot
+    n_revealed = 0
     inv = np.zeros(n_acc, dtype=np.int64)
     cash = np.zeros(n_acc, dtype=np.int64)
     filled = np.zeros(n_acc, dtype=np.int64)
     carry = np.zeros(n_agents)
     active = np.ones(n_agents, dtype=np.bool_)
     start_sign = np.sign(initial_lots)
-    inv[first_crowd:] = initial_lots
+    inv[first_crowd:latent_acc] = initial_lots
     maker_bid = np.full(n_makers, -1, dtype=np.int64)
     maker_ask = np.full(n_makers, -1, dtype=np.int64)
     noise_ids = np.empty(1024, dtype=np.int64)
@@ -153,6 +206,15 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
             edge_step = step
         t = max(step, 0) * dt
         n_msg = 0
+        j = 0
+        while j < n_revealed:  # drop the latent account's orders that traded or were cancelled
+            if K.table_find(table, revealed[j]) == K.NIL:
+                n_revealed -= 1
+                revealed[j] = revealed[n_revealed]
+                next_cut[j] = next_cut[n_revealed]
+            else:
+                j += 1
+        n_live_revealed = n_revealed
         # ---- noise flow ----
         for _ in range(np.random.poisson(limit_rate * dt)):
             sign = 1 if np.random.random() < 0.5 else -1
@@ -178,7 +240,7 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                 maker_live += 1
             if maker_ask[m] >= 0 and K.table_find(table, maker_ask[m]) != K.NIL:
                 maker_live += 1
-        noise_live = meta[K.N_LIVE] - maker_live
+        noise_live = meta[K.N_LIVE] - maker_live - n_live_revealed
         for _ in range(np.random.poisson(cancel_rate * noise_live * dt) if noise_live > 0 else 0):
             while n_noise_ids > 0:  # random live noise order; dead ids are dropped on sight
                 j = np.random.randint(n_noise_ids)
@@ -190,6 +252,59 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                     break
                 n_noise_ids -= 1
                 noise_ids[j] = noise_ids[n_noise_ids]
+        # ---- latent liquidity: deposit, reveal near the price, cancel revealed lots ----
+        if has_latent:
+            bid_top = int(np.ceil(mid)) - 1  # highest tick strictly below the mid
+            ask_low = int(np.floor(mid)) + 1  # lowest tick strictly above the mid
+            for side in range(2):
+                for _ in range(np.random.poisson(deposit_rate * band * dt)):
+                    d = np.random.randint(band)
+                    tick = bid_top - d if side == K.BID else ask_low + d
+                    if 0 <= tick < n_ticks:
+                        _latent_touch(latent, touched, side, tick, n, keep)
+                        latent[side, tick] += 1
+                        if side == K.BID:
+                            frontier_bid = max(frontier_bid, tick)
+                        else:
+                            frontier_ask = min(frontier_ask, tick)
+            # bids from bid_top - reveal + 1 up to the frontier (above bid_top: jumped past)
+            lo_tick = max(bid_top - reveal + 1, 0)
+            hi_tick = min(ask_low + reveal - 1, n_ticks - 1)
+            for side in range(2):
+                if side == K.BID:
+                    first_tick, last_tick, sign = lo_tick, min(max(frontier_bid, bid_top), n_ticks - 1), 1
+                else:
+                    first_tick, last_tick, sign = max(min(frontier_ask, ask_low), 0), hi_tick, -1
+                for tick in range(first_tick, last_tick + 1):
+                    vol = _latent_touch(latent, touched, side, tick, n, keep)
+                    if vol > 0:
+                        msgs = _push(msgs, n_msg, K.LIMIT, sign, tick, vol, next_oid, latent_acc)
+                        if n_revealed == revealed.shape[0]:
+                            revealed = _grow_ids(revealed, n_revealed)
+                            grown = np.empty(revealed.shape[0])
+                            grown[:n_revealed] = next_cut[:n_revealed]
+                            next_cut = grown
+                        revealed[n_revealed] = next_oid
+                        next_cut[n_revealed] = n + np.random.exponential(1.0 / (latent_cancel * dt * vol))
+                        n_revealed += 1
+                        n_msg += 1
+                        next_oid += 1
+                        latent[side, tick] = 0
+            # nothing latent is left above bid_top (below ask_low) but what waits behind a
+            # visible order; keep those ticks in reach should the price jump past them
+            frontier_bid = max(min(frontier_bid, lo_tick - 1), bid_top)
+            frontier_ask = min(max(frontier_ask, hi_tick + 1), ask_low)
+            for j in range(n_live_revealed):  # revealed lots are cancelled at the same rate
+                if next_cut[j] >= n + 1:
+                    continue
+                left = pool[K.table_find(table, revealed[j]), K.P_QTY]
+                gone = 0
+                while left > 0 and next_cut[j] < n + 1:  # competing exponential clocks
+                    gone += 1
+                    left -= 1
+                    next_cut[j] += np.random.exponential(1.0 / (latent_cancel * dt * left)) if left > 0 else 0.0
+                msgs = _push(msgs, n_msg, K.REDUCE, 0, 0, gone, revealed[j], latent_acc)
+                n_msg += 1
         # ---- market makers: cancel, re-quote ----
         row = max(step, 0) if step < n_steps else 0  # after the horizon: long-horizon quotes
         for m in range(n_makers):

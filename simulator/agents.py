@@ -63,6 +63,38 @@ class NoiseFlow:
 
 
 @dataclass(frozen=True)
+class LatentLiquidity:
+    """A latent order book (Tóth et al. 2011; Donier, Bonart, Mastromatteo, Bouchaud
+    2015): slow liquidity providers whose intentions sit at fixed prices and show in the
+    book only near the price (see :mod:`simulator._market_kernels`).
+
+    deposit_rate : λ, one-lot intentions per tick and unit time on each side, deposited
+        uniformly at 1..``band`` ticks from the mid (× N with ``scale_liquidity``).
+    cancel_rate : ν, per lot and unit time; far from the price the latent density is λ/ν
+        lots per tick, and 1/ν is the book's memory.
+    band : ticks from the mid over which intentions are deposited.
+    reveal_ticks : intentions within this distance of the mid are posted in the book.
+    """
+
+    deposit_rate: float = 1.0
+    cancel_rate: float = 0.05
+    band: int = 200
+    reveal_ticks: int = 3
+
+    def __post_init__(self):
+        for name in ("deposit_rate", "cancel_rate"):
+            v = getattr(self, name)
+            _require(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"market.latent.{name}", v,
+                     "must be a finite rate > 0")
+        for name in ("band", "reveal_ticks"):
+            v = getattr(self, name)
+            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"market.latent.{name}", v,
+                     "must be an integer >= 1 (ticks)")
+        _require(self.reveal_ticks <= self.band, "market.latent.reveal_ticks", self.reveal_ticks,
+                 f"must not exceed market.latent.band = {self.band}")
+
+
+@dataclass(frozen=True)
 class MarketMakers:
     """Market makers quoting around a reservation price, skewed by inventory.
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _market_kernels as MK
-from .agents import ExecutionCrowd, MarketMakers, NoiseFlow, strategy_tables
+from .agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow, strategy_tables
 from .book import TRADE_DTYPE
 
 
@@ -70,6 +70,7 @@ class MarketSpec:
     record_every : steps between records; max_trades_kept : trades kept in the output.
     post_steps : steps of noise and makers after T (the crowd has stopped), to watch the
     price relax after the crowd's meta-orders. max_executions_kept : crowd orders kept.
+    latent : a latent order book (resilient liquidity) beside the noise flow, or None.
     """
 
     T: float
@@ -79,6 +80,7 @@ class MarketSpec:
     tick_size: float = 0.01
     noise: NoiseFlow = field(default_factory=NoiseFlow)
     makers: MarketMakers | None = field(default_factory=MarketMakers)
+    latent: LatentLiquidity | None = None
     crowd: ExecutionCrowd | None = None
     scale_liquidity: bool = True
     warmup_steps: int = 200
@@ -173,7 +175,7 @@ class MarketRun:
         over the interval ending at the record.
     agents : per record and execution agent — inventory (model units), cash (currency),
         rate (realised trading rate over the interval, units per time), type.
-    accounts_inventory / accounts_cash : every account (noise, makers, crowd) at every
+    accounts_inventory / accounts_cash : every account (noise, makers, crowd, latent book) at every
         record, in lots and tick·lots: conservation is checked on these.
     trades : the first ``max_trades_kept`` trades (TRADE_DTYPE; ``step`` is the run step).
     depth : (records, 2, DEPTH_LEVELS) lots resting 0.. ticks behind the best bid / ask.
@@ -243,8 +245,11 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     bid_off, ask_off = makers.quote_offsets(tau)
     noise = spec.noise
     rates = np.array([noise.limit_rate * s, noise.market_rate * s, noise.cancel_rate])
+    latent = spec.latent
+    latent_params = (np.zeros(4) if latent is None else
+                     np.array([latent.deposit_rate * s, latent.cancel_rate, latent.band, latent.reveal_ticks], dtype=float))
     n_rec = (n_steps + spec.post_steps) // spec.record_every + 1
-    n_acc = 1 + n_makers + lots.size
+    n_acc = 1 + n_makers + lots.size + 1  # noise, makers, the crowd, the latent book
     rec_market = np.zeros((n_rec, MK.MARKET_FIELDS))
     rec_market[:, MK.M_MAKER_BID:] = np.nan
     rec_depth = np.zeros((n_rec, 2, DEPTH_LEVELS), dtype=np.int64)
@@ -259,7 +264,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     status = MK.run_market(
         int(n_steps), int(spec.warmup_steps), int(spec.post_steps), float(spec.dt), int(spec.record_every),
         int(seed) ^ 0x5EED,
-        int(spec.n_ticks), int(spec.initial_mid), rates, float(noise.mean_depth), int(noise.max_size),
+        int(spec.n_ticks), int(spec.initial_mid), rates, float(noise.mean_depth), int(noise.max_size), latent_params,
         int(n_makers), int(makers.quote_size * s), int(makers.max_inventory),
         np.ascontiguousarray(bid_off, dtype=np.float64), np.ascontiguousarray(ask_off, dtype=np.float64),
         types.astype(np.int64), lots, int(L), *(np.ascontiguousarray(x, dtype=np.float64) for x in (a, b, c, grid)),
@@ -289,9 +294,9 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         "requested": ex[:, MK.X_REQUESTED].astype(np.int64), "filled": ex[:, MK.X_FILLED].astype(np.int64),
         "shortfall": ex[:, MK.X_SHORTFALL],
     }
-    first = 1 + n_makers
-    agents = _agents_table(steps, spec.dt, types, rec_inv[:, first:] / L, rec_cash[:, first:] * spec.tick_size,
-                           rec_filled[:, first:] / (L * spec.record_every * spec.dt))
+    crowd_cols = slice(1 + n_makers, 1 + n_makers + lots.size)
+    agents = _agents_table(steps, spec.dt, types, rec_inv[:, crowd_cols] / L, rec_cash[:, crowd_cols] * spec.tick_size,
+                           rec_filled[:, crowd_cols] / (L * spec.record_every * spec.dt))
     trades = kept[: counters[0]].copy().view(TRADE_DTYPE).reshape(-1)
     return MarketRun(spec, seed, market, agents, rec_inv, rec_cash, rec_depth, trades, int(counters[1]),
                      int(counters[2]), int(counters[4]), time.perf_counter() - t0, executions=execution_cols)
