@@ -89,6 +89,20 @@ def _latent_touch(latent, touched, side, tick, step, keep):
 
 
 @njit(cache=True)
+def _nearest_latent(latent, touched, side, start, direction, reach, step, keep):
+    """The first tick from ``start`` in ``direction`` (at most ``reach`` ticks) holding
+    latent volume, or ``start`` when there is none."""
+    tick = start
+    for _ in range(reach):
+        if tick < 0 or tick >= latent.shape[1]:
+            break
+        if latent[side, tick] > 0 and _latent_touch(latent, touched, side, tick, step, keep) > 0:
+            return tick
+        tick += direction
+    return start
+
+
+@njit(cache=True)
 def _grow_ids(ids, n):
     if n < ids.shape[0]:
         return ids
@@ -267,7 +281,13 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                             frontier_bid = max(frontier_bid, tick)
                         else:
                             frontier_ask = min(frontier_ask, tick)
-            # bids from bid_top - reveal + 1 up to the frontier (above bid_top: jumped past)
+            # bids from bid_top - reveal + 1 up to the frontier (above bid_top: jumped past).
+            # A side that trading has emptied has no mid to follow: its zone then starts at
+            # its nearest latent volume, as the next trade would reach it.
+            if bb < 0:
+                bid_top = _nearest_latent(latent, touched, K.BID, bid_top, -1, band, n, keep)
+            if ba >= n_ticks:
+                ask_low = _nearest_latent(latent, touched, K.ASK, ask_low, 1, band, n, keep)
             lo_tick = max(bid_top - reveal + 1, 0)
             hi_tick = min(ask_low + reveal - 1, n_ticks - 1)
             for side in range(2):
@@ -401,11 +421,11 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
             filled[maker] -= side * qty
             volume += qty
             signed_volume += side * qty
-            if taker >= first_crowd:
+            if first_crowd <= taker < latent_acc:
                 crowd_flow += side * qty
                 step_filled[taker - first_crowd] += side * qty
                 step_cost[taker - first_crowd] += side * qty * (px - mid)
-            if maker >= first_crowd:
+            if first_crowd <= maker < latent_acc:
                 crowd_flow -= side * qty
             if n_kept < max_trades_kept:
                 kept_trades[n_kept] = trades[r]
