@@ -15,7 +15,10 @@ rates are units per time.
 * diagnostics: Kyle's λ (ΔP on the net taker flow) and the order-flow imbalance of
   Cont–Kukanov–Stoikov (ΔP on OFI, with R²).
 * meta-orders: the response exponent δ of peak impact ~ size^δ (square root: δ = 1/2) and
-  the ratio of permanent to peak impact after the order ends.
+  the ratio of permanent to peak impact after the order ends; :func:`impact_law` fits δ
+  against the participation Q/V with a bootstrap interval over seeds, and
+  :func:`relaxation` fits the decay after the end, I(t) = I_perm + (I_peak - I_perm) e^{-ρt},
+  whose ρ is the resilience of the transient-impact MFG.
 """
 
 from __future__ import annotations
@@ -229,3 +232,130 @@ def decay_profile(mid_paths, sides, end_index: int, tail: int) -> dict:
     permanent = float(mean[-tail:].mean())
     return {"impact": mean, "peak": peak, "permanent": permanent,
             "permanent_fraction": permanent / peak if peak != 0 else float("nan")}
+
+
+# ---- meta-order impact laws: the square root, its decay, and the resilience ρ --------------
+@dataclass(frozen=True)
+class ImpactLaw:
+    """Peak impact against meta-order size, fitted on log–log axes.
+
+    sizes : meta-order volumes Q (lots); participation : Q/V, V the rest of the market's
+    volume over the execution; peaks : mean peak impact per size (ticks, in the direction
+    of trading); exponent : δ of I ∝ Q^δ, with a bootstrap interval over seeds
+    (``exponent_ci``); prefactor : I = prefactor · (Q/V)^δ.
+    """
+
+    sizes: np.ndarray
+    participation: np.ndarray
+    peaks: np.ndarray
+    exponent: float
+    exponent_ci: tuple[float, float]
+    prefactor: float
+
+
+def _loglog_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    X = np.stack([np.ones_like(x), np.log(x)], axis=1)
+    coef, *_ = np.linalg.lstsq(X, np.log(y), rcond=None)
+    return float(coef[1]), float(np.exp(coef[0]))
+
+
+def impact_law(sizes, participation, peaks_by_seed, n_boot: int = 2000, seed: int = 0) -> ImpactLaw:
+    """Fit I ∝ (Q/V)^δ to the seed-mean peak impacts.
+
+    peaks_by_seed : (sizes, seeds) peak impact of each run. The interval resamples seeds
+    with replacement (the same draw for every size, as a seed is one market), refits, and
+    takes the 2.5 and 97.5 percentiles; a resample whose mean at some size is not positive
+    is skipped (its log is undefined) and counted against the coverage.
+    """
+    sizes = np.asarray(sizes, dtype=np.float64)
+    participation = np.asarray(participation, dtype=np.float64)
+    peaks = np.asarray(peaks_by_seed, dtype=np.float64)
+    if peaks.ndim != 2 or peaks.shape[0] != sizes.size or sizes.size < 3:
+        raise ValueError("impact_law needs peaks of shape (sizes >= 3, seeds)")
+    mean = peaks.mean(axis=1)
+    if np.any(mean <= 0):
+        raise ValueError(f"mean peak impacts must be positive to fit a power law; got {mean}")
+    exponent, prefactor = _loglog_slope(participation, mean)
+    rng = np.random.default_rng(seed)
+    slopes = []
+    for _ in range(n_boot):
+        pick = rng.integers(peaks.shape[1], size=peaks.shape[1])
+        m = peaks[:, pick].mean(axis=1)
+        if np.all(m > 0):
+            slopes.append(_loglog_slope(participation, m)[0])
+    if len(slopes) < 0.9 * n_boot:
+        raise ValueError("too few resamples with positive impacts at every size: use more seeds or larger sizes")
+    lo, hi = np.percentile(slopes, [2.5, 97.5])
+    return ImpactLaw(sizes, participation, mean, exponent, (float(lo), float(hi)), prefactor)
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Impact after a meta-order ends: I(t) = permanent + (peak - permanent) e^{-ρ t}.
+
+    time : seconds since the end; normalised : the mean path I(t)/I_peak; rho : the decay
+    rate (1/time) with its standard error over seeds (bootstrap); permanent_fraction : the
+    fitted asymptote over the peak, with its standard error.
+    """
+
+    time: np.ndarray
+    normalised: np.ndarray
+    rho: float
+    rho_se: float
+    permanent_fraction: float
+    permanent_fraction_se: float
+
+    @property
+    def decay_time(self) -> float:
+        return 1.0 / self.rho
+
+
+def _fit_relaxation(time: np.ndarray, path: np.ndarray) -> tuple[float, float]:
+    """(ρ, asymptote/peak) for one normalised path: least squares in (a, b) for each ρ on a
+    log grid, then a golden-section refinement of the best bracket (no scipy needed)."""
+    def sse(rho):
+        X = np.stack([np.ones_like(time), np.exp(-rho * time)], axis=1)
+        coef, *_ = np.linalg.lstsq(X, path, rcond=None)
+        return float(np.sum((X @ coef - path) ** 2)), float(coef[0])
+
+    span = max(float(time[-1]), 1e-12)
+    grid = np.geomspace(0.1 / span, 1000.0 / span, 121)
+    errors = [sse(r)[0] for r in grid]
+    i = int(np.argmin(errors))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    golden = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+        if sse(a)[0] < sse(b)[0]:
+            hi = b
+        else:
+            lo = a
+    rho = 0.5 * (lo + hi)
+    return rho, sse(rho)[1]
+
+
+def relaxation(mid_paths, sides, end_index: int, dt: float, n_boot: int = 400, seed: int = 0) -> Relaxation:
+    """Fit the decay of meta-order impact after the order ends (``end_index`` records in,
+    records ``dt`` apart). mid_paths (runs, records); sides +1 buy / -1 sell per run.
+
+    ρ estimates the resilience of :class:`mfg.closed_form.LQCrowding` (Obizhaeva–Wang:
+    dY = (κμ - ρY) dt makes impact relax like e^{-ρt} once trading stops); a book with a
+    permanent part relaxes to ``permanent_fraction`` of the peak instead of to zero.
+    """
+    paths = np.asarray(mid_paths, dtype=np.float64)
+    impact = (paths - paths[:, :1]) * np.asarray(sides, dtype=np.float64)[:, None]
+    after = impact[:, end_index:]
+    if after.shape[1] < 4 or after[:, 0].mean() <= 0:
+        raise ValueError("relaxation needs a positive mean peak and at least 4 records after the end")
+    time = np.arange(after.shape[1]) * dt
+
+    def fit(rows):
+        mean = after[rows].mean(axis=0)
+        return _fit_relaxation(time, mean / mean[0])
+
+    rho, fraction = fit(np.arange(after.shape[0]))
+    rng = np.random.default_rng(seed)
+    boot = np.array([fit(rng.integers(after.shape[0], size=after.shape[0])) for _ in range(n_boot)])
+    mean = after.mean(axis=0)
+    return Relaxation(time, mean / mean[0], rho, float(boot[:, 0].std(ddof=1)), fraction,
+                      float(boot[:, 1].std(ddof=1)))
