@@ -270,3 +270,43 @@ def plot_density_heatmaps(t, samples_by_time, laws, bins: int = 60, lattice: flo
         fig.suptitle(f"inventory densities ({source})")
     fig.colorbar(im, ax=axes, label="density (1/inventory)")
     return fig
+
+
+def plot_impact_law(laws: dict):
+    """Peak impact against participation Q/V on log–log axes, one series per book, each
+    with its fitted power law, and a √(Q/V) guide through the first book's middle point.
+
+    ``laws``: {book name: :class:`analysis.impact.ImpactLaw`}.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
+    guide = None
+    for i, (name, law) in enumerate(laws.items()):
+        x, y = law.participation, law.peaks
+        ax.loglog(x, y, "o", color=f"C{i}", label=f"{name}")
+        ax.loglog(x, law.prefactor * x**law.exponent, "-", color=f"C{i}",
+                  label=f"fit δ = {law.exponent:.2f} [{law.exponent_ci[0]:.2f}, {law.exponent_ci[1]:.2f}]")
+        if guide is None:
+            mid = len(x) // 2
+            guide = (x, y[mid] * np.sqrt(x / x[mid]))
+    ax.loglog(*guide, "k--", lw=1, label="√(Q/V) guide")
+    ax.set(xlabel="participation Q/V", ylabel="peak impact (ticks)", title="meta-order impact against size")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_impact_decay(relaxations: dict):
+    """Impact after the end of the meta-orders over its peak, I(t)/I_peak, with the fitted
+    f + (1 - f) e^{-ρt} and the decay time 1/ρ; one series per book.
+
+    ``relaxations``: {book name: :class:`analysis.impact.Relaxation`}.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
+    for i, (name, r) in enumerate(relaxations.items()):
+        f = r.permanent_fraction
+        ax.plot(r.time, r.normalised, color=f"C{i}", alpha=0.6, label=f"{name}")
+        ax.plot(r.time, f + (1 - f) * np.exp(-r.rho * r.time), "--", color=f"C{i}",
+                label=f"fit: 1/ρ = {r.decay_time:.3g} ± {r.decay_time * r.rho_se / r.rho:.2g}, f = {f:.2f}")
+    ax.axhline(0.0, color="0.7", lw=0.8)
+    ax.set(xlabel="time since the end of the meta-order", ylabel="I(t) / I_peak", title="impact decay")
+    ax.legend(fontsize=8)
+    return fig

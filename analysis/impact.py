@@ -253,14 +253,16 @@ class ImpactLaw:
     prefactor: float
 
 
-def _loglog_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _loglog_slope(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
     X = np.stack([np.ones_like(x), np.log(x)], axis=1)
-    coef, *_ = np.linalg.lstsq(X, np.log(y), rcond=None)
+    w = np.ones_like(x) if weights is None else np.sqrt(weights)
+    coef, *_ = np.linalg.lstsq(X * w[:, None], np.log(y) * w, rcond=None)
     return float(coef[1]), float(np.exp(coef[0]))
 
 
 def impact_law(sizes, participation, peaks_by_seed, n_boot: int = 2000, seed: int = 0) -> ImpactLaw:
-    """Fit I ∝ (Q/V)^δ to the seed-mean peak impacts.
+    """Fit I ∝ (Q/V)^δ to the seed-mean peak impacts (least squares on log–log axes, each
+    size weighted by the inverse variance of its log mean).
 
     peaks_by_seed : (sizes, seeds) peak impact of each run. The interval resamples seeds
     with replacement (the same draw for every size, as a seed is one market), refits, and
@@ -275,14 +277,16 @@ def impact_law(sizes, participation, peaks_by_seed, n_boot: int = 2000, seed: in
     mean = peaks.mean(axis=1)
     if np.any(mean <= 0):
         raise ValueError(f"mean peak impacts must be positive to fit a power law; got {mean}")
-    exponent, prefactor = _loglog_slope(participation, mean)
+    # weighted least squares: var(log m) ≈ var(m)/m², so small, noisy sizes count less
+    weights = mean**2 / np.maximum(peaks.var(axis=1, ddof=1) / peaks.shape[1], 1e-300)
+    exponent, prefactor = _loglog_slope(participation, mean, weights)
     rng = np.random.default_rng(seed)
     slopes = []
     for _ in range(n_boot):
         pick = rng.integers(peaks.shape[1], size=peaks.shape[1])
         m = peaks[:, pick].mean(axis=1)
         if np.all(m > 0):
-            slopes.append(_loglog_slope(participation, m)[0])
+            slopes.append(_loglog_slope(participation, m, weights)[0])
     if len(slopes) < 0.9 * n_boot:
         raise ValueError("too few resamples with positive impacts at every size: use more seeds or larger sizes")
     lo, hi = np.percentile(slopes, [2.5, 97.5])

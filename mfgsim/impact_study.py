@@ -1,0 +1,215 @@
+"""`mfgsim impact CONFIG.toml`: meta-order impact laws of one or more books.
+
+For every book of the study (a noise flow, optionally a latent order book), a crowd of
+``agents`` TWAP sellers trades meta-orders of each size over [0, T] and stops; the market
+then runs ``post_steps`` more steps. Over ``seeds`` runs per size the study measures
+
+* the peak impact I(Q) at the end of the execution (ticks, in the direction of trading)
+  against the participation Q/V (V: the rest of the market's volume over the execution),
+  fitted as I ∝ (Q/V)^δ with a bootstrap interval over seeds (the square-root law: δ = 1/2);
+* the relaxation after the end, I(t)/I_peak = f + (1 - f) e^{-ρt}, pooled over sizes
+  (ρ: the book's resilience, 1/ρ its decay time), and the permanent fraction, the impact
+  a long relaxation after the end over the peak.
+
+Outputs under ``OUT/<name>/``: ``impact_sizes.parquet`` (one row per book and size),
+``impact_laws.parquet`` (one row per book), and the figures ``impact_law`` (I(Q) on
+log–log axes with a √Q guide) and ``impact_decay`` (I(t)/I_peak with the fitted curve).
+See ``runs/impact_square_root.toml``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, Section, read_toml
+from .io import atomic_write, check_writable, output_lock
+
+
+@dataclass(frozen=True)
+class Book:
+    """One market to study: its name and its resolved ``[market]`` table."""
+
+    name: str
+    market: dict
+
+
+@dataclass(frozen=True)
+class ImpactStudy:
+    """A parsed study: what to trade, on which books, and how often."""
+
+    name: str
+    source: str
+    sizes: tuple[float, ...]  # per agent, model units (lots_per_unit lots each)
+    seeds: tuple[int, ...]
+    agents: int
+    lots_per_unit: int
+    horizon: float
+    post_steps: int
+    books: tuple[Book, ...]
+
+
+def load_study(path: str | Path) -> ImpactStudy:
+    """Read and validate an impact study (every book's market spec is built here)."""
+    root = read_toml(path)
+    study = root.table("study")
+    name = study.get("name", Path(path).stem)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise study.error("name", name, "expected a non-empty name without '/'")
+    sizes = study.numbers("sizes")
+    if len(sizes) < 3 or any(s <= 0 for s in sizes) or list(sizes) != sorted(set(sizes)):
+        raise study.error("sizes", list(sizes), "expected at least 3 increasing sizes > 0 (model units per agent)")
+    seeds = study.integer("seeds", 32, lo=2, hi=100_000)
+    agents = study.integer("agents", 10, lo=1, hi=1_000_000)
+    lots = study.integer("lots_per_unit", 100, lo=1, hi=1_000_000)
+    horizon = study.number("T", 1.0, lo=0.0, lo_open=True)
+    post = study.integer("post_steps", 400, lo=4)
+    study.done()
+    base = root.get("market", {})
+    if not isinstance(base, dict):
+        raise ConfigError(f"{root.source}: [market] must be a table")
+    books = []
+    for sec in root.tables("books"):
+        book_name = sec.get("name")
+        if not isinstance(book_name, str) or not book_name:
+            raise sec.error("name", book_name, "expected a non-empty name")
+        market = copy.deepcopy(base)
+        for key in ("noise", "latent", "makers"):
+            if key in sec.data:
+                market[key] = {**market.get(key, {}), **sec.table(key).data}
+        sec.done()
+        books.append(Book(book_name, market))
+    root.done()
+    if len({b.name for b in books}) != len(books):
+        raise ConfigError(f"{root.source}: book names must be distinct")
+    out = ImpactStudy(name, root.source, tuple(sizes), tuple(range(seeds)), agents, lots, horizon, post, tuple(books))
+    for book in out.books:
+        for size in (sizes[0], sizes[-1]):
+            _spec(out, book, size)  # validates the book's market at both ends of the sweep
+    return out
+
+
+def _spec(study: ImpactStudy, book: Book, size: float):
+    """The MarketSpec of one meta-order: ``agents`` TWAP sellers of ``size`` each."""
+    from mfg.closed_form import LQCrowding
+    from mfg.laws import GaussianMixture
+    from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow
+    from simulator.market import MarketSpec
+
+    from .campaign import _dataclass_from
+
+    sec = Section(copy.deepcopy(book.market), f"books.{book.name}.market", study.source)
+    try:
+        noise = _dataclass_from(sec.table("noise", {}), NoiseFlow)
+        latent = _dataclass_from(sec.table("latent"), LatentLiquidity) if "latent" in sec.data else None
+        makers = _dataclass_from(sec.table("makers"), MarketMakers) if "makers" in sec.data else None
+        model = LQCrowding.single(1.0, 0.0, 0.0, 0.0, study.horizon, GaussianMixture.normal(size, 0.0))
+        crowd = ExecutionCrowd(study.agents, model, "twap", lots_per_unit=study.lots_per_unit)
+        spec = MarketSpec(T=study.horizon, dt=sec.number("dt", lo=0.0, lo_open=True),
+                          n_ticks=sec.integer("n_ticks", 65536, lo=16), initial_mid=sec.integer("initial_mid", 32768),
+                          noise=noise, makers=makers if makers is not None and makers.count else None, latent=latent,
+                          crowd=crowd, warmup_steps=sec.integer("warmup_steps", 1500, lo=0),
+                          post_steps=study.post_steps, record_every=1, max_trades_kept=0)
+        sec.done()
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{study.source}: book {book.name!r}: {exc}") from None
+    return spec
+
+
+def _one_run(args):
+    """(impact path in the direction of trading, the rest of the market's volume over the
+    execution, lots the crowd sold) of one seeded meta-order."""
+    from simulator.market import run_market
+
+    spec, seed = args
+    run = run_market(spec, seed)
+    n = spec.n_steps
+    mid = run.market["mid"]
+    crowd = run.market["crowd_flow"][1:n + 1]
+    volume = run.market["volume"][1:n + 1] - np.abs(crowd)
+    return -(mid - mid[0]), float(volume.sum()), float(-crowd.sum())
+
+
+def run_study(study: ImpactStudy, pool) -> tuple[list[dict], list[dict], dict]:
+    """Run every book, size and seed on ``pool`` (an Executor). Returns (size rows, law
+    rows, {book: (ImpactLaw, Relaxation, pooled decay path)})."""
+    from analysis.impact import impact_law, relaxation
+
+    size_rows, law_rows, fits = [], [], {}
+    for book in study.books:
+        specs = [_spec(study, book, size) for size in study.sizes]
+        jobs = [(spec, seed) for spec in specs for seed in study.seeds]
+        results = list(pool.map(_one_run, jobs))
+        n_seeds, n_exec = len(study.seeds), specs[0].n_steps
+        paths = np.stack([r[0] for r in results]).reshape(len(specs), n_seeds, -1)
+        volume = np.array([r[1] for r in results]).reshape(len(specs), n_seeds)
+        sold = np.array([r[2] for r in results]).reshape(len(specs), n_seeds)
+        Q = np.array([size * study.agents * study.lots_per_unit for size in study.sizes])
+        participation = Q / volume.mean(axis=1)
+        peaks = paths[:, :, n_exec]
+        try:
+            law, note = impact_law(Q, participation, peaks), ""
+        except ValueError as exc:  # e.g. impacts lost in the noise: say so, keep the rest
+            law, note = None, str(exc)
+        mean_paths = paths.mean(axis=1)
+        late = max(4, study.post_steps // 10)
+        fraction = mean_paths[:, -late:].mean(axis=1) / mean_paths[:, n_exec]
+        # pooled relaxation: every run's path in units of its size's mean peak
+        normalised = (paths / mean_paths[:, None, n_exec:n_exec + 1]).reshape(len(specs) * n_seeds, -1)
+        relax = relaxation(normalised, np.ones(normalised.shape[0]), n_exec, specs[0].dt)
+        fits[book.name] = (law, relax)
+        nan = float("nan")
+        for i, size in enumerate(study.sizes):
+            size_rows.append({"book": book.name, "size": float(size), "Q": float(Q[i]),
+                              "participation": float(participation[i]), "filled": float(sold[i].mean() / Q[i]),
+                              "peak": float(peaks[i].mean()), "peak_se": float(peaks[i].std(ddof=1) / np.sqrt(n_seeds)),
+                              "permanent_fraction": float(fraction[i]), "path": mean_paths[i].tolist()})
+        law_rows.append({"book": book.name, "impact_exponent": law.exponent if law else nan,
+                         "exponent_lo": law.exponent_ci[0] if law else nan,
+                         "exponent_hi": law.exponent_ci[1] if law else nan, "prefactor": law.prefactor if law else nan,
+                         "participation_min": float(participation.min()),
+                         "participation_max": float(participation.max()),
+                         "decades": float(np.log10(participation.max() / participation.min())),
+                         "permanent_fraction": float(np.median(fraction)), "rho": relax.rho, "rho_se": relax.rho_se,
+                         "decay_time": relax.decay_time, "fitted_permanent_fraction": relax.permanent_fraction,
+                         "seeds": n_seeds, "note": note})
+    return size_rows, law_rows, fits
+
+
+def write_study(study: ImpactStudy, out_root: str | Path, workers: int | None = None,
+                dask: str | None = None) -> tuple[Path, list[dict]]:
+    """Run the study on an engine and write its tables and figures; returns (folder, laws)."""
+    import polars as pl
+
+    from analysis.figures import plot_impact_decay, plot_impact_law, save_figure
+
+    from .campaign import make_engine, warm_kernels
+
+    out = check_writable(Path(out_root) / study.name, "study output folder")
+    warm_kernels()
+    with make_engine(workers, dask) as pool:
+        size_rows, law_rows, fits = run_study(study, pool)
+    with output_lock(out):
+        atomic_write(out / "impact_sizes.parquet", pl.DataFrame(size_rows).write_parquet)
+        atomic_write(out / "impact_laws.parquet", pl.DataFrame(law_rows).write_parquet)
+        save_figure(plot_impact_law({name: law for name, (law, _) in fits.items() if law is not None}),
+                    out / "impact_law")
+        save_figure(plot_impact_decay({name: relax for name, (_, relax) in fits.items()}), out / "impact_decay")
+    return out, law_rows
+
+
+def format_laws(rows: list[dict]) -> str:
+    lines = [f"{'book':<20}{'exponent [95% CI]':<26}{'Q/V range':<20}{'permanent':>10}{'decay time':>12}"]
+    for r in rows:
+        lines.append(f"{r['book']:<20}{r['impact_exponent']:.3f} [{r['exponent_lo']:.3f}, {r['exponent_hi']:.3f}]"
+                     f"    {r['participation_min']:.3f}..{r['participation_max']:.2f} ({r['decades']:.1f} dec)"
+                     f"{r['permanent_fraction']:>8.2f}  {r['decay_time']:>8.3g} ± {r['decay_time'] * r['rho_se'] / r['rho']:.2g}")
+        if r["note"]:
+            lines.append(f"{'':<20}no power-law fit: {r['note']}")
+    return "\n".join(lines)
+
