@@ -208,7 +208,8 @@ def format_laws(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"{r['book']:<20}{r['impact_exponent']:.3f} [{r['exponent_lo']:.3f}, {r['exponent_hi']:.3f}]"
                      f"    {r['participation_min']:.3f}..{r['participation_max']:.2f} ({r['decades']:.1f} dec)"
-                     f"{r['permanent_fraction']:>8.2f}  {r['decay_time']:>8.3g} ± {r['decay_time'] * r['rho_se'] / r['rho']:.2g}")
+                     f"{r['permanent_fraction']:>8.2f}  {r['decay_time']:>8.3g} ± "
+                     f"{r['decay_time'] * r['rho_se'] / r['rho']:.2g}")
         if r["note"]:
             lines.append(f"{'':<20}no power-law fit: {r['note']}")
     return "\n".join(lines)

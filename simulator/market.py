@@ -247,7 +247,8 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     rates = np.array([noise.limit_rate * s, noise.market_rate * s, noise.cancel_rate])
     latent = spec.latent
     latent_params = (np.zeros(4) if latent is None else
-                     np.array([latent.deposit_rate * s, latent.cancel_rate, latent.band, latent.reveal_ticks], dtype=float))
+                     np.array([latent.deposit_rate * s, latent.cancel_rate, latent.band, latent.reveal_ticks],
+                              dtype=float))
     n_rec = (n_steps + spec.post_steps) // spec.record_every + 1
     n_acc = 1 + n_makers + lots.size + 1  # noise, makers, the crowd, the latent book
     rec_market = np.zeros((n_rec, MK.MARKET_FIELDS))
@@ -307,9 +308,10 @@ class ParticleSpec:
     """The particle system without a book (experiment (a) of DESIGN §5).
 
     dQ_i = ν_i dt + σ dW_i, S = s0 + Y + σ0 W0 with dY = (κ μ - ρ Y) dt, cash
-    dX_i = -ν_i (S + k ν_i + c μ) dt with μ = (1/N) Σ ν_j and σ, κ, ρ, k, c from the crowd's model; ``sigma0`` is the common price
-    noise, ``s0`` the initial price (its level only scales the sampling noise of cash:
-    inventory shocks σ dW arrive without cash, so each gain carries s0 σ W_T).
+    dX_i = -ν_i (S + k ν_i + c μ) dt with μ = (1/N) Σ ν_j and σ, κ, ρ, k, c from the crowd's
+    model; ``sigma0`` is the common price noise, ``s0`` the initial price (its level only
+    scales the sampling noise of cash: inventory shocks σ dW arrive without cash, so each
+    gain carries s0 σ W_T).
     """
 
     T: float
