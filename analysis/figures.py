@@ -310,3 +310,46 @@ def plot_impact_decay(relaxations: dict):
     ax.set(xlabel="time since the end of the meta-order", ylabel="I(t) / I_peak", title="impact decay")
     ax.legend(fontsize=8)
     return fig
+
+
+def plot_realism(facts: dict, source: str = ""):
+    """Six panels of stylized facts (see :mod:`analysis.realism`), each with the literature's
+    reference: spread histogram, trade-sign autocorrelation (log–log, with an l^-0.5 guide),
+    |return| autocorrelation, signature plot, depth profile, and the response R(l)."""
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    if source:
+        fig.suptitle(f"stylized facts ({source})")
+    ax = axes[0, 0]
+    spreads = np.asarray(facts["spreads"])
+    ax.hist(spreads, bins=np.arange(0.5, max(spreads.max(), 2) + 1.5), density=True)
+    ax.set(title="spread (mostly 1-2 ticks in large-tick markets)", xlabel="ticks", ylabel="frequency")
+    ax = axes[0, 1]
+    lags, acf = facts["sign_lags"], facts["sign_acf"]
+    positive = acf > 0
+    ax.loglog(lags[positive], acf[positive], "o", label="trade signs")
+    if positive.any():
+        ax.loglog(lags, acf[positive][0] * lags**-0.5, "k--", label="l^-0.5 (Lillo & Farmer 2004)")
+    ax.set(title="sign autocorrelation", xlabel="lag (trades)", ylabel="C(l)")
+    ax.legend(fontsize=8)
+    ax = axes[0, 2]
+    ax.plot(facts["vol_lags"], facts["vol_acf"], "o-")
+    ax.axhline(0.0, color="0.7", lw=0.8)
+    ax.set(title="|return| autocorrelation (stays > 0: Cont 2001)", xlabel="lag (records)", ylabel="ACF")
+    ax = axes[1, 0]
+    ax.semilogx(facts["signature_lags"], facts["signature"], "o-")
+    ax.axhline(facts["signature"][-1], color="k", ls="--", lw=0.8, label="long-lag level")
+    ax.set(title="signature plot (flat for liquid assets)", xlabel="lag h (records)", ylabel="Var(r_h)/h (ticks²)")
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    if facts["depth_profile"] is not None:
+        prof = facts["depth_profile"]
+        d = np.arange(prof.shape[1])
+        ax.bar(-(d + 0.5), prof[0], width=0.9, label="bids")
+        ax.bar(d + 0.5, prof[1], width=0.9, label="asks")
+        ax.legend(fontsize=8)
+    ax.set(title="mean depth profile (hump a few ticks in)", xlabel="ticks behind the best (bids < 0 < asks)",
+           ylabel="lots")
+    ax = axes[1, 2]
+    ax.plot(facts["response_lags"], facts["response"], "o-")
+    ax.set(title="response R(l) (grows, concave)", xlabel="lag (records)", ylabel="ticks")
+    return fig

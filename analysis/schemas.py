@@ -7,7 +7,7 @@ path when scanning with ``hive_partitioning=True``).
 
 import polars as pl
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 AGENTS = pl.Schema({
     "run_id": pl.String, "step": pl.Int64, "t": pl.Float64, "agent": pl.Int64, "type": pl.Int64,
@@ -27,6 +27,12 @@ MARKET = pl.Schema({
 TRADES = pl.Schema({
     "run_id": pl.String, "step": pl.Int64, "seq": pl.Int64, "price": pl.Int64, "qty": pl.Int64, "side": pl.Int64,
     "taker_order": pl.Int64, "taker_agent": pl.Int64, "maker_order": pl.Int64, "maker_agent": pl.Int64,
+})
+
+# the book's depth profile at each record: lots resting ``level`` ticks behind the best quote
+DEPTH = pl.Schema({
+    "run_id": pl.String, "step": pl.Int64, "side": pl.Int64,  # +1 bids, -1 asks
+    "level": pl.Int64, "lots": pl.Int64,
 })
 
 # finite-N against the mean field, per recorded time
@@ -58,4 +64,4 @@ MANIFEST = pl.Schema({
     "versions": pl.String, "git_revision": pl.String, "schema_version": pl.Int64,
 })
 
-TABLES = {"agents": AGENTS, "market": MARKET, "trades": TRADES, "mfg": MFG, "summary": SUMMARY}
+TABLES = {"agents": AGENTS, "market": MARKET, "trades": TRADES, "depth": DEPTH, "mfg": MFG, "summary": SUMMARY}

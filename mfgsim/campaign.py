@@ -309,6 +309,8 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False, agents_ke
         agents = pl.DataFrame(result.agents)
         shards["agents"] = agents if agents_kept is None else agents.filter(pl.col("agent") < agents_kept)
         shards["market"] = pl.DataFrame(result.market)
+        if run.kind == "market":
+            shards["depth"] = depth_frame(result)
         if keep_trades and result.trades.size:
             shards["trades"] = pl.DataFrame(result.trades)
         shards["mfg"] = pl.DataFrame(mfg_rows)
@@ -323,6 +325,19 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False, agents_ke
         if frame.height:
             _write(frame.with_columns(run_id=lit), out, table, run)
     return {"run_id": run.run_id, "status": "done", "error": "", "seconds": time.perf_counter() - t0}
+
+
+def depth_frame(result):
+    """The run's depth profile in long form: step, side, level (ticks behind the best), lots."""
+    import polars as pl
+
+    records, _, levels = result.depth.shape
+    return pl.DataFrame({
+        "step": np.repeat(np.asarray(result.market["step"], dtype=np.int64), 2 * levels),
+        "side": np.tile(np.repeat(np.array([1, -1], dtype=np.int64), levels), records),
+        "level": np.tile(np.arange(levels, dtype=np.int64), 2 * records),
+        "lots": result.depth.reshape(-1).astype(np.int64),
+    })
 
 
 # ---- engines ---------------------------------------------------------------------------------

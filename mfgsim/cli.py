@@ -5,6 +5,7 @@
     mfgsim report OUTDIR          convergence table and figures
     mfgsim calibrate CONFIG.toml  impact from the book -> MFG -> book, to a fixed point
     mfgsim impact CONFIG.toml     meta-order impact laws: square root, decay
+    mfgsim realism OUTDIR         stylized facts of a book campaign against the literature
     mfgsim solve CONFIG.toml      solve a mean-field game, write Parquet and a figure
     mfgsim --version
 """
@@ -107,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_arguments(imp)
     imp.set_defaults(func=_cmd_impact)
 
+    real = sub.add_parser(
+        "realism", help="stylized facts of a book campaign's market against the literature's ranges",
+        description="Spread, return kurtosis over 1/10/100 records, trade-sign memory, volatility clustering, "
+                    "signature plot, depth profile and price response of the runs at one N (default: the "
+                    "largest), pooled over seeds, each beside the range reported for real markets "
+                    "(sources in analysis.realism). Keep trades (keep_trades = true) for the sign memory; "
+                    "without them each record's net flow sign stands in. Writes OUTDIR/figures/realism.")
+    real.add_argument("outdir", help="a market campaign's output folder")
+    real.add_argument("--N", type=int, default=None, help="the N whose runs to pool (default: the largest)")
+    real.set_defaults(func=_cmd_realism)
+
     demo = sub.add_parser("demo", help="small versions of experiments (a) particles and (c) the book, end to end",
                           description="Runs two small campaigns on the local process pool (about two minutes "
                                       "on 2 cores), prints their convergence tables and where the figures are.")
@@ -176,6 +188,26 @@ def _cmd_impact(args) -> int:
     out, laws = write_study(study, args.out, workers=args.workers, dask=args.dask)
     print(format_laws(laws))
     print(f"wrote {out / 'impact_sizes.parquet'}, {out / 'impact_laws.parquet'} and figures in {out}")
+    return 0
+
+
+def _cmd_realism(args) -> int:
+    from pathlib import Path
+
+    from analysis.figures import plot_realism, save_figure
+    from analysis.realism import realism_table
+
+    facts, table = realism_table(args.outdir, args.N)
+    print(f"{'fact':<46}{'run':>10}   {'literature':<16}{'':<8}source")
+    for r in table.iter_rows(named=True):
+        verdict = "inside " if r["inside"] else "OUTSIDE" if r["available"] else "n/a    "
+        bounds = f"[{r['low']:g}, {r['high']:g}]"
+        print(f"{r['fact']:<46}{r['value']:>10.3g}   {bounds:<16}{verdict} {r['source']}")
+    if not table["available"].all():
+        print("n/a: the runs are too short or recorded too sparsely (use record_every = 1 and a few "
+              "thousand records per run, as runs/realism_book.toml does)")
+    for path in save_figure(plot_realism(facts), Path(args.outdir) / "figures" / "realism"):
+        print(f"wrote {path}")
     return 0
 
 

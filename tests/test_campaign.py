@@ -89,7 +89,7 @@ def write(tmp_path, text, name):
 def frames(out: Path) -> dict[str, pl.DataFrame]:
     """Every table's shards, sorted, for comparing two output folders."""
     out_tables = {}
-    for table in ("agents", "market", "trades", "mfg", "summary"):
+    for table in ("agents", "market", "trades", "depth", "mfg", "summary"):
         if (out / table).is_dir():
             df = scan(out, table).collect()
             out_tables[table] = df.sort(df.columns)
@@ -105,7 +105,7 @@ def assert_same_outputs(a: Path, b: Path):
 
 @pytest.mark.parametrize("text, name, tables", [
     (PARTICLES, "tiny_particles", {"agents", "market", "mfg", "summary"}),
-    (MARKET, "tiny_market", {"agents", "market", "trades", "mfg", "summary"}),
+    (MARKET, "tiny_market", {"agents", "market", "trades", "depth", "mfg", "summary"}),
     (NASH, "tiny_nash", {"summary"}),
 ])
 def test_cli_run_and_report(tmp_path, capsys, text, name, tables):

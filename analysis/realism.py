@@ -1,0 +1,207 @@
+"""Stylized facts of a simulated market, against the ranges reported for real ones.
+
+Every estimator takes plain arrays (so it is tested on synthetic series with known
+answers), and :func:`realism_table` reads them off a campaign's Parquet tables (market,
+trades when kept, depth). Each fact carries the range the literature reports and whether
+the run falls inside it. Sources:
+
+* spread: most of the time one or two ticks for liquid large-tick assets — Bouchaud,
+  Bonart, Donier, Gould, *Trades, Quotes and Prices* (TQP, 2018), ch. 3;
+* heavy-tailed returns whose excess kurtosis falls with the horizon (aggregational
+  Gaussianity): Cont, *Empirical properties of asset returns* (Quant. Finance 2001);
+  intraday excess kurtosis of a few to tens at the shortest lags, near 0 over long ones;
+* long memory of trade signs, C(l) ~ l^-γ with γ ≈ 0.5 (0.3–0.7): Lillo & Farmer
+  (Stud. Nonlinear Dyn. 2004), Bouchaud, Gefen, Potters, Wyart (Quant. Finance 2004);
+* volatility clustering: the autocorrelation of |returns| stays positive over long lags,
+  decaying like l^-β with β ≈ 0.2–0.4 (Cont 2001);
+* signature plot: the variance of mid returns per unit time is nearly flat in the lag
+  for liquid assets (TQP ch. 2; ratio of short- to long-lag values within about ±30%);
+* depth profile: the mean volume grows away from the best quote to a maximum a few ticks
+  behind it (Bouchaud, Mézard, Potters, Quant. Finance 2002; TQP ch. 4);
+* impact: the response R(l) = E[ε_t (m_{t+l} - m_t)] to a trade sign grows and is
+  concave (TQP ch. 11), and meta-order impact follows the square root (``mfgsim impact``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def excess_kurtosis(x) -> float:
+    """Sample excess kurtosis E[(x - m)^4]/Var^2 - 3 (0 for a Gaussian, 6 for Student-t(5))."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 8:
+        return float("nan")
+    d = x - x.mean()
+    v = np.mean(d**2)
+    return float(np.mean(d**4) / v**2 - 3.0) if v > 0 else float("nan")
+
+
+def returns(mid, lag: int) -> np.ndarray:
+    """Non-overlapping mid changes over ``lag`` records (ticks)."""
+    mid = np.asarray(mid, dtype=np.float64)
+    return np.diff(mid[::lag])
+
+
+def autocorrelation(x, max_lag: int) -> np.ndarray:
+    """Sample autocorrelation at lags 1..max_lag (biased estimator, the usual one)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size <= max_lag + 1:
+        return np.full(max_lag, np.nan)
+    d = x - x.mean()
+    var = np.dot(d, d)
+    if var == 0:
+        return np.full(max_lag, np.nan)
+    return np.array([np.dot(d[:-lag], d[lag:]) / var for lag in range(1, max_lag + 1)])
+
+
+def decay_exponent(lags, acf) -> tuple[float, float]:
+    """γ of acf(l) ∝ l^-γ by least squares on log–log axes over the positive values, with
+    its standard error; NaN when fewer than 4 lags are positive."""
+    lags = np.asarray(lags, dtype=np.float64)
+    acf = np.asarray(acf, dtype=np.float64)
+    keep = np.isfinite(acf) & (acf > 0)
+    if keep.sum() < 4:
+        return float("nan"), float("nan")
+    X = np.stack([np.ones(keep.sum()), np.log(lags[keep])], axis=1)
+    y = np.log(acf[keep])
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    cov = np.linalg.inv(X.T @ X) * np.dot(resid, resid) / max(keep.sum() - 2, 1)
+    return float(-coef[1]), float(np.sqrt(cov[1, 1]))
+
+
+def signature(mid, lags) -> np.ndarray:
+    """Var(mid_{t+h} - mid_t)/h for each lag h (overlapping increments; ticks² per record)."""
+    mid = np.asarray(mid, dtype=np.float64)
+    return np.array([np.var(mid[h:] - mid[:-h]) / h if mid.size > h + 1 else np.nan for h in lags])
+
+
+def response(mid, signs, lags) -> np.ndarray:
+    """R(l) = E[ε_t (m_{t+l} - m_t)] over the records with a non-zero sign ε_t (ticks)."""
+    mid = np.asarray(mid, dtype=np.float64)
+    signs = np.asarray(signs, dtype=np.float64)
+    out = []
+    for lag in lags:
+        if mid.size <= lag:
+            out.append(np.nan)
+            continue
+        eps = signs[:-lag]
+        keep = eps != 0
+        out.append(float(np.mean(eps[keep] * (mid[lag:] - mid[:-lag])[keep])) if keep.any() else np.nan)
+    return np.array(out)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One stylized fact: the run's value, the literature's range and whether it is inside."""
+
+    name: str
+    value: float
+    low: float
+    high: float
+    source: str
+
+    @property
+    def inside(self) -> bool:
+        return bool(self.low <= self.value <= self.high)
+
+    @property
+    def available(self) -> bool:
+        """False when the runs were too short (or recorded too sparsely) to measure it."""
+        return bool(np.isfinite(self.value))
+
+
+SIGN_LAGS = np.unique(np.geomspace(1, 200, 25).astype(int))
+VOL_LAGS = np.unique(np.geomspace(1, 100, 20).astype(int))
+SIGNATURE_LAGS = np.array([1, 2, 5, 10, 20, 50, 100])
+
+
+def stylized_facts(mids: list[np.ndarray], spreads: np.ndarray, signs: list[np.ndarray],
+                   flow_signs: list[np.ndarray], depth_profile=None) -> dict:
+    """The facts of one or more runs (pooled), as arrays for figures and :class:`Fact` rows.
+
+    mids : mid paths per run (one value per record); spreads : all recorded spreads
+    (ticks); signs : trade signs per run in time order (for their memory); flow_signs :
+    the sign of each record's net taker flow, aligned with ``mids`` (for the response);
+    depth_profile : (2, levels) mean lots behind the best bid/ask, or None.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # short runs give NaN facts, reported as unavailable
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _stylized_facts(mids, spreads, signs, flow_signs, depth_profile)
+
+
+def _stylized_facts(mids, spreads, signs, flow_signs, depth_profile) -> dict:
+    kurt = {lag: excess_kurtosis(np.concatenate([returns(m, lag) for m in mids])) for lag in (1, 10, 100)}
+    sign_acf = np.nanmean([autocorrelation(s, int(SIGN_LAGS.max()))[SIGN_LAGS - 1] for s in signs], axis=0)
+    gamma, gamma_se = decay_exponent(SIGN_LAGS, sign_acf)
+    vol_acf = np.nanmean([autocorrelation(np.abs(np.diff(m)), int(VOL_LAGS.max()))[VOL_LAGS - 1] for m in mids],
+                         axis=0)
+    beta, _ = decay_exponent(VOL_LAGS, vol_acf)
+    sig = np.nanmean([signature(m, SIGNATURE_LAGS) for m in mids], axis=0)
+    resp_lags = np.array([1, 2, 5, 10, 20, 50])
+    resp = np.nanmean([response(m, s, resp_lags) for m, s in zip(mids, flow_signs)], axis=0)
+    facts = [
+        Fact("share of spreads of 1-2 ticks", float(np.mean(spreads <= 2)), 0.5, 1.0, "TQP ch. 3 (large-tick assets)"),
+        Fact("excess kurtosis, 1-record returns", kurt[1], 1.0, 50.0, "Cont 2001"),
+        Fact("excess kurtosis, 100-record returns", kurt[100], -0.5, 3.0, "Cont 2001: aggregational Gaussianity"),
+        Fact("trade-sign ACF decay exponent γ", gamma, 0.3, 0.7, "Lillo & Farmer 2004; Bouchaud et al. 2004"),
+        Fact("|return| ACF at lag 10 (clustering)", float(vol_acf[np.searchsorted(VOL_LAGS, 10)]), 0.05, 0.5,
+             "Cont 2001"),
+        Fact("signature ratio σ²(1)/σ²(100)", float(sig[0] / sig[-1]), 0.7, 1.3, "TQP ch. 2"),
+    ]
+    if depth_profile is not None:
+        peak_level = float(np.mean([np.argmax(depth_profile[0]), np.argmax(depth_profile[1])]))
+        facts.append(Fact("depth profile: level of the maximum (ticks)", peak_level, 1.0, 6.0,
+                          "Bouchaud, Mézard, Potters 2002"))
+    return {"facts": facts, "kurtosis": kurt, "sign_lags": SIGN_LAGS, "sign_acf": sign_acf, "gamma_se": gamma_se,
+            "vol_lags": VOL_LAGS, "vol_acf": vol_acf, "vol_beta": beta, "signature_lags": SIGNATURE_LAGS,
+            "signature": sig, "response_lags": resp_lags, "response": resp, "spreads": spreads,
+            "depth_profile": depth_profile}
+
+
+def realism_table(outdir, n_agents: int | None = None):
+    """The stylized facts of a market campaign's runs at one N (default: the largest),
+    pooled over seeds, from its Parquet tables. Returns (facts dict, polars table)."""
+    import polars as pl
+
+    from .readers import manifest, scan
+
+    man = manifest(outdir).filter(pl.col("status") == "done")
+    if man.is_empty() or set(man["kind"]) != {"market"}:
+        raise ValueError(f"{outdir}: the realism report needs a finished market (book) campaign")
+    n = int(man["N"].max()) if n_agents is None else int(n_agents)
+    market = scan(outdir, "market").filter(pl.col("N") == n).collect().sort("run_id", "step")
+    if market.is_empty():
+        raise ValueError(f"{outdir}: no market records at N={n}")
+    mids, signs, flow = [], [], []
+    trades = None
+    from pathlib import Path
+
+    if (Path(outdir) / "trades").is_dir():
+        trades = scan(outdir, "trades").filter(pl.col("N") == n).collect().sort("run_id", "step", "seq")
+    for run_id, g in market.group_by("run_id", maintain_order=True):
+        mids.append(g["mid"].to_numpy())
+        # a record's net flow is that of the interval ending at it, which moved the mid
+        # from the previous record's: pair each mid with the flow that follows it
+        following = np.sign(g["signed_volume"].to_numpy().astype(float))[1:]
+        flow.append(np.concatenate([following, [0.0]]))
+        if trades is not None and trades.filter(pl.col("run_id") == run_id[0]).height > 400:
+            signs.append(trades.filter(pl.col("run_id") == run_id[0])["side"].to_numpy().astype(float))
+        else:  # no trades kept: the sign of each record's net taker flow stands in
+            signs.append(flow[-1])
+    spreads = (market["best_ask"] - market["best_bid"]).drop_nans().drop_nulls().to_numpy()
+    depth = None
+    if (Path(outdir) / "depth").is_dir():
+        d = scan(outdir, "depth").filter(pl.col("N") == n).collect()
+        prof = d.group_by("side", "level").agg(pl.col("lots").mean()).sort("side", "level", descending=[True, False])
+        depth = prof["lots"].to_numpy().reshape(2, -1)
+    facts = stylized_facts(mids, spreads, signs, flow, depth)
+    table = pl.DataFrame([{"fact": f.name, "value": f.value, "low": f.low, "high": f.high, "inside": f.inside,
+                           "available": f.available, "source": f.source} for f in facts["facts"]])
+    return facts, table
