@@ -195,18 +195,19 @@ def plot_market_table(market, source: str = ""):
 def plot_calibration(table):
     """Paths of (κ, k, c) over the fixed-point iterations, the book's estimates with ±2 s.e.,
     and the distance to the fixed point; one line per sweep point."""
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4), constrained_layout=True)
+    names = ("kappa", "k", "c", "rho") if "rho" in table.columns else ("kappa", "k", "c")
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.3 * (len(names) + 1), 4), constrained_layout=True)
     for (point,), g in table.group_by("point", maintain_order=True):
         g = g.sort("iteration")
         it = g["iteration"].to_numpy()
         label = g["sweep"][0] if g["sweep"][0] != "{}" else f"point {point}"
-        for ax, name in zip(axes[:3], ("kappa", "k", "c")):
+        for ax, name in zip(axes[:-1], names):
             line, = ax.plot(it, g[name].to_numpy(), "o-", label=f"used, {label}")
             ax.errorbar(it, g[f"{name}_hat"].to_numpy(), yerr=2 * g[f"{name}_se"].to_numpy(), fmt="x",
                         color=line.get_color(), alpha=0.6, label=f"book estimate, {label}")
             ax.set(title=name, xlabel="iteration")
-        axes[3].semilogy(it, g["distance"].to_numpy(), "o-", label=label)
-    axes[3].set(title="relative distance to the estimates", xlabel="iteration")
+        axes[-1].semilogy(it, g["distance"].to_numpy(), "o-", label=label)
+    axes[-1].set(title="relative distance to the estimates", xlabel="iteration")
     axes[0].legend(fontsize=7)
     return fig
 

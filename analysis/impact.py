@@ -100,6 +100,8 @@ class ImpactEstimate:
     spread_cost: float
     permanent: Regression
     temporary: Regression
+    rho: float = 0.0  # resilience (1/time) when estimated with transient=True, else 0
+    rho_se: float = 0.0
 
 
 def permanent_impact(markets, n_agents: int, lots_per_unit: int, tick_size: float, horizon: int = 10,
@@ -120,6 +122,32 @@ def permanent_impact(markets, n_agents: int, lots_per_unit: int, tick_size: floa
         flow.append(_blocks(crowd[1: last + 1], horizon))
     dmid, flow = np.concatenate(dmid), np.concatenate(flow)
     reg = ols(np.stack([np.ones_like(flow), flow], axis=1), dmid, ("const", "beta"), hac_lags=2)
+    scale = tick_size * n_agents * lots_per_unit**2
+    return Regression(reg.names + ("kappa",), np.append(reg.coef, reg.coef[1] * scale),
+                      np.append(reg.stderr, reg.stderr[1] * scale), reg.r2, reg.n_obs)
+
+
+def transient_impact(markets, n_agents: int, lots_per_unit: int, tick_size: float, dt: float,
+                     horizon: int = 10, n_steps: int | None = None) -> Regression:
+    """Obizhaeva–Wang impact from the mid: dY = (κ μ - ρ Y) dt with Y = mid - mid(0).
+
+    Over blocks of ``horizon`` steps the mid change (ticks) is regressed on the crowd's net
+    flow (lots) and on -dt Σ Y over the block (ticks·time): slopes ``beta`` (ticks per lot)
+    and ``rho`` (1/time), Newey–West errors; ``kappa`` = beta · tick_size · N · L² as in
+    :func:`permanent_impact`, which is this regression with ρ = 0. The noise flow's own
+    random walk sits in Y too; over horizons much longer than 1/ρ the crowd's impact
+    dominates it, over short ones ρ is biased upwards (the Dickey–Fuller effect).
+    """
+    dmid, flow, level = [], [], []
+    for m in markets:
+        mid = np.asarray(m["mid"], dtype=np.float64)
+        crowd = np.asarray(m["crowd_flow"], dtype=np.float64)
+        last = mid.size - 1 if n_steps is None else min(n_steps, mid.size - 1)
+        dmid.append(_blocks(np.diff(mid[: last + 1]), horizon))
+        flow.append(_blocks(crowd[1: last + 1], horizon))
+        level.append(-dt * _blocks(mid[:last] - mid[0], horizon))
+    dmid, flow, level = np.concatenate(dmid), np.concatenate(flow), np.concatenate(level)
+    reg = ols(np.stack([np.ones_like(flow), flow, level], axis=1), dmid, ("const", "beta", "rho"), hac_lags=2)
     scale = tick_size * n_agents * lots_per_unit**2
     return Regression(reg.names + ("kappa",), np.append(reg.coef, reg.coef[1] * scale),
                       np.append(reg.stderr, reg.stderr[1] * scale), reg.r2, reg.n_obs)
@@ -165,10 +193,16 @@ def temporary_impact(executions, markets, n_agents: int, lots_per_unit: int, tic
 
 
 def estimate_impact(runs, n_agents: int, lots_per_unit: int, tick_size: float, dt: float, n_steps: int,
-                    horizon: int = 10) -> ImpactEstimate:
-    """κ, k, c from market runs recorded every step (with their crowd executions)."""
+                    horizon: int = 10, transient: bool = False) -> ImpactEstimate:
+    """κ, k, c (and ρ with ``transient``) from market runs recorded every step (with their
+    crowd executions)."""
     markets = [r.market for r in runs]
-    perm = permanent_impact(markets, n_agents, lots_per_unit, tick_size, horizon, n_steps)
+    if transient:
+        perm = transient_impact(markets, n_agents, lots_per_unit, tick_size, dt, horizon, n_steps)
+        rho, rho_se = perm["rho"]
+    else:
+        perm = permanent_impact(markets, n_agents, lots_per_unit, tick_size, horizon, n_steps)
+        rho, rho_se = 0.0, 0.0
     temp = temporary_impact([r.executions for r in runs], markets, n_agents, lots_per_unit, tick_size, dt, horizon)
     kappa, kappa_se = perm["kappa"]
     k, k_se = temp["k"]
@@ -176,7 +210,7 @@ def estimate_impact(runs, n_agents: int, lots_per_unit: int, tick_size: float, d
     c, c_se = temp["c"]
     # the model needs k > 0 and c >= 0: own impact is floored at zero before the spread term
     return ImpactEstimate(kappa, kappa_se, max(k, 0.0) + spread_k, float(np.hypot(k_se, spread_k_se)),
-                          max(c, 0.0), c_se, temp["a"][0], perm, temp)
+                          max(c, 0.0), c_se, temp["a"][0], perm, temp, max(rho, 0.0), rho_se)
 
 
 def kyle_lambda(markets, horizon: int = 1) -> Regression:
@@ -363,3 +397,86 @@ def relaxation(mid_paths, sides, end_index: int, dt: float, n_boot: int = 400, s
     mean = after.mean(axis=0)
     return Relaxation(time, mean / mean[0], rho, float(boot[:, 0].std(ddof=1)), fraction,
                       float(boot[:, 1].std(ddof=1)))
+
+
+@dataclass(frozen=True)
+class PathFit:
+    """κ and ρ of the model impact path fitted to the book's mean price path.
+
+    The model's impact is Y(t) = κ ∫_0^t e^{-ρ(t-s)} μ(s) ds (dY = (κμ - ρY) dt) for the
+    crowd's measured mean rate μ; κ is linear given ρ, ρ is found on a log grid refined by
+    golden section (``rho_fixed`` pins it, e.g. 0 for permanent impact). Standard errors
+    resample the runs with replacement.
+    """
+
+    kappa: float
+    kappa_se: float
+    rho: float
+    rho_se: float
+    rmse: float
+
+
+def _kernel_path(mu: np.ndarray, dt: float, rho: float) -> np.ndarray:
+    """G(t_n) = ∫_0^{t_n} e^{-ρ(t_n - s)} μ(s) ds for μ constant on each step (n = 0..len(mu))."""
+    decay = np.exp(-rho * dt)
+    gain = dt if rho == 0 else -np.expm1(-rho * dt) / rho
+    G = np.zeros(mu.size + 1)
+    for n in range(mu.size):
+        G[n + 1] = G[n] * decay + gain * mu[n]
+    return G
+
+
+def fit_impact_path(price, mu, dt: float, rho_fixed: float | None = None) -> tuple[float, float, float]:
+    """(κ, ρ, rmse) minimising |price - κ G_ρ| for one mean price path (model units, starting
+    at 0, length len(mu) + 1) and the mean rate per step ``mu``."""
+    price = np.asarray(price, dtype=np.float64)
+    mu = np.asarray(mu, dtype=np.float64)
+
+    def fit(rho):
+        G = _kernel_path(mu, dt, rho)
+        denom = float(np.dot(G, G))
+        kappa = float(np.dot(G, price) / denom) if denom > 0 else 0.0
+        return float(np.mean((price - kappa * G) ** 2)), kappa
+
+    if rho_fixed is not None:
+        err, kappa = fit(rho_fixed)
+        return kappa, rho_fixed, float(np.sqrt(err))
+    horizon = mu.size * dt
+    grid = np.concatenate([[0.0], np.geomspace(0.01 / horizon, 200.0 / horizon, 80)])
+    errors = [fit(r)[0] for r in grid]
+    i = int(np.argmin(errors))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    golden = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+        if fit(a)[0] < fit(b)[0]:
+            hi = b
+        else:
+            lo = a
+    rho = 0.5 * (lo + hi)
+    err, kappa = fit(rho)
+    if errors[0] <= err:  # the permanent model is at least as good
+        err, kappa, rho = errors[0], fit(0.0)[1], 0.0
+    return kappa, rho, float(np.sqrt(err))
+
+
+def impact_path_fit(markets, n_agents: int, lots_per_unit: int, tick_size: float, dt: float, n_steps: int,
+                    rho_fixed: float | None = None, n_boot: int = 100, seed: int = 0) -> PathFit:
+    """Fit κ (and ρ) to the mean over runs of the mid path while the crowd trades.
+
+    Prices are converted to model units (tick_size · L per tick) and the crowd's flow per
+    step to its mean rate μ (units per time per agent), as in :func:`permanent_impact`.
+    """
+    scale = tick_size * lots_per_unit
+    prices = np.stack([(np.asarray(m["mid"], dtype=np.float64)[: n_steps + 1]
+                        - float(m["mid"][0])) * scale for m in markets])
+    rates = np.stack([np.asarray(m["crowd_flow"], dtype=np.float64)[1: n_steps + 1]
+                      / (n_agents * lots_per_unit * dt) for m in markets])
+
+    def fit(rows):
+        return fit_impact_path(prices[rows].mean(axis=0), rates[rows].mean(axis=0), dt, rho_fixed)
+
+    kappa, rho, rmse = fit(np.arange(len(markets)))
+    rng = np.random.default_rng(seed)
+    boot = np.array([fit(rng.integers(len(markets), size=len(markets)))[:2] for _ in range(n_boot)])
+    return PathFit(kappa, float(boot[:, 0].std(ddof=1)), rho, float(boot[:, 1].std(ddof=1)), rmse)

@@ -5,7 +5,10 @@ with the crowd on that model's MFG feedback over several seeds, re-estimates (κ
 the book (:mod:`analysis.impact`), and moves the calibrated parameters (``parameters``,
 default κ and c) a damped step towards the estimates, until they change by less than
 ``tol`` (relative) or by less than two standard errors of the estimates (the book cannot
-tell them apart), or ``max_iter`` is reached.
+tell them apart), or ``max_iter`` is reached. With ``rho`` among the parameters the model
+is the transient-impact MFG (dY = (κμ - ρY) dt). ``impact = "path"`` measures κ (and ρ)
+by fitting the model's impact path to the book's mean price path (what the price error
+scores) instead of the block regression of mid changes on flow.
 
 Why k is not fed back by default: under mean-field scaling one agent's orders are a lot or
 two, so its own temporary impact is not identified (the fitted slope is ~0); what the book
@@ -55,6 +58,7 @@ class CalibrationSettings:
     horizon: int  # steps per block in the impact regressions
     w1_records: int  # records used for the finite-N comparison
     parameters: tuple[str, ...] = ("kappa", "c")  # fed back from the book; the others stay fixed
+    impact: str = "blocks"  # how κ (and ρ) are measured: block regression, or a fit of the price path
 
 
 @dataclass(frozen=True)
@@ -74,11 +78,14 @@ class CalibrationPlan:
     meta_orders: MetaOrderSettings | None
 
 
+PARAMETERS = ("kappa", "k", "c", "rho")
+
+
 def _parameters(cal) -> tuple[str, ...]:
     value = cal.get("parameters", ["kappa", "c"])
-    known = {"kappa", "k", "c"}
-    if not isinstance(value, list) or not value or not set(value) <= known or len(set(value)) != len(value):
-        raise cal.error("parameters", value, "expected a non-empty list of distinct names among 'kappa', 'k', 'c'")
+    if not isinstance(value, list) or not value or not set(value) <= set(PARAMETERS) or len(set(value)) != len(value):
+        raise cal.error("parameters", value, "expected a non-empty list of distinct names among "
+                                             + ", ".join(repr(p) for p in PARAMETERS))
     return tuple(value)
 
 
@@ -94,7 +101,7 @@ def load_calibration(path: str | Path) -> CalibrationPlan:
         seeds=tuple(range(seeds)), damping=cal.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True),
         tol=cal.number("tol", 0.05, lo=0.0, lo_open=True), max_iter=cal.integer("max_iter", 10, lo=1),
         horizon=cal.integer("horizon", 10, lo=2), w1_records=cal.integer("w1_records", 11, lo=2),
-        parameters=_parameters(cal))
+        parameters=_parameters(cal), impact=cal.choice("impact", ("blocks", "path"), "blocks"))
     cal.done()
     meta = None
     if "meta_orders" in root.data:
@@ -119,9 +126,9 @@ def load_calibration(path: str | Path) -> CalibrationPlan:
     return CalibrationPlan(name, root.source, settings, tuple(resolved), tuple(labels), meta)
 
 
-def _with_params(cfg: dict, kappa: float, k: float, c: float) -> dict:
+def _with_params(cfg: dict, kappa: float, k: float, c: float, rho: float = 0.0) -> dict:
     out = copy.deepcopy(cfg)
-    out["model"].update(kappa=float(kappa), k=float(k), c=float(c))
+    out["model"].update(kappa=float(kappa), k=float(k), c=float(c), rho=float(rho))
     return out
 
 
@@ -137,8 +144,9 @@ def _finite_n_gap(runs, model, spec, n_records: int) -> dict:
 
     W1, mean inventory and mean rate measure how well the agents execute their feedback
     (lots, fills): they are blind to a wrong κ, because the law is that of the same
-    feedback. ``price_error`` is what a wrong κ gets wrong: the mean book price move
-    against the model's κ (E(t) - E(0)), in model price units (max over time).
+    feedback. ``price_error`` is what a wrong impact model gets wrong: the mean book price
+    move against the model's impact Y(t) (κ (E(t) - E(0)) when ρ = 0), in model price units
+    (max over time).
     """
     from analysis.compare import compare_run
 
@@ -150,30 +158,36 @@ def _finite_n_gap(runs, model, spec, n_records: int) -> dict:
     inside = t <= model.T * (1 + 1e-12)
     mids = np.stack([r.market["mid"][inside] for r in runs])
     book = (mids - mids[:, :1]).mean(axis=0) * spec.tick_size * spec.crowd.lots_per_unit
-    E = model.mean_inventory(t[inside])
-    out["price_error"] = float(np.max(np.abs(book - model.kappa * (E - E[0]))))
+    out["price_error"] = float(np.max(np.abs(book - model.price_impact(t[inside]))))
     return out
 
 
 def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, progress=None) -> list[dict]:
     """Iterate one sweep point to its fixed point; one row per iteration."""
-    from analysis.impact import estimate_impact, kyle_lambda, order_flow_imbalance
+    from analysis.impact import estimate_impact, impact_path_fit, kyle_lambda, order_flow_imbalance
 
     from simulator.market import run_market
 
     s = plan.settings
-    theta = np.array([cfg["model"]["kappa"], cfg["model"]["k"], cfg["model"].get("c", 0.0)], dtype=float)
+    theta = np.array([cfg["model"]["kappa"], cfg["model"]["k"], cfg["model"].get("c", 0.0),
+                      cfg["model"].get("rho", 0.0)], dtype=float)
+    transient = "rho" in s.parameters or theta[3] > 0
     rows = []
     for it in range(s.max_iter + 1):
         model, spec = _market_objects(_with_params(cfg, *theta), plan.source)
         runs = list(pool.map(run_market, [spec] * len(s.seeds), s.seeds))
         crowd = spec.crowd
         est = estimate_impact(runs, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps,
-                              s.horizon)
-        hat = np.array([est.kappa, est.k, est.c])
-        se = np.array([est.kappa_se, est.k_se, est.c_se])
-        free = np.array([name in s.parameters for name in ("kappa", "k", "c")])
-        scale = np.maximum(np.abs(theta), [1e-3, 1e-3, 0.05])
+                              s.horizon, transient=transient)
+        hat = np.array([est.kappa, est.k, est.c, est.rho])
+        se = np.array([est.kappa_se, est.k_se, est.c_se, est.rho_se])
+        if s.impact == "path":  # κ and ρ that reproduce the book's mean price path
+            fit = impact_path_fit([r.market for r in runs], crowd.n_agents, crowd.lots_per_unit, spec.tick_size,
+                                  spec.dt, spec.n_steps, rho_fixed=None if "rho" in s.parameters else theta[3])
+            hat[[0, 3]] = fit.kappa, fit.rho
+            se[[0, 3]] = fit.kappa_se, fit.rho_se
+        free = np.array([name in s.parameters for name in PARAMETERS])
+        scale = np.maximum(np.abs(theta), [1e-3, 1e-3, 0.05, 0.05])
         distance = float(np.max((np.abs(hat - theta) / scale)[free]))
         # the estimates are noisy: a step inside their own ±2 s.e. is as close as the
         # book can tell, whatever tol says
@@ -181,8 +195,9 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
         markets = [r.market for r in runs]
         rows.append({
             "point": point, "sweep": plan.labels[point], "iteration": it,
-            "kappa": theta[0], "k": theta[1], "c": theta[2],
-            "kappa_hat": est.kappa, "kappa_se": est.kappa_se, "k_hat": est.k, "k_se": est.k_se,
+            "kappa": theta[0], "k": theta[1], "c": theta[2], "rho": theta[3],
+            "kappa_hat": hat[0], "kappa_se": se[0], "k_hat": est.k, "k_se": est.k_se,
+            "rho_hat": hat[3], "rho_se": se[3],
             "c_hat": est.c, "c_se": est.c_se, "spread_cost": est.spread_cost,
             "k_own": est.temporary["k"][0], "distance": distance,
             **_finite_n_gap(runs, model, spec, s.w1_records),
@@ -242,8 +257,9 @@ def run_calibration(path: str | Path, out_root: str | Path = "runs/out", workers
     def say(row):
         if verbose:
             print(f"point {row['point']} it {row['iteration']}: kappa={row['kappa']:.4g} k={row['k']:.4g} "
-                  f"c={row['c']:.4g} -> book kappa={row['kappa_hat']:.4g}±{row['kappa_se']:.2g} "
-                  f"k={row['k_hat']:.4g}±{row['k_se']:.2g} c={row['c_hat']:.4g}±{row['c_se']:.2g}; "
+                  f"c={row['c']:.4g} rho={row['rho']:.4g} -> book kappa={row['kappa_hat']:.4g}±{row['kappa_se']:.2g} "
+                  f"k={row['k_hat']:.4g}±{row['k_se']:.2g} c={row['c_hat']:.4g}±{row['c_se']:.2g} "
+                  f"rho={row['rho_hat']:.4g}±{row['rho_se']:.2g}; "
                   f"distance {row['distance']:.3g}, price error {row['price_error']:.4g}, "
                   f"W1 {row['w1_mean']:.4g}", flush=True)
 
@@ -262,12 +278,17 @@ def run_calibration(path: str | Path, out_root: str | Path = "runs/out", workers
 
         meta = pl.DataFrame(meta_rows)
         atomic_write(out / "meta_orders.parquet", meta.drop("path").write_parquet)
-        fit = response_exponent(meta["lots_per_agent"].to_numpy(), meta["peak_ticks"].to_numpy())
-        save_figure(plot_meta_orders(meta, fit), out / "meta_orders")
-        if verbose:
-            delta, se = fit["delta"]
-            print(f"meta-order response: peak impact ~ size^{delta:.3f} (± {se:.3f}); permanent fraction "
-                  + ", ".join(f"{f:.2f}" for f in meta["permanent_fraction"]))
+        measured = meta.filter(pl.col("peak_ticks") > 0)
+        if measured.height >= 2:
+            fit = response_exponent(measured["lots_per_agent"].to_numpy(), measured["peak_ticks"].to_numpy())
+            save_figure(plot_meta_orders(measured, fit), out / "meta_orders")
+            if verbose:
+                delta, se = fit["delta"]
+                print(f"meta-order response: peak impact ~ size^{delta:.3f} (± {se:.3f}) over {measured.height} "
+                      "sizes; permanent fraction " + ", ".join(f"{f:.2f}" for f in measured["permanent_fraction"]))
+        if verbose and measured.height < meta.height:
+            print(f"meta-orders: {meta.height - measured.height} size(s) moved the price less than the noise "
+                  "(no positive peak); `mfgsim impact` measures the impact law with many seeds")
     converged = bool(table.group_by("point").agg(pl.col("converged").any())["converged"].all())
     return out, converged
 
@@ -289,11 +310,11 @@ def summarize(table) -> str:
 
         lines.append(
             f"point {point} {first['sweep']}: {status} (distance {last['distance']:.3g})\n"
-            f"  start : kappa={first['kappa']:.4g} k={first['k']:.4g} c={first['c']:.4g}  "
+            f"  start : kappa={first['kappa']:.4g} k={first['k']:.4g} c={first['c']:.4g} rho={first['rho']:.4g}  "
             f"price error={first['price_error']:.4g}  cost gap={first['cost_gap']:.4g}  "
             f"W1={first['w1_mean']:.4g}  mean-inventory error={first['mean_inventory_error']:.4g}\n"
             f"  {'fixed' if last['converged'] else 'last '} : "
-            f"kappa={last['kappa']:.4g} k={last['k']:.4g} c={last['c']:.4g}  "
+            f"kappa={last['kappa']:.4g} k={last['k']:.4g} c={last['c']:.4g} rho={last['rho']:.4g}  "
             f"price error={last['price_error']:.4g}  cost gap={last['cost_gap']:.4g}  "
             f"W1={last['w1_mean']:.4g}  mean-inventory error={last['mean_inventory_error']:.4g}\n"
             f"  change: price error {pct('price_error'):+.0f}%, |cost gap| {pct('abs_cost_gap'):+.0f}%, "

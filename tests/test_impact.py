@@ -211,3 +211,49 @@ def test_relaxation_recovers_the_resilience_of_an_obizhaeva_wang_price():
     end = Y[int(round(T / dt))] * 0.4 + permanent[int(round(T / dt))]
     assert fit.permanent_fraction == pytest.approx(permanent[-1] / end, abs=0.02)
     assert fit.rho == pytest.approx(rho, rel=0.02)
+
+
+def test_transient_impact_recovers_kappa_and_rho_of_an_ow_price():
+    """Mid = Obizhaeva–Wang impact of a known net flow (dY = βF - ρ Y dt per step) plus a
+    little noise: the block regression finds β (so κ) and ρ within their errors."""
+    from analysis.impact import transient_impact
+
+    dt, beta, rho = 0.01, 0.05, 3.0
+    markets = []
+    for _ in range(8):
+        flow = RNG.normal(-30.0, 20.0, 1001)  # a selling crowd
+        Y = np.zeros(1001)
+        for n in range(1000):
+            Y[n + 1] = Y[n] + beta * flow[n + 1] - rho * Y[n] * dt
+        markets.append({"mid": 5000 + Y + 0.05 * RNG.standard_normal(1001), "crowd_flow": flow})
+    reg = transient_impact(markets, n_agents=10, lots_per_unit=5, tick_size=0.01, dt=dt, horizon=5)
+    b, b_se = reg["beta"]
+    r, r_se = reg["rho"]
+    assert b == pytest.approx(beta, abs=4 * b_se) and b_se < 0.05 * beta
+    assert r == pytest.approx(rho, abs=max(4 * r_se, 0.1)) and r_se < 0.3 * rho
+    assert reg["kappa"][0] == pytest.approx(b * 0.01 * 10 * 25)
+
+
+def test_impact_path_fit_recovers_kappa_and_rho():
+    """Mean price = the OW path of a known crowd rate plus noise: the path fit finds (κ, ρ);
+    pinning ρ = 0 gives the best permanent κ instead."""
+    from analysis.impact import fit_impact_path, impact_path_fit
+
+    dt, kappa, rho, n = 0.01, 6.0, 2.0, 100
+    t = np.arange(n) * dt
+    mu = -np.exp(-3 * t)  # a front-loaded sell programme
+    Y = np.zeros(n + 1)
+    for i in range(n):
+        Y[i + 1] = Y[i] * np.exp(-rho * dt) + kappa * mu[i] * (1 - np.exp(-rho * dt)) / rho
+    k_hat, r_hat, rmse = fit_impact_path(Y, mu, dt)
+    assert k_hat == pytest.approx(kappa, rel=1e-4) and r_hat == pytest.approx(rho, rel=1e-3) and rmse < 1e-6
+    k0, r0, rmse0 = fit_impact_path(Y, mu, dt, rho_fixed=0.0)
+    assert r0 == 0.0 and k0 < kappa and rmse0 > 10 * rmse
+    # runs in book units: L = 10 lots per unit, tick 0.01, N = 5 agents
+    markets = []
+    for _ in range(12):
+        noise = 0.3 * RNG.standard_normal(n + 1).cumsum() * 0.1
+        markets.append({"mid": 1000 + Y / (0.01 * 10) + noise, "crowd_flow": np.concatenate([[0.0], mu * 5 * 10 * dt])})
+    fit = impact_path_fit(markets, 5, 10, 0.01, dt, n, n_boot=60)
+    assert fit.kappa == pytest.approx(kappa, abs=4 * fit.kappa_se + 0.05)
+    assert fit.rho == pytest.approx(rho, abs=4 * fit.rho_se + 0.05) and fit.rho_se > 0
