@@ -354,3 +354,27 @@ def plot_realism(facts: dict, source: str = ""):
     ax.plot(facts["response_lags"], facts["response"], "o-")
     ax.set(title="response R(l) (grows, concave)", xlabel="lag (records)", ylabel="ticks")
     return fig
+
+
+def plot_market_making(solution):
+    """The market-making MFG: quotes against inventory at three times, the population's
+    mean quotes and spread over time, and the inventory law m(t, q) as a heatmap."""
+    model, t = solution.model, solution.t
+    q = model.q
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    for i, color in zip((0, t.size // 2, t.size - 1), ("C0", "C1", "C2")):
+        axes[0].plot(q, solution.bid[i], "-", color=color, label=f"bid, t = {t[i]:.2f}")
+        axes[0].plot(q, solution.ask[i], "--", color=color, label=f"ask, t = {t[i]:.2f}")
+    axes[0].set(title="quotes δ(t, q)", xlabel="inventory q (quotes)", ylabel="distance from the mid (ticks)")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(t, solution.mean_bid, label="mean bid δ̄^b")
+    axes[1].plot(t, solution.mean_ask, "--", label="mean ask δ̄^a")
+    axes[1].plot(t, solution.spread(), label="mean spread")
+    axes[1].set(title=f"population's quotes (competition ε = {model.competition:g})", xlabel="time t",
+                ylabel="ticks")
+    axes[1].legend(fontsize=8)
+    im = axes[2].imshow(solution.m, origin="lower", aspect="auto", cmap="viridis",
+                        extent=(q[0] - 0.5, q[-1] + 0.5, t[0], t[-1]))
+    axes[2].set(title="inventory law m(t, q)", xlabel="inventory q (quotes)", ylabel="time t")
+    fig.colorbar(im, ax=axes[2], label="probability")
+    return fig

@@ -133,6 +133,7 @@ class SolveConfig:
     tol: float
     max_iter: int
     out_dir: Path
+    n_t: int | None = None  # the market-making game's time steps (it has no state grid)
 
 
 def _mixture(sec: Section):
@@ -164,13 +165,47 @@ def lq_model(sec: Section):
                       rho=sec.number("rho", 0.0, lo=0.0))
 
 
+def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfig:
+    from mfg.market_making import MarketMakingMFG
+
+    m0 = model_sec.get("m0", None)
+    try:
+        model = MarketMakingMFG(
+            gamma=model_sec.number("gamma", lo=0.0, lo_open=True),
+            sigma=model_sec.number("sigma", lo=0.0, lo_open=True),
+            A=model_sec.number("A", lo=0.0, lo_open=True), k=model_sec.number("k", lo=0.0, lo_open=True),
+            competition=model_sec.number("competition", 0.0, lo=0.0),
+            max_inventory=model_sec.integer("max_inventory", lo=1, hi=10_000),
+            T=model_sec.number("T", lo=0.0, lo_open=True), m0=None if m0 is None else tuple(m0))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{root.source}: model: {exc}") from None
+    model_sec.done()
+    grid_sec = root.table("grid")
+    n_t = grid_sec.integer("n_t", lo=10, hi=10**7)
+    grid_sec.done()
+    solver = root.table("solver", {})
+    damping = solver.number("damping", 0.7, lo=0.0, hi=1.0, lo_open=True)
+    tol = solver.number("tol", 1e-10, lo=0.0, lo_open=True)
+    max_iter = solver.integer("max_iter", 200, lo=1)
+    solver.done()
+    output = root.table("output", {})
+    out_dir = Path(output.get("dir", str(Path("runs/out") / Path(path).stem)))
+    output.done()
+    root.done()
+    return SolveConfig(model, None, "anderson", damping, tol, max_iter, out_dir, n_t)
+
+
 def parse_solve_config(path: str | Path) -> SolveConfig:
     """Read a ``mfgsim solve`` TOML file (see ``runs/solve_lq_crowding.toml``)."""
     from mfg.fd import METHODS, CrowdAversionModel, Grid, LQCrowdingModel
 
     root = read_toml(path)
     model_sec = root.table("model")
-    kind = model_sec.choice("kind", ("lq_crowding", "crowd_aversion"))
+    kind = model_sec.choice("kind", ("lq_crowding", "crowd_aversion", "market_making"))
+    if kind == "market_making":
+        return _market_making_config(root, model_sec, path)
     if kind == "lq_crowding":
         model = LQCrowdingModel(lq_model(model_sec))
     else:

@@ -1,0 +1,131 @@
+"""The market-making MFG: GLFT limit, an independent HJB solve, the limits, the equilibrium."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+from scipy.optimize import minimize_scalar
+
+from mfg.market_making import MarketMakingMFG, quotes, solve_market_making
+from simulator.agents import MarketMakers
+
+BASE = dict(gamma=0.05, sigma=2.0, A=100.0, k=0.8, max_inventory=5, T=1.0)
+
+
+def test_one_maker_without_competition_is_glft():
+    """ε = 0 against GLFT's exact v = exp(-Mτ)·1 (eigen-decomposition): RK4 converges at
+    fourth order to it."""
+    model = MarketMakingMFG(competition=0.0, **BASE)
+    makers = MarketMakers(model="glft", risk_aversion=0.05, fill_intensity=100.0, fill_decay=0.8, volatility=2.0,
+                          max_inventory=5)
+    errors = []
+    for n_t in (200, 400):
+        sol = solve_market_making(model, n_t=n_t)
+        bid, ask = makers.quote_offsets(model.T - sol.t)
+        errors.append(max(np.max(np.abs(sol.bid[:, :-1] - bid[:, :-1])), np.max(np.abs(sol.ask[:, 1:] - ask[:, 1:]))))
+    assert errors[1] < 1e-5 and errors[0] / errors[1] > 12  # order ~4
+    assert np.isnan(sol.bid[:, -1]).all() and np.isnan(sol.ask[:, 0]).all()
+
+
+def hjb_reference(model, mean_bid, mean_ask, t_eval):
+    """θ of the CARA maker solved directly (scipy), each sup over δ found numerically:
+    ∂tθ - γσ²q²/2 + Σ_side sup_δ Λ(δ)(1 - e^{-γ(δ + θ(q±1) - θ(q))})/γ = 0, θ(T) = 0."""
+    Q, g, s, k, eps = model.max_inventory, model.gamma, model.sigma, model.k, model.competition
+    q = np.arange(-Q, Q + 1)
+
+    def best(intensity, jump):
+        res = minimize_scalar(lambda d: -intensity(d) * (1 - math.exp(-g * (d + jump))) / g,
+                              bounds=(-jump - 5.0, -jump + 50.0), method="bounded", options={"xatol": 1e-12})
+        return res.x, -res.fun
+
+    def rhs(t, theta):
+        out = 0.5 * g * s * s * q * q.astype(float)
+        for i in range(q.size):
+            if i < q.size - 1:  # bid
+                bid_rate = lambda d: model.A * math.exp(-k * d - eps * (d - mean_bid(t)))  # noqa: E731
+                out[i] -= best(bid_rate, theta[i + 1] - theta[i])[1]
+            if i > 0:  # ask
+                ask_rate = lambda d: model.A * math.exp(-k * d - eps * (d - mean_ask(t)))  # noqa: E731
+                out[i] -= best(ask_rate, theta[i - 1] - theta[i])[1]
+        return out
+
+    sol = solve_ivp(rhs, (model.T, 0.0), np.zeros(q.size), t_eval=t_eval[::-1], rtol=1e-9, atol=1e-10)
+    theta = sol.y[:, ::-1].T
+    bids = np.array([[best(lambda d, tt=tt: model.A * math.exp(-k * d - eps * (d - mean_bid(tt))),
+                           th[i + 1] - th[i])[0] for i in range(q.size - 1)] for tt, th in zip(t_eval, theta)])
+    return bids
+
+
+def test_quotes_against_a_direct_hjb_solve_with_moving_competitors():
+    model = MarketMakingMFG(competition=0.5, **{**BASE, "max_inventory": 3})
+    t = np.linspace(0.0, 1.0, 401)
+
+    def mean_bid(tt):
+        return 1.5 + 0.5 * np.sin(3 * tt)
+
+    def mean_ask(tt):
+        return 1.2 + 0.3 * np.cos(2 * tt)
+
+    bid, _ = quotes(model, t, mean_bid(t), mean_ask(t))
+    pick = np.array([0, 100, 300])
+    ref = hjb_reference(model, mean_bid, mean_ask, t[pick])
+    np.testing.assert_allclose(bid[pick, :-1], ref, atol=2e-5)
+
+
+def test_no_risk_aversion_gives_the_constant_spread():
+    model = MarketMakingMFG(gamma=1e-7, sigma=2.0, A=100.0, k=0.8, competition=0.4, max_inventory=30, T=0.2)
+    sol = solve_market_making(model, n_t=400)
+    ke = 0.8 + 0.4
+    middle = slice(25, 36)  # q = -5..5
+    np.testing.assert_allclose(sol.bid[0, middle], 1 / ke, atol=5e-3 / ke)
+    np.testing.assert_allclose(sol.mean_ask, 1 / ke, atol=5e-3 / ke)
+
+
+def test_a_symmetric_population_keeps_zero_mean_inventory():
+    m0 = np.zeros(11)
+    m0[3:8] = 0.2  # uniform on -2..2
+    sol = solve_market_making(MarketMakingMFG(competition=0.5, m0=tuple(m0), **BASE), n_t=400)
+    np.testing.assert_allclose(sol.mean_inventory(), 0.0, atol=1e-10)
+    np.testing.assert_allclose(sol.mean_bid, sol.mean_ask, atol=1e-10)
+    np.testing.assert_allclose(sol.m.sum(axis=1), 1.0, atol=1e-12)
+    assert sol.residuals[-1] < 1e-10 and np.all(sol.m > -1e-12)
+    # the mean quotes are the law's average of what is posted: a fixed point
+    posted = ~np.isnan(sol.bid)
+    np.testing.assert_allclose(sol.mean_bid, (sol.m * np.nan_to_num(sol.bid)).sum(1) / (sol.m * posted).sum(1))
+
+
+def test_competition_tightens_the_spread():
+    spreads = [solve_market_making(MarketMakingMFG(competition=eps, **BASE), n_t=300).spread()[0]
+               for eps in (0.0, 0.3, 1.0)]
+    assert spreads[0] > spreads[1] > spreads[2]
+
+
+def test_bad_models_are_refused():
+    with pytest.raises(ValueError, match="gamma"):
+        MarketMakingMFG(competition=0.0, **{**BASE, "gamma": 0.0})
+    with pytest.raises(ValueError, match="competition"):
+        MarketMakingMFG(competition=-1.0, **BASE)
+    with pytest.raises(ValueError, match="m0"):
+        MarketMakingMFG(competition=0.0, m0=(1.0,), **BASE)
+    with pytest.raises(ValueError, match="n_t too small"):
+        solve_market_making(MarketMakingMFG(competition=0.0, **{**BASE, "A": 1e4}), n_t=20)
+
+
+def test_solve_command_writes_the_market_making_solution(tmp_path, capsys):
+    import polars as pl
+
+    from mfgsim.cli import main
+
+    text = ('[model]\nkind = "market_making"\ngamma = 0.05\nsigma = 2.0\nA = 100.0\nk = 0.8\ncompetition = 0.5\n'
+            'max_inventory = 4\nT = 1.0\n[grid]\nn_t = 400\n')
+    path = tmp_path / "mm.toml"
+    path.write_text(text)
+    assert main(["solve", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert "fixed-point iterations" in capsys.readouterr().out
+    df = pl.read_parquet(tmp_path / "out" / "solution.parquet")
+    assert df.columns == ["t", "q", "m", "bid", "ask"] and df.height == 401 * 9
+    assert (tmp_path / "out" / "solution.png").exists()
+    path.write_text(text.replace("competition = 0.5", "competition = -0.5"))
+    assert main(["solve", str(path), "--out", str(tmp_path / "bad")]) == 2
+    assert "competition" in capsys.readouterr().err and not (tmp_path / "bad").exists()
