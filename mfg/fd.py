@@ -388,11 +388,16 @@ METHODS = ("anderson", "newton", "picard", "fictitious")
 
 def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: float = 0.5,
           tol: float = 1e-8, max_iter: int = 500, anderson_depth: int = 6,
-          newton_tol: float = 1e-12, max_newton: int = 50) -> MFGSolution:
+          newton_tol: float = 1e-12, max_newton: int = 50, order: int = 1) -> MFGSolution:
     """Solve the MFG on ``grid``.
 
     Parameters
     ----------
+    order : 1, the monotone scheme (m >= 0, mass to round-off); or 2, Richardson
+        extrapolation of the scheme on ``grid`` and on the grid refined twice in x and t
+        (``2 f_fine - f_coarse`` on the coarse nodes). Second order in dx and dt for
+        smooth solutions, at about 5x the cost of the coarse solve; it conserves mass but
+        is not monotone, so the density may dip slightly below zero in the tails.
     method : ``"anderson"`` (Anderson-accelerated damped Picard, default), ``"newton"``
         (Jacobian-free Newton–Krylov on Φ(c) - c = 0), ``"picard"`` (damped,
         c ← (1-θ)c + θΦ(c) with θ = ``damping``), ``"fictitious"`` (θ_k = 1/(k+2)).
@@ -406,6 +411,14 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
     """
     import time
 
+    if order not in (1, 2):
+        raise ValueError(f"order={order!r} must be 1 (monotone) or 2 (Richardson extrapolation)")
+    if order == 2:
+        options = dict(method=method, damping=damping, tol=tol, max_iter=max_iter, anderson_depth=anderson_depth,
+                       newton_tol=newton_tol, max_newton=max_newton)
+        coarse = solve(model, grid, **options)
+        fine = solve(model, Grid(grid.x_min, grid.x_max, 2 * grid.n_x - 1, grid.T, 2 * grid.n_t), **options)
+        return _richardson(coarse, fine)
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {METHODS}")
     if not 0.0 < damping <= 1.0:
@@ -491,6 +504,33 @@ def _newton_krylov(phi, c, tol, max_evals, record, residuals):
         r = residual(x)
         record(float(np.max(np.abs(r))))
     return x.reshape(shape)
+
+
+def _richardson(coarse: MFGSolution, fine: MFGSolution) -> MFGSolution:
+    """``2 fine - coarse`` on the coarse nodes: the first-order errors cancel."""
+    def nodes(a):  # (J, 2N+1, 2I-1) -> (J, N+1, I)
+        return a[:, ::2, ::2]
+
+    def density(a):  # full weighting in x (1/4, 1/2, 1/4): keeps the mass and the mean exactly
+        a = a[:, ::2]
+        out = 0.5 * a[:, :, ::2]
+        out[:, :, 1:] += 0.25 * a[:, :, 1::2]
+        out[:, :, :-1] += 0.25 * a[:, :, 1::2]
+        return out
+
+    def steps(a):  # per-step quantities: the two fine steps of each coarse step, averaged
+        a = np.asarray(a)
+        if a.ndim == 1:
+            return a.reshape(-1, 2).mean(axis=1)
+        return a[1::2, ::2]  # (2N, 2I-1) at times 1..2N -> the coarse times 1..N
+
+    return MFGSolution(
+        grid=coarse.grid, weights=coarse.weights, m=2 * density(fine.m) - coarse.m,
+        value=2 * nodes(fine.value) - coarse.value, control=2 * nodes(fine.control) - coarse.control,
+        mean_rate=2 * steps(fine.mean_rate) - coarse.mean_rate,
+        coupling=2 * steps(fine.coupling) - coarse.coupling,
+        residuals=coarse.residuals + fine.residuals, method=f"{coarse.method}, order 2 (Richardson)",
+        seconds=coarse.seconds + fine.seconds, evaluations=coarse.evaluations + fine.evaluations)
 
 
 def _check_edges(m: np.ndarray, grid: Grid, what: str) -> None:

@@ -134,6 +134,7 @@ class SolveConfig:
     max_iter: int
     out_dir: Path
     n_t: int | None = None  # the market-making game's time steps (it has no state grid)
+    order: int = 1  # 2: Richardson extrapolation (second order, not monotone)
 
 
 def _mixture(sec: Section):
@@ -230,10 +231,11 @@ def parse_solve_config(path: str | Path) -> SolveConfig:
     damping = solver.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True)
     tol = solver.number("tol", 1e-8, lo=0.0, lo_open=True)
     max_iter = solver.integer("max_iter", 500, lo=1)
+    order = solver.integer("order", 1, lo=1, hi=2)
     solver.done()
 
     output = root.table("output", {})
     out_dir = Path(output.get("dir", str(Path("runs/out") / Path(path).stem)))
     output.done()
     root.done()
-    return SolveConfig(model, grid, method, damping, tol, max_iter, out_dir)
+    return SolveConfig(model, grid, method, damping, tol, max_iter, out_dir, order=order)

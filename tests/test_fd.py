@@ -200,3 +200,20 @@ def test_transient_impact_converges_to_the_closed_form():
     sol = solve(permanent, grid)
     np.testing.assert_allclose(permanent.impact_path(sol.mean_rate, grid),
                                5.0 * np.concatenate([[0.0], np.cumsum(sol.mean_rate) * grid.dt]))
+
+
+def test_second_order_option_converges_at_second_order():
+    """Richardson extrapolation of the monotone scheme: the mean inventory's error falls by
+    about 4 per halving (the first-order scheme's by 2), mass is still one."""
+    cf = crowding(2.0)
+    errs = []
+    for r in (2, 4, 8):
+        grid = Grid(-1.5, 2.5, 50 * r, 1.0, 25 * r)
+        sol = solve(LQCrowdingModel(cf), grid, order=2)
+        errs.append(np.max(np.abs(sol.mean_inventory() - cf.mean_inventory(grid.t))))
+        np.testing.assert_allclose(sol.mass(), 1.0, atol=1e-9)
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(orders > 1.7), orders
+    assert "Richardson" in sol.method and sol.evaluations > 0
+    with pytest.raises(ValueError, match="order=3"):
+        solve(LQCrowdingModel(cf), Grid(-1.5, 2.5, 20, 1.0, 5), order=3)
