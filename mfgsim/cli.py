@@ -6,6 +6,7 @@
     mfgsim calibrate CONFIG.toml  impact from the book -> MFG -> book, to a fixed point
     mfgsim impact CONFIG.toml     meta-order impact laws: square root, decay
     mfgsim realism OUTDIR         stylized facts of a book campaign against the literature
+    mfgsim makers CONFIG.toml     experiment (d): N market makers in the book against their MFG
     mfgsim solve CONFIG.toml      solve a mean-field game, write Parquet and a figure
     mfgsim --version
 """
@@ -119,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--N", type=int, default=None, help="the N whose runs to pool (default: the largest)")
     real.set_defaults(func=_cmd_realism)
 
+    mk = sub.add_parser(
+        "makers", help="experiment (d): N market makers in the book against their mean-field game",
+        description="N makers quote the market-making MFG's equilibrium quotes in a book whose flow scales "
+                    "with N; their inventory law (W1), mean quote, spread and P&L are compared with the MFG's "
+                    "and fitted against N. Writes OUT/<name>/makers_runs.parquet, makers_fits.parquet and "
+                    "figures. example: mfgsim makers runs/experiment_d_makers.toml")
+    mk.add_argument("config", help="study TOML file (see runs/experiment_d_makers.toml)")
+    _engine_arguments(mk)
+    mk.set_defaults(func=_cmd_makers)
+
     demo = sub.add_parser("demo", help="small versions of experiments (a) particles and (c) the book, end to end",
                           description="Runs two small campaigns on the local process pool (about two minutes "
                                       "on 2 cores), prints their convergence tables and where the figures are.")
@@ -208,6 +219,24 @@ def _cmd_realism(args) -> int:
               "thousand records per run, as runs/realism_book.toml does)")
     for path in save_figure(plot_realism(facts), Path(args.outdir) / "figures" / "realism"):
         print(f"wrote {path}")
+    return 0
+
+
+def _cmd_makers(args) -> int:
+    from .makers_study import load_makers_study, run_makers_study
+
+    study = load_makers_study(args.config)
+    out, fits, runs = run_makers_study(study, args.out, workers=args.workers, dask=args.dask)
+    print(f"{'metric':<20}{'slope [95% CI]':<28}{'at max N':>10}  bias b, rate r")
+    for f in fits:
+        bias = f"b={f['bias']:.4g}, r={f['rate']:.2f}" if f["bias"] is not None else ""
+        print(f"{f['metric']:<20}{f['slope']:+.3f} [{f['slope_lo']:+.3f}, {f['slope_hi']:+.3f}]    "
+              f"{f['value_at_max_N']:>10.4g}  {bias}")
+    largest = runs.filter(runs["N"] == runs["N"].max())
+    print(f"at N={int(largest['N'][0])}: spread {largest['spread'].mean():.3f} ticks (MFG "
+          f"{largest['mf_spread'].mean():.3f}), P&L per maker {largest['pnl'].mean():.3f} (MFG "
+          f"{largest['mf_pnl'].mean():.3f}) ticks per quote unit")
+    print(f"wrote {out / 'makers_runs.parquet'}, {out / 'makers_fits.parquet'} and figures in {out}")
     return 0
 
 

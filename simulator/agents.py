@@ -22,7 +22,7 @@ import numpy as np
 from mfg.closed_form import AlmgrenChriss, LQCrowding
 
 STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed")
-MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic")
+MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic", "mfg")
 # a unit of model inventory is a handful to a few thousand lots; beyond this the crowd's
 # position in lots outgrows any book the noise can fill
 MAX_LOTS_PER_UNIT = 1_000_000
@@ -103,7 +103,9 @@ class MarketMakers:
     model : ``"avellaneda_stoikov"`` (reservation price s - q γ σ² (T-t), total spread
         γσ²(T-t) + (2/γ) ln(1 + γ/k)), ``"glft"`` (Guéant–Lehalle–Fernandez-Tapia, exact
         quotes from v(t) = exp(-M (T-t)) 1, M tridiagonal of size 2Q+1), or
-        ``"glft_asymptotic"`` (GLFT's closed-form large-horizon quotes).
+        ``"glft_asymptotic"`` (GLFT's closed-form large-horizon quotes), or ``"mfg"`` (the
+        equilibrium quotes of :mod:`mfg.market_making`, makers competing through their mean
+        quote with sensitivity ``competition``; 0 is GLFT).
     risk_aversion : γ (per tick·quote). volatility : σ of the mid, ticks / sqrt(time).
     quote_size : lots per quote (× N with ``scale_liquidity``); inventory is counted in
         quotes, ``max_inventory`` = Q quotes on either side.
@@ -117,6 +119,7 @@ class MarketMakers:
     volatility: float = 2.0
     quote_size: int = 5
     max_inventory: int = 10
+    competition: float = 0.0
 
     def __post_init__(self):
         _require(isinstance(self.count, int) and self.count >= 0, "market.makers.count", self.count,
@@ -129,6 +132,21 @@ class MarketMakers:
                  "must be an integer >= 1")
         _require(isinstance(self.max_inventory, int) and self.max_inventory >= 1, "market.makers.max_inventory",
                  self.max_inventory, "must be an integer >= 1")
+        _require(isinstance(self.competition, (int, float)) and math.isfinite(self.competition)
+                 and self.competition >= 0, "market.makers.competition", self.competition, "must be finite and >= 0")
+
+    def mean_field(self, T: float, n_steps: int):
+        """The market-making MFG of these makers (all flat at t = 0), solved on ``n_steps``
+        steps of [0, T] (refined inside as the fill rates require)."""
+        from mfg.market_making import MarketMakingMFG, solve_market_making
+
+        model = MarketMakingMFG(gamma=self.risk_aversion, sigma=self.volatility, A=self.fill_intensity,
+                                k=self.fill_decay, competition=self.competition, max_inventory=self.max_inventory,
+                                T=T)
+        # the forward equation needs dt x (largest fill rate) <= 0.5; the quotes are >= 0
+        sub = max(1, math.ceil(4 * self.fill_intensity * math.exp(self.competition * 3.0) * T / max(n_steps, 1)))
+        sol = solve_market_making(model, n_t=max(n_steps * sub, 10 * sub))
+        return sol, sub
 
     def quote_offsets(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bid and ask distances from the mid (ticks), shape (len(tau), 2Q+1), inventory -Q..Q.
@@ -150,6 +168,13 @@ class MarketMakers:
             shape = (tau.shape[0], q.size)  # stationary: the same row at every τ
             return (np.broadcast_to(base + (2 * q + 1) / 2 * c, shape).copy(),
                     np.broadcast_to(base - (2 * q - 1) / 2 * c, shape).copy())
+        if self.model == "mfg":
+            steps = tau.shape[0]
+            sol, sub = self.mean_field(float(tau[0, 0]), steps)
+            bid, ask = sol.bid[: steps * sub: sub].copy(), sol.ask[: steps * sub: sub].copy()
+            bid[:, -1] = bid[:, -2]
+            ask[:, 0] = ask[:, 1]
+            return bid, ask
         v = glft_v(tau[:, 0], g, A, k, s, Q)
         bid = np.full_like(v, np.nan)
         ask = np.full_like(v, np.nan)

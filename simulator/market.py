@@ -71,6 +71,10 @@ class MarketSpec:
     post_steps : steps of noise and makers after T (the crowd has stopped), to watch the
     price relax after the crowd's meta-orders. max_executions_kept : crowd orders kept.
     latent : a latent order book (resilient liquidity) beside the noise flow, or None.
+    scale_with : what the liquidity scales with under ``scale_liquidity``: ``"crowd"``
+        (N execution agents: noise, latent deposits and the makers' quote sizes × N) or
+        ``"makers"`` (N = the makers' count, each quoting its own ``quote_size``: the flow
+        they serve grows with them, for finite-N makers against their mean field).
     """
 
     T: float
@@ -88,9 +92,12 @@ class MarketSpec:
     max_trades_kept: int = 100_000
     post_steps: int = 0
     max_executions_kept: int = 0
+    scale_with: str = "crowd"
 
     def __post_init__(self):
         _check_clock(self.T, self.dt)
+        if self.scale_with not in ("crowd", "makers"):
+            raise ValueError(f"scale_with={self.scale_with!r} is not allowed; expected 'crowd' or 'makers'")
         if not (isinstance(self.tick_size, (int, float)) and math.isfinite(self.tick_size) and self.tick_size > 0):
             raise ValueError(f"tick_size={self.tick_size!r} is not allowed; must be finite and > 0")
         for name, lo in (("n_ticks", 16), ("initial_mid", 1), ("warmup_steps", 0), ("record_every", 1),
@@ -128,7 +135,11 @@ class MarketSpec:
 
     @property
     def liquidity_scale(self) -> int:
-        return max(1, self.n_agents) if self.scale_liquidity else 1
+        if not self.scale_liquidity:
+            return 1
+        if self.scale_with == "makers":
+            return max(1, self.makers.count if self.makers is not None else 0)
+        return max(1, self.n_agents)
 
     def memory_estimate(self) -> int:
         """Rough peak memory of one run (bytes): per agent its state and its records
@@ -266,7 +277,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         int(n_steps), int(spec.warmup_steps), int(spec.post_steps), float(spec.dt), int(spec.record_every),
         int(seed) ^ 0x5EED,
         int(spec.n_ticks), int(spec.initial_mid), rates, float(noise.mean_depth), int(noise.max_size), latent_params,
-        int(n_makers), int(makers.quote_size * s), int(makers.max_inventory),
+        int(n_makers), int(makers.quote_size * (s if spec.scale_with == "crowd" else 1)), int(makers.max_inventory),
         np.ascontiguousarray(bid_off, dtype=np.float64), np.ascontiguousarray(ask_off, dtype=np.float64),
         types.astype(np.int64), lots, int(L), *(np.ascontiguousarray(x, dtype=np.float64) for x in (a, b, c, grid)),
         float(gx0), float(gdx), float(gdt),

@@ -129,3 +129,59 @@ def test_solve_command_writes_the_market_making_solution(tmp_path, capsys):
     path.write_text(text.replace("competition = 0.5", "competition = -0.5"))
     assert main(["solve", str(path), "--out", str(tmp_path / "bad")]) == 2
     assert "competition" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_book_makers_quote_the_mean_field_quotes():
+    """model = "mfg": the quote tables are the MFG's (GLFT's at ε = 0), and N makers scale
+    the flow with themselves."""
+    from simulator.agents import MarketMakers
+    from simulator.market import MarketSpec
+
+    glft = MarketMakers(model="glft", max_inventory=4)
+    mfg0 = MarketMakers(model="mfg", max_inventory=4, competition=0.0)
+    tau = 1.0 - np.arange(100) * 0.01
+    for a, b in zip(glft.quote_offsets(tau), mfg0.quote_offsets(tau)):
+        np.testing.assert_allclose(a[:, 1:-1], b[:, 1:-1], atol=1e-4)
+    spec = MarketSpec(T=1.0, dt=0.01, crowd=None, makers=MarketMakers(count=30, model="mfg", competition=0.5),
+                      scale_with="makers")
+    assert spec.liquidity_scale == 30
+    with pytest.raises(ValueError, match="scale_with"):
+        MarketSpec(T=1.0, dt=0.01, scale_with="everyone")
+
+
+def test_experiment_d_end_to_end(tmp_path, capsys):
+    import polars as pl
+
+    from mfgsim.cli import main
+
+    text = """
+[study]
+n_makers = [2, 4, 8]
+seeds = 3
+[market]
+T = 0.4
+dt = 0.004
+n_ticks = 1024
+initial_mid = 512
+record_every = 10
+[market.noise]
+limit_rate = 0.0
+market_rate = 40.0
+cancel_rate = 0.0
+max_size = 1
+[market.makers]
+quote_size = 1
+max_inventory = 5
+competition = 0.5
+"""
+    path = tmp_path / "d.toml"
+    path.write_text(text)
+    assert main(["makers", str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    assert "w1" in capsys.readouterr().out
+    runs = pl.read_parquet(tmp_path / "out" / "d" / "makers_runs.parquet")
+    assert runs.height == 9 and set(runs["N"]) == {2, 4, 8}
+    assert (runs["w1"] >= 0).all() and (runs["mf_spread"] > 0).all()
+    fits = pl.read_parquet(tmp_path / "out" / "d" / "makers_fits.parquet")
+    assert set(fits["metric"]) == {"w1", "mean_quote_error", "spread_gap", "pnl_gap"}
+    path.write_text(text.replace("n_makers = [2, 4, 8]", "n_makers = [1, 4, 8]"))
+    assert main(["makers", str(path), "--out", str(tmp_path / "bad")]) == 2

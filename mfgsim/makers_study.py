@@ -1,0 +1,157 @@
+"""`mfgsim makers CONFIG.toml`: experiment (d), N market makers in the book against their
+mean-field game (:mod:`mfg.market_making`).
+
+N makers quote the MFG equilibrium quotes (``model = "mfg"``) in a book whose flow is the
+noise flow, scaled with N (``scale_with = "makers"``: each maker meets the same flow at
+every N). For each N and seed the study records
+
+* ``w1``: the Wasserstein distance between the makers' empirical inventory law and the
+  MFG law m(t, ·) on the inventory lattice (Σ_q |F_N(q) - F(q)|), averaged over records;
+* ``mean_quote_error``: |empirical mean bid quote - δ̄^b(t)| averaged over records (ticks);
+* ``spread`` and ``mf_spread``: the makers' mean quoted spread and the MFG's (ticks);
+* ``pnl`` and ``mf_pnl``: the mean P&L per maker at T (ticks per quote unit, marked to the
+  mid) and the MFG's expected P&L ∫ Σ_q m (Λ^b δ^b + Λ^a δ^a) dt (the mid is a martingale).
+
+and fits each against N (log–log with a bootstrap interval over seeds; W1 also as
+b + C N^-r: b is what the book's fills do that A e^{-kδ} does not). Outputs under
+``OUT/<name>/``: ``makers_runs.parquet``, ``makers_fits.parquet`` and the figure ``makers``.
+See ``runs/experiment_d_makers.toml``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, Section, read_toml
+from .io import atomic_write, check_writable, output_lock
+
+
+@dataclass(frozen=True)
+class MakersStudy:
+    name: str
+    source: str
+    n_makers: tuple[int, ...]
+    seeds: tuple[int, ...]
+    market: dict  # the [market] table with [market.makers] and [market.noise]
+
+
+def load_makers_study(path: str | Path) -> MakersStudy:
+    root = read_toml(path)
+    study = root.table("study")
+    name = study.get("name", Path(path).stem)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise study.error("name", name, "expected a non-empty name without '/'")
+    n_makers = study.get("n_makers")
+    if (not isinstance(n_makers, list) or len(n_makers) < 3 or not all(isinstance(n, int) and n >= 2 for n in n_makers)
+            or n_makers != sorted(set(n_makers))):
+        raise study.error("n_makers", n_makers, "expected at least 3 increasing integers >= 2")
+    seeds = study.integer("seeds", 8, lo=2, hi=100_000)
+    study.done()
+    market = root.get("market")
+    if not isinstance(market, dict):
+        raise ConfigError(f"{root.source}: [market] must be a table")
+    root.done()
+    out = MakersStudy(name, root.source, tuple(n_makers), tuple(range(seeds)), market)
+    _spec(out, n_makers[0])  # validates
+    return out
+
+
+def _spec(study: MakersStudy, n: int):
+    from simulator.agents import MarketMakers, NoiseFlow
+    from simulator.market import MarketSpec
+
+    from .campaign import _dataclass_from
+
+    sec = Section(copy.deepcopy(study.market), "market", study.source)
+    try:
+        noise = _dataclass_from(sec.table("noise", {}), NoiseFlow)
+        makers_sec = sec.table("makers")
+        makers_sec.data["count"] = n
+        makers_sec.data.setdefault("model", "mfg")
+        makers = _dataclass_from(makers_sec, MarketMakers)
+        spec = MarketSpec(T=sec.number("T", 1.0, lo=0.0, lo_open=True), dt=sec.number("dt", lo=0.0, lo_open=True),
+                          n_ticks=sec.integer("n_ticks", 4096, lo=16), initial_mid=sec.integer("initial_mid", 2048),
+                          noise=noise, makers=makers, crowd=None, warmup_steps=0, scale_with="makers",
+                          record_every=sec.integer("record_every", 10, lo=1), max_trades_kept=0)
+        sec.done()
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{study.source}: {exc}") from None
+    return spec
+
+
+def _run(args) -> dict:
+    """One run: the makers' metrics against their mean field."""
+    from simulator.market import run_market
+
+    spec, seed = args
+    makers = spec.makers
+    sol, sub = makers.mean_field(spec.T, spec.n_steps)
+    run = run_market(spec, seed)
+    steps = run.market["step"]
+    Q, size = makers.max_inventory, makers.quote_size
+    inv = run.accounts_inventory[:, 1:1 + makers.count] / size
+    q_grid = np.arange(-Q, Q + 1)
+    law = sol.m[steps * sub]  # the MFG law at the recorded steps
+    counts = np.stack([np.bincount(np.clip(np.round(row).astype(int) + Q, 0, 2 * Q), minlength=2 * Q + 1)
+                       for row in inv]) / makers.count
+    w1 = np.abs(np.cumsum(counts - law, axis=1)).sum(axis=1)
+    idx = np.clip(np.round(inv).astype(int) + Q, 0, 2 * Q)
+    rows = steps * sub
+    bids = sol.bid[rows[:, None], idx]
+    asks = sol.ask[rows[:, None], idx]
+    emp_bid = np.nanmean(bids, axis=1)
+    spread = np.nanmean(bids, axis=1) + np.nanmean(asks, axis=1)
+    cash = run.accounts_cash[:, 1:1 + makers.count]
+    pnl = (cash[-1] - cash[0] + run.accounts_inventory[-1, 1:1 + makers.count] * run.market["mid"][-1]) / size
+    # the MFG's expected spread capture (the mid is a martingale): ∫ Σ m (Λ^b δ^b + Λ^a δ^a) dt
+    def captured(quote, mean):
+        rate = makers.fill_intensity * np.exp(-makers.fill_decay * np.nan_to_num(quote)
+                                              - makers.competition * (np.nan_to_num(quote) - mean[:, None]))
+        return np.where(np.isnan(quote), 0.0, rate * quote)
+
+    flow = (sol.m * (captured(sol.bid, sol.mean_bid) + captured(sol.ask, sol.mean_ask))).sum(axis=1)
+    mf_pnl = float(np.sum(0.5 * (flow[1:] + flow[:-1]) * np.diff(sol.t)))
+    return {"N": makers.count, "seed": seed, "w1": float(w1.mean()),
+            "mean_quote_error": float(np.nanmean(np.abs(emp_bid - sol.mean_bid[rows]))),
+            "spread": float(np.nanmean(spread)), "mf_spread": float(np.mean(sol.spread()[rows])),
+            "pnl": float(pnl.mean()), "mf_pnl": mf_pnl, "inventory_sd": float(inv[-1].std()),
+            "mf_inventory_sd": float(np.sqrt(law[-1] @ q_grid**2 - (law[-1] @ q_grid) ** 2))}
+
+
+def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
+    """Run every N and seed; write the tables and figures. Returns (folder, fits, runs)."""
+    import polars as pl
+
+    from analysis.convergence import fit_power_law, fit_with_bias
+    from analysis.figures import plot_convergence, save_figure
+
+    from .campaign import make_engine, warm_kernels
+
+    out = check_writable(Path(out_root) / study.name, "study output folder")
+    warm_kernels()
+    jobs = [(_spec(study, n), seed) for n in study.n_makers for seed in study.seeds]
+    with make_engine(workers, dask) as pool:
+        rows = list(pool.map(_run, jobs))
+    runs = pl.DataFrame(rows).with_columns(pnl_gap=(pl.col("pnl") - pl.col("mf_pnl")).abs(),
+                                           spread_gap=(pl.col("spread") - pl.col("mf_spread")).abs())
+    fits, figures = [], {}
+    for metric in ("w1", "mean_quote_error", "spread_gap", "pnl_gap"):
+        n, values = runs["N"].to_numpy(), runs[metric].to_numpy()
+        fit = fit_power_law(n, values)
+        bias = fit_with_bias(n, values) if metric == "w1" else None
+        fits.append({"metric": metric, "slope": fit.slope, "slope_lo": fit.slope_ci[0], "slope_hi": fit.slope_ci[1],
+                     "bias": bias.bias if bias else None, "rate": bias.rate if bias else None,
+                     "value_at_max_N": float(fit.means[-1])})
+        figures[metric] = plot_convergence(n, values, fit, metric=metric, reference_slope=-0.5, bias_fit=bias)
+    with output_lock(out):
+        atomic_write(out / "makers_runs.parquet", runs.write_parquet)
+        atomic_write(out / "makers_fits.parquet", pl.DataFrame(fits).write_parquet)
+        for metric, fig in figures.items():
+            save_figure(fig, out / f"makers_{metric}")
+    return out, fits, runs
