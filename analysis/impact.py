@@ -112,7 +112,17 @@ def permanent_impact(markets, n_agents: int, lots_per_unit: int, tick_size: floa
     crowd trades on (the first ``n_steps``) are used. The returned slope ``beta`` is in
     ticks per lot; ``kappa`` = beta · tick_size · N · L² (model units).
     """
-    dmid, flow = [], []
+    dmid, flow, _ = _impact_blocks(markets, horizon, n_steps)
+    reg = ols(np.stack([np.ones_like(flow), flow], axis=1), dmid, ("const", "beta"), hac_lags=2)
+    scale = tick_size * n_agents * lots_per_unit**2
+    return Regression(reg.names + ("kappa",), np.append(reg.coef, reg.coef[1] * scale),
+                      np.append(reg.stderr, reg.stderr[1] * scale), reg.r2, reg.n_obs)
+
+
+def _impact_blocks(markets, horizon: int, n_steps: int | None):
+    """Per block of ``horizon`` steps while the crowd trades: the mid change (ticks), the
+    crowd's net flow (lots) and Σ (mid - mid(0)) over the block (ticks·steps)."""
+    dmid, flow, level = [], [], []
     for m in markets:
         mid = np.asarray(m["mid"], dtype=np.float64)
         crowd = np.asarray(m["crowd_flow"], dtype=np.float64)
@@ -120,11 +130,8 @@ def permanent_impact(markets, n_agents: int, lots_per_unit: int, tick_size: floa
         # record r+1 holds the flow of the step that moved the mid from record r
         dmid.append(_blocks(np.diff(mid[: last + 1]), horizon))
         flow.append(_blocks(crowd[1: last + 1], horizon))
-    dmid, flow = np.concatenate(dmid), np.concatenate(flow)
-    reg = ols(np.stack([np.ones_like(flow), flow], axis=1), dmid, ("const", "beta"), hac_lags=2)
-    scale = tick_size * n_agents * lots_per_unit**2
-    return Regression(reg.names + ("kappa",), np.append(reg.coef, reg.coef[1] * scale),
-                      np.append(reg.stderr, reg.stderr[1] * scale), reg.r2, reg.n_obs)
+        level.append(_blocks(mid[:last] - mid[0], horizon))
+    return np.concatenate(dmid), np.concatenate(flow), np.concatenate(level)
 
 
 def transient_impact(markets, n_agents: int, lots_per_unit: int, tick_size: float, dt: float,
@@ -138,15 +145,8 @@ def transient_impact(markets, n_agents: int, lots_per_unit: int, tick_size: floa
     random walk sits in Y too; over horizons much longer than 1/ρ the crowd's impact
     dominates it, over short ones ρ is biased upwards (the Dickey–Fuller effect).
     """
-    dmid, flow, level = [], [], []
-    for m in markets:
-        mid = np.asarray(m["mid"], dtype=np.float64)
-        crowd = np.asarray(m["crowd_flow"], dtype=np.float64)
-        last = mid.size - 1 if n_steps is None else min(n_steps, mid.size - 1)
-        dmid.append(_blocks(np.diff(mid[: last + 1]), horizon))
-        flow.append(_blocks(crowd[1: last + 1], horizon))
-        level.append(-dt * _blocks(mid[:last] - mid[0], horizon))
-    dmid, flow, level = np.concatenate(dmid), np.concatenate(flow), np.concatenate(level)
+    dmid, flow, level = _impact_blocks(markets, horizon, n_steps)
+    level = -dt * level
     reg = ols(np.stack([np.ones_like(flow), flow, level], axis=1), dmid, ("const", "beta", "rho"), hac_lags=2)
     scale = tick_size * n_agents * lots_per_unit**2
     return Regression(reg.names + ("kappa",), np.append(reg.coef, reg.coef[1] * scale),
@@ -357,19 +357,24 @@ def _fit_relaxation(time: np.ndarray, path: np.ndarray) -> tuple[float, float]:
         return float(np.sum((X @ coef - path) ** 2)), float(coef[0])
 
     span = max(float(time[-1]), 1e-12)
-    grid = np.geomspace(0.1 / span, 1000.0 / span, 121)
-    errors = [sse(r)[0] for r in grid]
+    rho = _minimise_rate(lambda r: sse(r)[0], np.geomspace(0.1 / span, 1000.0 / span, 121))
+    return rho, sse(rho)[1]
+
+
+def _minimise_rate(objective, grid: np.ndarray) -> float:
+    """Minimise a one-dimensional objective: the best point of ``grid``, then a golden-section
+    search of the bracket around it (no scipy needed)."""
+    errors = [objective(r) for r in grid]
     i = int(np.argmin(errors))
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     golden = (np.sqrt(5) - 1) / 2
     for _ in range(40):
         a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
-        if sse(a)[0] < sse(b)[0]:
+        if objective(a) < objective(b):
             hi = b
         else:
             lo = a
-    rho = 0.5 * (lo + hi)
-    return rho, sse(rho)[1]
+    return 0.5 * (lo + hi)
 
 
 def relaxation(mid_paths, sides, end_index: int, dt: float, n_boot: int = 400, seed: int = 0) -> Relaxation:
@@ -443,20 +448,11 @@ def fit_impact_path(price, mu, dt: float, rho_fixed: float | None = None) -> tup
         return kappa, rho_fixed, float(np.sqrt(err))
     horizon = mu.size * dt
     grid = np.concatenate([[0.0], np.geomspace(0.01 / horizon, 200.0 / horizon, 80)])
-    errors = [fit(r)[0] for r in grid]
-    i = int(np.argmin(errors))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-    golden = (np.sqrt(5) - 1) / 2
-    for _ in range(40):
-        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
-        if fit(a)[0] < fit(b)[0]:
-            hi = b
-        else:
-            lo = a
-    rho = 0.5 * (lo + hi)
+    rho = _minimise_rate(lambda r: fit(r)[0], grid)
     err, kappa = fit(rho)
-    if errors[0] <= err:  # the permanent model is at least as good
-        err, kappa, rho = errors[0], fit(0.0)[1], 0.0
+    permanent_err, permanent_kappa = fit(0.0)
+    if permanent_err <= err:  # the permanent model is at least as good
+        err, kappa, rho = permanent_err, permanent_kappa, 0.0
     return kappa, rho, float(np.sqrt(err))
 
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from .io import atomic_write, check_writable, output_lock
 
-from .config import ConfigError, Section, lq_model, read_toml
+from .config import ConfigError, Section, lq_model, output_name, read_toml
 
 KINDS = ("particles", "market", "nash")
 # [campaign] keys that say what is kept or how runs are named, not what a run computes
@@ -121,9 +121,7 @@ def load_campaign(path: str | Path) -> CampaignSpec:
     root = read_toml(path)
     source = root.source
     camp = root.table("campaign")
-    name = camp.get("name", Path(path).stem)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise camp.error("name", name, "expected a non-empty name without '/'")
+    name = output_name(camp, path)
     kind = camp.choice("kind", KINDS)
     seeds = _seeds(camp) if kind != "nash" else [0]
     if kind == "nash":

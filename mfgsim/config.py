@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,25 @@ class Section:
                 raise ConfigError(f"{self._where(key)} is not a known key{hint}")
 
 
+@contextmanager
+def config_errors(where: str):
+    """Turn a spec's ValueError/TypeError into a ConfigError that names ``where``."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def output_name(sec: Section, path: str | Path) -> str:
+    """The ``name`` of a campaign or study (default: the file's stem), a folder name."""
+    name = sec.get("name", Path(path).stem)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise sec.error("name", name, "expected a non-empty name without '/'")
+    return name
+
+
 def read_toml(path: str | Path) -> Section:
     path = Path(path)
     try:
@@ -170,7 +190,7 @@ def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfi
     from mfg.market_making import MarketMakingMFG
 
     m0 = model_sec.get("m0", None)
-    try:
+    with config_errors(f"{root.source}: model"):
         model = MarketMakingMFG(
             gamma=model_sec.number("gamma", lo=0.0, lo_open=True),
             sigma=model_sec.number("sigma", lo=0.0, lo_open=True),
@@ -178,10 +198,6 @@ def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfi
             competition=model_sec.number("competition", 0.0, lo=0.0),
             max_inventory=model_sec.integer("max_inventory", lo=1, hi=10_000),
             T=model_sec.number("T", lo=0.0, lo_open=True), m0=None if m0 is None else tuple(m0))
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{root.source}: model: {exc}") from None
     model_sec.done()
     grid_sec = root.table("grid")
     n_t = grid_sec.integer("n_t", lo=10, hi=10**7)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, Section, read_toml
+from .config import ConfigError, Section, config_errors, output_name, read_toml
 from .io import atomic_write, check_writable, output_lock
 
 
@@ -56,9 +56,7 @@ def load_study(path: str | Path) -> ImpactStudy:
     """Read and validate an impact study (every book's market spec is built here)."""
     root = read_toml(path)
     study = root.table("study")
-    name = study.get("name", Path(path).stem)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise study.error("name", name, "expected a non-empty name without '/'")
+    name = output_name(study, path)
     sizes = study.numbers("sizes")
     if len(sizes) < 3 or any(s <= 0 for s in sizes) or list(sizes) != sorted(set(sizes)):
         raise study.error("sizes", list(sizes), "expected at least 3 increasing sizes > 0 (model units per agent)")
@@ -102,7 +100,7 @@ def _spec(study: ImpactStudy, book: Book, size: float):
     from .campaign import _dataclass_from
 
     sec = Section(copy.deepcopy(book.market), f"books.{book.name}.market", study.source)
-    try:
+    with config_errors(f"{study.source}: book {book.name!r}"):
         noise = _dataclass_from(sec.table("noise", {}), NoiseFlow)
         latent = _dataclass_from(sec.table("latent"), LatentLiquidity) if "latent" in sec.data else None
         makers = _dataclass_from(sec.table("makers"), MarketMakers) if "makers" in sec.data else None
@@ -114,10 +112,6 @@ def _spec(study: ImpactStudy, book: Book, size: float):
                           crowd=crowd, warmup_steps=sec.integer("warmup_steps", 1500, lo=0),
                           post_steps=study.post_steps, record_every=1, max_trades_kept=0)
         sec.done()
-    except (ValueError, TypeError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{study.source}: book {book.name!r}: {exc}") from None
     return spec
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, Section, read_toml
+from .config import ConfigError, Section, config_errors, output_name, read_toml
 from .io import atomic_write, check_writable, output_lock
 
 
@@ -42,9 +42,7 @@ class MakersStudy:
 def load_makers_study(path: str | Path) -> MakersStudy:
     root = read_toml(path)
     study = root.table("study")
-    name = study.get("name", Path(path).stem)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise study.error("name", name, "expected a non-empty name without '/'")
+    name = output_name(study, path)
     n_makers = study.get("n_makers")
     if (not isinstance(n_makers, list) or len(n_makers) < 3 or not all(isinstance(n, int) and n >= 2 for n in n_makers)
             or n_makers != sorted(set(n_makers))):
@@ -67,7 +65,7 @@ def _spec(study: MakersStudy, n: int):
     from .campaign import _dataclass_from
 
     sec = Section(copy.deepcopy(study.market), "market", study.source)
-    try:
+    with config_errors(study.source):
         noise = _dataclass_from(sec.table("noise", {}), NoiseFlow)
         makers_sec = sec.table("makers")
         makers_sec.data["count"] = n
@@ -78,10 +76,6 @@ def _spec(study: MakersStudy, n: int):
                           noise=noise, makers=makers, crowd=None, warmup_steps=0, scale_with="makers",
                           record_every=sec.integer("record_every", 10, lo=1), max_trades_kept=0)
         sec.done()
-    except (ValueError, TypeError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{study.source}: {exc}") from None
     return spec
 
 
