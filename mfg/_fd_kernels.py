@@ -1,16 +1,21 @@
 """Compiled kernels of the finite-difference MFG solver (private).
 
 Scheme (Achdou–Capuzzo-Dolcetta) on a uniform grid x_0 .. x_{I-1} (spacing dx) and times
-t_n = n dt, n = 0 .. N, for Hamiltonians quadratic in the momentum:
+t_n = n dt, n = 0 .. N, for the Hamiltonians of a power-law trading cost k|ν|^α (1 < α <= 2):
 
-    H(x, p) = (p + s_n)^2 / (4k) - F_n(x)         (cost form: -u_t - σ²/2 u_xx + H = 0)
+    H(x, p) = sup_ν [-(p + s_n) ν - k |ν|^α] - F_n(x)   (cost form: -u_t - σ²/2 u_xx + H = 0)
+            = (α - 1) k |ν*|^α - F_n(x),  |ν*| = (|p + s_n| / (α k))^{1/(α-1)}
     F_n(x) = base(x) + slope_n x + dense_n(x)      (dense may be empty: shape (0, I))
 
+α = 2 is the quadratic case, H = (p + s)²/(4k). Every term below is written with the
+velocities ν* (= -H'(p)), so the monotone scheme, its Newton Jacobian and the FP adjoint
+hold for every α:
+
 * numerical Hamiltonian (monotone, Godunov/upwind):
-  H_num = [((D⁺u + s)⁻)² + ((D⁻u + s)⁺)²] / (4k) - F, with a⁻ = min(a, 0), a⁺ = max(a, 0);
+  H_num = H((D⁺u + s)⁻) + H((D⁻u + s)⁺) - F, with a⁻ = min(a, 0), a⁺ = max(a, 0);
 * HJB implicit backward: (u^n - u^{n+1})/dt - σ²/2 Δ u^n + H_num(x, Du^n) = 0, solved by
   Newton (tridiagonal M-matrix Jacobian I/dt - G(u));
-* the upwind velocities b⁺ = -(D⁺u + s)⁻/(2k) >= 0, b⁻ = -(D⁻u + s)⁺/(2k) <= 0 give the
+* the upwind velocities b⁺ = ν*((D⁺u + s)⁻) >= 0, b⁻ = ν*((D⁻u + s)⁺) <= 0 give the
   generator G(u) (rows sum to zero, off-diagonals >= 0); the control is ν = b⁺ + b⁻;
 * FP implicit forward as the adjoint: (I - dt G_n^T) m^{n+1} = m^n. Column sums of
   I - dt G^T are one, so mass is conserved to round-off, and the M-matrix keeps m >= 0.
@@ -39,25 +44,32 @@ def _thomas(lower, diag, upper, rhs, out, work):
 
 
 @njit(cache=True)
-def _velocities(u, dx, k, shift, bplus, bminus):
+def _speed(a, k, alpha):
+    """|ν*| for the momentum a: (|a| / (α k))^{1/(α-1)} (|a|/(2k) when α = 2)."""
+    if alpha == 2.0:
+        return abs(a) / (2.0 * k)
+    return (abs(a) / (alpha * k)) ** (1.0 / (alpha - 1.0))
+
+
+@njit(cache=True)
+def _velocities(u, dx, k, alpha, shift, bplus, bminus):
     """Upwind velocities from u; state constraint at both ends."""
     n = u.shape[0]
-    inv2k = 1.0 / (2.0 * k)
     for i in range(n):
         if i < n - 1:
             a = (u[i + 1] - u[i]) / dx + shift
-            bplus[i] = -a * inv2k if a < 0.0 else 0.0
+            bplus[i] = _speed(a, k, alpha) if a < 0.0 else 0.0
         else:
             bplus[i] = 0.0
         if i > 0:
             a = (u[i] - u[i - 1]) / dx + shift
-            bminus[i] = -a * inv2k if a > 0.0 else 0.0
+            bminus[i] = -_speed(a, k, alpha) if a > 0.0 else 0.0
         else:
             bminus[i] = 0.0
 
 
 @njit(cache=True)
-def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus, bminus, tol, max_newton,
+def hjb_backward(x, dt, sigma, k, alpha, shift, base, slope, dense, terminal, u, bplus, bminus, tol, max_newton,
                  last_residual):
     """Solve the HJB backward in place.
 
@@ -82,7 +94,7 @@ def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus,
     delta = np.empty(n_x)
     work = np.empty(n_x)
     u[n_steps] = terminal
-    _velocities(u[n_steps], dx, k, shift[n_steps - 1], bplus[n_steps], bminus[n_steps])
+    _velocities(u[n_steps], dx, k, alpha, shift[n_steps - 1], bplus[n_steps], bminus[n_steps])
     total = 0
     for n in range(n_steps - 1, -1, -1):
         s = shift[n]
@@ -98,16 +110,19 @@ def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus,
         converged = False
         err = 0.0
         for it in range(max_newton):
-            _velocities(un, dx, k, s, bplus[n], bminus[n])
+            _velocities(un, dx, k, alpha, s, bplus[n], bminus[n])
             err = 0.0
             for i in range(n_x):
                 bp = bplus[n, i]
                 bm = bminus[n, i]
-                # H_num = k (bp² + bm²) - F, since ((D⁺u+s)⁻)²/(4k) = k bp²
+                # H_num = (α-1) k (|b⁺|^α + |b⁻|^α) - F (k (b⁺² + b⁻²) when α = 2)
                 pot = base[i] + slope[n] * x[i]
                 if has_dense:
                     pot += dense[n, i]
-                h_num = k * (bp * bp + bm * bm) - pot
+                if alpha == 2.0:
+                    h_num = k * (bp * bp + bm * bm) - pot
+                else:
+                    h_num = (alpha - 1.0) * k * (abs(bp) ** alpha + abs(bm) ** alpha) - pot
                 up = diff + bp / dx if i < n_x - 1 else 0.0
                 lo = diff - bm / dx if i > 0 else 0.0
                 lap = 0.0
@@ -134,7 +149,7 @@ def hjb_backward(x, dt, sigma, k, shift, base, slope, dense, terminal, u, bplus,
         if not converged:
             last_residual[0] = err * dt / scale
             return -(n + 1)
-        _velocities(un, dx, k, s, bplus[n], bminus[n])
+        _velocities(un, dx, k, alpha, s, bplus[n], bminus[n])
     return total
 
 

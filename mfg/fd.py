@@ -6,10 +6,13 @@ for a local coupling), and how a solved population produces the next coupling. T
 owns the grid, the compiled HJB and FP sweeps (:mod:`mfg._fd_kernels`) and the outer
 fixed-point iteration.
 
-Hamiltonians are quadratic in the momentum, ``H(x, p) = (p + s_n)^2/(4k) - F_n(x)``, i.e.
-the running cost is ``k ν² + s_n ν + F_n(x)`` and dynamics ``dX = ν dt + σ dW``; this
-covers the LQ crowding family (``s = c μ``, ``F = φ x² - κ μ x``) and congestion models
-(``F = V(x) + α m^β``). The implicit scheme has no CFL limit; what is checked is that
+The running cost is ``k |ν|^α + s_n ν + F_n(x)`` with dynamics ``dX = ν dt + σ dW`` and
+1 < α <= 2 (``MFGModel.cost_exponent``): the Hamiltonian is
+``H(x, p) = (α-1) k |ν*|^α - F_n(x)``, ``|ν*| = (|p + s_n|/(α k))^{1/(α-1)}``, which is
+``(p + s_n)^2/(4k) - F_n`` for α = 2. This covers the LQ crowding family (``s = c μ``,
+``F = φ x² - κ μ x``, or the trend of a decaying impact), its version with a concave
+per-share cost ``k|ν|^β`` (α = 1 + β: the square-root law's β = 1/2 makes α = 3/2), and
+congestion models (``F = V(x) + a m^b``). The implicit scheme has no CFL limit; what is checked is that
 every HJB Newton solve converges, that mass stays one, and that the density stays away
 from the ends of the grid (more than 1e-6 of the mass within two cells of an end is an
 error: widen the grid).
@@ -103,12 +106,22 @@ class HamiltonianTerms:
 
 
 class MFGModel(ABC):
-    """A mean-field game the FD solver can run: quadratic Hamiltonian, any coupling."""
+    """A mean-field game the FD solver can run: one class per model.
+
+    A model says who the players are (``initial_densities``, ``terminal_costs``), what
+    their running cost is given the coupling (``hamiltonian_terms``: the potential F and the
+    shift s of the trading cost k|ν|^α + s ν + F), and how a solved population makes the
+    next coupling (``coupling_from``): the crowd's mean rate for an MFG of controls, the
+    density for a local coupling, anything computed from m and the rates. ``k``, ``sigma``,
+    ``T`` and ``cost_exponent`` α (1 < α <= 2; 2 is quadratic, α = 1 + β a concave
+    per-share cost k|ν|^β) complete it.
+    """
 
     n_types: int = 1
     k: float
     sigma: float
     T: float
+    cost_exponent: float = 2.0
 
     @property
     def weights(self) -> np.ndarray:
@@ -146,6 +159,12 @@ class LQCrowdingModel(MFGModel):
     """
 
     closed_form: LQCrowding
+    cost_exponent: float = 2.0  # α of the trading cost k|ν|^α; the closed form is exact for 2 only
+
+    def __post_init__(self):
+        if not (isinstance(self.cost_exponent, (int, float)) and 1.0 < self.cost_exponent <= 2.0):
+            raise ValueError(f"cost_exponent={self.cost_exponent!r} is not allowed; must be in (1, 2] "
+                             "(the trading cost k|ν|^α: 2 is quadratic, 1 + β a concave per-share cost)")
 
     @property
     def n_types(self):
@@ -338,7 +357,7 @@ class _Sweeper:
         for j in range(model.n_types):
             dense = no_dense if terms.dense is None else np.ascontiguousarray(terms.dense[j], dtype=np.float64)
             status = K.hjb_backward(
-                self.x, g.dt, model.sigma, model.k,
+                self.x, g.dt, model.sigma, model.k, float(model.cost_exponent),
                 np.ascontiguousarray(terms.shift[j], dtype=np.float64),
                 np.ascontiguousarray(terms.base[j], dtype=np.float64),
                 np.ascontiguousarray(terms.slope[j], dtype=np.float64),

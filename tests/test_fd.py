@@ -217,3 +217,51 @@ def test_second_order_option_converges_at_second_order():
     assert "Richardson" in sol.method and sol.evaluations > 0
     with pytest.raises(ValueError, match="order=3"):
         solve(LQCrowdingModel(cf), Grid(-1.5, 2.5, 20, 1.0, 5), order=3)
+
+
+def direct_mean_path(k, phi, A, alpha, m0, T, n=100):
+    """No coupling and no noise: each agent solves min Σ (k|ν|^α + φ x²) dt + A x_T² over a
+    piecewise-constant rate path (direct transcription, L-BFGS-B); the mean over Gauss–
+    Hermite starting points is the population's mean path."""
+    from scipy.optimize import minimize
+
+    dt = T / n
+    nodes, weights = np.polynomial.hermite_e.hermegauss(12)
+    weights = weights / weights.sum()
+    paths = []
+    for z in nodes:
+        x0 = m0.mean + np.sqrt(m0.variance) * z
+
+        def cost(nu, x0=x0):
+            x = x0 + np.concatenate([[0.0], np.cumsum(nu) * dt])
+            J = np.sum(k * np.abs(nu) ** alpha + phi * x[:-1] ** 2) * dt + A * x[-1] ** 2
+            dx = 2 * phi * x[:-1] * dt  # ∂J/∂x_i for i < n, then propagate: x_j depends on ν_i for j > i
+            grad_x = np.concatenate([dx, [2 * A * x[-1]]])
+            back = np.cumsum(grad_x[::-1])[::-1][1:] * dt
+            return J, k * alpha * np.abs(nu) ** (alpha - 1) * np.sign(nu) * dt + back
+
+        res = minimize(cost, -np.full(n, x0 / T), jac=True, method="L-BFGS-B", options={"maxiter": 5000, "gtol": 1e-12})
+        paths.append(x0 + np.concatenate([[0.0], np.cumsum(res.x) * dt]))
+    return np.linspace(0.0, T, n + 1), weights @ np.array(paths)
+
+
+def test_power_law_trading_cost_against_a_direct_optimisation():
+    """A concave per-share cost k|ν|^{1/2} (α = 3/2): no closed form, so the FD mean path is
+    checked against each agent's optimal path found by direct optimisation; α = 2 gives
+    back the quadratic solver exactly."""
+    m0 = GM.normal(1.0, 0.2)
+    cf = LQCrowding.single(k=1.0, kappa=0.0, phi=1.0, A=10.0, T=1.0, m0=m0, sigma=0.0)
+    t_ref, E_ref = direct_mean_path(1.0, 1.0, 10.0, 1.5, m0, 1.0)
+    errors = []
+    for r in (4, 8):
+        grid = Grid(-0.6, 2.2, 70 * r, 1.0, 25 * r)
+        sol = solve(LQCrowdingModel(cf, cost_exponent=1.5), grid)
+        errors.append(np.max(np.abs(np.interp(t_ref, grid.t, sol.mean_inventory()) - E_ref)))
+    assert errors[1] < 0.6 * errors[0] and errors[1] < 0.02, errors
+    grid = Grid(-0.6, 2.2, 140, 1.0, 50)
+    quadratic = solve(LQCrowdingModel(cf), grid)
+    np.testing.assert_array_equal(solve(LQCrowdingModel(cf, cost_exponent=2.0), grid).m, quadratic.m)
+    # the concave cost makes the agents trade faster early (big rates are relatively cheap)
+    assert solve(LQCrowdingModel(cf, cost_exponent=1.5), grid).mean_inventory()[5] < quadratic.mean_inventory()[5]
+    with pytest.raises(ValueError, match="cost_exponent"):
+        LQCrowdingModel(cf, cost_exponent=1.0)
