@@ -278,7 +278,9 @@ def _cmd_solve(args) -> int:
         return 1
     from analysis.figures import plot_solution, save_figure
 
-    reference = cfg.model.closed_form if isinstance(cfg.model, LQCrowdingModel) else None
+    # the closed form solves the quadratic cost only
+    reference = (cfg.model.closed_form if isinstance(cfg.model, LQCrowdingModel) and cfg.model.cost_exponent == 2.0
+                 else None)
     parquet = sol.write_parquet(out / "solution.parquet")
     figures = save_figure(plot_solution(sol, reference), out / "solution")
     print(f"converged: {len(sol.residuals)} {sol.method} iterations, {sol.evaluations} HJB-FP sweeps, fixed-point "

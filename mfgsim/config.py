@@ -224,7 +224,8 @@ def parse_solve_config(path: str | Path) -> SolveConfig:
     if kind == "market_making":
         return _market_making_config(root, model_sec, path)
     if kind == "lq_crowding":
-        model = LQCrowdingModel(lq_model(model_sec))
+        alpha = model_sec.number("cost_exponent", 2.0, lo=1.0, hi=2.0, lo_open=True)
+        model = LQCrowdingModel(lq_model(model_sec), cost_exponent=alpha)
     else:
         k = model_sec.number("k", lo=0.0, lo_open=True)
         T = model_sec.number("T", lo=0.0, lo_open=True)

@@ -81,3 +81,13 @@ def test_solution_figure_shows_the_solution(tmp_path):
     lines = fig.axes[2].get_lines()
     np.testing.assert_allclose(lines[0].get_ydata(), sol.mean_inventory())
     np.testing.assert_allclose(lines[1].get_ydata(), cfg.model.closed_form.mean_inventory(cfg.grid.t))
+
+
+def test_solve_with_a_power_law_cost(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace('kind = "lq_crowding"', 'kind = "lq_crowding"\ncost_exponent = 1.5'))
+    assert main(["solve", str(path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "converged" in printed and "vs closed form" not in printed  # no closed form for α != 2
+    path = write(tmp_path, GOOD.replace('kind = "lq_crowding"', 'kind = "lq_crowding"\ncost_exponent = 2.5'))
+    with pytest.raises(ConfigError, match="model.cost_exponent = 2.5"):
+        parse_solve_config(path)
