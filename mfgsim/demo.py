@@ -39,7 +39,7 @@ grid = { "crowd.n_agents" = [10, 100, 1000, 10000, 100000] }
 """
 
 BOOK = """
-# Demo of experiment (c): the full book, W1 = b + C N^-r.
+# Demo of experiment (c): the full (resilient) book, W1 = b + C N^-r.
 [campaign]
 name = "demo_book"
 kind = "market"
@@ -56,7 +56,16 @@ stop_at_target = false
 dt = 0.002
 n_ticks = 16384
 initial_mid = 8192
-warmup_steps = 100
+warmup_steps = 1500
+
+[market.noise]             # light zero-intelligence flow beside the resilient (latent) book
+limit_rate = 2.0
+
+[market.latent]
+deposit_rate = 2.0
+cancel_rate = 0.1
+band = 400
+reveal_ticks = 5
 
 [sweep]
 grid = { "crowd.n_agents" = [10, 30, 100, 300, 1000, 3000] }
