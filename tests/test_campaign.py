@@ -280,3 +280,12 @@ def test_a_run_with_a_non_finite_summary_is_not_done(tmp_path, monkeypatch):
     assert set(man["status"]) == {"failed"}
     assert "cost_gap=nan" in man["error"][0] and "not recorded as done" in man["error"][0]
     assert not list((out / "summary").rglob("*.parquet"))
+
+
+def test_demo_campaigns_load_and_the_book_is_resilient(tmp_path):
+    from mfgsim.demo import demo_campaigns
+
+    particles, book = demo_campaigns(tmp_path)
+    assert (particles.kind, book.kind) == ("particles", "market")
+    assert len(particles.runs) == 60 and len(book.runs) == 36
+    assert '"latent"' in book.runs[0].config
