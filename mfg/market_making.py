@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _mm_kernels as K
+
 
 def _check(name, value, lo=0.0, open_lo=True):
     if not (isinstance(value, (int, float)) and math.isfinite(value) and (value > lo if open_lo else value >= lo)):
@@ -130,8 +132,8 @@ class MarketMakingSolution:
 def quotes(model: MarketMakingMFG, t: np.ndarray, mean_bid: np.ndarray, mean_ask: np.ndarray):
     """A maker's optimal (bid, ask) on the grid ``t`` given the population's mean quotes.
 
-    Integrates the linear system for v backward with RK4 (renormalised at every step: the
-    quotes depend on ratios of v only).
+    Integrates the linear system for v backward with RK4 (compiled, renormalised at every
+    step: the quotes depend on ratios of v only).
     """
     Q, g, s, ke = model.max_inventory, model.gamma, model.sigma, model.k_eff
     q = model.q
@@ -139,29 +141,12 @@ def quotes(model: MarketMakingMFG, t: np.ndarray, mean_bid: np.ndarray, mean_ask
     factor = (1 + g / ke) ** (-(1 + ke / g))
     eta_b = model.A * np.exp(model.competition * mean_bid) * factor
     eta_a = model.A * np.exp(model.competition * mean_ask) * factor
-    n = t.size - 1
-
-    def rhs(v, eb, ea):  # dv/dτ with τ = T - t: -(α q² v - η^b v_{q+1} - η^a v_{q-1})
-        out = -alpha * q * q * v
-        out[:-1] += eb * v[1:]
-        out[1:] += ea * v[:-1]
-        return out
-
-    V = np.empty((n + 1, 2 * Q + 1))
-    v = np.ones(2 * Q + 1)
-    V[n] = v
-    for i in range(n, 0, -1):
-        h = t[i] - t[i - 1]
-        eb_mid, ea_mid = 0.5 * (eta_b[i] + eta_b[i - 1]), 0.5 * (eta_a[i] + eta_a[i - 1])
-        k1 = rhs(v, eta_b[i], eta_a[i])
-        k2 = rhs(v + 0.5 * h * k1, eb_mid, ea_mid)
-        k3 = rhs(v + 0.5 * h * k2, eb_mid, ea_mid)
-        k4 = rhs(v + h * k3, eta_b[i - 1], eta_a[i - 1])
-        v = v + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        if not np.all(v > 0):
-            raise FloatingPointError(f"the quote system lost positivity at t={t[i - 1]:.4g}; take smaller steps")
-        v = v / v.max()
-        V[i - 1] = v
+    V = np.empty((t.size, 2 * Q + 1))
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    failed = K.quote_sweep(t, alpha * q * q, np.ascontiguousarray(eta_b, dtype=np.float64),
+                           np.ascontiguousarray(eta_a, dtype=np.float64), V)
+    if failed >= 0:
+        raise FloatingPointError(f"the quote system lost positivity at t={t[failed]:.4g}; take smaller steps (n_t)")
     base = math.log1p(g / ke) / g
     bid = np.full(V.shape, np.nan)
     ask = np.full(V.shape, np.nan)
@@ -187,21 +172,8 @@ def inventory_law(model: MarketMakingMFG, t, bid, ask, mean_bid, mean_ask) -> np
     rate = float(np.max(lam_b + lam_a))
     if rate * np.max(np.diff(t)) > 0.5:
         raise ValueError(f"n_t too small for the fill rates: dt x max rate = {rate * np.max(np.diff(t)):.3g} > 0.5")
-
-    def rhs(p, lb, la):
-        out = -(lb + la) * p
-        out[1:] += lb[:-1] * p[:-1]  # a bid fill moves q up
-        out[:-1] += la[1:] * p[1:]  # an ask fill moves q down
-        return out
-
-    for i in range(n):
-        h = t[i + 1] - t[i]
-        lb_mid, la_mid = 0.5 * (lam_b[i] + lam_b[i + 1]), 0.5 * (lam_a[i] + lam_a[i + 1])
-        k1 = rhs(m[i], lam_b[i], lam_a[i])
-        k2 = rhs(m[i] + 0.5 * h * k1, lb_mid, la_mid)
-        k3 = rhs(m[i] + 0.5 * h * k2, lb_mid, la_mid)
-        k4 = rhs(m[i] + h * k3, lam_b[i + 1], lam_a[i + 1])
-        m[i + 1] = m[i] + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    K.law_sweep(np.ascontiguousarray(t, dtype=np.float64), np.ascontiguousarray(lam_b), np.ascontiguousarray(lam_a),
+                m)
     return m
 
 

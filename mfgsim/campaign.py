@@ -347,6 +347,9 @@ def warm_kernels() -> None:
     from simulator.agents import ExecutionCrowd
     from simulator.market import MarketSpec, ParticleSpec, run_market, run_particles
 
+    from mfg.market_making import MarketMakingMFG, solve_market_making
+
+    solve_market_making(MarketMakingMFG(0.05, 2.0, 1.0, 0.8, 0.5, 2, 1.0), n_t=20)
     model = LQCrowding.single(1.0, 1.0, 1.0, 1.0, 1.0, GaussianMixture.normal(1.0, 0.1))
     crowd = ExecutionCrowd(2, model)
     run_particles(ParticleSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1), seed=0)
