@@ -236,6 +236,8 @@ def _cmd_makers(args) -> int:
     print(f"at N={int(largest['N'][0])}: spread {largest['spread'].mean():.3f} ticks (MFG "
           f"{largest['mf_spread'].mean():.3f}), P&L per maker {largest['pnl'].mean():.3f} (MFG "
           f"{largest['mf_pnl'].mean():.3f}) ticks per quote unit")
+    if len(fits[0]["fill_intensity_path"]) > 1:
+        print("fill intensity A fitted to the book: " + " -> ".join(f"{a:.4g}" for a in fits[0]["fill_intensity_path"]))
     print(f"wrote {out / 'makers_runs.parquet'}, {out / 'makers_fits.parquet'} and figures in {out}")
     return 0
 

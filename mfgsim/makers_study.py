@@ -37,6 +37,7 @@ class MakersStudy:
     n_makers: tuple[int, ...]
     seeds: tuple[int, ...]
     market: dict  # the [market] table with [market.makers] and [market.noise]
+    fit_intensity: int = 0  # fixed-point steps fitting the makers' A to the book's fills first
 
 
 def load_makers_study(path: str | Path) -> MakersStudy:
@@ -48,12 +49,13 @@ def load_makers_study(path: str | Path) -> MakersStudy:
             or n_makers != sorted(set(n_makers))):
         raise study.error("n_makers", n_makers, "expected at least 3 increasing integers >= 2")
     seeds = study.integer("seeds", 8, lo=2, hi=100_000)
+    fit = study.integer("fit_intensity", 0, lo=0, hi=20)
     study.done()
     market = root.get("market")
     if not isinstance(market, dict):
         raise ConfigError(f"{root.source}: [market] must be a table")
     root.done()
-    out = MakersStudy(name, root.source, tuple(n_makers), tuple(range(seeds)), market)
+    out = MakersStudy(name, root.source, tuple(n_makers), tuple(range(seeds)), market, fit)
     _spec(out, n_makers[0])  # validates
     return out
 
@@ -118,8 +120,40 @@ def _run(args) -> dict:
             "mf_inventory_sd": float(np.sqrt(law[-1] @ q_grid**2 - (law[-1] @ q_grid) ** 2))}
 
 
+def _fill_rate(args) -> float:
+    """Fills per maker, per side and unit time in one run (every trade has a maker side)."""
+    from simulator.market import run_market
+
+    spec, seed = args
+    return float(run_market(spec, seed).market["volume"].sum()) / (spec.makers.count * spec.T * 2)
+
+
+def fit_intensity(study: MakersStudy, pool) -> tuple[MakersStudy, list[float]]:
+    """Fit the makers' A to the book: with the MFG's mean quote δ̄, set A so that
+    A e^{-k δ̄} (the intensity a maker at the mean quote expects) is the fill rate the book
+    delivers at the largest N, re-solve, repeat ``study.fit_intensity`` times. Returns the
+    study with the fitted A and the path of A."""
+    import dataclasses
+
+    path = [float(study.market["makers"].get("fill_intensity", 100.0))]
+    for _ in range(study.fit_intensity):
+        spec = _spec(study, study.n_makers[-1])
+        makers = spec.makers
+        sol, sub = makers.mean_field(spec.T, spec.n_steps)
+        rate = float(np.mean(list(pool.map(_fill_rate, [(spec, seed) for seed in study.seeds]))))
+        mean_quote = 0.5 * float(np.mean(sol.mean_bid) + np.mean(sol.mean_ask))
+        market = copy.deepcopy(study.market)
+        market["makers"]["fill_intensity"] = rate * float(np.exp(makers.fill_decay * mean_quote))
+        study = dataclasses.replace(study, market=market)
+        path.append(market["makers"]["fill_intensity"])
+    return study, path
+
+
 def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
-    """Run every N and seed; write the tables and figures. Returns (folder, fits, runs)."""
+    """Run every N and seed; write the tables and figures. Returns (folder, fits, runs).
+
+    With ``fit_intensity`` the makers' A is first fitted to the book's fills (see
+    :func:`fit_intensity`); the path of A is in every fit row."""
     import polars as pl
 
     from analysis.convergence import fit_power_law, fit_with_bias
@@ -129,8 +163,9 @@ def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
 
     out = check_writable(Path(out_root) / study.name, "study output folder")
     warm_kernels()
-    jobs = [(_spec(study, n), seed) for n in study.n_makers for seed in study.seeds]
     with make_engine(workers, dask) as pool:
+        study, intensity_path = fit_intensity(study, pool)
+        jobs = [(_spec(study, n), seed) for n in study.n_makers for seed in study.seeds]
         rows = list(pool.map(_run, jobs))
     runs = pl.DataFrame(rows).with_columns(pnl_gap=(pl.col("pnl") - pl.col("mf_pnl")).abs(),
                                            spread_gap=(pl.col("spread") - pl.col("mf_spread")).abs())
@@ -141,7 +176,7 @@ def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
         bias = fit_with_bias(n, values) if metric == "w1" else None
         fits.append({"metric": metric, "slope": fit.slope, "slope_lo": fit.slope_ci[0], "slope_hi": fit.slope_ci[1],
                      "bias": bias.bias if bias else None, "rate": bias.rate if bias else None,
-                     "value_at_max_N": float(fit.means[-1])})
+                     "value_at_max_N": float(fit.means[-1]), "fill_intensity_path": intensity_path})
         figures[metric] = plot_convergence(n, values, fit, metric=metric, reference_slope=-0.5, bias_fit=bias)
     with output_lock(out):
         atomic_write(out / "makers_runs.parquet", runs.write_parquet)

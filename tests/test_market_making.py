@@ -158,6 +158,7 @@ def test_experiment_d_end_to_end(tmp_path, capsys):
 [study]
 n_makers = [2, 4, 8]
 seeds = 3
+fit_intensity = 1
 [market]
 T = 0.4
 dt = 0.004
@@ -183,5 +184,7 @@ competition = 0.5
     assert (runs["w1"] >= 0).all() and (runs["mf_spread"] > 0).all()
     fits = pl.read_parquet(tmp_path / "out" / "d" / "makers_fits.parquet")
     assert set(fits["metric"]) == {"w1", "mean_quote_error", "spread_gap", "pnl_gap"}
+    fitted = fits["fill_intensity_path"][0].to_list()
+    assert len(fitted) == 2 and fitted[0] == 100.0 and 0 < fitted[1] < 100.0  # the book fills less than A e^{-kδ}
     path.write_text(text.replace("n_makers = [2, 4, 8]", "n_makers = [1, 4, 8]"))
     assert main(["makers", str(path), "--out", str(tmp_path / "bad")]) == 2
