@@ -421,24 +421,16 @@ class PathFit:
     rmse: float
 
 
-def _kernel_path(mu: np.ndarray, dt: float, rho: float) -> np.ndarray:
-    """G(t_n) = ∫_0^{t_n} e^{-ρ(t_n - s)} μ(s) ds for μ constant on each step (n = 0..len(mu))."""
-    decay = np.exp(-rho * dt)
-    gain = dt if rho == 0 else -np.expm1(-rho * dt) / rho
-    G = np.zeros(mu.size + 1)
-    for n in range(mu.size):
-        G[n + 1] = G[n] * decay + gain * mu[n]
-    return G
-
-
 def fit_impact_path(price, mu, dt: float, rho_fixed: float | None = None) -> tuple[float, float, float]:
     """(κ, ρ, rmse) minimising |price - κ G_ρ| for one mean price path (model units, starting
     at 0, length len(mu) + 1) and the mean rate per step ``mu``."""
+    from mfg.closed_form import decaying_impact
+
     price = np.asarray(price, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)
 
     def fit(rho):
-        G = _kernel_path(mu, dt, rho)
+        G = decaying_impact(mu, dt, rho)
         denom = float(np.dot(G, G))
         kappa = float(np.dot(G, price) / denom) if denom > 0 else 0.0
         return float(np.mean((price - kappa * G) ** 2)), kappa

@@ -25,6 +25,7 @@ the run falls inside it. Sources:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -181,8 +182,6 @@ def realism_table(outdir, n_agents: int | None = None):
         raise ValueError(f"{outdir}: no market records at N={n}")
     mids, signs, flow = [], [], []
     trades = None
-    from pathlib import Path
-
     if (Path(outdir) / "trades").is_dir():
         trades = scan(outdir, "trades").filter(pl.col("N") == n).collect().sort("run_id", "step", "seq")
     for run_id, g in market.group_by("run_id", maintain_order=True):
@@ -191,8 +190,9 @@ def realism_table(outdir, n_agents: int | None = None):
         # from the previous record's: pair each mid with the flow that follows it
         following = np.sign(g["signed_volume"].to_numpy().astype(float))[1:]
         flow.append(np.concatenate([following, [0.0]]))
-        if trades is not None and trades.filter(pl.col("run_id") == run_id[0]).height > 400:
-            signs.append(trades.filter(pl.col("run_id") == run_id[0])["side"].to_numpy().astype(float))
+        run_trades = trades.filter(pl.col("run_id") == run_id[0]) if trades is not None else None
+        if run_trades is not None and run_trades.height > 400:
+            signs.append(run_trades["side"].to_numpy().astype(float))
         else:  # no trades kept: the sign of each record's net taker flow stands in
             signs.append(flow[-1])
     spreads = (market["best_ask"] - market["best_bid"]).drop_nans().drop_nulls().to_numpy()

@@ -50,11 +50,11 @@ def convergence_table(outdir: str | Path) -> tuple[str, pl.DataFrame, pl.DataFra
                .join(done.select("run_id"), on="run_id", how="semi")
                .with_columns(abs_cost_gap=pl.col("cost_gap").abs()))
     rows, fits = [], {}
-    notes = {}
+    notes, floors = {}, {}
     if kind == "market":
-        floor, lots = lattice_ks_floor(outdir)
-        notes["ks_max"] = (f"floor ~{floor:.3f}: inventories live on a 1/L lattice (L={lots}) and m(t, .) is "
-                           "continuous, so KS stays near half the largest lattice-cell mass of m")
+        floors["ks_max"], lots = lattice_ks_floor(outdir)
+        notes["ks_max"] = (f"floor ~{floors['ks_max']:.3f}: inventories live on a 1/L lattice (L={lots}) and "
+                           "m(t, .) is continuous, so KS stays near half the largest lattice-cell mass of m")
     for metric, reference in METRICS[kind]:
         values = summary[metric].to_numpy()
         if not np.isfinite(values).any():
@@ -63,7 +63,8 @@ def convergence_table(outdir: str | Path) -> tuple[str, pl.DataFrame, pl.DataFra
         row = {"metric": metric, "N_min": min(fit.n_values), "N_max": max(fit.n_values),
                "runs": int(np.isfinite(values).sum()), "slope": fit.slope, "slope_lo": fit.slope_ci[0],
                "slope_hi": fit.slope_ci[1], "reference_slope": reference,
-               "bias": None, "bias_lo": None, "bias_hi": None, "rate": None, "note": notes.get(metric, "")}
+               "bias": None, "bias_lo": None, "bias_hi": None, "rate": None, "note": notes.get(metric, ""),
+               "floor": floors.get(metric)}
         bias = None
         if kind == "market" and metric == "w1_mean" and len(fit.n_values) >= 3:
             bias = fit_with_bias(summary["N"].to_numpy(), values)
@@ -125,13 +126,12 @@ def report(outdir: str | Path, figures: bool = True) -> Report:
     if not figures:
         return Report(kind, table, ())
     fig_dir = outdir / "figures"
-    floor = lattice_ks_floor(outdir)[0] if kind == "market" else None
     for row in table.iter_rows(named=True):
         metric = row["metric"]
         fit, bias = fits[metric]
         fig = plot_convergence(summary["N"].to_numpy(), summary[metric].to_numpy(), fit, metric=metric,
                                reference_slope=row["reference_slope"], bias_fit=bias,
-                               floor=floor if metric == "ks_max" else None)
+                               floor=row["floor"])
         written += save_figure(fig, fig_dir / f"convergence_{metric}")
     if kind == "nash":
         return Report(kind, table, tuple(written))

@@ -110,6 +110,18 @@ def _times(t, T: float) -> np.ndarray:
     return t
 
 
+def decaying_impact(mu, dt: float, rho: float) -> np.ndarray:
+    """G(t_n) = ∫_0^{t_n} e^{-ρ(t_n - s)} μ(s) ds, n = 0..len(mu), for a rate μ constant on
+    each step of length dt: the impact path of unit κ under dY = (κμ - ρY) dt, Y(0) = 0
+    (the running integral of μ when ρ = 0). Exact for piecewise-constant μ."""
+    mu = np.asarray(mu, dtype=np.float64)
+    decay = math.exp(-rho * dt)
+    gain = dt if rho == 0 else -math.expm1(-rho * dt) / rho
+    # G_{n+1} = Σ_{m<=n} gain decay^{n-m} μ_m: a convolution with decaying weights (stable)
+    weights = decay ** np.arange(mu.size)
+    return np.concatenate([[0.0], gain * np.convolve(mu, weights)[: mu.size]])
+
+
 def _positive(name, value, allow_zero=False, allow_inf=False):
     v = float(value)
     ok = (v >= 0 if allow_zero else v > 0) and (allow_inf or math.isfinite(v)) and not math.isnan(v)

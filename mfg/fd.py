@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _fd_kernels as K
-from .closed_form import LQCrowding
+from .closed_form import LQCrowding, decaying_impact
 from mfgsim.io import atomic_write
 from .laws import GaussianMixture
 
@@ -206,13 +206,7 @@ class LQCrowdingModel(MFGModel):
     def impact_path(self, mu: np.ndarray, grid: Grid) -> np.ndarray:
         """Y at the grid times (N+1,) for the step rates μ (N,): Y(0) = 0 and, over a step,
         ``Y_{n+1} = Y_n e^{-ρ dt} + κ μ_n (1 - e^{-ρ dt})/ρ`` (``Y_n + κ μ_n dt`` at ρ = 0)."""
-        cf, dt = self.closed_form, grid.dt
-        decay = math.exp(-cf.rho * dt)
-        gain = cf.kappa * (dt if cf.rho == 0 else -math.expm1(-cf.rho * dt) / cf.rho)
-        Y = np.zeros(mu.size + 1)
-        for n in range(mu.size):
-            Y[n + 1] = Y[n] * decay + gain * mu[n]
-        return Y
+        return self.closed_form.kappa * decaying_impact(mu, grid.dt, self.closed_form.rho)
 
     def coupling_from(self, m, rates, grid):
         return self.weights @ rates

@@ -120,6 +120,15 @@ class MarketMakingSolution:
         """Mean quoted spread δ̄^b + δ̄^a (ticks) at each time."""
         return self.mean_bid + self.mean_ask
 
+    def expected_pnl(self) -> float:
+        """A maker's expected P&L over [0, T] (ticks per quote unit): the spread it captures,
+        ∫ Σ_q m (Λ^b δ^b + Λ^a δ^a) dt; the mid is a martingale, so inventory adds nothing."""
+        def captured(quote, mean):
+            return np.nan_to_num(_intensity(self.model, quote, mean) * quote)
+
+        flow = (self.m * (captured(self.bid, self.mean_bid) + captured(self.ask, self.mean_ask))).sum(axis=1)
+        return float(np.sum(0.5 * (flow[1:] + flow[:-1]) * np.diff(self.t)))
+
     def to_polars(self):
         """Long table: t, q, m, bid, ask (one row per time and inventory)."""
         import polars as pl

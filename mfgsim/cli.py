@@ -79,35 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-figures", action="store_true", help="print the table only")
     rep.set_defaults(func=_cmd_report)
 
-    cal = sub.add_parser(
-        "calibrate", help="close the loop: impact measured from the book -> MFG -> book, to a fixed point",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Start from the model's (kappa, k, c); run the book with the crowd on that model's MFG\n"
-            "feedback over several seeds; estimate (kappa, k, c) from the book; take a damped step\n"
-            "towards the estimates; repeat until they change by less than tol. Writes\n"
-            "OUT/<name>/calibration.parquet (one row per iteration), meta_orders.parquet and figures.\n"
-            "Exit code 1 when a point does not converge.\n\n"
-            "example: mfgsim calibrate runs/closed_loop.toml"),
-    )
-    cal.add_argument("config", help="calibration TOML file (see runs/closed_loop.toml)")
-    _engine_arguments(cal)
-    cal.set_defaults(func=_cmd_calibrate)
-
-    imp = sub.add_parser(
-        "impact", help="meta-order impact laws of one or more books: square-root exponent and decay",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "For each book of the study, TWAP meta-orders of each size are executed over [0, T]\n"
-            "and the market runs on; peak impact is fitted against the participation Q/V on\n"
-            "log-log axes (bootstrap interval over seeds) and the relaxation after the end as\n"
-            "f + (1 - f) exp(-rho t). Writes OUT/<name>/impact_sizes.parquet, impact_laws.parquet\n"
-            "and the figures impact_law and impact_decay.\n\n"
-            "example: mfgsim impact runs/impact_square_root.toml"),
-    )
-    imp.add_argument("config", help="study TOML file (see runs/impact_square_root.toml)")
-    _engine_arguments(imp)
-    imp.set_defaults(func=_cmd_impact)
+    _config_command(
+        sub, "calibrate", _cmd_calibrate, "calibration TOML file (see runs/closed_loop.toml)",
+        "close the loop: impact measured from the book -> MFG -> book, to a fixed point",
+        "Start from the model's (kappa, k, c, rho); run the book with the crowd on that model's MFG\n"
+        "feedback over several seeds; estimate the parameters the config names from the book; take\n"
+        "a damped step towards the estimates; repeat until they change by less than tol. Writes\n"
+        "OUT/<name>/calibration.parquet (one row per iteration), meta_orders.parquet and figures.\n"
+        "Exit code 1 when a point does not converge.\n\n"
+        "example: mfgsim calibrate runs/closed_loop.toml")
+    _config_command(
+        sub, "impact", _cmd_impact, "study TOML file (see runs/impact_square_root.toml)",
+        "meta-order impact laws of one or more books: square-root exponent and decay",
+        "For each book of the study, TWAP meta-orders of each size are executed over [0, T]\n"
+        "and the market runs on; peak impact is fitted against the participation Q/V on\n"
+        "log-log axes (bootstrap interval over seeds) and the relaxation after the end as\n"
+        "f + (1 - f) exp(-rho t). Writes OUT/<name>/impact_sizes.parquet, impact_laws.parquet\n"
+        "and the figures impact_law and impact_decay.\n\n"
+        "example: mfgsim impact runs/impact_square_root.toml")
 
     real = sub.add_parser(
         "realism", help="stylized facts of a book campaign's market against the literature's ranges",
@@ -120,23 +109,32 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--N", type=int, default=None, help="the N whose runs to pool (default: the largest)")
     real.set_defaults(func=_cmd_realism)
 
-    mk = sub.add_parser(
-        "makers", help="experiment (d): N market makers in the book against their mean-field game",
-        description="N makers quote the market-making MFG's equilibrium quotes in a book whose flow scales "
-                    "with N; their inventory law (W1), mean quote, spread and P&L are compared with the MFG's "
-                    "and fitted against N. Writes OUT/<name>/makers_runs.parquet, makers_fits.parquet and "
-                    "figures. example: mfgsim makers runs/experiment_d_makers.toml")
-    mk.add_argument("config", help="study TOML file (see runs/experiment_d_makers.toml)")
-    _engine_arguments(mk)
-    mk.set_defaults(func=_cmd_makers)
+    _config_command(
+        sub, "makers", _cmd_makers, "study TOML file (see runs/experiment_d_makers.toml)",
+        "experiment (d): N market makers in the book against their mean-field game",
+        "N makers quote the market-making MFG's equilibrium quotes in a book whose flow scales\n"
+        "with N (the makers' fill intensity first fitted to the book with fit_intensity); their\n"
+        "inventory law (W1), mean quote, spread and P&L are compared with the MFG's and fitted\n"
+        "against N. Writes OUT/<name>/makers_runs.parquet, makers_fits.parquet and figures.\n\n"
+        "example: mfgsim makers runs/experiment_d_makers.toml")
 
     demo = sub.add_parser("demo", help="small versions of experiments (a) particles and (c) the book, end to end",
-                          description="Runs two small campaigns on the local process pool (about two minutes "
-                                      "on 2 cores), prints their convergence tables and where the figures are.")
+                          description="Runs two small campaigns on the local process pool (under half a "
+                                      "minute on 2 cores once the kernels are compiled), prints their convergence "
+                                      "tables and where the figures are.")
     demo.add_argument("--out", default="runs/out/demo", help="output root (default runs/out/demo)")
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _config_command(sub, name: str, func, config_help: str, help_line: str, description: str) -> None:
+    """A command that reads one TOML file and runs on an engine (pool or Dask)."""
+    parser = sub.add_parser(name, help=help_line, description=description,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help=config_help)
+    _engine_arguments(parser)
+    parser.set_defaults(func=func)
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:

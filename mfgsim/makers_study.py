@@ -13,7 +13,9 @@ every N). For each N and seed the study records
   mid) and the MFG's expected P&L ∫ Σ_q m (Λ^b δ^b + Λ^a δ^a) dt (the mid is a martingale).
 
 and fits each against N (log–log with a bootstrap interval over seeds; W1 also as
-b + C N^-r: b is what the book's fills do that A e^{-kδ} does not). Outputs under
+b + C N^-r: b is what the book's fills do that A e^{-kδ} does not). With
+``fit_intensity = k`` under ``[study]`` the makers' A is first fitted to the book's fills in k
+fixed-point steps (:func:`fit_intensity`), and the comparison is with that MFG. Outputs under
 ``OUT/<name>/``: ``makers_runs.parquet``, ``makers_fits.parquet`` and the figure ``makers``.
 See ``runs/experiment_d_makers.toml``.
 """
@@ -102,21 +104,13 @@ def _run(args) -> dict:
     bids = sol.bid[rows[:, None], idx]
     asks = sol.ask[rows[:, None], idx]
     emp_bid = np.nanmean(bids, axis=1)
-    spread = np.nanmean(bids, axis=1) + np.nanmean(asks, axis=1)
+    spread = emp_bid + np.nanmean(asks, axis=1)
     cash = run.accounts_cash[:, 1:1 + makers.count]
     pnl = (cash[-1] - cash[0] + run.accounts_inventory[-1, 1:1 + makers.count] * run.market["mid"][-1]) / size
-    # the MFG's expected spread capture (the mid is a martingale): ∫ Σ m (Λ^b δ^b + Λ^a δ^a) dt
-    def captured(quote, mean):
-        rate = makers.fill_intensity * np.exp(-makers.fill_decay * np.nan_to_num(quote)
-                                              - makers.competition * (np.nan_to_num(quote) - mean[:, None]))
-        return np.where(np.isnan(quote), 0.0, rate * quote)
-
-    flow = (sol.m * (captured(sol.bid, sol.mean_bid) + captured(sol.ask, sol.mean_ask))).sum(axis=1)
-    mf_pnl = float(np.sum(0.5 * (flow[1:] + flow[:-1]) * np.diff(sol.t)))
     return {"N": makers.count, "seed": seed, "w1": float(w1.mean()),
             "mean_quote_error": float(np.nanmean(np.abs(emp_bid - sol.mean_bid[rows]))),
             "spread": float(np.nanmean(spread)), "mf_spread": float(np.mean(sol.spread()[rows])),
-            "pnl": float(pnl.mean()), "mf_pnl": mf_pnl, "inventory_sd": float(inv[-1].std()),
+            "pnl": float(pnl.mean()), "mf_pnl": sol.expected_pnl(), "inventory_sd": float(inv[-1].std()),
             "mf_inventory_sd": float(np.sqrt(law[-1] @ q_grid**2 - (law[-1] @ q_grid) ** 2))}
 
 

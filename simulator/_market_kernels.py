@@ -103,11 +103,12 @@ def _nearest_latent(latent, touched, side, start, direction, reach, step, keep):
 
 
 @njit(cache=True)
-def _grow_ids(ids, n):
-    if n < ids.shape[0]:
-        return ids
-    grown = np.empty(2 * ids.shape[0], dtype=np.int64)
-    grown[:n] = ids[:n]
+def _grow(buf, n):
+    """``buf`` itself, or a copy of its first n entries with twice the room when it is full."""
+    if n < buf.shape[0]:
+        return buf
+    grown = np.empty(2 * buf.shape[0], dtype=buf.dtype)
+    grown[:n] = buf[:n]
     return grown
 
 
@@ -299,19 +300,16 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                     vol = _latent_touch(latent, touched, side, tick, n, keep)
                     if vol > 0:
                         msgs = _push(msgs, n_msg, K.LIMIT, sign, tick, vol, next_oid, latent_acc)
-                        if n_revealed == revealed.shape[0]:
-                            revealed = _grow_ids(revealed, n_revealed)
-                            grown = np.empty(revealed.shape[0])
-                            grown[:n_revealed] = next_cut[:n_revealed]
-                            next_cut = grown
+                        revealed = _grow(revealed, n_revealed)
+                        next_cut = _grow(next_cut, n_revealed)
                         revealed[n_revealed] = next_oid
                         next_cut[n_revealed] = n + np.random.exponential(1.0 / (latent_cancel * dt * vol))
                         n_revealed += 1
                         n_msg += 1
                         next_oid += 1
                         latent[side, tick] = 0
-            # nothing latent is left above bid_top (below ask_low) but what waits behind a
-            # visible order; keep those ticks in reach should the price jump past them
+            # the zone is revealed: no latent volume is left above lo_tick (below hi_tick); keep
+            # the frontier at the touch, so a later jump of the price past it is scanned
             frontier_bid = max(min(frontier_bid, lo_tick - 1), bid_top)
             frontier_ask = min(max(frontier_ask, hi_tick + 1), ask_low)
             for j in range(n_live_revealed):  # revealed lots are cancelled at the same rate
@@ -447,10 +445,7 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
         # ---- bookkeeping for the next step ----
         for i in range(n_msg):
             if msgs[0, i] == K.LIMIT and msgs[5, i] == 0 and K.table_find(table, msgs[4, i]) != K.NIL:
-                if n_noise_ids == noise_ids.shape[0]:
-                    grown = np.empty(2 * noise_ids.shape[0], dtype=np.int64)
-                    grown[:n_noise_ids] = noise_ids
-                    noise_ids = grown
+                noise_ids = _grow(noise_ids, n_noise_ids)
                 noise_ids[n_noise_ids] = msgs[4, i]
                 n_noise_ids += 1
         if stop_at_target and step >= 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -136,17 +137,10 @@ class MarketMakers:
                  and self.competition >= 0, "market.makers.competition", self.competition, "must be finite and >= 0")
 
     def mean_field(self, T: float, n_steps: int):
-        """The market-making MFG of these makers (all flat at t = 0), solved on ``n_steps``
-        steps of [0, T] (refined inside as the fill rates require)."""
-        from mfg.market_making import MarketMakingMFG, solve_market_making
-
-        model = MarketMakingMFG(gamma=self.risk_aversion, sigma=self.volatility, A=self.fill_intensity,
-                                k=self.fill_decay, competition=self.competition, max_inventory=self.max_inventory,
-                                T=T)
-        # the forward equation needs dt x (largest fill rate) <= 0.5; the quotes are >= 0
-        sub = max(1, math.ceil(4 * self.fill_intensity * math.exp(self.competition * 3.0) * T / max(n_steps, 1)))
-        sol = solve_market_making(model, n_t=max(n_steps * sub, 10 * sub))
-        return sol, sub
+        """(solution, sub): the market-making MFG of these makers (all flat at t = 0) on
+        ``n_steps * sub`` steps of [0, T], ``sub`` refining each step as the fill rates
+        require. Cached: the book's quote tables and a study of the run read the same one."""
+        return _maker_mean_field(self, float(T), int(n_steps))
 
     def quote_offsets(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bid and ask distances from the mid (ticks), shape (len(tau), 2Q+1), inventory -Q..Q.
@@ -184,6 +178,19 @@ class MarketMakers:
         bid[:, -1] = bid[:, -2]
         ask[:, 0] = ask[:, 1]
         return bid, ask
+
+
+@lru_cache(maxsize=32)
+def _maker_mean_field(makers: MarketMakers, T: float, n_steps: int):
+    from mfg.market_making import MarketMakingMFG, solve_market_making
+
+    model = MarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, A=makers.fill_intensity,
+                            k=makers.fill_decay, competition=makers.competition, max_inventory=makers.max_inventory,
+                            T=T)
+    # the forward equation needs dt x (largest fill rate) <= 0.5; a fill rate is at most
+    # A e^{ε δ̄} with quotes >= 0, and mean quotes stay below 3 ticks for these makers
+    sub = max(1, math.ceil(4 * makers.fill_intensity * math.exp(makers.competition * 3.0) * T / max(n_steps, 1)))
+    return solve_market_making(model, n_t=max(n_steps * sub, 10 * sub)), sub
 
 
 def glft_v(tau: np.ndarray, gamma: float, A: float, k: float, sigma: float, Q: int) -> np.ndarray:

@@ -149,8 +149,9 @@ class MarketSpec:
         horizon = (self.n_steps + self.warmup_steps + self.post_steps) * self.dt
         # resting orders level off at rate/cancel rate; the order pool doubles when full
         resting = noise.limit_rate * self.liquidity_scale * min(horizon, 1.0 / max(noise.cancel_rate, 1e-300))
+        latent = 0 if self.latent is None else 4 * 8 * self.n_ticks  # volumes and read times, both sides
         return int(_BYTES_PER_AGENT_RECORD * self.n_agents * n_rec + 300 * self.n_agents + 2 * 64 * resting
-                   + 80 * self.max_trades_kept)
+                   + 80 * self.max_trades_kept + latent)
 
     def price_margin(self) -> int:
         """Ticks the price may travel: the crowd's whole position walked through the
