@@ -23,7 +23,12 @@ Tapia's single maker). Given δ̄, a maker faces GLFT with the effective intensi
 with no bid at q = Q and no ask at q = -Q. The population's inventory law m(t, q) solves
 the forward equation of the jump process (bid fills +1, ask fills -1) under these quotes,
 and δ̄^b(t), δ̄^a(t) are the m-weighted means of the quotes posted. The equilibrium is the
-fixed point δ̄ -> quotes -> m -> δ̄ (damped Picard with Anderson acceleration).
+fixed point δ̄ -> quotes -> m -> δ̄.
+
+The model is a :class:`mfg.jump.JumpMFGModel` (two jumps, ±1, exponential intensities,
+ξ = γ, ψ = γσ²q²/2) and is solved by the general jump solver: θ directly by RK4 (the sup in
+closed form), Anderson or Newton–Krylov outside. The linear v-system above is GLFT's
+change of variables, kept for the tests as an independent route.
 
 Limits (tested): ε = 0 is exactly GLFT (:func:`simulator.agents.glft_v`); γ -> 0 with a
 long horizon gives quotes 1/k̃ away from the bounds (the constant-spread limit); a symmetric
@@ -37,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _mm_kernels as K
+from .jump import Jump, JumpMFGModel, JumpTerms, SolvedPopulation, best_response, solve_jumps
 
 
 def _check(name, value, lo=0.0, open_lo=True):
@@ -47,7 +52,7 @@ def _check(name, value, lo=0.0, open_lo=True):
 
 
 @dataclass(frozen=True)
-class MarketMakingMFG:
+class MarketMakingMFG(JumpMFGModel):
     """The market-making mean-field game (see the module docstring).
 
     gamma : CARA risk aversion (per tick). sigma : mid volatility (ticks/√time).
@@ -94,6 +99,30 @@ class MarketMakingMFG:
         m[self.max_inventory] = 1.0
         return m
 
+    # --- the jump game (mfg.jump): coupling = the mean quotes (2, N+1), bid then ask
+    @property
+    def states(self) -> np.ndarray:
+        return np.arange(-self.max_inventory, self.max_inventory + 1, dtype=np.int64)
+
+    @property
+    def risk_aversion(self) -> float:
+        return self.gamma
+
+    @property
+    def jumps(self) -> tuple[Jump, ...]:
+        return (Jump(+1, self.k_eff), Jump(-1, self.k_eff))  # a bid filled buys one, an ask sells one
+
+    def initial_coupling(self, t):
+        return np.full((2, t.size), math.log1p(self.gamma / self.k_eff) / self.gamma)  # q = 0 far from T
+
+    def terms(self, mean_quotes, t):
+        scale = self.A * np.exp(self.competition * np.asarray(mean_quotes))
+        return JumpTerms(np.repeat(scale[:, :, None], self.q.size, axis=2),
+                         np.broadcast_to(0.5 * self.gamma * self.sigma**2 * self.q**2, (t.size, self.q.size)))
+
+    def coupling_from(self, population: SolvedPopulation, t):
+        return np.stack([_posted_mean(population.m, quote) for quote in population.quotes])
+
 
 @dataclass(frozen=True)
 class MarketMakingSolution:
@@ -101,7 +130,8 @@ class MarketMakingSolution:
 
     bid, ask : (N+1, 2Q+1) distances from the mid (ticks); m : (N+1, 2Q+1) inventory law;
     mean_bid, mean_ask : (N+1,) the population's mean quotes; residuals : fixed-point
-    history (sup norm of the change of the mean quotes).
+    history (sup norm of the change of the mean quotes); jump_solution : the general
+    solver's :class:`mfg.jump.JumpSolution` (value θ, intensities, sweeps, timing).
     """
 
     model: MarketMakingMFG
@@ -112,6 +142,7 @@ class MarketMakingSolution:
     mean_bid: np.ndarray
     mean_ask: np.ndarray
     residuals: tuple[float, ...]
+    jump_solution: object = None  # the mfg.jump.JumpSolution it was read from
 
     def mean_inventory(self) -> np.ndarray:
         return self.m @ self.model.q
@@ -123,11 +154,7 @@ class MarketMakingSolution:
     def expected_pnl(self) -> float:
         """A maker's expected P&L over [0, T] (ticks per quote unit): the spread it captures,
         ∫ Σ_q m (Λ^b δ^b + Λ^a δ^a) dt; the mid is a martingale, so inventory adds nothing."""
-        def captured(quote, mean):
-            return np.nan_to_num(_intensity(self.model, quote, mean) * quote)
-
-        flow = (self.m * (captured(self.bid, self.mean_bid) + captured(self.ask, self.mean_ask))).sum(axis=1)
-        return float(np.sum(0.5 * (flow[1:] + flow[:-1]) * np.diff(self.t)))
+        return self.jump_solution.expected_jump_income()
 
     def to_polars(self):
         """Long table: t, q, m, bid, ask (one row per time and inventory)."""
@@ -139,51 +166,10 @@ class MarketMakingSolution:
 
 
 def quotes(model: MarketMakingMFG, t: np.ndarray, mean_bid: np.ndarray, mean_ask: np.ndarray):
-    """A maker's optimal (bid, ask) on the grid ``t`` given the population's mean quotes.
-
-    Integrates the linear system for v backward with RK4 (compiled, renormalised at every
-    step: the quotes depend on ratios of v only).
-    """
-    Q, g, s, ke = model.max_inventory, model.gamma, model.sigma, model.k_eff
-    q = model.q
-    alpha = 0.5 * ke * g * s * s
-    factor = (1 + g / ke) ** (-(1 + ke / g))
-    eta_b = model.A * np.exp(model.competition * mean_bid) * factor
-    eta_a = model.A * np.exp(model.competition * mean_ask) * factor
-    V = np.empty((t.size, 2 * Q + 1))
-    t = np.ascontiguousarray(t, dtype=np.float64)
-    failed = K.quote_sweep(t, alpha * q * q, np.ascontiguousarray(eta_b, dtype=np.float64),
-                           np.ascontiguousarray(eta_a, dtype=np.float64), V)
-    if failed >= 0:
-        raise FloatingPointError(f"the quote system lost positivity at t={t[failed]:.4g}; take smaller steps (n_t)")
-    base = math.log1p(g / ke) / g
-    bid = np.full(V.shape, np.nan)
-    ask = np.full(V.shape, np.nan)
-    bid[:, :-1] = np.log(V[:, :-1] / V[:, 1:]) / ke + base
-    ask[:, 1:] = np.log(V[:, 1:] / V[:, :-1]) / ke + base
-    return bid, ask
-
-
-def _intensity(model, quote, mean_quote):
-    return np.where(np.isnan(quote), 0.0,
-                    model.A * np.exp(-model.k * np.nan_to_num(quote) - model.competition
-                                     * (np.nan_to_num(quote) - mean_quote[:, None])))
-
-
-def inventory_law(model: MarketMakingMFG, t, bid, ask, mean_bid, mean_ask) -> np.ndarray:
-    """Forward equation of the inventories under the quotes (RK4; the generator's columns
-    sum to zero, so the mass is kept to round-off)."""
-    lam_b = _intensity(model, bid, mean_bid)
-    lam_a = _intensity(model, ask, mean_ask)
-    n = t.size - 1
-    m = np.empty((n + 1, 2 * model.max_inventory + 1))
-    m[0] = model.initial_law()
-    rate = float(np.max(lam_b + lam_a))
-    if rate * np.max(np.diff(t)) > 0.5:
-        raise ValueError(f"n_t too small for the fill rates: dt x max rate = {rate * np.max(np.diff(t)):.3g} > 0.5")
-    K.law_sweep(np.ascontiguousarray(t, dtype=np.float64), np.ascontiguousarray(lam_b), np.ascontiguousarray(lam_a),
-                m)
-    return m
+    """A maker's optimal (bid, ask) on the grid ``t`` given the population's mean quotes
+    (distances from the mid, ticks; NaN where not posted)."""
+    sol = best_response(model, t, np.stack([mean_bid, mean_ask]))
+    return sol.quotes[0], sol.quotes[1]
 
 
 def _posted_mean(m, quote):
@@ -193,44 +179,13 @@ def _posted_mean(m, quote):
 
 
 def solve_market_making(model: MarketMakingMFG, n_t: int = 1000, tol: float = 1e-10, max_iter: int = 200,
-                        damping: float = 0.7) -> MarketMakingSolution:
+                        damping: float = 0.7, method: str = "anderson") -> MarketMakingSolution:
     """The mean-field equilibrium: quotes, inventory law and mean quotes on ``n_t`` steps.
 
-    Raises ``RuntimeError`` with the residual history when the fixed point is not reached.
+    ``method`` is the outer iteration (see :func:`mfg.jump.solve_jumps`). Raises
+    ``MFGConvergenceError`` with the residual history when the fixed point is not reached.
     """
-    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 10:
-        raise ValueError(f"n_t={n_t!r} must be an integer >= 10")
-    _check("tol", tol)
-    t = np.linspace(0.0, model.T, int(n_t) + 1)
-    start = math.log1p(model.gamma / model.k_eff) / model.gamma  # the quotes at q = 0 far from T, roughly
-    mean_bid = np.full(t.size, start)
-    mean_ask = mean_bid.copy()
-    residuals: list[float] = []
-    history_x, history_g = [], []
-    for _ in range(max_iter):
-        bid, ask = quotes(model, t, mean_bid, mean_ask)
-        m = inventory_law(model, t, bid, ask, mean_bid, mean_ask)
-        new = np.concatenate([_posted_mean(m, bid), _posted_mean(m, ask)])
-        x = np.concatenate([mean_bid, mean_ask])
-        g = new - x
-        residuals.append(float(np.max(np.abs(g))))
-        if residuals[-1] <= tol or model.competition == 0.0:  # without competition there is no coupling
-            mean_bid, mean_ask = new[: t.size], new[t.size:]
-            break
-        history_x.append(x)
-        history_g.append(g)
-        history_x, history_g = history_x[-6:], history_g[-6:]
-        if len(history_x) > 1:  # Anderson mixing over the last few iterates
-            dX = np.stack([history_x[i + 1] - history_x[i] for i in range(len(history_x) - 1)], axis=1)
-            dG = np.stack([history_g[i + 1] - history_g[i] for i in range(len(history_g) - 1)], axis=1)
-            gamma, *_ = np.linalg.lstsq(dG, g, rcond=None)
-            x = x + damping * g - (dX + damping * dG) @ gamma
-        else:
-            x = x + damping * g
-        mean_bid, mean_ask = x[: t.size], x[t.size:]
-    else:
-        raise RuntimeError("market-making fixed point did not converge; residuals "
-                           + ", ".join(f"{r:.3g}" for r in residuals[-5:]))
-    bid, ask = quotes(model, t, mean_bid, mean_ask)
-    m = inventory_law(model, t, bid, ask, mean_bid, mean_ask)
-    return MarketMakingSolution(model, t, bid, ask, m, _posted_mean(m, bid), _posted_mean(m, ask), tuple(residuals))
+    sol = solve_jumps(model, n_t, method=method, damping=damping, tol=tol, max_iter=max_iter)
+    bid, ask = sol.quotes
+    return MarketMakingSolution(model, sol.t, bid, ask, sol.m, _posted_mean(sol.m, bid), _posted_mean(sol.m, ask),
+                                sol.residuals, sol)

@@ -308,14 +308,16 @@ def _solve_market_making(cfg, out) -> int:
     from .io import atomic_write
 
     try:
-        sol = solve_market_making(cfg.model, n_t=cfg.n_t, tol=cfg.tol, max_iter=cfg.max_iter, damping=cfg.damping)
-    except (RuntimeError, ValueError, FloatingPointError) as exc:
+        sol = solve_market_making(cfg.model, n_t=cfg.n_t, tol=cfg.tol, max_iter=cfg.max_iter, damping=cfg.damping,
+                                  method=cfg.method)
+    except (RuntimeError, ValueError) as exc:
         print(f"mfgsim solve: {exc}", file=sys.stderr)
         return 1
     parquet = atomic_write(out / "solution.parquet", sol.to_polars().write_parquet)
     figures = save_figure(plot_market_making(sol), out / "solution")
     Q = cfg.model.max_inventory
-    print(f"converged: {len(sol.residuals)} fixed-point iterations, residual {sol.residuals[-1]:.2e} "
+    print(f"converged: {len(sol.residuals)} {cfg.method} iterations, {sol.jump_solution.evaluations} HJB-law sweeps, "
+          f"{sol.jump_solution.seconds:.3f} s, residual {sol.residuals[-1]:.2e} "
           f"(mean quotes, ticks); mean spread at t=0 {sol.spread()[0]:.4f} ticks, quotes at q=0: "
           f"bid {sol.bid[0, Q]:.4f}, ask {sol.ask[0, Q]:.4f}; mean inventory at T {sol.mean_inventory()[-1]:+.2e}")
     print(f"wrote {parquet}")

@@ -202,7 +202,10 @@ def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfi
     grid_sec = root.table("grid")
     n_t = grid_sec.integer("n_t", lo=10, hi=10**7)
     grid_sec.done()
+    from mfg.jump import METHODS
+
     solver = root.table("solver", {})
+    method = solver.choice("method", METHODS, "anderson")
     damping = solver.number("damping", 0.7, lo=0.0, hi=1.0, lo_open=True)
     tol = solver.number("tol", 1e-10, lo=0.0, lo_open=True)
     max_iter = solver.integer("max_iter", 200, lo=1)
@@ -211,7 +214,7 @@ def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfi
     out_dir = Path(output.get("dir", str(Path("runs/out") / Path(path).stem)))
     output.done()
     root.done()
-    return SolveConfig(model, None, "anderson", damping, tol, max_iter, out_dir, n_t)
+    return SolveConfig(model, None, method, damping, tol, max_iter, out_dir, n_t)
 
 
 def parse_solve_config(path: str | Path) -> SolveConfig:

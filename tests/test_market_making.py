@@ -108,7 +108,7 @@ def test_bad_models_are_refused():
         MarketMakingMFG(competition=-1.0, **BASE)
     with pytest.raises(ValueError, match="m0"):
         MarketMakingMFG(competition=0.0, m0=(1.0,), **BASE)
-    with pytest.raises(ValueError, match="n_t too small"):
+    with pytest.raises(ValueError, match="n_t=20 too small"):
         solve_market_making(MarketMakingMFG(competition=0.0, **{**BASE, "A": 1e4}), n_t=20)
 
 
@@ -122,7 +122,7 @@ def test_solve_command_writes_the_market_making_solution(tmp_path, capsys):
     path = tmp_path / "mm.toml"
     path.write_text(text)
     assert main(["solve", str(path), "--out", str(tmp_path / "out")]) == 0
-    assert "fixed-point iterations" in capsys.readouterr().out
+    assert "anderson iterations" in capsys.readouterr().out
     df = pl.read_parquet(tmp_path / "out" / "solution.parquet")
     assert df.columns == ["t", "q", "m", "bid", "ask"] and df.height == 401 * 9
     assert (tmp_path / "out" / "solution.png").exists()

@@ -1,0 +1,198 @@
+"""Compiled kernels of the finite-state (jump) mean-field games (private; see :mod:`mfg.jump`).
+
+A player on the integer states 0..S-1 controls, for each jump kind i (a shift s_i), the
+premium δ it asks for the jump; the jump then comes with intensity Λ_i(δ) = a_i(t, q) ℓ_i(δ)
+and pays δ. The intensity shape enters only through r(δ) = -Λ'/Λ:
+
+* ``EXPONENTIAL`` ℓ(δ) = e^{-k δ}: r = k;
+* ``LOGISTIC`` ℓ(δ) = 1 / (1 + e^{k (δ - c)}): r = k / (1 + e^{-k (δ - c)}).
+
+With risk parameter ξ >= 0 (Guéant 2017: ξ = γ for a CARA maker, 0 for a risk-neutral one)
+the Hamiltonian of a jump whose value cost is p = θ(q) - θ(q + s) is
+
+    H(p) = sup_δ Λ(δ) (1 - e^{-ξ (δ - p)}) / ξ      (Λ(δ) (δ - p) at ξ = 0),
+
+maximised where δ - p = L(r(δ)), L(r) = log(1 + ξ/r)/ξ (1/r at ξ = 0); there
+H = Λ(δ*) / (ξ + r(δ*)). For a log-concave ℓ (r non-decreasing) the root is unique.
+
+Sweeps are RK4 with the coefficients linear in time over each step: the backward HJB
+dθ/dτ = -ψ(q) + Σ_i H_i(θ(q) - θ(q + s_i)) and the forward equation of the law (its
+generator's columns sum to zero, so the mass is kept to round-off).
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+EXPONENTIAL = 0
+LOGISTIC = 1
+
+
+@njit(cache=True)
+def _decay_rate(shape, k, center, delta):
+    """r(δ) = -Λ'/Λ and its derivative."""
+    if shape == EXPONENTIAL:
+        return k, 0.0
+    x = k * (delta - center)
+    if x >= 0.0:
+        e = math.exp(-x)
+        s = 1.0 / (1.0 + e)
+    else:
+        e = math.exp(x)
+        s = e / (1.0 + e)
+    return k * s, k * k * s * (1.0 - s)
+
+
+@njit(cache=True)
+def _premium(r, xi):
+    """L(r): the optimal δ - p when the intensity decays at rate r."""
+    if xi == 0.0:
+        return 1.0 / r
+    return math.log1p(xi / r) / xi
+
+
+@njit(cache=True)
+def _log_shape(shape, k, center, delta):
+    """log ℓ(δ), stable for large |δ|."""
+    if shape == EXPONENTIAL:
+        return -k * delta
+    x = k * (delta - center)
+    if x > 0.0:
+        return -x - math.log1p(math.exp(-x))
+    return -math.log1p(math.exp(x))
+
+
+@njit(cache=True)
+def best_quote(shape, k, center, xi, scale, p):
+    """(δ*, Λ(δ*), H(p)) for one jump: the optimal premium, its intensity, the Hamiltonian."""
+    if shape == EXPONENTIAL:
+        delta = p + _premium(k, xi)
+    else:
+        # h(δ) = δ - p - L(r(δ)) is increasing; h(lo) <= 0 <= h(hi)
+        lo = p + _premium(k, xi)
+        r_lo, _ = _decay_rate(shape, k, center, lo)
+        hi = p + _premium(max(r_lo, 1e-300), xi)
+        delta = lo
+        for _ in range(200):
+            r, dr = _decay_rate(shape, k, center, delta)
+            h = delta - p - _premium(r, xi)
+            if h < 0.0:
+                lo = delta
+            else:
+                hi = delta
+            step = h / (1.0 + dr / (r * (r + xi)))
+            nxt = delta - step
+            if not (lo < nxt < hi):
+                nxt = 0.5 * (lo + hi)
+            if abs(nxt - delta) <= 1e-14 * (1.0 + abs(delta)):
+                delta = nxt
+                break
+            delta = nxt
+    r, _ = _decay_rate(shape, k, center, delta)
+    rate = scale * math.exp(_log_shape(shape, k, center, delta))
+    return delta, rate, rate / (xi + r)
+
+
+@njit(cache=True)
+def _hjb_rhs(theta, shifts, shapes, decay, center, xi, exp_factor, scale, penalty, out):
+    """dθ/dτ = -ψ + Σ_i H_i(θ(q) - θ(q + s_i)) over the jumps that stay on the grid."""
+    S = theta.shape[0]
+    for q in range(S):
+        acc = -penalty[q]
+        for i in range(shifts.shape[0]):
+            target = q + shifts[i]
+            if 0 <= target < S:
+                p = theta[q] - theta[target]
+                if shapes[i] == EXPONENTIAL:  # H = a e^{-k p} e^{-k L(k)} / (ξ + k), the hot path
+                    acc += scale[i, q] * math.exp(-decay[i] * p) * exp_factor[i]
+                else:
+                    acc += best_quote(shapes[i], decay[i], center[i], xi, scale[i, q], p)[2]
+        out[q] = acc
+
+
+@njit(cache=True)
+def hjb_backward(t, shifts, shapes, decay, center, xi, scale, penalty, terminal, theta):
+    """Fill θ (N+1, S) backward from θ(T) = terminal; scale (K, N+1, S) and penalty
+    (N+1, S) are the terms at the grid times. Returns -1, or the step where θ stopped
+    being finite."""
+    n = t.shape[0] - 1
+    S = theta.shape[1]
+    K = shifts.shape[0]
+    k1, k2, k3, k4, w = np.empty(S), np.empty(S), np.empty(S), np.empty(S), np.empty(S)
+    scale_mid = np.empty((K, S))
+    penalty_mid = np.empty(S)
+    exp_factor = np.empty(K)
+    for i in range(K):
+        exp_factor[i] = math.exp(-decay[i] * _premium(decay[i], xi)) / (xi + decay[i])
+    theta[n] = terminal
+    for j in range(n, 0, -1):
+        h = t[j] - t[j - 1]
+        scale_mid[:] = 0.5 * (scale[:, j] + scale[:, j - 1])
+        penalty_mid[:] = 0.5 * (penalty[j] + penalty[j - 1])
+        _hjb_rhs(theta[j], shifts, shapes, decay, center, xi, exp_factor, scale[:, j], penalty[j], k1)
+        w[:] = theta[j] + 0.5 * h * k1
+        _hjb_rhs(w, shifts, shapes, decay, center, xi, exp_factor, scale_mid, penalty_mid, k2)
+        w[:] = theta[j] + 0.5 * h * k2
+        _hjb_rhs(w, shifts, shapes, decay, center, xi, exp_factor, scale_mid, penalty_mid, k3)
+        w[:] = theta[j] + h * k3
+        _hjb_rhs(w, shifts, shapes, decay, center, xi, exp_factor, scale[:, j - 1], penalty[j - 1], k4)
+        for q in range(S):
+            theta[j - 1, q] = theta[j, q] + h / 6.0 * (k1[q] + 2.0 * k2[q] + 2.0 * k3[q] + k4[q])
+            if not math.isfinite(theta[j - 1, q]):
+                return j - 1
+    return -1
+
+
+@njit(cache=True)
+def controls(shifts, shapes, decay, center, xi, scale, theta, quotes, rates):
+    """The optimal premia and their intensities at every node: quotes, rates (K, N+1, S);
+    NaN and 0 where the jump would leave the grid."""
+    K = shifts.shape[0]
+    n1, S = theta.shape
+    for i in range(K):
+        for j in range(n1):
+            for q in range(S):
+                target = q + shifts[i]
+                if 0 <= target < S:
+                    d, rate, _ = best_quote(shapes[i], decay[i], center[i], xi, scale[i, j, q],
+                                            theta[j, q] - theta[j, target])
+                    quotes[i, j, q] = d
+                    rates[i, j, q] = rate
+                else:
+                    quotes[i, j, q] = np.nan
+                    rates[i, j, q] = 0.0
+
+
+@njit(cache=True)
+def _law_rhs(p, shifts, rates, out):
+    S = p.shape[0]
+    out[:] = 0.0
+    for i in range(shifts.shape[0]):
+        for q in range(S):
+            target = q + shifts[i]
+            if 0 <= target < S:  # a jump off the grid is never posted (its rate is 0)
+                flow = rates[i, q] * p[q]
+                out[q] -= flow
+                out[target] += flow
+
+
+@njit(cache=True)
+def law_forward(t, shifts, rates, m):
+    """Fill m (N+1, S) forward from m[0] under the jump intensities rates (K, N+1, S)."""
+    n = t.shape[0] - 1
+    K, _, S = rates.shape
+    k1, k2, k3, k4, w = np.empty(S), np.empty(S), np.empty(S), np.empty(S), np.empty(S)
+    mid = np.empty((K, S))
+    for j in range(n):
+        h = t[j + 1] - t[j]
+        mid[:] = 0.5 * (rates[:, j] + rates[:, j + 1])
+        _law_rhs(m[j], shifts, rates[:, j], k1)
+        w[:] = m[j] + 0.5 * h * k1
+        _law_rhs(w, shifts, mid, k2)
+        w[:] = m[j] + 0.5 * h * k2
+        _law_rhs(w, shifts, mid, k3)
+        w[:] = m[j] + h * k3
+        _law_rhs(w, shifts, rates[:, j + 1], k4)
+        for q in range(S):
+            m[j + 1, q] = m[j, q] + h / 6.0 * (k1[q] + 2.0 * k2[q] + 2.0 * k3[q] + k4[q])

@@ -1,0 +1,276 @@
+"""Finite-state mean-field games with controlled jumps: discrete inventories and
+Hamiltonians that are not quadratic (the exponential and logistic intensities of market
+making).
+
+The game
+--------
+A player's state is an integer q in ``model.states`` (for makers: inventory -Q..Q). For each
+jump kind i (a shift s_i: +1 for a bid filled, -1 for an ask filled) it chooses at every
+time the premium δ_i(t, q) it asks for the jump; the jump then arrives with intensity
+
+    Λ_i(t, q, δ) = a_i(t, q) ℓ_i(δ),   ℓ = e^{-k δ} (``"exponential"``) or
+    ℓ = 1 / (1 + e^{k (δ - c)}) (``"logistic"``),
+
+and pays δ. It pays a running penalty ψ(t, q) and receives θ_T(q) at T. With the risk
+parameter ξ >= 0 (ξ = γ for a CARA maker after Guéant's change of variables, 0 for a
+risk-neutral one) the value θ(t, q) solves
+
+    ∂_t θ(q) - ψ(t, q) + Σ_i H_i(t, q, θ(q) - θ(q + s_i)) = 0,   θ(T) = θ_T,
+    H(p) = sup_δ Λ(δ) (1 - e^{-ξ (δ - p)}) / ξ     (Λ(δ)(δ - p) at ξ = 0),
+
+with no jump that would leave the grid (Guéant 2017, "Optimal market making"). The law
+m(t, q) of the population solves the forward equation of the jump process under the
+optimal intensities. The coupling is whatever the model makes of the solved population
+(for competing makers: the population's mean quotes) and feeds back into a and ψ.
+
+A new model is one class
+------------------------
+Subclass :class:`JumpMFGModel` and say
+
+* who the players are: ``states`` (integers), ``initial_law()``, ``terminal_value()``, ``T``,
+  ``risk_aversion`` ξ and ``jumps`` (a tuple of :class:`Jump`: shift, intensity shape, k, c);
+* ``initial_coupling(t)``, the first guess of the coupling on the time grid;
+* ``terms(coupling, t)`` -> :class:`JumpTerms`, the intensity scales a_i(t, q) and the running
+  penalty ψ(t, q) that the coupling implies;
+* ``coupling_from(solution_parts, t)``, the next coupling from the law m, the quotes δ_i and
+  the intensities Λ_i of the solved population.
+
+:func:`solve_jumps` owns the time grid, the compiled sweeps (:mod:`mfg._jump_kernels`: RK4
+backward for θ, with the sup over δ in closed form for exponential intensities and by a
+safeguarded Newton solve otherwise; RK4 forward for m, mass kept to round-off) and the outer
+iteration (Anderson, Newton–Krylov, Picard or fictitious play, shared with :mod:`mfg.fd`).
+See :class:`mfg.market_making.MarketMakingMFG` for a full example.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _jump_kernels as K
+from ._fixed_point import METHODS, MFGConvergenceError, check_options, iterate  # noqa: F401 (METHODS re-exported)
+
+SHAPES = {"exponential": K.EXPONENTIAL, "logistic": K.LOGISTIC}
+
+
+@dataclass(frozen=True)
+class Jump:
+    """One jump kind: ``shift`` (states moved, a nonzero integer), the intensity shape ℓ
+    (``"exponential"``: e^{-k δ}; ``"logistic"``: 1/(1 + e^{k (δ - center)})), ``decay`` k
+    (per unit of δ) and ``center`` c (logistic only)."""
+
+    shift: int
+    decay: float
+    shape: str = "exponential"
+    center: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.shift, bool) or not isinstance(self.shift, (int, np.integer)) or self.shift == 0:
+            raise ValueError(f"jump shift={self.shift!r} must be a nonzero integer")
+        if self.shape not in SHAPES:
+            raise ValueError(f"jump shape={self.shape!r} is not one of {tuple(SHAPES)}")
+        for name in ("decay", "center"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ValueError(f"jump {name}={value!r} must be a finite number")
+        if not self.decay > 0:
+            raise ValueError(f"jump decay={self.decay!r} must be > 0")
+
+
+@dataclass(frozen=True)
+class JumpTerms:
+    """The coupling's effect on a player: ``scale`` (K, N+1, S), the intensity scales
+    a_i(t_n, q) >= 0 (per unit time), and ``penalty`` (N+1, S), the running penalty
+    ψ(t_n, q) (per unit time)."""
+
+    scale: np.ndarray
+    penalty: np.ndarray
+
+
+@dataclass(frozen=True)
+class SolvedPopulation:
+    """What ``coupling_from`` sees: the law m (N+1, S), the quotes δ_i (K, N+1, S; NaN where
+    the jump is not posted) and the intensities Λ_i (K, N+1, S; 0 there)."""
+
+    m: np.ndarray
+    quotes: np.ndarray
+    rates: np.ndarray
+
+
+class JumpMFGModel(ABC):
+    """A finite-state mean-field game of controlled jumps (see the module docstring)."""
+
+    T: float
+    risk_aversion: float
+
+    @property
+    @abstractmethod
+    def states(self) -> np.ndarray:
+        """The integer states (S,), consecutive."""
+
+    @property
+    @abstractmethod
+    def jumps(self) -> tuple[Jump, ...]:
+        """The jump kinds (K of them)."""
+
+    @abstractmethod
+    def initial_law(self) -> np.ndarray:
+        """m(0, ·) on the states (S,): non-negative, summing to one."""
+
+    def terminal_value(self) -> np.ndarray:
+        """θ(T, ·) (S,); zero unless overridden (a terminal penalty is negative)."""
+        return np.zeros(self.states.size)
+
+    @abstractmethod
+    def initial_coupling(self, t: np.ndarray) -> np.ndarray:
+        """First guess of the coupling on the time grid t (N+1,)."""
+
+    @abstractmethod
+    def terms(self, coupling: np.ndarray, t: np.ndarray) -> JumpTerms:
+        """The intensity scales and the running penalty given the coupling."""
+
+    @abstractmethod
+    def coupling_from(self, population: SolvedPopulation, t: np.ndarray) -> np.ndarray:
+        """The next coupling from the solved population."""
+
+
+@dataclass(frozen=True)
+class JumpSolution:
+    """The equilibrium on the time grid ``t`` (N+1,): value θ (N+1, S), quotes and rates
+    (K, N+1, S), law m (N+1, S), the coupling; ``residuals`` (sup norm of Φ(c) - c per outer
+    step), ``evaluations`` (backward and forward sweeps), ``method`` and ``seconds``."""
+
+    model: JumpMFGModel
+    t: np.ndarray
+    value: np.ndarray
+    quotes: np.ndarray
+    rates: np.ndarray
+    m: np.ndarray
+    coupling: np.ndarray
+    residuals: tuple[float, ...]
+    method: str
+    evaluations: int
+    seconds: float
+
+    def expected_jump_income(self) -> float:
+        """E ∫_0^T Σ_i Λ_i δ_i dt: what the jumps pay a player on average (for makers, the
+        spread captured), by the trapezoidal rule on the grid."""
+        flow = (self.m[None] * self.rates * np.nan_to_num(self.quotes)).sum(axis=(0, 2))
+        return float(np.sum(0.5 * (flow[1:] + flow[:-1]) * np.diff(self.t)))
+
+
+class _JumpSweeper:
+    """Φ: coupling -> (θ backward, quotes, m forward) -> next coupling."""
+
+    def __init__(self, model: JumpMFGModel, t: np.ndarray):
+        self.model, self.t = model, t
+        states = np.asarray(model.states)
+        if states.ndim != 1 or states.size < 2 or np.any(np.diff(states) != 1):
+            raise ValueError(f"model.states must be consecutive integers (at least 2); got {states!r}")
+        jumps = model.jumps
+        if not jumps:
+            raise ValueError("model.jumps is empty; a jump game needs at least one jump kind")
+        xi = model.risk_aversion
+        if not (isinstance(xi, (int, float)) and math.isfinite(xi) and xi >= 0):
+            raise ValueError(f"risk_aversion={xi!r} must be finite and >= 0")
+        self.xi = float(xi)
+        self.shifts = np.array([j.shift for j in jumps], dtype=np.int64)
+        self.shapes = np.array([SHAPES[j.shape] for j in jumps], dtype=np.int64)
+        self.decay = np.array([j.decay for j in jumps], dtype=np.float64)
+        self.center = np.array([j.center for j in jumps], dtype=np.float64)
+        S, n1, Kn = states.size, t.size, len(jumps)
+        self.m0 = _checked(np.asarray(model.initial_law(), dtype=np.float64), (S,), "initial_law()")
+        if np.any(self.m0 < 0) or abs(self.m0.sum() - 1.0) > 1e-9:
+            raise ValueError("initial_law() must be non-negative weights summing to 1")
+        self.terminal = _checked(np.asarray(model.terminal_value(), dtype=np.float64), (S,), "terminal_value()")
+        self.theta = np.empty((n1, S))
+        self.quotes = np.empty((Kn, n1, S))
+        self.rates = np.empty((Kn, n1, S))
+        self.m = np.empty((n1, S))
+        self.evaluations = 0
+
+    def sweep(self, coupling: np.ndarray) -> SolvedPopulation:
+        t, model = self.t, self.model
+        terms = model.terms(coupling, t)
+        S, n1, Kn = self.m.shape[1], t.size, self.shifts.size
+        scale = _checked(np.asarray(terms.scale, dtype=np.float64), (Kn, n1, S), "terms().scale")
+        penalty = _checked(np.asarray(terms.penalty, dtype=np.float64), (n1, S), "terms().penalty")
+        if np.any(scale < 0):
+            raise ValueError("terms().scale must be >= 0 (intensities)")
+        failed = K.hjb_backward(t, self.shifts, self.shapes, self.decay, self.center, self.xi, scale, penalty,
+                                self.terminal, self.theta)
+        if failed >= 0:
+            raise ValueError(f"n_t={t.size - 1} too small for the jump intensities: the value θ stopped being "
+                             f"finite at t={t[failed]:.4g} (or the model's terms overflow)")
+        K.controls(self.shifts, self.shapes, self.decay, self.center, self.xi, scale, self.theta, self.quotes,
+                   self.rates)
+        stiffness = float(np.max(self.rates.sum(axis=0))) * float(np.max(np.diff(t)))
+        if not stiffness <= 0.5:
+            raise ValueError(f"n_t={t.size - 1} too small for the jump intensities: dt x max rate = "
+                             f"{stiffness:.3g} > 0.5")
+        self.m[0] = self.m0
+        K.law_forward(t, self.shifts, self.rates, self.m)
+        self.evaluations += 1
+        return SolvedPopulation(self.m, self.quotes, self.rates)
+
+    def __call__(self, coupling: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.coupling_from(self.sweep(coupling), self.t), dtype=np.float64)
+
+
+def _checked(a: np.ndarray, shape: tuple, what: str) -> np.ndarray:
+    if a.shape != shape:
+        raise ValueError(f"{what} has shape {a.shape}; expected {shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{what} is not finite everywhere")
+    return np.ascontiguousarray(a)
+
+
+def time_grid(T: float, n_t: int) -> np.ndarray:
+    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 10:
+        raise ValueError(f"n_t={n_t!r} must be an integer >= 10")
+    return np.linspace(0.0, float(T), int(n_t) + 1)
+
+
+def best_response(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray) -> JumpSolution:
+    """One player's optimal quotes (and the law they induce) against a given coupling."""
+    phi = _JumpSweeper(model, np.ascontiguousarray(t, dtype=np.float64))
+    phi.sweep(np.asarray(coupling, dtype=np.float64))
+    return _solution(model, phi, np.asarray(coupling), (), "best response", 0.0)
+
+
+def solve_jumps(model: JumpMFGModel, n_t: int = 1000, *, method: str = "anderson", damping: float = 0.7,
+                tol: float = 1e-10, max_iter: int = 200, anderson_depth: int = 6) -> JumpSolution:
+    """The mean-field equilibrium on ``n_t`` steps of [0, T].
+
+    method : ``"anderson"`` (default), ``"newton"`` (Jacobian-free Newton–Krylov),
+        ``"picard"`` (damped) or ``"fictitious"``; ``tol`` is on the sup norm of
+        Φ(c) - c; ``max_iter`` counts outer steps (Newton: sweeps).
+
+    Raises ``MFGConvergenceError`` with the residual history when the fixed point is not
+    reached, ``ValueError`` when the model's terms are malformed or ``n_t`` is too small.
+    """
+    check_options(method, damping, tol, max_iter, anderson_depth)
+    t = time_grid(model.T, n_t)
+    start = time.perf_counter()
+    phi = _JumpSweeper(model, t)
+    coupling, residuals = iterate(phi, model.initial_coupling(t), method=method, damping=damping, tol=tol,
+                                  max_iter=max_iter, anderson_depth=anderson_depth)
+    evaluations = phi.evaluations
+    phi.sweep(coupling)  # leave the sweeper at the converged coupling
+    solution = _solution(model, phi, coupling, tuple(residuals), method, time.perf_counter() - start)
+    return JumpSolution(**{**solution.__dict__, "evaluations": evaluations})
+
+
+def _solution(model, phi, coupling, residuals, method, seconds) -> JumpSolution:
+    mass = phi.m.sum(axis=1)
+    if np.max(np.abs(mass - 1.0)) > 1e-9:
+        raise AssertionError(f"the law's mass drifted to {mass.min():.12g}..{mass.max():.12g}; the sweep is broken")
+    if phi.m.min() < -1e-9:
+        raise MFGConvergenceError(f"the law went negative ({phi.m.min():.3g}); take more time steps (n_t)",
+                                  list(residuals))
+    return JumpSolution(model, phi.t.copy(), phi.theta.copy(), phi.quotes.copy(), phi.rates.copy(), phi.m.copy(),
+                        np.asarray(coupling, dtype=np.float64).copy(), residuals, method, phi.evaluations, seconds)
