@@ -28,7 +28,8 @@ fixed point δ̄ -> quotes -> m -> δ̄.
 The model is a :class:`mfg.jump.JumpMFGModel` (two jumps, ±1, exponential intensities,
 ξ = γ, ψ = γσ²q²/2) and is solved by the general jump solver: θ directly by RK4 (the sup in
 closed form), Anderson or Newton–Krylov outside. The linear v-system above is GLFT's
-change of variables, kept for the tests as an independent route.
+change of variables; the tests use it (``simulator.agents.glft_v``) as an independent
+route at ε = 0, and a direct scipy solve of the HJB with competitors.
 
 Limits (tested): ε = 0 is exactly GLFT (:func:`simulator.agents.glft_v`); γ -> 0 with a
 long horizon gives quotes 1/k̃ away from the bounds (the constant-spread limit); a symmetric

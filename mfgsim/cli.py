@@ -234,8 +234,13 @@ def _cmd_makers(args) -> int:
     print(f"at N={int(largest['N'][0])}: spread {largest['spread'].mean():.3f} ticks (MFG "
           f"{largest['mf_spread'].mean():.3f}), P&L per maker {largest['pnl'].mean():.3f} (MFG "
           f"{largest['mf_pnl'].mean():.3f}) ticks per quote unit")
-    if len(fits[0]["fill_intensity_path"]) > 1:
-        print("fill intensity A fitted to the book: " + " -> ".join(f"{a:.4g}" for a in fits[0]["fill_intensity_path"]))
+    f = fits[0]
+    if len(f["fill_intensity_path"]) > 1:
+        print("fill intensity A fitted to the book: " + " -> ".join(f"{a:.4g}" for a in f["fill_intensity_path"]))
+        if f["competition_path"][-1] != f["competition_path"][0]:
+            print("competition eps fitted to the book: " + " -> ".join(f"{e:.4g}" for e in f["competition_path"]))
+    print(f"fill sensitivity to the quote relative to the others' (per tick): book {f['book_sensitivity']:.3f} "
+          f"+- {f['book_sensitivity_se']:.3f}, model k + eps = {f['model_sensitivity']:.3f}")
     print(f"wrote {out / 'makers_runs.parquet'}, {out / 'makers_fits.parquet'} and figures in {out}")
     return 0
 

@@ -15,7 +15,10 @@ every N). For each N and seed the study records
 and fits each against N (log–log with a bootstrap interval over seeds; W1 also as
 b + C N^-r: b is what the book's fills do that A e^{-kδ} does not). With
 ``fit_intensity = k`` under ``[study]`` the makers' A is first fitted to the book's fills in k
-fixed-point steps (:func:`fit_intensity`), and the comparison is with that MFG. Outputs under
+fixed-point steps (:func:`fit_intensity`), and the comparison is with that MFG; with
+``fit_competition = true`` the competition ε is fitted too, from the book's sensitivity of
+a maker's fills to its quote relative to the others' (:func:`fill_sensitivity`, reported
+in every case against the model's k + ε). Outputs under
 ``OUT/<name>/``: ``makers_runs.parquet``, ``makers_fits.parquet`` and the figure ``makers``.
 See ``runs/experiment_d_makers.toml``.
 """
@@ -40,6 +43,7 @@ class MakersStudy:
     seeds: tuple[int, ...]
     market: dict  # the [market] table with [market.makers] and [market.noise]
     fit_intensity: int = 0  # fixed-point steps fitting the makers' A to the book's fills first
+    fit_competition: bool = False  # in those steps, fit ε too, from the book's fill sensitivity
 
 
 def load_makers_study(path: str | Path) -> MakersStudy:
@@ -52,12 +56,15 @@ def load_makers_study(path: str | Path) -> MakersStudy:
         raise study.error("n_makers", n_makers, "expected at least 3 increasing integers >= 2")
     seeds = study.integer("seeds", 8, lo=2, hi=100_000)
     fit = study.integer("fit_intensity", 0, lo=0, hi=20)
+    fit_competition = study.get("fit_competition", False)
+    if not isinstance(fit_competition, bool):
+        raise study.error("fit_competition", fit_competition, "expected true or false")
     study.done()
     market = root.get("market")
     if not isinstance(market, dict):
         raise ConfigError(f"{root.source}: [market] must be a table")
     root.done()
-    out = MakersStudy(name, root.source, tuple(n_makers), tuple(range(seeds)), market, fit)
+    out = MakersStudy(name, root.source, tuple(n_makers), tuple(range(seeds)), market, fit, fit_competition)
     _spec(out, n_makers[0])  # validates
     return out
 
@@ -114,6 +121,60 @@ def _run(args) -> dict:
             "mf_inventory_sd": float(np.sqrt(law[-1] @ q_grid**2 - (law[-1] @ q_grid) ** 2))}
 
 
+def _posted_distances(spec, run):
+    """Per step and maker, the distance (ticks) of the posted bid and ask from the mid and
+    whether each side was filled in that step; from a run recorded at every step."""
+    makers = spec.makers
+    Q, size = makers.max_inventory, makers.quote_size
+    bid_off, ask_off = makers.quote_offsets(spec.T - np.arange(spec.n_steps) * spec.dt)
+    inv = run.accounts_inventory[:, 1:1 + makers.count]
+    mid = run.market["mid"][:-1, None]
+    q = np.clip(np.round(inv[:-1] / size).astype(int), -Q, Q)
+    rows = np.arange(spec.n_steps)[:, None]
+    bid = np.where(q < Q, mid - np.floor(mid - bid_off[rows, q + Q]), np.nan)
+    ask = np.where(q > -Q, np.ceil(mid + ask_off[rows, q + Q]) - mid, np.nan)
+    change = np.diff(inv, axis=0)
+    return bid, ask, change > 0, change < 0
+
+
+def fill_sensitivity(spec, seeds) -> tuple[float, float]:
+    """The book's sensitivity of a maker's fill rate to its quote relative to the others':
+    b in Λ = exp(a - b (δ - δ̄_posted)), fitted by Poisson regression (Newton) over every
+    step, maker and side of runs recorded at every step. It is the book's k̃ = k + ε of the
+    model when the crowd's mean quote is fixed. Returns (b, standard error)."""
+    import dataclasses
+
+    from simulator.market import run_market
+
+    spec = dataclasses.replace(spec, record_every=1)
+    xs, ys = [], []
+    for seed in seeds:
+        bid, ask, bought, sold = _posted_distances(spec, run_market(spec, seed))
+        for dist, filled in ((bid, bought), (ask, sold)):
+            posted = ~np.isnan(dist)
+            rel = dist - np.nanmean(dist, axis=1, keepdims=True)
+            xs.append(rel[posted])
+            ys.append(filled[posted].astype(np.float64))
+    return poisson_slope(np.concatenate(xs), np.concatenate(ys))
+
+
+def poisson_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Maximum-likelihood b in counts y ~ Poisson(exp(a - b x)) (Newton), with its standard
+    error from the Fisher information; NaNs when x does not vary (b is not identified)."""
+    if x.size < 3 or np.ptp(x) == 0.0 or y.sum() == 0:
+        return float("nan"), float("nan")
+    X = np.stack([np.ones_like(x), -x], axis=1)
+    beta = np.array([np.log(y.mean()), 0.0])
+    for _ in range(100):
+        mu = np.exp(X @ beta)
+        info = X.T @ (mu[:, None] * X)
+        step = np.linalg.solve(info, X.T @ (y - mu))
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(beta[1]), float(np.sqrt(np.linalg.inv(info)[1, 1]))
+
+
 def _fill_rate(args) -> float:
     """Fills per maker, per side and unit time in one run (every trade has a maker side)."""
     from simulator.market import run_market
@@ -122,14 +183,18 @@ def _fill_rate(args) -> float:
     return float(run_market(spec, seed).market["volume"].sum()) / (spec.makers.count * spec.T * 2)
 
 
-def fit_intensity(study: MakersStudy, pool) -> tuple[MakersStudy, list[float]]:
-    """Fit the makers' A to the book: with the MFG's mean quote δ̄, set A so that
-    A e^{-k δ̄} (the intensity a maker at the mean quote expects) is the fill rate the book
-    delivers at the largest N, re-solve, repeat ``study.fit_intensity`` times. Returns the
-    study with the fitted A and the path of A."""
+def fit_intensity(study: MakersStudy, pool) -> tuple[MakersStudy, list[float], list[float]]:
+    """Fit the makers' intensity to the book at the largest N, ``study.fit_intensity`` times:
+    with the MFG's mean quote δ̄, set A so that A e^{-k δ̄} (the intensity a maker at the mean
+    quote expects) is the fill rate the book delivers; with ``fit_competition`` also set
+    ε = b - k, b the book's sensitivity to a maker's quote relative to the others'
+    (:func:`fill_sensitivity`, on up to 4 seeds); re-solve, repeat. Returns the study with
+    the fitted values and the paths of A and ε."""
     import dataclasses
 
-    path = [float(study.market["makers"].get("fill_intensity", 100.0))]
+    makers = study.market["makers"]
+    a_path = [float(makers.get("fill_intensity", 100.0))]
+    eps_path = [float(makers.get("competition", 0.0))]
     for _ in range(study.fit_intensity):
         spec = _spec(study, study.n_makers[-1])
         makers = spec.makers
@@ -138,9 +203,14 @@ def fit_intensity(study: MakersStudy, pool) -> tuple[MakersStudy, list[float]]:
         mean_quote = 0.5 * float(np.mean(sol.mean_bid) + np.mean(sol.mean_ask))
         market = copy.deepcopy(study.market)
         market["makers"]["fill_intensity"] = rate * float(np.exp(makers.fill_decay * mean_quote))
+        if study.fit_competition:
+            b, _ = fill_sensitivity(spec, study.seeds[:4])
+            if np.isfinite(b):
+                market["makers"]["competition"] = max(b - makers.fill_decay, 0.0)
         study = dataclasses.replace(study, market=market)
-        path.append(market["makers"]["fill_intensity"])
-    return study, path
+        a_path.append(market["makers"]["fill_intensity"])
+        eps_path.append(float(market["makers"].get("competition", 0.0)))
+    return study, a_path, eps_path
 
 
 def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
@@ -158,9 +228,11 @@ def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
     out = check_writable(Path(out_root) / study.name, "study output folder")
     warm_kernels()
     with make_engine(workers, dask) as pool:
-        study, intensity_path = fit_intensity(study, pool)
+        study, intensity_path, competition_path = fit_intensity(study, pool)
         jobs = [(_spec(study, n), seed) for n in study.n_makers for seed in study.seeds]
         rows = list(pool.map(_run, jobs))
+    final = _spec(study, study.n_makers[-1]).makers
+    sensitivity, sensitivity_se = fill_sensitivity(_spec(study, study.n_makers[-1]), study.seeds[:4])
     runs = pl.DataFrame(rows).with_columns(pnl_gap=(pl.col("pnl") - pl.col("mf_pnl")).abs(),
                                            spread_gap=(pl.col("spread") - pl.col("mf_spread")).abs())
     fits, figures = [], {}
@@ -170,7 +242,10 @@ def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
         bias = fit_with_bias(n, values) if metric == "w1" else None
         fits.append({"metric": metric, "slope": fit.slope, "slope_lo": fit.slope_ci[0], "slope_hi": fit.slope_ci[1],
                      "bias": bias.bias if bias else None, "rate": bias.rate if bias else None,
-                     "value_at_max_N": float(fit.means[-1]), "fill_intensity_path": intensity_path})
+                     "value_at_max_N": float(fit.means[-1]), "fill_intensity_path": intensity_path,
+                     "competition_path": competition_path, "book_sensitivity": sensitivity,
+                     "book_sensitivity_se": sensitivity_se,
+                     "model_sensitivity": final.fill_decay + final.competition})
         figures[metric] = plot_convergence(n, values, fit, metric=metric, reference_slope=-0.5, bias_fit=bias)
     with output_lock(out):
         atomic_write(out / "makers_runs.parquet", runs.write_parquet)

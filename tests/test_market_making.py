@@ -186,5 +186,30 @@ competition = 0.5
     assert set(fits["metric"]) == {"w1", "mean_quote_error", "spread_gap", "pnl_gap"}
     fitted = fits["fill_intensity_path"][0].to_list()
     assert len(fitted) == 2 and fitted[0] == 100.0 and 0 < fitted[1] < 100.0  # the book fills less than A e^{-kδ}
+    assert fits["competition_path"][0].to_list() == [0.5, 0.5]  # fit_competition is off
+    assert fits["book_sensitivity"][0] > 0 and fits["book_sensitivity_se"][0] > 0
+    path.write_text(text.replace("fit_intensity = 1", "fit_intensity = 1\nfit_competition = true"))
+    assert main(["makers", str(path), "--out", str(tmp_path / "eps"), "--workers", "1"]) == 0
+    fits = pl.read_parquet(tmp_path / "out" / "d" / "makers_fits.parquet")
+    eps = pl.read_parquet(tmp_path / "eps" / "d" / "makers_fits.parquet")["competition_path"][0].to_list()
+    assert eps[0] == 0.5 and eps[1] != 0.5 and "competition eps fitted" in capsys.readouterr().out
     path.write_text(text.replace("n_makers = [2, 4, 8]", "n_makers = [1, 4, 8]"))
     assert main(["makers", str(path), "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_poisson_slope_recovers_a_known_sensitivity():
+    """Counts drawn with a known b: the estimate is within three standard errors and the
+    standard error matches the spread of estimates over repeated draws."""
+    from mfgsim.makers_study import poisson_slope
+
+    rng = np.random.default_rng(1)
+    estimates, errors = [], []
+    for _ in range(200):
+        x = rng.uniform(-0.5, 0.5, 5_000)
+        y = rng.poisson(np.exp(-3.0 - 2.5 * x)).astype(float)
+        b, se = poisson_slope(x, y)
+        estimates.append(b)
+        errors.append(se)
+    assert abs(np.mean(estimates) - 2.5) < 3 * np.mean(errors) / np.sqrt(200)
+    assert 0.8 < np.std(estimates) / np.mean(errors) < 1.25
+    assert all(np.isnan(poisson_slope(np.ones(10), np.ones(10))))
