@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.set_defaults(func=_cmd_solve)
 
     run = sub.add_parser(
-        "run", help="run a campaign (a sweep of simulations) given in TOML",
+        "run", help="run a campaign (a sweep of simulations) given in TOML, or a study/calibration file",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Run every unfinished run of a campaign and write Parquet shards to\n"
@@ -64,9 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
             "  pl.scan_parquet('runs/out/NAME/summary/**/*.parquet', hive_partitioning=True)\n\n"
             "examples:\n"
             "  mfgsim run runs/experiment_a_particles.toml --workers 2\n"
-            "  mfgsim run runs/experiment_c_book.toml --dask local"),
+            "  mfgsim run runs/experiment_c_book.toml --dask local\n"
+            "Study and calibration files (experiment (d), impact, closed loop) run as\n"
+            "`mfgsim makers`, `mfgsim impact` or `mfgsim calibrate` would:\n"
+            "  mfgsim run runs/experiment_d_makers.toml"),
     )
-    run.add_argument("campaign", help="campaign TOML file (see runs/)")
+    run.add_argument("campaign", help="campaign, study or calibration TOML file (see runs/)")
     _engine_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
@@ -149,10 +152,38 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_run(args) -> int:
     from .campaign import load_campaign, run_campaign
+    from .config import read_toml
 
+    data = read_toml(args.campaign).data
+    if "campaign" not in data and "grid" in data:
+        print(f"mfgsim run: {args.campaign} is a mean-field solve file; run `mfgsim solve {args.campaign}`",
+              file=sys.stderr)
+        return 2
+    routed = _study_command(data)
+    if routed is not None:  # a study or calibration file: run it as its own command would
+        name, func = routed
+        print(f"{args.campaign}: a {name} file; running `mfgsim {name}`")
+        args.config = args.campaign
+        return func(args)
     campaign = load_campaign(args.campaign)
     out = run_campaign(campaign, args.out, workers=args.workers, dask=args.dask, progress=not args.quiet)
     return _print_status(out)
+
+
+def _study_command(data: dict):
+    """(command, function) for files that are not campaigns, from their top-level tables;
+    None for a campaign (the campaign loader reports what a campaign lacks)."""
+    if "campaign" in data:
+        return None
+    if "calibration" in data:
+        return "calibrate", _cmd_calibrate
+    study = data.get("study")
+    if isinstance(study, dict):
+        if "n_makers" in study:
+            return "makers", _cmd_makers
+        if "sizes" in study:
+            return "impact", _cmd_impact
+    return None
 
 
 def _print_status(out) -> int:

@@ -189,10 +189,11 @@ competition = 0.5
     assert fits["competition_path"][0].to_list() == [0.5, 0.5]  # fit_competition is off
     assert fits["book_sensitivity"][0] > 0 and fits["book_sensitivity_se"][0] > 0
     path.write_text(text.replace("fit_intensity = 1", "fit_intensity = 1\nfit_competition = true"))
-    assert main(["makers", str(path), "--out", str(tmp_path / "eps"), "--workers", "1"]) == 0
+    assert main(["run", str(path), "--out", str(tmp_path / "eps"), "--workers", "1"]) == 0  # routed to makers
     fits = pl.read_parquet(tmp_path / "out" / "d" / "makers_fits.parquet")
     eps = pl.read_parquet(tmp_path / "eps" / "d" / "makers_fits.parquet")["competition_path"][0].to_list()
-    assert eps[0] == 0.5 and eps[1] != 0.5 and "competition eps fitted" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert eps[0] == 0.5 and eps[1] != 0.5 and "competition eps fitted" in out and "running `mfgsim makers`" in out
     path.write_text(text.replace("n_makers = [2, 4, 8]", "n_makers = [1, 4, 8]"))
     assert main(["makers", str(path), "--out", str(tmp_path / "bad")]) == 2
 
