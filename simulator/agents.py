@@ -187,10 +187,22 @@ def _maker_mean_field(makers: MarketMakers, T: float, n_steps: int):
     model = MarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, A=makers.fill_intensity,
                             k=makers.fill_decay, competition=makers.competition, max_inventory=makers.max_inventory,
                             T=T)
-    # the forward equation needs dt x (largest fill rate) <= 0.5; a fill rate is at most
-    # A e^{ε δ̄} with quotes >= 0, and mean quotes stay below 3 ticks for these makers
-    sub = max(1, math.ceil(4 * makers.fill_intensity * math.exp(makers.competition * 3.0) * T / max(n_steps, 1)))
-    return solve_market_making(model, n_t=max(n_steps * sub, 10 * sub)), sub
+    # the sweeps are stable for dt x (a maker's total fill rate) <= 0.5 and accurate to
+    # ~1e-6 for <= 0.1; at the mean quote a side's rate is A e^{-k δ̄} <= A, so start
+    # there and refine until the solved rates allow it (a maker quoting well inside the
+    # crowd is filled faster)
+    sub = max(1, math.ceil(2 * makers.fill_intensity * T / max(n_steps, 1)))
+    while True:
+        try:
+            sol = solve_market_making(model, n_t=max(n_steps * sub, 10 * sub))
+            rate_dt = float(sol.jump_solution.rates.sum(axis=0).max()) * (sol.t[1] - sol.t[0])
+        except ValueError as exc:
+            if "too small" not in str(exc) or sub > 2**16:
+                raise
+            rate_dt = 1.0
+        if rate_dt <= 0.1:
+            return sol, sub
+        sub *= math.ceil(rate_dt / 0.1)
 
 
 def glft_v(tau: np.ndarray, gamma: float, A: float, k: float, sigma: float, Q: int) -> np.ndarray:
