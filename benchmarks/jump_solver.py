@@ -1,9 +1,9 @@
 """Finite-state (jump) MFG solver: accuracy against a closed form, the outer iterations side
 by side, and the compiled sweep against scipy on the same HJB.
 
-1. Risk-neutral makers (ξ = 0, intensity A e^{-kδ}, running penalty φq², terminal ℓq²; one
-   class, below): θ = log ω / k with ω solving a linear system, so ``expm`` gives the exact
-   value. Errors at n_t = 100..800 and the observed order.
+1. Risk-neutral makers (``mfg.market_making.RiskNeutralMakers``: ξ = 0, intensity A e^{-kδ},
+   running penalty φq², terminal ℓq²): θ = log ω / k with ω solving a linear system, so
+   its ``closed_form_value`` is exact. Errors at n_t = 100..800 and the observed order.
 2. The competing-makers equilibrium (``runs/solve_market_makers.toml``'s model, Q = 10,
    n_t = 2000) by Anderson, Newton–Krylov and Picard: median seconds, sweeps, and ratios.
 3. One best response of (1) by the compiled sweeps (n_t = 1600: θ, the quotes and the law
@@ -31,80 +31,41 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
-from scipy.linalg import expm  # noqa: E402
 
-from mfg.jump import Jump, JumpMFGModel, JumpTerms, best_response, solve_jumps  # noqa: E402
-from mfg.market_making import MarketMakingMFG, solve_market_making  # noqa: E402
+from mfg.jump import Jump, best_response, solve_jumps  # noqa: E402
+from mfg.market_making import MarketMakingMFG, RiskNeutralMakers, solve_market_making  # noqa: E402
 
 
 def emit(metric, value, unit, **extra):
     print(json.dumps({"metric": metric, "value": float(f"{value:.6g}"), "unit": unit, **extra}), flush=True)
 
 
-@dataclass(frozen=True)
-class RiskNeutralMakers(JumpMFGModel):
-    A: float = 50.0
-    k: float = 1.2
-    phi: float = 0.3
-    ell: float = 0.05
-    Q: int = 6
-    T: float = 1.0
-    risk_aversion: float = 0.0
+def scipy_value(model: RiskNeutralMakers, t, rtol):
+    """θ on t by scipy's adaptive RK45, the Hamiltonian A e^{-kp} e^{-1}/k in numpy."""
+    q = model.states.astype(float)
+    c = model.A * math.exp(-1.0) / model.k
 
-    @property
-    def states(self):
-        return np.arange(-self.Q, self.Q + 1)
+    def rhs(_, theta):  # dθ/dτ
+        out = -model.phi * q**2
+        out[:-1] += c * np.exp(-model.k * (theta[:-1] - theta[1:]))
+        out[1:] += c * np.exp(-model.k * (theta[1:] - theta[:-1]))
+        return out
 
-    @property
-    def jumps(self):
-        return (Jump(+1, self.k), Jump(-1, self.k))
-
-    def initial_law(self):
-        return np.eye(2 * self.Q + 1)[self.Q]
-
-    def terminal_value(self):
-        return -self.ell * self.states**2.0
-
-    def initial_coupling(self, t):
-        return np.zeros(1)
-
-    def terms(self, coupling, t):
-        return JumpTerms(np.full((2, t.size, self.states.size), self.A),
-                         np.tile(self.phi * self.states**2.0, (t.size, 1)))
-
-    def coupling_from(self, population, t):
-        return np.zeros(1)
-
-    def exact_value(self, t):
-        q = self.states.astype(float)
-        M = np.diag(-self.k * self.phi * q**2) + self.A / math.e * (np.eye(q.size, k=1) + np.eye(q.size, k=-1))
-        omega = np.stack([expm(M * (self.T - s)) @ np.exp(-self.k * self.ell * q**2) for s in t])
-        return np.log(omega) / self.k
-
-    def scipy_value(self, t, rtol):
-        q = self.states.astype(float)
-        c = self.A * math.exp(-1.0) / self.k  # H(p) = A e^{-kp} e^{-1} / k
-
-        def rhs(_, theta):  # dθ/dτ
-            out = -self.phi * q**2
-            out[:-1] += c * np.exp(-self.k * (theta[:-1] - theta[1:]))
-            out[1:] += c * np.exp(-self.k * (theta[1:] - theta[:-1]))
-            return out
-
-        sol = solve_ivp(rhs, (0.0, self.T), self.terminal_value(), t_eval=self.T - t[::-1], rtol=rtol,
-                        atol=rtol * 1e-2)
-        return sol.y[:, ::-1].T
+    sol = solve_ivp(rhs, (0.0, model.T), model.terminal_value(), t_eval=model.T - t[::-1], rtol=rtol,
+                    atol=rtol * 1e-2)
+    return sol.y[:, ::-1].T
 
 
 @dataclass(frozen=True)
 class LogisticMaker(RiskNeutralMakers):
-    """A CARA maker (ξ = 0.1) whose fill probability is logistic: A / (1 + e^{k(δ - c)})."""
+    """The same penalties, but CARA (ξ = 0.1) and a logistic fill probability
+    A / (1 + e^{k(δ - c)})."""
 
-    A: float = 40.0
-    k: float = 1.5
     center: float = 1.0
-    Q: int = 3
-    risk_aversion: float = 0.1
+
+    @property
+    def risk_aversion(self):
+        return 0.1
 
     @property
     def jumps(self):
@@ -140,12 +101,12 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
-    model = RiskNeutralMakers()
+    model = RiskNeutralMakers(A=50.0, k=1.2, phi=0.3, ell=0.05, max_inventory=6, T=1.0)
     solve_jumps(model, 100)  # compile / load the cache
     errors = []
     for n_t in (100, 200, 400, 800):
         sol = solve_jumps(model, n_t)
-        errors.append(float(np.max(np.abs(sol.value - model.exact_value(sol.t)))))
+        errors.append(float(np.max(np.abs(sol.value - model.closed_form_value(sol.t)))))
     emit("closed_form_error", errors[-1], "ticks", n_t=800, errors=[float(f"{e:.3g}") for e in errors])
     emit("observed_order", math.log2(errors[-2] / errors[-1]), "ratio", expected=4)
 
@@ -166,14 +127,14 @@ def main(argv=None):
         emit("seconds_ratio", seconds[method] / seconds["anderson"], "ratio", method=f"{method}/anderson")
 
     t = np.linspace(0.0, model.T, 1601)  # n_t = 1600: about scipy's accuracy at rtol 1e-10
-    exact = model.exact_value(t)
+    exact = model.closed_form_value(t)
     compiled, plain = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         sol = best_response(model, t, np.zeros(1))
         compiled.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        ref = model.scipy_value(t, 1e-10)
+        ref = scipy_value(model, t, 1e-10)
         plain.append(time.perf_counter() - t0)
     emit("compiled_seconds", statistics.median(compiled), "s", n_t=1600,
          error=float(f"{np.max(np.abs(sol.value - exact)):.3g}"))
@@ -183,7 +144,7 @@ def main(argv=None):
 
     # a logistic intensity has no closed-form sup: the kernel's safeguarded Newton solve
     # against scipy with every sup found by a bounded scalar search (one run: it is slow)
-    logistic = LogisticMaker()
+    logistic = LogisticMaker(A=40.0, k=1.5, phi=0.3, ell=0.05, max_inventory=3, T=1.0)
     t = np.linspace(0.0, logistic.T, 401)
     best_response(logistic, t, np.zeros(1))
     t0 = time.perf_counter()

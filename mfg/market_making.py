@@ -190,3 +190,67 @@ def solve_market_making(model: MarketMakingMFG, n_t: int = 1000, tol: float = 1e
     bid, ask = sol.quotes
     return MarketMakingSolution(model, sol.t, bid, ask, sol.m, _posted_mean(sol.m, bid), _posted_mean(sol.m, ask),
                                 sol.residuals, sol)
+
+
+@dataclass(frozen=True)
+class RiskNeutralMakers(JumpMFGModel):
+    """One risk-neutral maker (Cartea–Jaimungal): it maximises expected P&L less a running
+    inventory penalty φ q² and a terminal penalty ℓ q², with fill intensity A e^{-kδ} on both
+    sides and inventory in -Q..Q. No coupling.
+
+    With ξ = 0 the HJB ∂_t θ - φ q² + Σ (A/(e k)) e^{-k(θ(q) - θ(q±1))} = 0 becomes linear in
+    ω = e^{kθ}: dω/dτ = (-kφ q² + (A/e)(shift up + shift down)) ω, ω(T) = e^{-kℓq²}, so
+    :meth:`closed_form_value` is exact; quotes are θ(q) - θ(q±1) + 1/k.
+    """
+
+    A: float
+    k: float
+    phi: float
+    ell: float
+    max_inventory: int
+    T: float
+
+    def __post_init__(self):
+        for name in ("A", "k", "T"):
+            _check(name, getattr(self, name))
+        for name in ("phi", "ell"):
+            _check(name, getattr(self, name), open_lo=False)
+        if isinstance(self.max_inventory, bool) or not isinstance(self.max_inventory, int) or self.max_inventory < 1:
+            raise ValueError(f"max_inventory={self.max_inventory!r} is not allowed; must be an integer >= 1")
+
+    @property
+    def risk_aversion(self) -> float:
+        return 0.0
+
+    @property
+    def states(self):
+        return np.arange(-self.max_inventory, self.max_inventory + 1, dtype=np.int64)
+
+    @property
+    def jumps(self):
+        return (Jump(+1, self.k), Jump(-1, self.k))
+
+    def initial_law(self):
+        return np.eye(2 * self.max_inventory + 1)[self.max_inventory]
+
+    def terminal_value(self):
+        return -self.ell * self.states.astype(np.float64) ** 2
+
+    def initial_coupling(self, t):
+        return np.zeros(1)
+
+    def terms(self, coupling, t):
+        q2 = self.states.astype(np.float64) ** 2
+        return JumpTerms(np.full((2, t.size, q2.size), self.A), np.broadcast_to(self.phi * q2, (t.size, q2.size)))
+
+    def coupling_from(self, population, t):
+        return np.zeros(1)
+
+    def closed_form_value(self, t: np.ndarray) -> np.ndarray:
+        """θ(t, q) (N+1, S) from the linear system for ω (symmetric: one eigen-decomposition)."""
+        q = self.states.astype(np.float64)
+        M = np.diag(-self.k * self.phi * q**2) + self.A / math.e * (np.eye(q.size, k=1) + np.eye(q.size, k=-1))
+        w, V = np.linalg.eigh(M)
+        tau = self.T - np.asarray(t, dtype=np.float64)
+        omega = (V * np.exp(np.outer(tau, w))[:, None, :]) @ (V.T @ np.exp(-self.k * self.ell * q**2))
+        return np.log(omega) / self.k

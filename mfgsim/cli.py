@@ -116,9 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "makers", _cmd_makers, "study TOML file (see runs/experiment_d_makers.toml)",
         "experiment (d): N market makers in the book against their mean-field game",
         "N makers quote the market-making MFG's equilibrium quotes in a book whose flow scales\n"
-        "with N (the makers' fill intensity first fitted to the book with fit_intensity); their\n"
-        "inventory law (W1), mean quote, spread and P&L are compared with the MFG's and fitted\n"
-        "against N. Writes OUT/<name>/makers_runs.parquet, makers_fits.parquet and figures.\n\n"
+        "with N (the makers' fill intensity first fitted to the book with fit_intensity, and\n"
+        "their competition with fit_competition); their inventory law (W1), mean quote, spread\n"
+        "and P&L are compared with the MFG's and fitted against N, and the book's fill\n"
+        "sensitivity to a maker's relative quote is measured against the model's k + eps.\n"
+        "Writes OUT/<name>/makers_runs.parquet, makers_fits.parquet and figures.\n\n"
         "example: mfgsim makers runs/experiment_d_makers.toml")
 
     demo = sub.add_parser("demo", help="small versions of experiments (a) particles and (c) the book, end to end",

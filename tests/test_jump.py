@@ -14,53 +14,20 @@ from scipy.optimize import minimize_scalar
 from mfg import _jump_kernels as K
 from mfg._fixed_point import MFGConvergenceError
 from mfg.jump import Jump, JumpMFGModel, JumpTerms, best_response, solve_jumps
-from mfg.market_making import MarketMakingMFG, solve_market_making
+from mfg.market_making import MarketMakingMFG, RiskNeutralMakers, solve_market_making
 
 
-@dataclass(frozen=True)
-class RiskNeutralMakers(JumpMFGModel):
-    """Cartea–Jaimungal-style makers: risk neutral (ξ = 0), running penalty φq², terminal
-    penalty ℓq², intensity A e^{-kδ}; no coupling (a single maker's problem)."""
+BASE_RN = dict(A=50.0, k=1.2, phi=0.3, ell=0.1, max_inventory=4, T=1.0)
 
-    A: float = 50.0
-    k: float = 1.2
-    phi: float = 0.3
-    ell: float = 0.1
-    Q: int = 4
-    T: float = 1.0
-    risk_aversion: float = 0.0
 
-    @property
-    def states(self):
-        return np.arange(-self.Q, self.Q + 1)
-
-    @property
-    def jumps(self):
-        return (Jump(+1, self.k), Jump(-1, self.k))
-
-    def initial_law(self):
-        m = np.zeros(2 * self.Q + 1)
-        m[self.Q] = 1.0
-        return m
-
-    def terminal_value(self):
-        return -self.ell * self.states.astype(float) ** 2
-
-    def initial_coupling(self, t):
-        return np.zeros(1)
-
-    def terms(self, coupling, t):
-        S = self.states.size
-        return JumpTerms(np.full((2, t.size, S), self.A), np.tile(self.phi * self.states**2.0, (t.size, 1)))
-
-    def coupling_from(self, population, t):
-        return np.zeros(1)
+def risk_neutral_makers(**changes):
+    return RiskNeutralMakers(**{**BASE_RN, **changes})
 
 
 def test_risk_neutral_makers_against_the_linearised_closed_form():
     """With ξ = 0 and e^{-kδ}, ω = e^{kθ} solves the linear dω/dτ = (-kφ q² + (A/e)(shift up +
     shift down)) ω, ω(0) = e^{-kℓq²}: a matrix exponential, not the solver's equations."""
-    model = RiskNeutralMakers()
+    model = risk_neutral_makers()
     q = model.states.astype(float)
     M = np.diag(-model.k * model.phi * q**2) + model.A / math.e * (np.eye(q.size, k=1) + np.eye(q.size, k=-1))
     errors = []
@@ -71,6 +38,7 @@ def test_risk_neutral_makers_against_the_linearised_closed_form():
         theta = np.log(omega) / model.k
         bid = theta[:, :-1] - theta[:, 1:] + 1 / model.k
         errors.append(max(np.max(np.abs(sol.value - theta)), np.max(np.abs(sol.quotes[0, :, :-1] - bid))))
+        np.testing.assert_allclose(model.closed_form_value(sol.t), theta, atol=1e-10)
     assert errors[1] < 1e-6 and errors[0] / errors[1] > 12  # RK4: fourth order
     assert np.isnan(sol.quotes[0, :, -1]).all() and (sol.rates[1, :, 0] == 0).all()
     np.testing.assert_allclose(sol.m.sum(axis=1), 1.0, atol=1e-12)
@@ -241,17 +209,17 @@ def test_bad_jump_models_are_refused():
             return JumpTerms(good.scale, good.penalty * np.nan)
 
     with pytest.raises(ValueError, match=r"terms\(\).scale has shape"):
-        solve_jumps(Broken(), 50)
+        solve_jumps(Broken(**BASE_RN), 50)
     with pytest.raises(ValueError, match="must be >= 0"):
-        solve_jumps(Broken(bad="negative"), 50)
+        solve_jumps(Broken(**BASE_RN, bad="negative"), 50)
     with pytest.raises(ValueError, match="penalty is not finite"):
-        solve_jumps(Broken(bad="nan"), 50)
+        solve_jumps(Broken(**BASE_RN, bad="nan"), 50)
     with pytest.raises(ValueError, match="n_t=5"):
-        solve_jumps(RiskNeutralMakers(), 5)
+        solve_jumps(risk_neutral_makers(), 5)
     with pytest.raises(ValueError, match="method='bisection'"):
-        solve_jumps(RiskNeutralMakers(), 50, method="bisection")
+        solve_jumps(risk_neutral_makers(), 50, method="bisection")
     with pytest.raises(ValueError, match="n_t=10 too small"):
-        solve_jumps(RiskNeutralMakers(A=5e3), 10)
+        solve_jumps(risk_neutral_makers(A=5e3), 10)
 
 
 def test_a_fixed_point_that_fails_reports_its_residuals():
