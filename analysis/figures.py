@@ -118,6 +118,25 @@ def plot_convergence(n, values, fit, *, metric: str, reference_slope: float | No
     return fig
 
 
+def plot_fill_sensitivity(sensitivity, model_slope: float, source: str = ""):
+    """A maker's fill rate against its quote relative to the others' (log scale): the binned
+    book (Poisson ±1 s.d.), the fitted exp(a - b x) and the model's slope k + ε through the
+    same level. ``sensitivity`` is a :class:`mfgsim.makers_study.FillSensitivity`."""
+    s = sensitivity
+    fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
+    err = s.fill_rate / np.sqrt(np.maximum(s.fills, 1))  # a Poisson count's relative s.d. is 1/√count
+    ax.errorbar(s.relative_quote, s.fill_rate, yerr=err, fmt="o", color="C0", label="book (binned maker-steps)")
+    x = np.linspace(s.relative_quote.min(), s.relative_quote.max(), 50) if s.relative_quote.size else np.zeros(0)
+    ax.plot(x, s.rate_at_mean * np.exp(-s.slope * x), "-", color="C0",
+            label=f"fit: b = {s.slope:.3f} ± {s.slope_se:.3f} per tick")
+    ax.plot(x, s.rate_at_mean * np.exp(-model_slope * x), "--", color="C3", label=f"model: k + ε = {model_slope:.3f}")
+    ax.set_yscale("log")
+    ax.set(xlabel="quote distance minus the makers' mean (ticks)", ylabel="fills per maker and unit time",
+           title="fills against the relative quote" + (f" ({source})" if source else ""))
+    ax.legend(fontsize=8)
+    return fig
+
+
 def plot_inventory_paths(t, mean_paths, reference=None, source: str = ""):
     """Mean inventory over time: the mean over runs with a ±2 s.d. band, and E(t).
 

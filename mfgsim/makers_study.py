@@ -19,7 +19,9 @@ fixed-point steps (:func:`fit_intensity`), and the comparison is with that MFG; 
 ``fit_competition = true`` the competition ε is fitted too, from the book's sensitivity of
 a maker's fills to its quote relative to the others' (:func:`fill_sensitivity`, reported
 in every case against the model's k + ε). Outputs under
-``OUT/<name>/``: ``makers_runs.parquet``, ``makers_fits.parquet`` and the figure ``makers``.
+``OUT/<name>/``: ``makers_runs.parquet``, ``makers_fits.parquet``, the figures
+``makers_<metric>`` (against N) and ``makers_fill_sensitivity`` (the book's fill rate against
+the relative quote, with the fit and the model's k + ε).
 See ``runs/experiment_d_makers.toml``.
 """
 
@@ -137,11 +139,28 @@ def _posted_distances(spec, run):
     return bid, ask, change > 0, change < 0
 
 
-def fill_sensitivity(spec, seeds) -> tuple[float, float]:
+@dataclass(frozen=True)
+class FillSensitivity:
+    """How the book splits its flow between makers: ``slope`` b (per tick) and its standard
+    error in Λ = exp(a - b (δ - δ̄_posted)) / dt; ``rate_at_mean`` = e^a / dt (fills per unit
+    time of a maker at the mean quote); and the data binned by relative quote (equal-count
+    bins): ``relative_quote`` (ticks, bin means), ``fill_rate`` (fills per unit time),
+    ``fills`` and ``observations`` (fills and maker-steps per bin)."""
+
+    slope: float
+    slope_se: float
+    rate_at_mean: float
+    relative_quote: np.ndarray
+    fill_rate: np.ndarray
+    fills: np.ndarray
+    observations: np.ndarray
+
+
+def fill_sensitivity(spec, seeds, bins: int = 12) -> FillSensitivity:
     """The book's sensitivity of a maker's fill rate to its quote relative to the others':
-    b in Λ = exp(a - b (δ - δ̄_posted)), fitted by Poisson regression (Newton) over every
-    step, maker and side of runs recorded at every step. It is the book's k̃ = k + ε of the
-    model when the crowd's mean quote is fixed. Returns (b, standard error)."""
+    b in Λ ∝ exp(-b (δ - δ̄_posted)), fitted by Poisson regression (Newton) over every step,
+    maker and side of runs recorded at every step. It is the book's k̃ = k + ε of the model
+    when the crowd's mean quote is fixed."""
     import dataclasses
 
     from simulator.market import run_market
@@ -155,14 +174,22 @@ def fill_sensitivity(spec, seeds) -> tuple[float, float]:
             rel = dist - np.nanmean(dist, axis=1, keepdims=True)
             xs.append(rel[posted])
             ys.append(filled[posted].astype(np.float64))
-    return poisson_slope(np.concatenate(xs), np.concatenate(ys))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    a, b, se = poisson_slope(x, y)
+    order = np.argsort(x, kind="stable")
+    groups = [g for g in np.array_split(order, min(bins, max(x.size // 50, 1))) if g.size]
+    fills = np.array([y[g].sum() for g in groups])
+    steps = np.array([g.size for g in groups], dtype=np.int64)
+    return FillSensitivity(b, se, float(np.exp(a) / spec.dt), np.array([x[g].mean() for g in groups]),
+                           fills / (steps * spec.dt), fills, steps)
 
 
-def poisson_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Maximum-likelihood b in counts y ~ Poisson(exp(a - b x)) (Newton), with its standard
-    error from the Fisher information; NaNs when x does not vary (b is not identified)."""
+def poisson_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Maximum-likelihood (a, b) in counts y ~ Poisson(exp(a - b x)) (Newton), with b's
+    standard error from the Fisher information: (a, b, se). NaNs when x does not vary (b is
+    not identified)."""
     if x.size < 3 or np.ptp(x) == 0.0 or y.sum() == 0:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     X = np.stack([np.ones_like(x), -x], axis=1)
     beta = np.array([np.log(y.mean()), 0.0])
     for _ in range(100):
@@ -172,7 +199,7 @@ def poisson_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         beta = beta + step
         if np.max(np.abs(step)) < 1e-10:
             break
-    return float(beta[1]), float(np.sqrt(np.linalg.inv(info)[1, 1]))
+    return float(beta[0]), float(beta[1]), float(np.sqrt(np.linalg.inv(info)[1, 1]))
 
 
 def _fill_rate(args) -> float:
@@ -204,7 +231,7 @@ def fit_intensity(study: MakersStudy, pool) -> tuple[MakersStudy, list[float], l
         market = copy.deepcopy(study.market)
         market["makers"]["fill_intensity"] = rate * float(np.exp(makers.fill_decay * mean_quote))
         if study.fit_competition:
-            b, _ = fill_sensitivity(spec, study.seeds[:4])
+            b = fill_sensitivity(spec, study.seeds[:4]).slope
             if np.isfinite(b):
                 market["makers"]["competition"] = max(b - makers.fill_decay, 0.0)
         study = dataclasses.replace(study, market=market)
@@ -221,7 +248,7 @@ def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
     import polars as pl
 
     from analysis.convergence import fit_power_law, fit_with_bias
-    from analysis.figures import plot_convergence, save_figure
+    from analysis.figures import plot_convergence, plot_fill_sensitivity, save_figure
 
     from .campaign import make_engine, warm_kernels
 
@@ -232,7 +259,7 @@ def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
         jobs = [(_spec(study, n), seed) for n in study.n_makers for seed in study.seeds]
         rows = list(pool.map(_run, jobs))
     final = _spec(study, study.n_makers[-1]).makers
-    sensitivity, sensitivity_se = fill_sensitivity(_spec(study, study.n_makers[-1]), study.seeds[:4])
+    sensitivity = fill_sensitivity(_spec(study, study.n_makers[-1]), study.seeds[:4])
     runs = pl.DataFrame(rows).with_columns(pnl_gap=(pl.col("pnl") - pl.col("mf_pnl")).abs(),
                                            spread_gap=(pl.col("spread") - pl.col("mf_spread")).abs())
     fits, figures = [], {}
@@ -243,10 +270,12 @@ def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
         fits.append({"metric": metric, "slope": fit.slope, "slope_lo": fit.slope_ci[0], "slope_hi": fit.slope_ci[1],
                      "bias": bias.bias if bias else None, "rate": bias.rate if bias else None,
                      "value_at_max_N": float(fit.means[-1]), "fill_intensity_path": intensity_path,
-                     "competition_path": competition_path, "book_sensitivity": sensitivity,
-                     "book_sensitivity_se": sensitivity_se,
+                     "competition_path": competition_path, "book_sensitivity": sensitivity.slope,
+                     "book_sensitivity_se": sensitivity.slope_se,
                      "model_sensitivity": final.fill_decay + final.competition})
         figures[metric] = plot_convergence(n, values, fit, metric=metric, reference_slope=-0.5, bias_fit=bias)
+    figures["fill_sensitivity"] = plot_fill_sensitivity(sensitivity, final.fill_decay + final.competition,
+                                                        source=f"N={study.n_makers[-1]}, {len(study.seeds[:4])} seeds")
     with output_lock(out):
         atomic_write(out / "makers_runs.parquet", runs.write_parquet)
         atomic_write(out / "makers_fits.parquet", pl.DataFrame(fits).write_parquet)

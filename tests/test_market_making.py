@@ -188,6 +188,7 @@ competition = 0.5
     assert len(fitted) == 2 and fitted[0] == 100.0 and 0 < fitted[1] < 100.0  # the book fills less than A e^{-kδ}
     assert fits["competition_path"][0].to_list() == [0.5, 0.5]  # fit_competition is off
     assert fits["book_sensitivity"][0] > 0 and fits["book_sensitivity_se"][0] > 0
+    assert (tmp_path / "out" / "d" / "makers_fill_sensitivity.png").exists()
     path.write_text(text.replace("fit_intensity = 1", "fit_intensity = 1\nfit_competition = true"))
     assert main(["run", str(path), "--out", str(tmp_path / "eps"), "--workers", "1"]) == 0  # routed to makers
     fits = pl.read_parquet(tmp_path / "out" / "d" / "makers_fits.parquet")
@@ -208,9 +209,27 @@ def test_poisson_slope_recovers_a_known_sensitivity():
     for _ in range(200):
         x = rng.uniform(-0.5, 0.5, 5_000)
         y = rng.poisson(np.exp(-3.0 - 2.5 * x)).astype(float)
-        b, se = poisson_slope(x, y)
+        _, b, se = poisson_slope(x, y)
         estimates.append(b)
         errors.append(se)
     assert abs(np.mean(estimates) - 2.5) < 3 * np.mean(errors) / np.sqrt(200)
     assert 0.8 < np.std(estimates) / np.mean(errors) < 1.25
     assert all(np.isnan(poisson_slope(np.ones(10), np.ones(10))))
+
+
+def test_the_fill_sensitivity_figure_draws_its_data():
+    from analysis.figures import plot_fill_sensitivity
+    from mfgsim.makers_study import FillSensitivity
+
+    s = FillSensitivity(2.0, 0.1, 20.0, np.array([-0.5, 0.0, 0.5]), np.array([50.0, 20.0, 8.0]),
+                        np.array([100.0, 40.0, 16.0]), np.array([1000, 1000, 1000]))
+    fig = plot_fill_sensitivity(s, 1.3)
+    ax = fig.axes[0]
+    points = ax.containers[0].lines[0]
+    np.testing.assert_allclose(points.get_xdata(), s.relative_quote)
+    np.testing.assert_allclose(points.get_ydata(), s.fill_rate)
+    fit, model = ax.get_lines()[-2:]
+    np.testing.assert_allclose(fit.get_ydata(), 20.0 * np.exp(-2.0 * fit.get_xdata()))
+    np.testing.assert_allclose(model.get_ydata(), 20.0 * np.exp(-1.3 * model.get_xdata()))
+    errors = ax.containers[0].lines[2][0].get_segments()
+    np.testing.assert_allclose([seg[1, 1] - seg[0, 1] for seg in errors], 2 * s.fill_rate / np.sqrt(s.fills))
