@@ -32,7 +32,7 @@ Subclass :class:`JumpMFGModel` and say
 * ``initial_coupling(t)``, the first guess of the coupling on the time grid;
 * ``terms(coupling, t)`` -> :class:`JumpTerms`, the intensity scales a_i(t, q) and the running
   penalty ψ(t, q) that the coupling implies;
-* ``coupling_from(solution_parts, t)``, the next coupling from the law m, the quotes δ_i and
+* ``coupling_from(population, t)``, the next coupling from the law m, the quotes δ_i and
   the intensities Λ_i of the solved population.
 
 :func:`solve_jumps` owns the time grid, the compiled sweeps (:mod:`mfg._jump_kernels`: RK4
@@ -44,6 +44,7 @@ See :class:`mfg.market_making.MarketMakingMFG` for a full example.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
@@ -262,7 +263,7 @@ def solve_jumps(model: JumpMFGModel, n_t: int = 1000, *, method: str = "anderson
     evaluations = phi.evaluations
     phi.sweep(coupling)  # leave the sweeper at the converged coupling
     solution = _solution(model, phi, coupling, tuple(residuals), method, time.perf_counter() - start)
-    return JumpSolution(**{**solution.__dict__, "evaluations": evaluations})
+    return dataclasses.replace(solution, evaluations=evaluations)
 
 
 def _solution(model, phi, coupling, residuals, method, seconds) -> JumpSolution:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .jump import Jump, JumpMFGModel, JumpTerms, SolvedPopulation, best_response, solve_jumps
+from .jump import Jump, JumpMFGModel, JumpSolution, JumpTerms, SolvedPopulation, best_response, solve_jumps
 
 
 def _check(name, value, lo=0.0, open_lo=True):
@@ -143,7 +143,7 @@ class MarketMakingSolution:
     mean_bid: np.ndarray
     mean_ask: np.ndarray
     residuals: tuple[float, ...]
-    jump_solution: object = None  # the mfg.jump.JumpSolution it was read from
+    jump_solution: JumpSolution
 
     def mean_inventory(self) -> np.ndarray:
         return self.m @ self.model.q

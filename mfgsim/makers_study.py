@@ -159,8 +159,9 @@ class FillSensitivity:
 def fill_sensitivity(spec, seeds, bins: int = 12) -> FillSensitivity:
     """The book's sensitivity of a maker's fill rate to its quote relative to the others':
     b in Λ ∝ exp(-b (δ - δ̄_posted)), fitted by Poisson regression (Newton) over every step,
-    maker and side of runs recorded at every step. It is the book's k̃ = k + ε of the model
-    when the crowd's mean quote is fixed."""
+    maker and side of runs recorded at every step (a fill indicator per step is a Poisson
+    count while Λ dt ≪ 1; here about 0.04). It is the book's k̃ = k + ε of the model when
+    the crowd's mean quote is fixed."""
     import dataclasses
 
     from simulator.market import run_market
