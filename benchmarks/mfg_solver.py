@@ -100,7 +100,7 @@ def main(argv=None):
     # the second-order option (Richardson extrapolation): the smallest error within 0.1 s over
     # a few grids on a wider domain (the coarse solve must keep its mass off the ends)
     best = None
-    for n_x in (100, 120, 160):
+    for n_x in (80, 100, 120, 160):
         for n_t in (60, 80, 100, 120):
             g = Grid(-2.5, 3.0, n_x, 1.0, n_t)
             secs = statistics.median(solve(LQCrowdingModel(cf), g, order=2).seconds for _ in range(3))

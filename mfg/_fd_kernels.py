@@ -70,13 +70,18 @@ def _velocities(u, dx, k, alpha, shift, bplus, bminus):
 
 @njit(cache=True)
 def hjb_backward(x, dt, sigma, k, alpha, shift, base, slope, dense, terminal, u, bplus, bminus, tol, max_newton,
-                 last_residual):
+                 last_residual, warm):
     """Solve the HJB backward in place.
 
     shift (N,), base (I,), slope (N,), dense (N, I) or (0, I), terminal (I,); writes
     u (N+1, I), bplus/bminus (N+1, I) (row N: velocities of the terminal cost). Returns
     the total number of Newton iterations, or -(n+1) if Newton failed at step n; then
     ``last_residual[0]`` holds its last scaled residual (NaN if u overflowed).
+
+    Newton starts each step from a guess: with ``warm``, u must hold the previous sweep
+    (another coupling, same grid), and the guess is that sweep's value at the step moved by
+    the change just found at the next step; near the fixed point one Newton step then
+    suffices. Otherwise the guess extrapolates the two later steps linearly in time.
 
     Newton stops when ``dt·max|residual| <= tol·(1 + max|u^{n+1}|)``: the residual of a
     step is a change of u, and u carries round-off relative to its size (an absolute
@@ -93,13 +98,21 @@ def hjb_backward(x, dt, sigma, k, alpha, shift, base, slope, dense, terminal, u,
     resid = np.empty(n_x)
     delta = np.empty(n_x)
     work = np.empty(n_x)
+    pot = np.empty(n_x)
+    old_next = terminal.copy()
     u[n_steps] = terminal
     _velocities(u[n_steps], dx, k, alpha, shift[n_steps - 1], bplus[n_steps], bminus[n_steps])
     total = 0
     for n in range(n_steps - 1, -1, -1):
         s = shift[n]
         un = u[n]
-        if n + 2 <= n_steps:  # linear extrapolation in time: fewer Newton iterations
+        if warm:
+            # the previous sweep's value at this step, moved by how much the next step changed
+            for i in range(n_x):
+                old = un[i]
+                un[i] += u[n + 1, i] - old_next[i]
+                old_next[i] = old
+        elif n + 2 <= n_steps:  # linear extrapolation in time: fewer Newton iterations
             for i in range(n_x):
                 un[i] = 2.0 * u[n + 1, i] - u[n + 2, i]
         else:
@@ -107,29 +120,39 @@ def hjb_backward(x, dt, sigma, k, alpha, shift, base, slope, dense, terminal, u,
         scale = 1.0
         for i in range(n_x):
             scale = max(scale, 1.0 + abs(u[n + 1, i]))
+            pot[i] = base[i] + slope[n] * x[i]
+            if has_dense:
+                pot[i] += dense[n, i]
         converged = False
         err = 0.0
         for it in range(max_newton):
-            _velocities(un, dx, k, alpha, s, bplus[n], bminus[n])
+            # one pass: the upwind velocities at un, the residual and the Newton Jacobian
             err = 0.0
             for i in range(n_x):
-                bp = bplus[n, i]
-                bm = bminus[n, i]
-                # H_num = (α-1) k (|b⁺|^α + |b⁻|^α) - F (k (b⁺² + b⁻²) when α = 2)
-                pot = base[i] + slope[n] * x[i]
-                if has_dense:
-                    pot += dense[n, i]
-                if alpha == 2.0:
-                    h_num = k * (bp * bp + bm * bm) - pot
-                else:
-                    h_num = (alpha - 1.0) * k * (abs(bp) ** alpha + abs(bm) ** alpha) - pot
-                up = diff + bp / dx if i < n_x - 1 else 0.0
-                lo = diff - bm / dx if i > 0 else 0.0
+                bp = 0.0
+                bm = 0.0
+                up = 0.0
+                lo = 0.0
                 lap = 0.0
                 if i < n_x - 1:
+                    a = (un[i + 1] - un[i]) / dx + s
+                    if a < 0.0:
+                        bp = _speed(a, k, alpha)
+                    up = diff + bp / dx
                     lap += diff * (un[i + 1] - un[i])
                 if i > 0:
+                    a = (un[i] - un[i - 1]) / dx + s
+                    if a > 0.0:
+                        bm = -_speed(a, k, alpha)
+                    lo = diff - bm / dx
                     lap += diff * (un[i - 1] - un[i])
+                bplus[n, i] = bp
+                bminus[n, i] = bm
+                # H_num = (α-1) k (|b⁺|^α + |b⁻|^α) - F (k (b⁺² + b⁻²) when α = 2)
+                if alpha == 2.0:
+                    h_num = k * (bp * bp + bm * bm) - pot[i]
+                else:
+                    h_num = (alpha - 1.0) * k * (abs(bp) ** alpha + abs(bm) ** alpha) - pot[i]
                 r = (un[i] - u[n + 1, i]) / dt - lap + h_num
                 resid[i] = -r
                 if abs(r) > err:
@@ -139,7 +162,7 @@ def hjb_backward(x, dt, sigma, k, alpha, shift, base, slope, dense, terminal, u,
                 diag[i] = 1.0 / dt + up + lo
             if not np.isfinite(err):
                 break
-            if err * dt <= tol * scale:
+            if err * dt <= tol * scale:  # bplus/bminus hold the velocities of this un
                 converged = True
                 total += it
                 break
@@ -149,7 +172,6 @@ def hjb_backward(x, dt, sigma, k, alpha, shift, base, slope, dense, terminal, u,
         if not converged:
             last_residual[0] = err * dt / scale
             return -(n + 1)
-        _velocities(un, dx, k, alpha, s, bplus[n], bminus[n])
     return total
 
 

@@ -130,6 +130,23 @@ class MFGModel(ABC):
     def initial_coupling(self, grid: Grid) -> np.ndarray:
         """Starting guess of the fixed-point variable."""
 
+    def refine_coupling(self, coupling: np.ndarray, grid: Grid) -> np.ndarray:
+        """The coupling of ``grid`` carried to the grid refined twice in x and t (the fine
+        solve of ``order=2`` starts from it, which saves it the coarse solve's first
+        iterations).
+
+        The default reads a coupling of one entry per time step, (N,) or (N, I) with I the
+        grid's nodes: each step is repeated and the nodes are interpolated linearly. A model
+        whose coupling is laid out otherwise overrides it.
+        """
+        c = np.repeat(np.asarray(coupling, dtype=np.float64), 2, axis=0)
+        if c.ndim == 2 and c.shape[1] == grid.n_x:
+            fine = np.empty((c.shape[0], 2 * grid.n_x - 1))
+            fine[:, ::2] = c
+            fine[:, 1::2] = 0.5 * (c[:, 1:] + c[:, :-1])
+            c = fine
+        return c
+
     @abstractmethod
     def hamiltonian_terms(self, coupling: np.ndarray, grid: Grid) -> HamiltonianTerms:
         """The Hamiltonian of each type given the coupling (see :class:`HamiltonianTerms`)."""
@@ -347,7 +364,7 @@ class _Sweeper:
                 np.ascontiguousarray(terms.base[j], dtype=np.float64),
                 np.ascontiguousarray(terms.slope[j], dtype=np.float64),
                 dense, self.terminal[j], self.u[j], self.bplus[j], self.bminus[j],
-                self.newton_tol, self.max_newton, self.last_residual)
+                self.newton_tol, self.max_newton, self.last_residual, self.evaluations > 0)
             if status < 0:
                 raise MFGConvergenceError(self._newton_failure(-status - 1, j), [])
             K.fp_forward(g.dx, g.dt, model.sigma, self.bplus[j], self.bminus[j], self.m0[j], self.m[j], self.rates[j])
@@ -367,7 +384,8 @@ class _Sweeper:
 
 def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: float = 0.5,
           tol: float = 1e-8, max_iter: int = 500, anderson_depth: int = 6,
-          newton_tol: float = 1e-12, max_newton: int = 50, order: int = 1) -> MFGSolution:
+          newton_tol: float = 1e-12, max_newton: int = 50, order: int = 1,
+          initial_coupling: np.ndarray | None = None) -> MFGSolution:
     """Solve the MFG on ``grid``.
 
     Parameters
@@ -382,6 +400,8 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
         c ← (1-θ)c + θΦ(c) with θ = ``damping``), ``"fictitious"`` (θ_k = 1/(k+2)).
     tol : stop when the sup norm of Φ(c) - c is below this.
     max_iter : outer iterations (Newton: Φ evaluations) before giving up.
+    initial_coupling : the fixed point's starting guess (a solution of a nearby model, say),
+        shaped as ``model.initial_coupling(grid)``; that is the default.
 
     Raises
     ------
@@ -395,8 +415,9 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
     if order == 2:
         options = dict(method=method, damping=damping, tol=tol, max_iter=max_iter, anderson_depth=anderson_depth,
                        newton_tol=newton_tol, max_newton=max_newton)
-        coarse = solve(model, grid, **options)
-        fine = solve(model, Grid(grid.x_min, grid.x_max, 2 * grid.n_x - 1, grid.T, 2 * grid.n_t), **options)
+        coarse = solve(model, grid, initial_coupling=initial_coupling, **options)
+        fine = solve(model, Grid(grid.x_min, grid.x_max, 2 * grid.n_x - 1, grid.T, 2 * grid.n_t),
+                     initial_coupling=model.refine_coupling(coarse.coupling, grid), **options)
         return _richardson(coarse, fine)
     check_options(method, damping, tol, max_iter, anderson_depth)
     if not (isinstance(newton_tol, (int, float, np.number)) and math.isfinite(newton_tol) and newton_tol > 0):
@@ -408,7 +429,15 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
     t0 = time.perf_counter()
     phi = _Sweeper(model, grid, newton_tol, max_newton)
     _check_edges(phi.m0, grid, "the initial law m0")
-    c, residuals = iterate(phi, model.initial_coupling(grid), method=method, damping=damping, tol=tol,
+    default = np.asarray(model.initial_coupling(grid), dtype=np.float64)
+    if initial_coupling is None:
+        initial_coupling = default
+    else:
+        initial_coupling = np.asarray(initial_coupling, dtype=np.float64)
+        if initial_coupling.shape != default.shape or not np.all(np.isfinite(initial_coupling)):
+            raise ValueError(f"initial_coupling must be finite and shaped {default.shape} (as "
+                             f"model.initial_coupling(grid)); got shape {initial_coupling.shape}")
+    c, residuals = iterate(phi, initial_coupling, method=method, damping=damping, tol=tol,
                            max_iter=max_iter, anderson_depth=anderson_depth)
     evaluations = phi.evaluations
     phi(c)  # leave the sweeper at the converged coupling

@@ -219,6 +219,60 @@ def test_second_order_option_converges_at_second_order():
         solve(LQCrowdingModel(cf), Grid(-1.5, 2.5, 20, 1.0, 5), order=3)
 
 
+
+def test_warm_started_sweeps_solve_the_same_hjb():
+    """After its first call the sweeper starts each HJB step from its previous sweep: the
+    map Φ must not depend on where it was last evaluated (only through Newton's tolerance)."""
+    from mfg.fd import _Sweeper
+
+    cf, grid = crowding(5.0), Grid(-1.5, 2.5, 80, 1.0, 40)
+    model = LQCrowdingModel(cf)
+    rng = np.random.default_rng(3)
+    c1, c2 = rng.normal(0.0, 1.0, grid.n_t), rng.normal(-1.0, 0.5, grid.n_t)
+    cold = _Sweeper(model, grid, 1e-12, 50)
+    expected, u_cold = cold(c2), cold.u.copy()
+    warm = _Sweeper(model, grid, 1e-12, 50)
+    warm(c1)
+    np.testing.assert_allclose(warm(c2), expected, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(warm.u, u_cold, rtol=0, atol=1e-10 * np.max(np.abs(u_cold)))
+
+
+def test_second_order_is_the_extrapolation_of_two_separate_solves():
+    """order=2 starts its fine solve from the coarse coupling: it must land on the same
+    fixed point as a fine solve from the model's own start, in fewer iterations."""
+    cf = crowding(5.0)
+    model = LQCrowdingModel(cf)
+    grid, fine_grid = Grid(-1.5, 2.5, 60, 1.0, 30), Grid(-1.5, 2.5, 119, 1.0, 60)
+    coarse, fine = solve(model, grid, tol=1e-11), solve(model, fine_grid, tol=1e-11)
+    sol = solve(model, grid, order=2, tol=1e-11)
+    np.testing.assert_allclose(sol.mean_rate, 2 * fine.mean_rate.reshape(-1, 2).mean(axis=1) - coarse.mean_rate,
+                               rtol=0, atol=1e-8)
+    assert sol.iterations - coarse.iterations < fine.iterations
+    refined = model.refine_coupling(coarse.coupling, grid)
+    assert refined.shape == (fine_grid.n_t,)
+    np.testing.assert_array_equal(refined[::2], coarse.coupling)
+    # a local coupling (N, I): steps repeated, nodes interpolated onto the fine grid
+    averse = CrowdAversionModel(k=1.0, phi=1.0, A=5.0, alpha=0.5, T=1.0, m0=GM.normal(0.5, 0.3), sigma=0.3)
+    density = averse.initial_coupling(grid)
+    refined = averse.refine_coupling(density, grid)
+    assert refined.shape == (fine_grid.n_t, fine_grid.n_x)
+    np.testing.assert_array_equal(refined[1::2, ::2], density)
+    np.testing.assert_allclose(refined[0, 1::2], 0.5 * (density[0, 1:] + density[0, :-1]))
+
+
+def test_initial_coupling_is_checked_and_used():
+    cf, grid = crowding(5.0), Grid(-1.5, 2.5, 60, 1.0, 30)
+    model = LQCrowdingModel(cf)
+    with pytest.raises(ValueError, match=r"initial_coupling must be finite and shaped \(30,\)"):
+        solve(model, grid, initial_coupling=np.zeros(29))
+    with pytest.raises(ValueError, match="initial_coupling"):
+        solve(model, grid, initial_coupling=np.full(30, np.nan))
+    sol = solve(model, grid)
+    again = solve(model, grid, initial_coupling=sol.coupling)
+    assert again.iterations == 1
+    np.testing.assert_allclose(again.mean_rate, sol.mean_rate, atol=1e-8)
+
+
 def direct_mean_path(k, phi, A, alpha, m0, T, n=100):
     """No coupling and no noise: each agent solves min Σ (k|ν|^α + φ x²) dt + A x_T² over a
     piecewise-constant rate path (direct transcription, L-BFGS-B); the mean over Gauss–
