@@ -219,7 +219,6 @@ def test_second_order_option_converges_at_second_order():
         solve(LQCrowdingModel(cf), Grid(-1.5, 2.5, 20, 1.0, 5), order=3)
 
 
-
 def test_warm_started_sweeps_solve_the_same_hjb():
     """After its first call the sweeper starts each HJB step from its previous sweep: the
     map Φ must not depend on where it was last evaluated (only through Newton's tolerance)."""
