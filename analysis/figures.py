@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mfgsim.io import atomic_write  # noqa: E402
+from mfg.io import atomic_write  # noqa: E402
 
 
 def save_figure(fig, stem: str | os.PathLike, formats=("pdf", "png"), close: bool = True) -> list[Path]:

@@ -468,3 +468,69 @@ def impact_path_fit(markets, n_agents: int, lots_per_unit: int, tick_size: float
     rng = np.random.default_rng(seed)
     boot = np.array([fit(rng.integers(len(markets), size=len(markets)))[:2] for _ in range(n_boot)])
     return PathFit(kappa, float(boot[:, 0].std(ddof=1)), rho, float(boot[:, 1].std(ddof=1)), rmse)
+
+
+@dataclass(frozen=True)
+class FillSensitivity:
+    """How the book splits its flow between makers (:func:`fit_fill_sensitivity`): ``slope`` b (per tick) and its standard
+    error in Λ = exp(a - b (δ - δ̄_posted)) / dt; ``rate_at_mean`` = e^a / dt (fills per unit
+    time of a maker at the mean quote); and the data binned by relative quote (equal-count
+    bins): ``relative_quote`` (ticks, bin means), ``fill_rate`` (fills per unit time),
+    ``fills`` and ``observations`` (fills and maker-steps per bin)."""
+
+    slope: float
+    slope_se: float
+    rate_at_mean: float
+    relative_quote: np.ndarray
+    fill_rate: np.ndarray
+    fills: np.ndarray
+    observations: np.ndarray
+
+
+def fit_fill_sensitivity(relative_quote: np.ndarray, filled: np.ndarray, dt: float, bins: int = 12) -> FillSensitivity:
+    """Fit Λ = exp(a - b x) / dt to per-step fill indicators by Poisson regression.
+
+    Parameters
+    ----------
+    relative_quote : ndarray
+        x: a maker's posted distance from the mid minus the makers' mean distance, ticks,
+        one entry per maker, side and step in which the side was posted.
+    filled : ndarray
+        1.0 where that side was filled in that step, else 0.0 (a Poisson count while
+        Λ dt ≪ 1).
+    dt : float
+        The step (model time units).
+    bins : int
+        Equal-count bins of ``relative_quote`` for the binned rates (fewer when there are
+        under 50 observations a bin).
+
+    Returns
+    -------
+    FillSensitivity
+    """
+    x, y = relative_quote, filled
+    a, b, se = poisson_slope(x, y)
+    order = np.argsort(x, kind="stable")
+    groups = [g for g in np.array_split(order, min(bins, max(x.size // 50, 1))) if g.size]
+    fills = np.array([y[g].sum() for g in groups])
+    steps = np.array([g.size for g in groups], dtype=np.int64)
+    return FillSensitivity(b, se, float(np.exp(a) / dt), np.array([x[g].mean() for g in groups]),
+                           fills / (steps * dt), fills, steps)
+
+
+def poisson_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Maximum-likelihood (a, b) in counts y ~ Poisson(exp(a - b x)) (Newton), with b's
+    standard error from the Fisher information: (a, b, se). NaNs when x does not vary (b is
+    not identified)."""
+    if x.size < 3 or np.ptp(x) == 0.0 or y.sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    X = np.stack([np.ones_like(x), -x], axis=1)
+    beta = np.array([np.log(y.mean()), 0.0])
+    for _ in range(100):
+        mu = np.exp(X @ beta)
+        info = X.T @ (mu[:, None] * X)
+        step = np.linalg.solve(info, X.T @ (y - mu))
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(beta[0]), float(beta[1]), float(np.sqrt(np.linalg.inv(info)[1, 1]))

@@ -1,5 +1,9 @@
 """`mfgsim report OUTDIR`: the convergence table and the figures of a campaign.
 
+The model and spec of a campaign's runs are rebuilt from the manifest's ``params`` by the
+application that wrote them: the functions that need them take its ``build_run``
+(``mfgsim.build.build_run``), so that this floor does not import the one above it.
+
 Which metrics are fitted depends on the campaign's kind:
 
 * particles: W1 (expected slope -1/2), KS, the mean-inventory error, |cost gap|;
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +34,35 @@ METRICS = {
 }
 
 
+# (resolved config, source) -> {"model": ..., "spec": ...}: how a campaign's runs are rebuilt
+RunBuilder = Callable[[dict, str], dict]
+
+
 @dataclass(frozen=True)
 class Report:
+    """A campaign's convergence table (one row per fitted metric) and the figures written."""
+
     kind: str
     table: pl.DataFrame  # one row per fitted metric
     figures: tuple[Path, ...]
 
 
-def convergence_table(outdir: str | Path) -> tuple[str, pl.DataFrame, pl.DataFrame, dict]:
-    """(kind, per-run summary joined with N and seed, fitted table, {metric: (PowerFit, BiasFit or None)})."""
+def convergence_table(outdir: str | Path, build_run: RunBuilder) -> tuple[str, pl.DataFrame, pl.DataFrame, dict]:
+    """Fit every metric of the campaign's kind against N.
+
+    Parameters
+    ----------
+    outdir : str or Path
+        A campaign's output folder.
+    build_run : callable
+        Rebuilds a run's objects from its manifest ``params`` (see the module docstring).
+
+    Returns
+    -------
+    tuple
+        (kind, the per-run summary joined with N and seed, the fitted table,
+        {metric: (PowerFit, BiasFit or None)}).
+    """
     man = manifest(outdir)
     done = man.filter(pl.col("status") == "done")
     if done.is_empty():
@@ -52,7 +77,7 @@ def convergence_table(outdir: str | Path) -> tuple[str, pl.DataFrame, pl.DataFra
     rows, fits = [], {}
     notes, floors = {}, {}
     if kind == "market":
-        floors["ks_max"], lots = lattice_ks_floor(outdir)
+        floors["ks_max"], lots = lattice_ks_floor(outdir, build_run)
         notes["ks_max"] = (f"floor ~{floors['ks_max']:.3f}: inventories live on a 1/L lattice (L={lots}) and "
                            "m(t, .) is continuous, so KS stays near half the largest lattice-cell mass of m")
     for metric, reference in METRICS[kind]:
@@ -87,23 +112,21 @@ def format_table(table: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _largest_run(outdir: Path) -> tuple[int, int, dict]:
+def _largest_run(outdir: Path, build_run: RunBuilder) -> tuple[int, int, dict]:
     """(N, first seed, objects) of the campaign's largest finished N."""
-    from mfgsim.campaign import build_run
-
     man = manifest(outdir).filter(pl.col("status") == "done")
     n_max = int(man["N"].max())
     largest = man.filter(pl.col("N") == n_max).sort("seed")
     return n_max, int(largest["seed"][0]), build_run(json.loads(largest["params"][0]), str(outdir))
 
 
-def lattice_ks_floor(outdir: str | Path) -> tuple[float, int]:
+def lattice_ks_floor(outdir: str | Path, build_run: RunBuilder) -> tuple[float, int]:
     """(KS floor, L) of a book campaign: inventories are multiples of 1/L, so the empirical
     CDF jumps by the mass of a lattice cell at each lattice point while the law's CDF is
     continuous; however large N, KS stays near half the largest jump. The floor is half
     the largest cell mass ``F(x + 1/2L) - F(x - 1/2L)`` of m(t, .) over lattice points x
     and recorded times t (an estimate: the empirical jumps scatter around it)."""
-    _, _, objects = _largest_run(Path(outdir))
+    _, _, objects = _largest_run(Path(outdir), build_run)
     spec, model = objects["spec"], objects["model"]
     lots = spec.crowd.lots_per_unit
     largest = 0.0
@@ -115,13 +138,27 @@ def lattice_ks_floor(outdir: str | Path) -> tuple[float, int]:
     return largest / 2, lots
 
 
-def report(outdir: str | Path, figures: bool = True) -> Report:
-    """Fit the convergence table of a campaign and write its figures to OUTDIR/figures."""
+def report(outdir: str | Path, build_run: RunBuilder, figures: bool = True) -> Report:
+    """Fit the convergence table of a campaign and write its figures to OUTDIR/figures.
+
+    Parameters
+    ----------
+    outdir : str or Path
+        A campaign's output folder.
+    build_run : callable
+        Rebuilds a run's objects from its manifest ``params`` (see the module docstring).
+    figures : bool
+        Write the figures (PNG and PDF); False fits the table only.
+
+    Returns
+    -------
+    Report
+    """
     from .figures import (plot_convergence, plot_density_heatmaps, plot_inventory_paths, plot_law_vs_histogram,
                           plot_market_table, save_figure)
 
     outdir = Path(outdir)
-    kind, summary, table, fits = convergence_table(outdir)
+    kind, summary, table, fits = convergence_table(outdir, build_run)
     written: list[Path] = []
     if not figures:
         return Report(kind, table, ())
@@ -135,7 +172,7 @@ def report(outdir: str | Path, figures: bool = True) -> Report:
         written += save_figure(fig, fig_dir / f"convergence_{metric}")
     if kind == "nash":
         return Report(kind, table, tuple(written))
-    n_max, first_seed, objects = _largest_run(outdir)
+    n_max, first_seed, objects = _largest_run(outdir, build_run)
     model = objects["model"]
     mfg = scan(outdir, "mfg").filter(pl.col("N") == n_max).collect().sort("seed", "t")
     paths = np.stack([g["mean_inventory"].to_numpy() for _, g in mfg.group_by("seed", maintain_order=True)])

@@ -11,30 +11,24 @@ orders; 15% market orders). Prints one JSON line per figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import ROOT, emit
 sys.path.insert(0, str(ROOT / "tests"))  # the reference book is a test fixture
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
 from simulator import OrderBook, match_messages  # noqa: E402
-from simulator.book import MessageKind  # noqa: E402
+from simulator.book import MessageKind, compiled_call_floor  # noqa: E402
 from simulator.streams import mixed_stream  # noqa: E402
 
 N_TICKS = 65_536
 
-
-def emit(metric: str, value: float, unit: str, **extra) -> None:
-    print(json.dumps({"metric": metric, "value": round(float(value), 4), "unit": unit, **extra}), flush=True)
 
 
 def time_batch(stream: np.ndarray, repeats: int) -> tuple[float, int]:
@@ -69,23 +63,15 @@ def call_floors(n: int = 200_000) -> tuple[float, float]:
     """Seconds per message that no single-message API over this kernel can go below here:
     one compiled call with seven integers (a rejected cancel: no matching), and a Python
     method taking five arguments that does nothing, each driven like the methods above."""
-    from simulator import _book_kernels as K
-
-    book = OrderBook(N_TICKS)
-
     class Noop:
         def limit(self, order_id, agent, side, price, qty):
             return None
 
-    kernel = [(K.process_one, (book._handles_address, K.CANCEL, 0, 0, 0, 10**12, 0))] * n
     noop = [(Noop().limit, (i, 0, 1, 100, 1)) for i in range(n)]
-    out = []
-    for calls in (kernel, noop):
-        t0 = time.perf_counter()
-        for method, args in calls:
-            method(*args)
-        out.append((time.perf_counter() - t0) / n)
-    return out[0], out[1]
+    t0 = time.perf_counter()
+    for method, args in noop:
+        method(*args)
+    return compiled_call_floor(n), (time.perf_counter() - t0) / n
 
 
 def time_reference(stream: np.ndarray) -> tuple[float, int]:

@@ -11,14 +11,11 @@ load; for Dask the cluster) is included, as a user would see it, and reported ap
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import emit
 
 CAMPAIGN = """
 [campaign]
@@ -45,12 +42,10 @@ dt = 0.001
 """
 
 
-def emit(metric, value, unit, **extra):
-    print(json.dumps({"metric": metric, "value": float(f"{value:.6g}"), "unit": unit, **extra}), flush=True)
-
 
 def main(argv=None):
-    from mfgsim.campaign import load_campaign, make_engine, run_campaign, warm_kernels
+    from mfgsim import load_campaign, run_campaign
+    from mfgsim.engines import make_engine, warm_kernels
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs")

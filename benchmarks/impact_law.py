@@ -15,34 +15,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT, emit
 
-
-def emit(metric, value, unit, **extra):
-    print(json.dumps({"metric": metric, "value": round(float(value), 4), "unit": unit, **extra}), flush=True)
 
 
 def main(argv=None):
-    from mfgsim.campaign import make_engine, warm_kernels
-    from mfgsim.impact_study import load_study, run_study
+    from mfgsim.engines import make_engine, warm_kernels
+    from mfgsim.studies.impact import load, measure
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the study file's seeds (else three times as many)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     args = parser.parse_args(argv)
-    study = load_study(ROOT / "runs" / "impact_square_root.toml")
+    study = load(ROOT / "runs" / "impact_square_root.toml")
     if not args.quick:
         study = dataclasses.replace(study, seeds=tuple(range(3 * len(study.seeds))))
     warm_kernels()
     t0 = time.perf_counter()
     with make_engine(args.workers) as pool:
-        _, laws, _ = run_study(study, pool)
+        laws = measure(study, pool).laws
     for row in laws:
         emit("impact_exponent", row["impact_exponent"], "ratio", book=row["book"],
              ci=[round(row["exponent_lo"], 4), round(row["exponent_hi"], 4)], decades=round(row["decades"], 2),

@@ -18,16 +18,12 @@ by side, and the compiled sweep against scipy on the same HJB.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import emit
 
 import numpy as np  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
@@ -35,9 +31,6 @@ from scipy.integrate import solve_ivp  # noqa: E402
 from mfg.jump import Jump, best_response, solve_jumps  # noqa: E402
 from mfg.market_making import MarketMakingMFG, RiskNeutralMakers, solve_market_making  # noqa: E402
 
-
-def emit(metric, value, unit, **extra):
-    print(json.dumps({"metric": metric, "value": float(f"{value:.6g}"), "unit": unit, **extra}), flush=True)
 
 
 def scipy_value(model: RiskNeutralMakers, t, rtol):

@@ -15,9 +15,8 @@ import os
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import ROOT, emit
 
 CASE = """
 import json, sys, time
@@ -37,9 +36,6 @@ print(json.dumps({"seconds": run.seconds, "decisions": run.decisions, "messages"
                   "trades": run.n_trades}))
 """
 
-
-def emit(metric, value, unit, **extra):
-    print(json.dumps({"metric": metric, "value": float(f"{value:.6g}"), "unit": unit, **extra}), flush=True)
 
 
 def run_case(n: int, steps: int, record_every: int) -> dict:

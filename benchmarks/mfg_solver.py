@@ -13,15 +13,10 @@ observed on halved grids.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import emit
 
 import numpy as np  # noqa: E402
 from plain_mfg import solve_plain  # noqa: E402
@@ -33,9 +28,6 @@ from mfg.laws import GaussianMixture  # noqa: E402
 PARAMS = dict(k=1.0, kappa=20.0, phi=1.0, A=10.0, T=1.0, sigma=0.3)
 X_MIN, X_MAX = -1.5, 2.5
 
-
-def emit(metric, value, unit, **extra):
-    print(json.dumps({"metric": metric, "value": float(f"{value:.6g}"), "unit": unit, **extra}), flush=True)
 
 
 def model() -> LQCrowding:

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from . import validation as check
+
 METHODS = ("anderson", "newton", "picard", "fictitious")
 
 
@@ -27,15 +29,11 @@ class MFGConvergenceError(RuntimeError):
 
 def check_options(method, damping, tol, max_iter, anderson_depth) -> None:
     """Refuse bad outer-iteration options with the field, the value and what is allowed."""
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not one of {METHODS}")
-    if not (isinstance(damping, (int, float)) and 0.0 < damping <= 1.0):
-        raise ValueError(f"damping={damping!r} must be in (0, 1]")
-    if not (isinstance(tol, (int, float, np.number)) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol={tol!r} must be a finite number > 0")
-    for name, value, least in (("max_iter", max_iter, 1), ("anderson_depth", anderson_depth, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ValueError(f"{name}={value!r} must be an integer >= {least}")
+    check.choice("method", method, METHODS)
+    check.number("damping", damping, lo=0.0, hi=1.0, lo_open=True)
+    check.number("tol", tol, lo=0.0, lo_open=True)
+    check.integer("max_iter", max_iter, lo=1)
+    check.integer("anderson_depth", anderson_depth, lo=0)
 
 
 def iterate(phi, c: np.ndarray, *, method: str, damping: float, tol: float, max_iter: int,

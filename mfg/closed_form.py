@@ -50,6 +50,7 @@ from functools import cached_property
 
 import numpy as np
 
+from . import validation as check
 from .laws import GaussianMixture
 
 # Gauss–Legendre nodes for the quadratures of h0 and of the noise variance.
@@ -69,7 +70,7 @@ def _quad(f, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # ---- Almgren–Chriss pieces (also the individual part of the LQ MFG) ------------------------
-def _ac_h(tau, gamma: float, lam: float, phi_T: float) -> np.ndarray:
+def almgren_chriss_h(tau, gamma: float, lam: float, phi_T: float) -> np.ndarray:
     """Value coefficient h(τ) of min ∫(γv² + λq²) + Φq(T)², τ = T - t (V = h q²)."""
     tau = np.asarray(tau, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -84,7 +85,7 @@ def _ac_h(tau, gamma: float, lam: float, phi_T: float) -> np.ndarray:
         return eta * (phi_T + eta * th) / (eta + phi_T * th)
 
 
-def _ac_ratio(tau, tau0, gamma: float, lam: float, phi_T: float) -> np.ndarray:
+def almgren_chriss_ratio(tau, tau0, gamma: float, lam: float, phi_T: float) -> np.ndarray:
     """g(τ)/g(τ0) with g(τ) = η cosh ωτ + Φ sinh ωτ (overflow-free): q(t)/q(s) = g(T-t)/g(T-s)."""
     tau = np.asarray(tau, dtype=np.float64)
     tau0 = np.asarray(tau0, dtype=np.float64)
@@ -101,15 +102,6 @@ def _ac_ratio(tau, tau0, gamma: float, lam: float, phi_T: float) -> np.ndarray:
     return np.exp(omega * (tau - tau0)) * g_scaled(tau) / g_scaled(tau0)
 
 
-def _times(t, T: float) -> np.ndarray:
-    """``t`` as float64, checked to lie in [0, T] (NaN is refused too)."""
-    t = np.asarray(t, dtype=np.float64)
-    if not np.all((t >= -1e-12 * T) & (t <= T * (1 + 1e-12))):
-        bad = t[~((t >= -1e-12 * T) & (t <= T * (1 + 1e-12)))].ravel()[0]
-        raise ValueError(f"t={float(bad)!r} is not allowed; t must lie in [0, T={T}]")
-    return t
-
-
 def decaying_impact(mu, dt: float, rho: float) -> np.ndarray:
     """G(t_n) = ∫_0^{t_n} e^{-ρ(t_n - s)} μ(s) ds, n = 0..len(mu), for a rate μ constant on
     each step of length dt: the impact path of unit κ under dY = (κμ - ρY) dt, Y(0) = 0
@@ -120,16 +112,6 @@ def decaying_impact(mu, dt: float, rho: float) -> np.ndarray:
     # G_{n+1} = Σ_{m<=n} gain decay^{n-m} μ_m: a convolution with decaying weights (stable)
     weights = decay ** np.arange(mu.size)
     return np.concatenate([[0.0], gain * np.convolve(mu, weights)[: mu.size]])
-
-
-def _positive(name, value, allow_zero=False, allow_inf=False):
-    v = float(value)
-    ok = (v >= 0 if allow_zero else v > 0) and (allow_inf or math.isfinite(v)) and not math.isnan(v)
-    if not ok:
-        allowed = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name}={value!r} is not allowed; {name} must be {allowed}"
-                         + ("" if allow_inf else " and finite"))
-    return v
 
 
 @dataclass(frozen=True)
@@ -152,23 +134,23 @@ class AlmgrenChriss:
     horizon: float = 1.0
 
     def __post_init__(self):
-        _positive("gamma", self.gamma)
-        _positive("lam", self.lam, allow_zero=True)
-        _positive("terminal_penalty", self.terminal_penalty, allow_zero=True, allow_inf=True)
-        _positive("horizon", self.horizon)
+        check.number("gamma", self.gamma, lo=0.0, lo_open=True)
+        check.number("lam", self.lam, lo=0.0)
+        check.number("terminal_penalty", self.terminal_penalty, lo=0.0, allow_inf=True)
+        check.number("horizon", self.horizon, lo=0.0, lo_open=True)
 
     def h(self, t) -> np.ndarray:
         """Value coefficient: V(t, q) = h(t) q² (cost still to pay)."""
-        return _ac_h(self.horizon - _times(t, self.horizon), self.gamma, self.lam, self.terminal_penalty)
+        return almgren_chriss_h(self.horizon - check.times(t, self.horizon), self.gamma, self.lam, self.terminal_penalty)
 
     def inventory(self, t, q0: float) -> np.ndarray:
         """Optimal trajectory q(t) = q0 g(T - t)/g(T)."""
         T = self.horizon
-        return q0 * _ac_ratio(T - _times(t, T), T, self.gamma, self.lam, self.terminal_penalty)
+        return q0 * almgren_chriss_ratio(T - check.times(t, T), T, self.gamma, self.lam, self.terminal_penalty)
 
     def rate(self, t, q0: float) -> np.ndarray:
         """Selling rate v(t) = h(t) q(t) / γ along the optimal trajectory."""
-        t = _times(t, self.horizon)
+        t = check.times(t, self.horizon)
         if not math.isinf(self.terminal_penalty):
             return self.h(t) * self.inventory(t, q0) / self.gamma
         # Φ = ∞: h -> ∞ while q -> 0 at T; v = q0 g'(τ)/g(T) has a finite limit
@@ -197,9 +179,9 @@ class PreferenceType:
     weight: float = 1.0
 
     def __post_init__(self):
-        _positive("phi", self.phi, allow_zero=True)
-        _positive("A", self.A, allow_zero=True)
-        _positive("weight", self.weight)
+        check.number("phi", self.phi, lo=0.0)
+        check.number("A", self.A, lo=0.0)
+        check.number("weight", self.weight, lo=0.0, lo_open=True)
 
 
 def _expm(M: np.ndarray) -> np.ndarray:
@@ -240,12 +222,12 @@ class LQCrowding:
     rho: float = 0.0
 
     def __post_init__(self):
-        _positive("k", self.k)
-        _positive("kappa", self.kappa, allow_zero=True)
-        _positive("T", self.T)
-        _positive("sigma", self.sigma, allow_zero=True)
-        _positive("c", self.c, allow_zero=True)
-        _positive("rho", self.rho, allow_zero=True)
+        check.number("k", self.k, lo=0.0, lo_open=True)
+        check.number("kappa", self.kappa, lo=0.0)
+        check.number("T", self.T, lo=0.0, lo_open=True)
+        check.number("sigma", self.sigma, lo=0.0)
+        check.number("c", self.c, lo=0.0)
+        check.number("rho", self.rho, lo=0.0)
         types = tuple(self.types)
         if not types or not all(isinstance(p, PreferenceType) for p in types):
             raise ValueError("types must be a non-empty sequence of PreferenceType")
@@ -305,7 +287,7 @@ class LQCrowding:
     def _state(self, t) -> np.ndarray:
         """(2J + 1, len(t)): mean inventories E_j, their rates E_j', and the impact Y."""
         shape = np.shape(t)
-        t = np.atleast_1d(_times(t, self.T)).ravel()
+        t = np.atleast_1d(check.times(t, self.T)).ravel()
         kind, *rest = self._bvp
         if kind == "modes":
             lam, V, coef, anchor = rest
@@ -343,8 +325,8 @@ class LQCrowding:
 
     def h2(self, t, type_index: int = 0) -> np.ndarray:
         p = self._type(type_index)
-        tau = self.T - _times(t, self.T)
-        return 2 * self.k * _ac_h(tau, 1.0, p.phi / self.k, p.A / self.k)
+        tau = self.T - check.times(t, self.T)
+        return 2 * self.k * almgren_chriss_h(tau, 1.0, p.phi / self.k, p.A / self.k)
 
     def h1(self, t, type_index: int = 0) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
@@ -377,7 +359,7 @@ class LQCrowding:
     # ---- the law of inventories ----------------------------------------------------------
     def _ratio(self, t, s, j):
         p = self.types[j]
-        return _ac_ratio(self.T - t, self.T - s, 1.0, p.phi / self.k, p.A / self.k)
+        return almgren_chriss_ratio(self.T - t, self.T - s, 1.0, p.phi / self.k, p.A / self.k)
 
     def noise_variance(self, t, type_index: int = 0) -> np.ndarray:
         """Variance added by the idiosyncratic noise: σ² ∫_0^t (ρ(t)/ρ(s))² ds."""

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from . import _fd_kernels as K
+from . import validation as check
 from ._fixed_point import METHODS, MFGConvergenceError, check_options, iterate  # noqa: F401 (re-exported)
 from .closed_form import LQCrowding, decaying_impact
-from mfgsim.io import atomic_write
+from .io import atomic_write
 from .laws import GaussianMixture
 
 
@@ -46,18 +47,12 @@ class Grid:
     n_t: int
 
     def __post_init__(self):
-        for name in ("x_min", "x_max", "T"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"grid.{name}={getattr(self, name)!r} must be finite")
-        if not self.x_max > self.x_min:
-            raise ValueError(f"grid.x_max={self.x_max} must exceed grid.x_min={self.x_min}")
+        for name in ("x_min", "x_max"):
+            check.number(f"grid.{name}", getattr(self, name))
+        check.require(self.x_max > self.x_min, "grid.x_max", self.x_max, f"must exceed grid.x_min={self.x_min}")
         for name, least in (("n_x", 5), ("n_t", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-                raise ValueError(f"grid.{name}={value!r} must be an integer >= {least}")
-            object.__setattr__(self, name, int(value))
-        if not self.T > 0:
-            raise ValueError(f"grid.T={self.T} must be > 0")
+            object.__setattr__(self, name, check.integer(f"grid.{name}", getattr(self, name), lo=least))
+        check.number("grid.T", self.T, lo=0.0, lo_open=True)
 
     @property
     def x(self) -> np.ndarray:
@@ -420,10 +415,8 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
                      initial_coupling=model.refine_coupling(coarse.coupling, grid), **options)
         return _richardson(coarse, fine)
     check_options(method, damping, tol, max_iter, anderson_depth)
-    if not (isinstance(newton_tol, (int, float, np.number)) and math.isfinite(newton_tol) and newton_tol > 0):
-        raise ValueError(f"newton_tol={newton_tol!r} must be a finite number > 0")
-    if isinstance(max_newton, bool) or not isinstance(max_newton, (int, np.integer)) or max_newton < 1:
-        raise ValueError(f"max_newton={max_newton!r} must be an integer >= 1")
+    check.number("newton_tol", newton_tol, lo=0.0, lo_open=True)
+    check.integer("max_newton", max_newton, lo=1)
     if abs(grid.T - model.T) > 1e-12 * model.T:
         raise ValueError(f"grid.T={grid.T} differs from the model's horizon T={model.T}")
     t0 = time.perf_counter()

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _jump_kernels as K
+from . import validation as check
 from ._fixed_point import METHODS, MFGConvergenceError, check_options, iterate  # noqa: F401 (METHODS re-exported)
 
 SHAPES = {"exponential": K.EXPONENTIAL, "logistic": K.LOGISTIC}
@@ -70,16 +71,11 @@ class Jump:
     center: float = 0.0
 
     def __post_init__(self):
-        if isinstance(self.shift, bool) or not isinstance(self.shift, (int, np.integer)) or self.shift == 0:
-            raise ValueError(f"jump shift={self.shift!r} must be a nonzero integer")
-        if self.shape not in SHAPES:
-            raise ValueError(f"jump shape={self.shape!r} is not one of {tuple(SHAPES)}")
-        for name in ("decay", "center"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise ValueError(f"jump {name}={value!r} must be a finite number")
-        if not self.decay > 0:
-            raise ValueError(f"jump decay={self.decay!r} must be > 0")
+        check.require(check.is_integer(self.shift) and self.shift != 0, "shift", self.shift,
+                      "must be a nonzero integer (the change of state)")
+        check.choice("shape", self.shape, tuple(SHAPES))
+        check.number("decay", self.decay, lo=0.0, lo_open=True)
+        check.number("center", self.center)
 
 
 @dataclass(frozen=True)
@@ -231,9 +227,7 @@ def _checked(a: np.ndarray, shape: tuple, what: str) -> np.ndarray:
 
 
 def time_grid(T: float, n_t: int) -> np.ndarray:
-    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 10:
-        raise ValueError(f"n_t={n_t!r} must be an integer >= 10")
-    return np.linspace(0.0, float(T), int(n_t) + 1)
+    return np.linspace(0.0, float(T), check.integer("n_t", n_t, lo=10) + 1)
 
 
 def best_response(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray) -> JumpSolution:

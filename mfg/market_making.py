@@ -28,10 +28,10 @@ fixed point δ̄ -> quotes -> m -> δ̄.
 The model is a :class:`mfg.jump.JumpMFGModel` (two jumps, ±1, exponential intensities,
 ξ = γ, ψ = γσ²q²/2) and is solved by the general jump solver: θ directly by RK4 (the sup in
 closed form), Anderson or Newton–Krylov outside. The linear v-system above is GLFT's
-change of variables; the tests use it (``simulator.agents.glft_v``) as an independent
+change of variables; the tests use it (``glft_v``) as an independent
 route at ε = 0, and a direct scipy solve of the HJB with competitors.
 
-Limits (tested): ε = 0 is exactly GLFT (:func:`simulator.agents.glft_v`); γ -> 0 with a
+Limits (tested): ε = 0 is exactly GLFT (:func:`glft_v`); γ -> 0 with a
 long horizon gives quotes 1/k̃ away from the bounds (the constant-spread limit); a symmetric
 initial law keeps zero mean inventory and equal bid and ask means.
 """
@@ -43,13 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import validation as check
 from .jump import Jump, JumpMFGModel, JumpSolution, JumpTerms, SolvedPopulation, best_response, solve_jumps
-
-
-def _check(name, value, lo=0.0, open_lo=True):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and (value > lo if open_lo else value >= lo)):
-        raise ValueError(f"{name}={value!r} is not allowed; must be finite and {'>' if open_lo else '>='} {lo}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -73,8 +68,8 @@ class MarketMakingMFG(JumpMFGModel):
 
     def __post_init__(self):
         for name in ("gamma", "sigma", "A", "k", "T"):
-            _check(name, getattr(self, name))
-        _check("competition", self.competition, open_lo=False)
+            check.number(name, getattr(self, name), lo=0.0, lo_open=True)
+        check.number("competition", self.competition, lo=0.0)
         Q = self.max_inventory
         if isinstance(Q, bool) or not isinstance(Q, (int, np.integer)) or Q < 1:
             raise ValueError(f"max_inventory={Q!r} is not allowed; must be an integer >= 1")
@@ -212,11 +207,10 @@ class RiskNeutralMakers(JumpMFGModel):
 
     def __post_init__(self):
         for name in ("A", "k", "T"):
-            _check(name, getattr(self, name))
+            check.number(name, getattr(self, name), lo=0.0, lo_open=True)
         for name in ("phi", "ell"):
-            _check(name, getattr(self, name), open_lo=False)
-        if isinstance(self.max_inventory, bool) or not isinstance(self.max_inventory, int) or self.max_inventory < 1:
-            raise ValueError(f"max_inventory={self.max_inventory!r} is not allowed; must be an integer >= 1")
+            check.number(name, getattr(self, name), lo=0.0)
+        check.integer("max_inventory", self.max_inventory, lo=1)
 
     @property
     def risk_aversion(self) -> float:
@@ -254,3 +248,82 @@ class RiskNeutralMakers(JumpMFGModel):
         tau = self.T - np.asarray(t, dtype=np.float64)
         omega = (V * np.exp(np.outer(tau, w))[:, None, :]) @ (V.T @ np.exp(-self.k * self.ell * q**2))
         return np.log(omega) / self.k
+
+
+# ---- single-maker closed forms: the quotes a maker of simulator.agents.MarketMakers posts ----
+def _inventories(Q: int) -> np.ndarray:
+    return np.arange(-Q, Q + 1, dtype=np.float64)
+
+
+def avellaneda_stoikov_quotes(tau, gamma: float, k: float, sigma: float, Q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Avellaneda–Stoikov quotes: reservation price s - q γ σ² τ, total spread
+    γ σ² τ + (2/γ) ln(1 + γ/k).
+
+    Parameters
+    ----------
+    tau : array_like
+        Times to the horizon (model time units).
+    gamma : float
+        Risk aversion (per tick·quote).
+    k : float
+        Decay of the fill intensity A e^{-k δ} (per tick).
+    sigma : float
+        Volatility of the mid (ticks / √time).
+    Q : int
+        Inventory limit in quotes; rows run over inventories -Q..Q.
+
+    Returns
+    -------
+    (bid, ask) : tuple of ndarray
+        Distances from the mid (ticks), each of shape (len(tau), 2Q+1).
+    """
+    q = _inventories(Q)
+    tau = np.asarray(tau, dtype=np.float64)[:, None]
+    base = math.log1p(gamma / k) / gamma
+    reservation = -q * gamma * sigma**2 * tau
+    half = 0.5 * (gamma * sigma**2 * tau + 2 * base)
+    return half - reservation, half + reservation
+
+
+def glft_asymptotic_quotes(tau, gamma: float, A: float, k: float, sigma: float, Q: int) -> tuple[np.ndarray, np.ndarray]:
+    """GLFT's closed-form large-horizon quotes (the same row at every τ); the arguments
+    and the result as in :func:`avellaneda_stoikov_quotes`, with ``A`` the fill intensity
+    at the mid (per unit time)."""
+    q = _inventories(Q)
+    base = math.log1p(gamma / k) / gamma
+    c = math.sqrt(sigma**2 * gamma / (2 * k * A) * (1 + gamma / k) ** (1 + k / gamma))
+    shape = (np.asarray(tau).shape[0], q.size)
+    return (np.broadcast_to(base + (2 * q + 1) / 2 * c, shape).copy(),
+            np.broadcast_to(base - (2 * q - 1) / 2 * c, shape).copy())
+
+
+def glft_quotes(tau, gamma: float, A: float, k: float, sigma: float, Q: int) -> tuple[np.ndarray, np.ndarray]:
+    """GLFT's exact quotes from v(τ) (:func:`glft_v`): δ^b(q) = ln(v(q)/v(q+1))/k + base,
+    δ^a(q) = ln(v(q)/v(q-1))/k + base, base = ln(1 + γ/k)/γ; the arguments and the result
+    as in :func:`glft_asymptotic_quotes`. At the inventory limits the side that is never
+    posted repeats its neighbour."""
+    base = math.log1p(gamma / k) / gamma
+    v = glft_v(np.asarray(tau, dtype=np.float64), gamma, A, k, sigma, Q)
+    bid = np.full_like(v, np.nan)
+    ask = np.full_like(v, np.nan)
+    bid[:, :-1] = np.log(v[:, :-1] / v[:, 1:]) / k + base
+    ask[:, 1:] = np.log(v[:, 1:] / v[:, :-1]) / k + base
+    bid[:, -1] = bid[:, -2]
+    ask[:, 0] = ask[:, 1]
+    return bid, ask
+
+
+def glft_v(tau: np.ndarray, gamma: float, A: float, k: float, sigma: float, Q: int) -> np.ndarray:
+    """GLFT's v(τ) = exp(-M τ) 1 for inventories -Q..Q (shape (len(tau), 2Q+1)).
+
+    M = α diag(q²) - η (super + sub diagonals), α = k γ σ² / 2, η = A (1 + γ/k)^-(1 + k/γ).
+    M is symmetric, so one eigen-decomposition serves every τ.
+    """
+    q = np.arange(-Q, Q + 1, dtype=np.float64)
+    alpha = 0.5 * k * gamma * sigma**2
+    eta = A * (1 + gamma / k) ** (-(1 + k / gamma))
+    M = np.diag(alpha * q**2) - eta * (np.eye(q.size, k=1) + np.eye(q.size, k=-1))
+    lam, P = np.linalg.eigh(M)
+    lam_min = lam.min()  # factor out the slowest mode: ratios of v are unaffected
+    w = P.T @ np.ones(q.size)
+    return (np.exp(-(lam[None, :] - lam_min) * np.asarray(tau)[:, None]) * w) @ P.T

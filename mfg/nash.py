@@ -37,7 +37,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .closed_form import LQCrowding, PreferenceType, _ac_h, _ac_ratio, _times
+from . import validation as check
+from .closed_form import LQCrowding, PreferenceType, almgren_chriss_h, almgren_chriss_ratio
 from .laws import GaussianMixture
 
 
@@ -45,12 +46,6 @@ def _single_type(model: LQCrowding) -> PreferenceType:
     if len(model.types) != 1 or model.c != 0.0 or model.rho != 0.0:
         raise ValueError("the N-player game is implemented for one preference type, c = 0 and rho = 0")
     return model.types[0]
-
-
-def _check_n(n_players) -> int:
-    if isinstance(n_players, bool) or not isinstance(n_players, (int, np.integer)) or n_players < 2:
-        raise ValueError(f"n_players={n_players!r} must be an integer >= 2")
-    return int(n_players)
 
 
 @dataclass(frozen=True)
@@ -67,7 +62,7 @@ class OpenLoopNash:
 
     def __post_init__(self):
         p = _single_type(self.model)
-        n = _check_n(self.n_players)
+        n = check.integer("n_players", self.n_players, lo=2)
         object.__setattr__(self, "n_players", n)
         if p.A - self.model.kappa / (2 * n) < 0:
             raise ValueError(f"A - kappa/(2N) = {p.A - self.model.kappa / (2 * n):.3g} < 0 for N={n}: "
@@ -91,10 +86,10 @@ class OpenLoopNash:
 
     def own_gain(self, t) -> np.ndarray:
         """-P(t)/(2k): how a player's rate answers its own deviation from the mean (1/time)."""
-        t = _times(t, self.model.T)
+        t = check.times(t, self.model.T)
         gamma, lam, phi_T = self._deviation_params()
         shift = self.model.kappa / (4 * self.model.k * self.n_players)
-        return -_ac_h(self.model.T - t, gamma, lam, phi_T) / gamma + shift
+        return -almgren_chriss_h(self.model.T - t, gamma, lam, phi_T) / gamma + shift
 
     def mean_inventory(self, t) -> np.ndarray:
         return self.mean_game.mean_inventory(t)
@@ -109,7 +104,7 @@ class OpenLoopNash:
 
     def paths(self, t, q0) -> tuple[np.ndarray, np.ndarray]:
         """Inventories and rates (N, len(t)) of players starting at ``q0`` (length N)."""
-        t = _times(t, self.model.T)
+        t = check.times(t, self.model.T)
         q0 = np.asarray(q0, dtype=np.float64)
         if q0.shape != (self.n_players,):
             raise ValueError(f"q0 has shape {q0.shape}; expected ({self.n_players},)")
@@ -118,7 +113,7 @@ class OpenLoopNash:
         mean_rate = q0.mean() * unit.mean_rate(t)
         gamma, lam, phi_T = self._deviation_params()
         T = self.model.T
-        decay = _ac_ratio(T - t, T, gamma, lam, phi_T) * np.exp(self.model.kappa / (4 * gamma * self.n_players) * t)
+        decay = almgren_chriss_ratio(T - t, T, gamma, lam, phi_T) * np.exp(self.model.kappa / (4 * gamma * self.n_players) * t)
         deviation = (q0 - q0.mean())[:, None] * decay[None, :]
         return mean + deviation, mean_rate + self.own_gain(t) * deviation
 
@@ -183,7 +178,7 @@ class ClosedLoopNash:
 def closed_loop(model: LQCrowding, n_players: int, n_steps: int = 2000) -> ClosedLoopNash:
     """Integrate the reduced closed-loop Riccati system backward with RK4 on ``n_steps`` steps."""
     p = _single_type(model)
-    n = _check_n(n_players)
+    n = check.integer("n_players", n_players, lo=2)
     if n_steps < 10:
         raise ValueError(f"n_steps={n_steps} must be >= 10")
     k, kappa, phi = model.k, model.kappa, p.phi
@@ -235,7 +230,7 @@ def nash_gaps(model: LQCrowding, n_players: int, kind: str = "closed", n_steps: 
     """The :class:`NashGaps` of the ``kind`` ("closed" or "open") loop with N players."""
     if kind not in ("closed", "open"):
         raise ValueError(f"kind={kind!r} must be 'closed' or 'open'")
-    n = _check_n(n_players)
+    n = check.integer("n_players", n_players, lo=2)
     t = np.linspace(0.0, model.T, n_steps + 1)
     E, mu = model.mean_inventory(t), model.mean_rate(t)
     gain = -model.h2(t) / (2 * model.k)

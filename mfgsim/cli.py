@@ -17,6 +17,26 @@ import argparse
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from analysis.figures import plot_market_making, plot_realism, plot_solution, save_figure
+from analysis.readers import manifest
+from analysis.realism import realism_table
+from analysis.report import format_table
+from mfg.fd import LQCrowdingModel, MFGConvergenceError, solve
+from mfg.io import atomic_write
+from mfg.market_making import solve_market_making
+
+from .campaign import CampaignOutput, run_campaign
+from .config import ConfigError, parse_solve_config, read_toml
+from .demo import demo_campaigns
+from .engines import EngineError
+from .io import OutputError, check_writable
+from .specs import load_campaign
+from .studies import calibration, impact, makers
 
 
 def _version() -> str:
@@ -153,26 +173,23 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args) -> int:
-    from .campaign import load_campaign, run_campaign
-    from .config import read_toml
-
     data = read_toml(args.campaign).data
     if "campaign" not in data and "grid" in data:
         print(f"mfgsim run: {args.campaign} is a mean-field solve file; run `mfgsim solve {args.campaign}`",
               file=sys.stderr)
         return 2
-    routed = _study_command(data)
+    routed = study_command(data)
     if routed is not None:  # a study or calibration file: run it as its own command would
         name, func = routed
         print(f"{args.campaign}: a {name} file; running `mfgsim {name}`")
         args.config = args.campaign
         return func(args)
     campaign = load_campaign(args.campaign)
-    out = run_campaign(campaign, args.out, workers=args.workers, dask=args.dask, progress=not args.quiet)
+    out = run_campaign(campaign, args.out, workers=args.workers, dask=args.dask, progress=not args.quiet).folder
     return _print_status(out)
 
 
-def _study_command(data: dict):
+def study_command(data: dict):
     """(command, function) for files that are not campaigns, from their top-level tables;
     None for a campaign (the campaign loader reports what a campaign lacks)."""
     if "campaign" in data:
@@ -189,8 +206,6 @@ def _study_command(data: dict):
 
 
 def _print_status(out) -> int:
-    from analysis.readers import manifest
-
     man = manifest(out)
     failed = man.filter(man["status"] == "failed")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -202,9 +217,7 @@ def _print_status(out) -> int:
 
 
 def _cmd_report(args) -> int:
-    from analysis.report import format_table, report
-
-    rep = report(args.outdir, figures=not args.no_figures)
+    rep = CampaignOutput(Path(args.outdir)).report(figures=not args.no_figures)
     print(f"{args.outdir} ({rep.kind})")
     print(format_table(rep.table))
     for path in rep.figures:
@@ -213,32 +226,26 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    import polars as pl
-
-    from .calibrate import run_calibration, summarize
-
-    out, converged = run_calibration(args.config, args.out, workers=args.workers, dask=args.dask)
-    print(summarize(pl.read_parquet(out / "calibration.parquet")))
+    plan = calibration.load(args.config)
+    check_writable(Path(args.out) / plan.name, "calibration output folder")
+    result = calibration.run(plan, workers=args.workers, dask=args.dask)
+    out = calibration.write(result, args.out)
+    print(calibration.summarize(pl.read_parquet(out / "calibration.parquet")))
     print(f"wrote {out / 'calibration.parquet'} and figures in {out}")
-    return 0 if converged else 1
+    return 0 if result.converged else 1
 
 
 def _cmd_impact(args) -> int:
-    from .impact_study import format_laws, load_study, write_study
-
-    study = load_study(args.config)
-    out, laws = write_study(study, args.out, workers=args.workers, dask=args.dask)
-    print(format_laws(laws))
+    study = impact.load(args.config)
+    check_writable(Path(args.out) / study.name, "study output folder")
+    result = impact.run(study, workers=args.workers, dask=args.dask)
+    out = impact.write(result, args.out)
+    print(impact.format_laws(result.laws))
     print(f"wrote {out / 'impact_sizes.parquet'}, {out / 'impact_laws.parquet'} and figures in {out}")
     return 0
 
 
 def _cmd_realism(args) -> int:
-    from pathlib import Path
-
-    from analysis.figures import plot_realism, save_figure
-    from analysis.realism import realism_table
-
     facts, table = realism_table(args.outdir, args.N)
     print(f"{'fact':<46}{'run':>10}   {'literature':<16}{'':<8}source")
     for r in table.iter_rows(named=True):
@@ -254,10 +261,11 @@ def _cmd_realism(args) -> int:
 
 
 def _cmd_makers(args) -> int:
-    from .makers_study import load_makers_study, run_makers_study
-
-    study = load_makers_study(args.config)
-    out, fits, runs = run_makers_study(study, args.out, workers=args.workers, dask=args.dask)
+    study = makers.load(args.config)
+    check_writable(Path(args.out) / study.name, "study output folder")
+    result = makers.run(study, workers=args.workers, dask=args.dask)
+    out = makers.write(result, args.out)
+    fits, runs = result.fits, result.runs
     print(f"{'metric':<20}{'slope [95% CI]':<28}{'at max N':>10}  bias b, rate r")
     for f in fits:
         bias = f"b={f['bias']:.4g}, r={f['rate']:.2f}" if f["bias"] is not None else ""
@@ -279,31 +287,16 @@ def _cmd_makers(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from analysis.report import format_table, report
-
-    from .campaign import run_campaign
-    from .demo import demo_campaigns
-
     status = 0
     for campaign in demo_campaigns(args.out):
-        out = run_campaign(campaign, args.out, workers=args.workers)
-        status |= _print_status(out)
-        rep = report(out)
-        print(format_table(rep.table))
-        print(f"figures: {out / 'figures'}\n")
+        output = run_campaign(campaign, args.out, workers=args.workers)
+        status |= _print_status(output.folder)
+        print(format_table(output.report().table))
+        print(f"figures: {output.folder / 'figures'}\n")
     return status
 
 
 def _cmd_solve(args) -> int:
-    from pathlib import Path
-
-    import numpy as np
-
-    from mfg.fd import LQCrowdingModel, MFGConvergenceError, solve
-
-    from .config import parse_solve_config
-    from .io import check_writable
-
     cfg = parse_solve_config(args.config)
     out = check_writable(Path(args.out) if args.out else cfg.out_dir)
     if cfg.n_t is not None:
@@ -314,8 +307,6 @@ def _cmd_solve(args) -> int:
     except (MFGConvergenceError, ValueError) as exc:
         print(f"mfgsim solve: {exc}", file=sys.stderr)
         return 1
-    from analysis.figures import plot_solution, save_figure
-
     # the closed form solves the quadratic cost only
     reference = (cfg.model.closed_form if isinstance(cfg.model, LQCrowdingModel) and cfg.model.cost_exponent == 2.0
                  else None)
@@ -340,11 +331,6 @@ def _cmd_solve(args) -> int:
 
 
 def _solve_market_making(cfg, out) -> int:
-    from analysis.figures import plot_market_making, save_figure
-    from mfg.market_making import solve_market_making
-
-    from .io import atomic_write
-
     try:
         sol = solve_market_making(cfg.model, n_t=cfg.n_t, tol=cfg.tol, max_iter=cfg.max_iter, damping=cfg.damping,
                                   method=cfg.method)
@@ -367,10 +353,6 @@ def _solve_market_making(cfg, out) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; every expected failure is one line on stderr and exit code 2
     (1: a computation that did not converge or runs that failed; 130: interrupted)."""
-    from .campaign import EngineError
-    from .config import ConfigError
-    from .io import OutputError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

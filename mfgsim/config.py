@@ -6,13 +6,21 @@ unknown keys get a close-match suggestion. Nothing is written before a config va
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import tomllib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mfg import validation as check
+from mfg.closed_form import LQCrowding, PreferenceType
+from mfg.fd import METHODS, CrowdAversionModel, Grid, LQCrowdingModel
+from mfg.laws import GaussianMixture
+from mfg.market_making import MarketMakingMFG
 
 
 class ConfigError(ValueError):
@@ -20,7 +28,22 @@ class ConfigError(ValueError):
 
 
 class Section:
-    """A TOML table being read: typed getters, and a final check that no key was left over."""
+    """A TOML table being read: typed getters, and a final check that no key was left over.
+
+    The getters check with :mod:`mfg.validation`, so a config file gets the same one-line
+    messages as the constructors, with the file and the key path in front. Where a value
+    goes straight into a spec dataclass, :meth:`dataclass` passes it on unchecked and lets
+    the dataclass's own checks speak (:meth:`located` puts the key path in front).
+
+    Parameters
+    ----------
+    data : dict
+        The table as ``tomllib`` parsed it.
+    path : str
+        Its dotted key path in the file (``""`` for the root).
+    source : str
+        The file, for messages.
+    """
 
     def __init__(self, data: dict, path: str, source: str):
         if not isinstance(data, dict):
@@ -28,13 +51,32 @@ class Section:
         self.data, self.path, self.source = data, path, source
         self.used: set[str] = set()
 
-    def _where(self, key: str) -> str:
-        return f"{self.source}: {self.path}.{key}" if self.path else f"{self.source}: {key}"
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
 
-    def error(self, key: str, value: Any, allowed: str) -> ConfigError:
-        return ConfigError(f"{self._where(key)} = {value!r} is not allowed; {allowed}")
+    def _where(self, key: str) -> str:
+        return f"{self.source}: {self._key(key)}"
+
+    def error(self, key: str, value: Any, allowed: str, fix: str | None = None) -> ConfigError:
+        """The ConfigError for ``key = value``: file, key path, value, what is allowed."""
+        return ConfigError(f"{self.source}: " + check.problem(self._key(key), value, allowed, fix))
+
+    @contextmanager
+    def located(self) -> Iterator[None]:
+        """Turn the checks of a spec built from this table into ConfigErrors that name the
+        file and the key path (a field the spec names bare gets this table's path)."""
+        try:
+            yield
+        except ConfigError:
+            raise
+        except check.InvalidValue as exc:
+            field = exc.field if not self.path or exc.field.startswith(self.path + ".") else self._key(exc.field)
+            raise ConfigError(f"{self.source}: {exc.relabel(field)}") from None
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{self.source}: {self.path + ': ' if self.path else ''}{exc}") from None
 
     def get(self, key: str, default: Any = ...) -> Any:
+        """The raw value of ``key`` (``default`` when absent; missing and required: an error)."""
         self.used.add(key)
         if key not in self.data:
             if default is ...:
@@ -44,54 +86,69 @@ class Section:
             return default
         return self.data[key]
 
+    def _checked(self, key: str, default: Any, checker, **bounds) -> Any:
+        value = self.get(key, default)
+        with self.located():
+            return checker(self._key(key), value, **bounds)
+
     def number(self, key: str, default: Any = ..., *, lo: float = -math.inf, hi: float = math.inf,
                lo_open: bool = False, allow_inf: bool = False) -> float:
+        """A real number in [lo, hi] (``"inf"`` allowed as a string with ``allow_inf``)."""
         value = self.get(key, default)
         if isinstance(value, str) and allow_inf and value.lower() in ("inf", "infinity"):
             value = math.inf
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise self.error(key, value, "expected a number")
-        if math.isinf(value) and not allow_inf:
-            raise self.error(key, value, "expected a finite number")
-        if value < lo or value > hi or (lo_open and value == lo):
-            raise self.error(key, value, f"must be in {'(' if lo_open else '['}{lo}, {hi}]")
-        return float(value)
+        with self.located():
+            return check.number(self._key(key), value, lo=lo, hi=hi, lo_open=lo_open, allow_inf=allow_inf)
 
-    def integer(self, key: str, default: Any = ..., *, lo: int = -(2**63), hi: int = 2**63 - 1) -> int:
-        value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, value, "expected an integer")
-        if not lo <= value <= hi:
-            raise self.error(key, value, f"must be in [{lo}, {hi}]")
-        return value
+    def integer(self, key: str, default: Any = ..., *, lo: int | None = None, hi: int | None = None) -> int:
+        """An integer in [lo, hi]."""
+        return self._checked(key, default, check.integer, lo=lo, hi=hi)
 
     def boolean(self, key: str, default: Any = ...) -> bool:
-        value = self.get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, value, "expected true or false")
-        return value
+        """true or false."""
+        return self._checked(key, default, check.boolean)
 
     def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
-        value = self.get(key, default)
-        if value not in options:
-            raise self.error(key, value, f"expected one of {', '.join(options)}")
-        return value
+        """One of ``options``."""
+        return self._checked(key, default, check.choice, options=options)
 
     def numbers(self, key: str, default: Any = ...) -> tuple[float, ...]:
+        """A non-empty list of numbers, as floats."""
         value = self.get(key, default)
-        if not isinstance(value, list) or not value or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        if not isinstance(value, list) or not value or not all(check.is_real(v) for v in value):
             raise self.error(key, value, "expected a non-empty list of numbers")
         return tuple(float(v) for v in value)
 
     def table(self, key: str, default: Any = ...) -> Section:
-        return Section(self.get(key, default), f"{self.path}.{key}" if self.path else key, self.source)
+        """The sub-table ``key`` as a Section."""
+        return Section(self.get(key, default), self._key(key), self.source)
 
     def tables(self, key: str) -> list[Section]:
+        """An array of tables (``[[key]]``), one Section each."""
         value = self.get(key)
         if not isinstance(value, list) or not value:
             raise self.error(key, value, "expected one or more [[tables]]")
-        return [Section(v, f"{self.path}.{key}[{i}]", self.source) for i, v in enumerate(value)]
+        return [Section(v, f"{self._key(key)}[{i}]", self.source) for i, v in enumerate(value)]
+
+    def dataclass(self, cls: type, **given: Any) -> Any:
+        """Build the spec dataclass ``cls`` from this table: its fields are the known keys
+        (an integer given for a ``float`` field becomes a float, as TOML users write
+        ``kappa = 5``), ``given`` sets fields the file does not (sub-specs read with
+        :meth:`table`, the model), and every other key is a typo. The dataclass checks the values itself."""
+        kwargs = dict(given)
+        for f in dataclasses.fields(cls):
+            if f.name in given:  # a key of that name in the file is unknown (sub-tables are read by .table)
+                continue
+            self.used.add(f.name)
+            if f.name not in self.data:
+                continue
+            value = self.data[f.name]
+            if f.type == "float" and check.is_integer(value):
+                value = float(value)
+            kwargs[f.name] = value
+        self.done()
+        with self.located():
+            return cls(**kwargs)
 
     def done(self) -> None:
         """Raise for keys nobody asked for (typos), suggesting the closest known key."""
@@ -114,11 +171,10 @@ def config_errors(where: str):
 
 
 def output_name(sec: Section, path: str | Path) -> str:
-    """The ``name`` of a campaign or study (default: the file's stem), a folder name."""
-    name = sec.get("name", Path(path).stem)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise sec.error("name", name, "expected a non-empty name without '/'")
-    return name
+    """The ``name`` of a campaign or study (default: the file's stem): the folder its
+    outputs go to under the output root, so one plain path component
+    (:func:`mfg.validation.plain_name`; ``..`` would write outside the root)."""
+    return sec._checked("name", Path(path).stem, check.plain_name)
 
 
 def read_toml(path: str | Path) -> Section:
@@ -158,8 +214,6 @@ class SolveConfig:
 
 
 def _mixture(sec: Section):
-    from mfg.laws import GaussianMixture
-
     means = sec.numbers("means")
     stds = sec.numbers("stds")
     weights = sec.numbers("weights", [1.0 / len(means)] * len(means))
@@ -171,24 +225,22 @@ def _mixture(sec: Section):
 
 
 def lq_model(sec: Section):
-    """An LQ crowding model from a [model] table (k, kappa, T, sigma, c, rho, [[types]])."""
-    from mfg.closed_form import LQCrowding, PreferenceType
+    """An LQ crowding model from a [model] table (k, kappa, T, sigma, c, rho, [[types]]).
 
-    types = []
-    for t in sec.tables("types"):
-        types.append(PreferenceType(phi=t.number("phi", lo=0.0), A=t.number("A", lo=0.0),
-                                    weight=t.number("weight", 1.0, lo=0.0, lo_open=True),
-                                    m0=_mixture(t.table("m0"))))
-        t.done()
-    return LQCrowding(k=sec.number("k", lo=0.0, lo_open=True), kappa=sec.number("kappa", lo=0.0),
-                      T=sec.number("T", lo=0.0, lo_open=True), types=tuple(types),
-                      sigma=sec.number("sigma", 0.0, lo=0.0), c=sec.number("c", 0.0, lo=0.0),
-                      rho=sec.number("rho", 0.0, lo=0.0))
+    Parameters
+    ----------
+    sec : Section
+        The ``[model]`` table; keys other than these must have been read already.
+
+    Returns
+    -------
+    mfg.closed_form.LQCrowding
+    """
+    types = tuple(t.dataclass(PreferenceType, m0=_mixture(t.table("m0"))) for t in sec.tables("types"))
+    return sec.dataclass(LQCrowding, types=types)
 
 
 def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfig:
-    from mfg.market_making import MarketMakingMFG
-
     m0 = model_sec.get("m0", None)
     with config_errors(f"{root.source}: model"):
         model = MarketMakingMFG(
@@ -202,8 +254,6 @@ def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfi
     grid_sec = root.table("grid")
     n_t = grid_sec.integer("n_t", lo=10, hi=10**7)
     grid_sec.done()
-    from mfg.jump import METHODS
-
     solver = root.table("solver", {})
     method = solver.choice("method", METHODS, "anderson")
     damping = solver.number("damping", 0.7, lo=0.0, hi=1.0, lo_open=True)
@@ -219,8 +269,6 @@ def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfi
 
 def parse_solve_config(path: str | Path) -> SolveConfig:
     """Read a ``mfgsim solve`` TOML file (see ``runs/solve_lq_crowding.toml``)."""
-    from mfg.fd import METHODS, CrowdAversionModel, Grid, LQCrowdingModel
-
     root = read_toml(path)
     model_sec = root.table("model")
     kind = model_sec.choice("kind", ("lq_crowding", "crowd_aversion", "market_making"))

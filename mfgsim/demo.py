@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .campaign import CampaignSpec, load_campaign
+from .specs import CampaignSpec, load_campaign
 
 _MODEL = """
 [model]

@@ -1,44 +1,18 @@
-"""File output shared by every package: atomic writes, a lock per output folder, and an
-up-front check that an output folder can be written.
-
-A reader never sees a half-written file: each file is written under a hidden temporary
-name in its target folder and renamed (``os.replace`` is atomic on POSIX). An interrupted
-write leaves at most a hidden ``.*.tmp`` file behind, which readers skip. Files get the
-mode ``0o666`` less the process umask, as ``open()`` would give them.
+"""The application's output folders: a lock per folder, and an up-front check that a
+folder can be written. Files themselves are written with :func:`mfg.io.atomic_write`,
+which every package uses.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
 class OutputError(RuntimeError):
     """An output folder cannot be used; the message says which and why."""
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` and move the result to ``path`` (folders are created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            # 0o666 through the umask, like open(); mkstemp would force 0o600
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            break
-        except FileExistsError:
-            continue
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Path:
@@ -67,7 +41,7 @@ def output_lock(folder: str | os.PathLike) -> Iterator[None]:
     instead of redoing the same runs; the lock goes with the process (``flock``), so a
     killed run never leaves a stale lock behind.
     """
-    import fcntl
+    import fcntl  # POSIX only: deferred so that the package imports elsewhere
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

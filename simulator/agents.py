@@ -20,18 +20,15 @@ from functools import lru_cache
 
 import numpy as np
 
+from mfg import validation as check
 from mfg.closed_form import AlmgrenChriss, LQCrowding
+from mfg.market_making import avellaneda_stoikov_quotes, glft_asymptotic_quotes, glft_quotes
 
 STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed")
 MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic", "mfg")
 # a unit of model inventory is a handful to a few thousand lots; beyond this the crowd's
 # position in lots outgrows any book the noise can fill
 MAX_LOTS_PER_UNIT = 1_000_000
-
-
-def _require(cond: bool, field: str, value, allowed: str) -> None:
-    if not cond:
-        raise ValueError(f"{field}={value!r} is not allowed; {allowed}")
 
 
 @dataclass(frozen=True)
@@ -55,12 +52,9 @@ class NoiseFlow:
 
     def __post_init__(self):
         for name in ("limit_rate", "market_rate", "cancel_rate"):
-            v = getattr(self, name)
-            _require(math.isfinite(v) and v >= 0, f"market.noise.{name}", v, "must be a finite rate >= 0")
-        _require(math.isfinite(self.mean_depth) and self.mean_depth >= 1, "market.noise.mean_depth", self.mean_depth,
-                 "must be >= 1 tick")
-        _require(isinstance(self.max_size, int) and self.max_size >= 1, "market.noise.max_size", self.max_size,
-                 "must be an integer >= 1")
+            check.number(f"market.noise.{name}", getattr(self, name), lo=0.0)
+        check.number("market.noise.mean_depth", self.mean_depth, lo=1.0)
+        check.integer("market.noise.max_size", self.max_size, lo=1)
 
 
 @dataclass(frozen=True)
@@ -84,15 +78,11 @@ class LatentLiquidity:
 
     def __post_init__(self):
         for name in ("deposit_rate", "cancel_rate"):
-            v = getattr(self, name)
-            _require(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"market.latent.{name}", v,
-                     "must be a finite rate > 0")
-        for name in ("band", "reveal_ticks"):
-            v = getattr(self, name)
-            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"market.latent.{name}", v,
-                     "must be an integer >= 1 (ticks)")
-        _require(self.reveal_ticks <= self.band, "market.latent.reveal_ticks", self.reveal_ticks,
-                 f"must not exceed market.latent.band = {self.band}")
+            check.number(f"market.latent.{name}", getattr(self, name), lo=0.0, lo_open=True)
+        for name in ("band", "reveal_ticks"):  # ticks
+            check.integer(f"market.latent.{name}", getattr(self, name), lo=1)
+        check.require(self.reveal_ticks <= self.band, "market.latent.reveal_ticks", self.reveal_ticks,
+                      f"must not exceed market.latent.band = {self.band}")
 
 
 @dataclass(frozen=True)
@@ -123,18 +113,13 @@ class MarketMakers:
     competition: float = 0.0
 
     def __post_init__(self):
-        _require(isinstance(self.count, int) and self.count >= 0, "market.makers.count", self.count,
-                 "must be an integer >= 0")
-        _require(self.model in MAKER_MODELS, "market.makers.model", self.model, f"expected one of {MAKER_MODELS}")
+        check.integer("market.makers.count", self.count, lo=0)
+        check.choice("market.makers.model", self.model, MAKER_MODELS)
         for name in ("risk_aversion", "fill_intensity", "fill_decay", "volatility"):
-            v = getattr(self, name)
-            _require(math.isfinite(v) and v > 0, f"market.makers.{name}", v, "must be finite and > 0")
-        _require(isinstance(self.quote_size, int) and self.quote_size >= 1, "market.makers.quote_size", self.quote_size,
-                 "must be an integer >= 1")
-        _require(isinstance(self.max_inventory, int) and self.max_inventory >= 1, "market.makers.max_inventory",
-                 self.max_inventory, "must be an integer >= 1")
-        _require(isinstance(self.competition, (int, float)) and math.isfinite(self.competition)
-                 and self.competition >= 0, "market.makers.competition", self.competition, "must be finite and >= 0")
+            check.number(f"market.makers.{name}", getattr(self, name), lo=0.0, lo_open=True)
+        check.integer("market.makers.quote_size", self.quote_size, lo=1)
+        check.integer("market.makers.max_inventory", self.max_inventory, lo=1)
+        check.number("market.makers.competition", self.competition, lo=0.0)
 
     def mean_field(self, T: float, n_steps: int):
         """(solution, sub): the market-making MFG of these makers (all flat at t = 0) on
@@ -146,38 +131,24 @@ class MarketMakers:
         """Bid and ask distances from the mid (ticks), shape (len(tau), 2Q+1), inventory -Q..Q.
 
         ``tau`` is the time to the horizon. Rows are where a maker with that inventory
-        quotes; at the inventory limits one side is not quoted (the loop checks that).
+        quotes; at the inventory limits one side is not quoted (the loop checks that). The
+        formulas are in :mod:`mfg.market_making`.
         """
         g, A, k, s = self.risk_aversion, self.fill_intensity, self.fill_decay, self.volatility
         Q = self.max_inventory
-        q = np.arange(-Q, Q + 1, dtype=np.float64)
-        tau = np.asarray(tau, dtype=np.float64)[:, None]
-        base = math.log1p(g / k) / g
         if self.model == "avellaneda_stoikov":
-            reservation = -q * g * s**2 * tau
-            half = 0.5 * (g * s**2 * tau + 2 * base)
-            return half - reservation, half + reservation
+            return avellaneda_stoikov_quotes(tau, g, k, s, Q)
         if self.model == "glft_asymptotic":
-            c = math.sqrt(s**2 * g / (2 * k * A) * (1 + g / k) ** (1 + k / g))
-            shape = (tau.shape[0], q.size)  # stationary: the same row at every τ
-            return (np.broadcast_to(base + (2 * q + 1) / 2 * c, shape).copy(),
-                    np.broadcast_to(base - (2 * q - 1) / 2 * c, shape).copy())
+            return glft_asymptotic_quotes(tau, g, A, k, s, Q)
         if self.model == "mfg":
+            tau = np.asarray(tau, dtype=np.float64)
             steps = tau.shape[0]
-            sol, sub = self.mean_field(float(tau[0, 0]), steps)
+            sol, sub = self.mean_field(float(tau[0]), steps)
             bid, ask = sol.bid[: steps * sub: sub].copy(), sol.ask[: steps * sub: sub].copy()
             bid[:, -1] = bid[:, -2]
             ask[:, 0] = ask[:, 1]
             return bid, ask
-        v = glft_v(tau[:, 0], g, A, k, s, Q)
-        bid = np.full_like(v, np.nan)
-        ask = np.full_like(v, np.nan)
-        bid[:, :-1] = np.log(v[:, :-1] / v[:, 1:]) / k + base
-        ask[:, 1:] = np.log(v[:, 1:] / v[:, :-1]) / k + base
-        # at the limits the missing side is never posted; fill with the neighbour for safety
-        bid[:, -1] = bid[:, -2]
-        ask[:, 0] = ask[:, 1]
-        return bid, ask
+        return glft_quotes(tau, g, A, k, s, Q)
 
 
 @lru_cache(maxsize=32)
@@ -205,22 +176,6 @@ def _maker_mean_field(makers: MarketMakers, T: float, n_steps: int):
         sub *= math.ceil(rate_dt / 0.1)
 
 
-def glft_v(tau: np.ndarray, gamma: float, A: float, k: float, sigma: float, Q: int) -> np.ndarray:
-    """GLFT's v(τ) = exp(-M τ) 1 for inventories -Q..Q (shape (len(tau), 2Q+1)).
-
-    M = α diag(q²) - η (super + sub diagonals), α = k γ σ² / 2, η = A (1 + γ/k)^-(1 + k/γ).
-    M is symmetric, so one eigen-decomposition serves every τ.
-    """
-    q = np.arange(-Q, Q + 1, dtype=np.float64)
-    alpha = 0.5 * k * gamma * sigma**2
-    eta = A * (1 + gamma / k) ** (-(1 + k / gamma))
-    M = np.diag(alpha * q**2) - eta * (np.eye(q.size, k=1) + np.eye(q.size, k=-1))
-    lam, P = np.linalg.eigh(M)
-    lam_min = lam.min()  # factor out the slowest mode: ratios of v are unaffected
-    w = P.T @ np.ones(q.size)
-    return (np.exp(-(lam[None, :] - lam_min) * np.asarray(tau)[:, None]) * w) @ P.T
-
-
 @dataclass(frozen=True)
 class ExecutionCrowd:
     """N execution traders with initial inventories from the model's m0 and its types.
@@ -244,22 +199,19 @@ class ExecutionCrowd:
     fd_grid: object | None = None
 
     def __post_init__(self):
-        _require(isinstance(self.n_agents, int) and self.n_agents >= 1, "crowd.n_agents", self.n_agents,
-                 "must be an integer >= 1")
-        _require(self.strategy in STRATEGIES, "crowd.strategy", self.strategy, f"expected one of {STRATEGIES}")
-        _require(isinstance(self.lots_per_unit, int) and 1 <= self.lots_per_unit <= MAX_LOTS_PER_UNIT,
-                 "crowd.lots_per_unit", self.lots_per_unit,
-                 f"must be an integer in [1, {MAX_LOTS_PER_UNIT}] (lots per unit of model inventory)")
-        _require(self.order_type in ("market", "ioc"), "crowd.order_type", self.order_type, "expected market or ioc")
-        _require(isinstance(self.ioc_ticks, int) and self.ioc_ticks >= 0, "crowd.ioc_ticks", self.ioc_ticks,
-                 "must be an integer >= 0")
+        check.integer("crowd.n_agents", self.n_agents, lo=1)
+        check.choice("crowd.strategy", self.strategy, STRATEGIES)
+        check.integer("crowd.lots_per_unit", self.lots_per_unit, lo=1, hi=MAX_LOTS_PER_UNIT)  # lots per model unit
+        check.choice("crowd.order_type", self.order_type, ("market", "ioc"))
+        check.integer("crowd.ioc_ticks", self.ioc_ticks, lo=0)
+        check.boolean("crowd.stop_at_target", self.stop_at_target)
         if self.strategy == "mfg_fd":
-            _require(self.fd_grid is not None, "crowd.fd_grid", None,
-                     "strategy 'mfg_fd' needs the solver's grid: a [crowd.fd_grid] table with x_min, x_max, n_x "
-                     "and n_t in a campaign, or fd_grid=mfg.fd.Grid(...) in Python")
+            check.require(self.fd_grid is not None, "crowd.fd_grid", None,
+                          "strategy 'mfg_fd' needs the solver's grid: a [crowd.fd_grid] table with x_min, x_max, "
+                          "n_x and n_t in a campaign, or fd_grid=mfg.fd.Grid(...) in Python")
         if self.strategy.startswith("nash"):
-            _require(len(self.model.types) == 1 and self.model.c == 0 and self.model.rho == 0, "crowd.strategy",
-                     self.strategy, "the N-player game needs one preference type, c = 0 and rho = 0")
+            check.require(len(self.model.types) == 1 and self.model.c == 0 and self.model.rho == 0, "crowd.strategy",
+                          self.strategy, "the N-player game needs one preference type, c = 0 and rho = 0")
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(types, initial inventories in model units), types by their weights."""

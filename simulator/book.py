@@ -28,11 +28,14 @@ with a :class:`RejectReason`; it never raises.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
+from mfg import validation as check
 
 from . import _book_kernels as K
 
@@ -266,9 +269,9 @@ class OrderBook:
                  "_handed_out")
 
     def __init__(self, n_ticks: int, order_capacity: int = 1024, trade_capacity: int = 1024):
-        n_ticks = _check_int("n_ticks", n_ticks, 2, MAX_TICKS)
-        order_capacity = _check_int("order_capacity", order_capacity, 1, 2**40)
-        trade_capacity = _check_int("trade_capacity", trade_capacity, 1, 2**40)
+        n_ticks = check.integer("n_ticks", n_ticks, lo=2, hi=MAX_TICKS, wrong_type=TypeError)
+        order_capacity = check.integer("order_capacity", order_capacity, lo=1, hi=2**40, wrong_type=TypeError)
+        trade_capacity = check.integer("trade_capacity", trade_capacity, lo=1, hi=2**40, wrong_type=TypeError)
         self.n_ticks = n_ticks
         (self._levels, self._blocks, self._meta, self._pool, self._table,
          self._trades, self._rejects) = K.new_book(n_ticks, order_capacity, trade_capacity)
@@ -404,12 +407,12 @@ class OrderBook:
 
     def volume_at(self, side: int, price: int) -> int:
         """Resting lots at ``price`` on ``side`` (+1 bids, -1 asks)."""
-        _check_int("price", price, 0, self.n_ticks - 1)
+        check.integer("price", price, lo=0, hi=self.n_ticks - 1, wrong_type=TypeError)
         return int(self._levels[_side_index(side), price, K.VOLUME])
 
     def depth(self, k: int = 5) -> DepthSnapshot:
         """The top ``k`` non-empty levels of each side, best first."""
-        k = _check_int("k", k, 1, self.n_ticks)
+        k = check.integer("k", k, lo=1, hi=self.n_ticks, wrong_type=TypeError)
         bid_ticks = np.flatnonzero(self._levels[K.BID, :, K.COUNT])[::-1][:k]
         ask_ticks = np.flatnonzero(self._levels[K.ASK, :, K.COUNT])[:k]
         return DepthSnapshot(
@@ -420,7 +423,7 @@ class OrderBook:
     def level_orders(self, side: int, price: int) -> list[OrderInfo]:
         """Live orders at one level in time priority."""
         s = _side_index(side)
-        _check_int("price", price, 0, self.n_ticks - 1)
+        check.integer("price", price, lo=0, hi=self.n_ticks - 1, wrong_type=TypeError)
         out = []
         slot = int(self._levels[s, price, K.HEAD])
         while slot != K.NIL:
@@ -470,16 +473,10 @@ def match_messages(messages, n_ticks: int, step: int = 0) -> tuple[BatchResult, 
 
 
 def _message_ints(side, price, qty, order_id, agent) -> tuple[int, ...]:
-    """The message fields as Python ints; floats, strings and bools are refused, not truncated."""
-    out = []
-    for name, value, unit in (("side", side, "+1 buy, -1 sell"), ("price", price, "ticks"), ("qty", qty, "lots"),
-                              ("order_id", order_id, "an id"), ("agent", agent, "an id")):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer ({unit}), got {value!r}")
-        if not -(2**63) <= value < 2**63:
-            raise ValueError(f"{name}={value} does not fit in int64")
-        out.append(int(value))
-    return tuple(out)
+    """The message fields as Python ints; floats, strings and bools are refused (TypeError), not truncated."""
+    return tuple(check.integer(name, value, lo=-(2**63), hi=2**63 - 1, wrong_type=TypeError)
+                 for name, value in (("side", side), ("price", price), ("qty", qty), ("order_id", order_id),
+                                     ("agent", agent)))
 
 
 def _side_index(side: int) -> int:
@@ -487,12 +484,16 @@ def _side_index(side: int) -> int:
         return K.BID
     if side == -1:
         return K.ASK
-    raise ValueError(f"side must be +1 (bid) or -1 (ask), got {side!r}")
+    raise check.InvalidValue("side", side, "must be +1 (bid) or -1 (ask)")
 
 
-def _check_int(name: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name}={value} is out of range; allowed {lo} .. {hi}")
-    return int(value)
+def compiled_call_floor(n: int = 200_000) -> float:
+    """Seconds per call of the compiled single-message entry point on a message that does
+    no matching (a cancel of an unknown id), called ``n`` times from Python: the floor
+    under any single-message API over this kernel (``benchmarks/book_throughput.py``)."""
+    book = OrderBook(1024)
+    calls = [(K.process_one, (book._handles_address, K.CANCEL, 0, 0, 0, 10**12, 0))] * n
+    t0 = time.perf_counter()
+    for method, args in calls:
+        method(*args)
+    return (time.perf_counter() - t0) / n

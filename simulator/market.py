@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mfg import validation as check
+
 from . import _market_kernels as MK
 from .agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow, strategy_tables
 from .book import TRADE_DTYPE
@@ -33,22 +35,6 @@ DEPTH_LEVELS = 10  # depth profile recorded per side, in ticks behind the best q
 # kernel records (3 × 8 bytes), the agents table as numpy and Polars columns (2 × 7 × 8),
 # and the comparison's sorted copies: measured peaks stay below this
 _BYTES_PER_AGENT_RECORD = 160
-
-
-def _check_clock(T, dt) -> None:
-    """T and dt finite and positive, dt dividing T."""
-    for name, v in (("T", T), ("dt", dt)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name}={v!r} is not allowed; must be finite and > 0")
-    ratio = T / dt
-    if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
-        raise ValueError(f"dt={dt} does not divide T={T} (T/dt = {ratio}); choose dt = T/n")
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed={seed!r} must be an integer in [0, 2**32)")
-    return int(seed)
 
 
 def _agents_table(steps, dt, types, inventory, cash, rate) -> dict:
@@ -95,19 +81,15 @@ class MarketSpec:
     scale_with: str = "crowd"
 
     def __post_init__(self):
-        _check_clock(self.T, self.dt)
-        if self.scale_with not in ("crowd", "makers"):
-            raise ValueError(f"scale_with={self.scale_with!r} is not allowed; expected 'crowd' or 'makers'")
-        if not (isinstance(self.tick_size, (int, float)) and math.isfinite(self.tick_size) and self.tick_size > 0):
-            raise ValueError(f"tick_size={self.tick_size!r} is not allowed; must be finite and > 0")
+        check.time_step(self.T, self.dt)
+        check.choice("scale_with", self.scale_with, ("crowd", "makers"))
+        check.number("tick_size", self.tick_size, lo=0.0, lo_open=True)
+        check.boolean("scale_liquidity", self.scale_liquidity)
         for name, lo in (("n_ticks", 16), ("initial_mid", 1), ("warmup_steps", 0), ("record_every", 1),
                          ("max_trades_kept", 0), ("post_steps", 0), ("max_executions_kept", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name}={v!r} is not allowed; must be an integer >= {lo}")
-        if (self.n_steps + self.post_steps) % self.record_every:
-            raise ValueError(f"record_every={self.record_every} does not divide the "
-                             f"{self.n_steps + self.post_steps} steps (n_steps + post_steps)")
+            check.integer(name, getattr(self, name), lo=lo)
+        check.require((self.n_steps + self.post_steps) % self.record_every == 0, "record_every", self.record_every,
+                      f"must divide the {self.n_steps + self.post_steps} steps (n_steps + post_steps)")
         if self.crowd is not None and abs(self.crowd.model.T - self.T) > 1e-12 * self.T:
             raise ValueError(f"crowd.model.T={self.crowd.model.T} differs from T={self.T}")
         margin = self.price_margin()
@@ -239,7 +221,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     """Run the book market once; the same spec and seed give identical tables."""
     import time
 
-    seed = _check_seed(seed)
+    seed = check.seed("seed", seed)
     t0 = time.perf_counter()
     n_steps, s = spec.n_steps, spec.liquidity_scale
     t = np.arange(n_steps) * spec.dt
@@ -334,11 +316,11 @@ class ParticleSpec:
     record_every: int = 10
 
     def __post_init__(self):
-        _check_clock(self.T, self.dt)
-        if not (isinstance(self.record_every, int) and self.record_every >= 1) or self.n_steps % self.record_every:
-            raise ValueError(f"record_every={self.record_every} must be an integer >= 1 dividing {self.n_steps} steps")
-        if not self.sigma0 >= 0:
-            raise ValueError(f"sigma0={self.sigma0} must be >= 0")
+        check.time_step(self.T, self.dt)
+        check.integer("record_every", self.record_every, lo=1)
+        check.require(self.n_steps % self.record_every == 0, "record_every", self.record_every,
+                      f"must divide the {self.n_steps} steps")
+        check.number("sigma0", self.sigma0, lo=0.0)
 
     @property
     def n_steps(self) -> int:
@@ -354,7 +336,7 @@ def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:
     """Simulate the particle system; returns the same tables as :func:`run_market`."""
     import time
 
-    seed = _check_seed(seed)
+    seed = check.seed("seed", seed)
     t0 = time.perf_counter()
     crowd, model = spec.crowd, spec.crowd.model
     rng = np.random.default_rng(seed)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from mfg import validation as check
+
 from . import _book_kernels as K
-from .book import MESSAGE_DTYPE, MESSAGE_FIELDS, _check_int
+from .book import MESSAGE_DTYPE, MESSAGE_FIELDS
 
 
 @njit(cache=True)
@@ -100,14 +102,13 @@ def mixed_stream(
     max_qty : quantities are uniform on ``1 .. max_qty`` lots.
     seed : seed of the draws; the same arguments give the same bytes.
     """
-    n_messages = _check_int("n_messages", n_messages, 0, 2**40)
-    n_ticks = _check_int("n_ticks", n_ticks, 16, 50_000_000)
-    max_depth = _check_int("max_depth", max_depth, 0, n_ticks)
-    max_qty = _check_int("max_qty", max_qty, 1, 2**31)
-    seed = _check_int("seed", seed, 0, 2**32 - 1)
+    n_messages = check.integer("n_messages", n_messages, lo=0, hi=2**40, wrong_type=TypeError)
+    n_ticks = check.integer("n_ticks", n_ticks, lo=16, hi=50_000_000, wrong_type=TypeError)
+    max_depth = check.integer("max_depth", max_depth, lo=0, hi=n_ticks, wrong_type=TypeError)
+    max_qty = check.integer("max_qty", max_qty, lo=1, hi=2**31, wrong_type=TypeError)
+    seed = check.integer("seed", seed, lo=0, hi=2**32 - 1, wrong_type=TypeError)
     for name, p in (("p_limit", p_limit), ("p_cancel", p_cancel)):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name}={p} is out of range; allowed 0 .. 1")
+        check.number(name, p, lo=0.0, hi=1.0)
     if p_limit + p_cancel > 1.0:
         raise ValueError(f"p_limit + p_cancel = {p_limit + p_cancel} exceeds 1")
     cols = np.empty((len(MESSAGE_FIELDS), n_messages), dtype=np.int64)

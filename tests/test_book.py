@@ -128,7 +128,7 @@ def test_bad_input_raises_clear_errors():
         OrderBook(10).process(np.zeros(2, dtype=[("kind", "i8")]))
     with pytest.raises(TypeError):
         OrderBook(10).process([1, 2, 3])
-    with pytest.raises(ValueError, match="side must be"):
+    with pytest.raises(ValueError, match="side=0 is not allowed; must be"):
         OrderBook(10).volume_at(0, 1)
 
 

@@ -5,103 +5,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
 from analysis.readers import manifest, scan
-from mfgsim.campaign import load_campaign, run_campaign
+from mfgsim import load_campaign, run_campaign
 from mfgsim.cli import main
 from mfgsim.config import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
-
-MODEL = """
-[model]
-k = 1.0
-kappa = 2.0
-T = 1.0
-sigma = {sigma}
-[[model.types]]
-phi = 1.0
-A = 10.0
-m0 = {{ means = [1.0], stds = [0.2] }}
-"""
-
-PARTICLES = """
-[campaign]
-name = "tiny_particles"
-kind = "particles"
-seeds = 2
-record_every = 5
-""" + MODEL.format(sigma=0.3) + """
-[crowd]
-n_agents = 5
-[particles]
-dt = 0.02
-[sweep]
-grid = { "crowd.n_agents" = [5, 20, 80] }
-"""
-
-MARKET = """
-[campaign]
-name = "tiny_market"
-kind = "market"
-seeds = 1
-record_every = 10
-keep_trades = true
-""" + MODEL.format(sigma=0.0) + """
-[crowd]
-n_agents = 5
-lots_per_unit = 20
-stop_at_target = false
-[market]
-dt = 0.02
-warmup_steps = 20
-[market.noise]
-limit_rate = 40.0
-[sweep]
-grid = { "crowd.n_agents" = [5, 10, 20] }
-"""
-
-NASH = """
-[campaign]
-name = "tiny_nash"
-kind = "nash"
-""" + MODEL.format(sigma=0.0) + """
-[crowd]
-n_agents = 2
-[nash]
-n_steps = 200
-[sweep]
-grid = { "crowd.n_agents" = [2, 4, 8] }
-"""
-
-
-def write(tmp_path, text, name):
-    path = tmp_path / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
-def frames(out: Path) -> dict[str, pl.DataFrame]:
-    """Every table's shards, sorted, for comparing two output folders."""
-    out_tables = {}
-    for table in ("agents", "market", "trades", "depth", "mfg", "summary"):
-        if (out / table).is_dir():
-            df = scan(out, table).collect()
-            out_tables[table] = df.sort(df.columns)
-    return out_tables
-
-
-def assert_same_outputs(a: Path, b: Path):
-    fa, fb = frames(a), frames(b)
-    assert fa.keys() == fb.keys()
-    for table in fa:
-        assert fa[table].equals(fb[table], null_equal=True), table
-
+from conftest import MARKET, NASH, PARTICLES, ROOT, assert_same_outputs, write
 
 @pytest.mark.parametrize("text, name, tables", [
     (PARTICLES, "tiny_particles", {"agents", "market", "mfg", "summary"}),
@@ -131,7 +45,7 @@ def test_cli_run_and_report(tmp_path, capsys, text, name, tables):
 
 
 def test_shard_layout_and_schema(tmp_path):
-    out = run_campaign(write(tmp_path, PARTICLES, "tiny_particles"), tmp_path / "out", workers=1, progress=False)
+    out = run_campaign(write(tmp_path, PARTICLES, "tiny_particles"), tmp_path / "out", workers=1, progress=False).folder
     shards = sorted((out / "agents").rglob("*.parquet"))
     assert len(shards) == 6
     assert all(p.parent.name.startswith("seed=") and p.parent.parent.name.startswith("N=") for p in shards)
@@ -143,7 +57,7 @@ def test_shard_layout_and_schema(tmp_path):
 
 def test_resume_skips_finished_runs(tmp_path):
     path = write(tmp_path, PARTICLES, "tiny_particles")
-    out = run_campaign(path, tmp_path / "out", workers=1, progress=False)
+    out = run_campaign(path, tmp_path / "out", workers=1, progress=False).folder
     victim = sorted((out / "summary").rglob("*.parquet"))[0]
     victim.unlink()
     stamps = {p: p.stat().st_mtime_ns for p in (out / "summary").rglob("*.parquet")}
@@ -182,7 +96,7 @@ def test_one_two_workers_and_dask_give_identical_shards(tmp_path):
     path = write(tmp_path, MARKET, "tiny_market")
     outs = []
     for label, kwargs in (("one", {"workers": 1}), ("two", {"workers": 2}), ("dask", {"workers": 2, "dask": "local"})):
-        outs.append(run_campaign(path, tmp_path / label, progress=False, **kwargs))
+        outs.append(run_campaign(path, tmp_path / label, progress=False, **kwargs).folder)
     assert_same_outputs(outs[0], outs[1])
     assert_same_outputs(outs[0], outs[2])
 
@@ -191,7 +105,7 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path):
     text = PARTICLES.replace('[crowd]\nn_agents = 5', '[crowd]\nn_agents = 5\nstrategy = "mfg_fd"\n'
                                                       '[crowd.fd_grid]\nx_min = -1.5\nx_max = 2.5\nn_x = 60\nn_t = 25')
     text = text.replace('grid = { "crowd.n_agents" = [5, 20, 80] }', 'zip = { "crowd.fd_grid.x_min" = [-1.5, 0.9] }')
-    out = run_campaign(write(tmp_path, text, "tiny_particles"), tmp_path / "out", workers=1, progress=False)
+    out = run_campaign(write(tmp_path, text, "tiny_particles"), tmp_path / "out", workers=1, progress=False).folder
     man = manifest(out).sort("status")
     assert man["status"].to_list() == ["done", "done", "failed", "failed"]
     assert "widen the grid" in man.filter(pl.col("status") == "failed")["error"][0]
@@ -202,7 +116,7 @@ BAD = [
     (PARTICLES.replace('kind = "particles"', 'kind = "particle"'), "campaign.kind"),
     (PARTICLES.replace("seeds = 2", "seeds = 0"), "campaign.seeds"),
     (PARTICLES.replace("seeds = 2", "sedes = 2"), "did you mean 'seeds'"),
-    (PARTICLES.replace("dt = 0.02", "dt = 0.3"), "does not divide"),
+    (PARTICLES.replace("dt = 0.02", "dt = 0.3"), r"particles\.dt=0\.3 is not allowed; must divide T=1\.0"),
     (PARTICLES.replace("kappa = 2.0", "kappa = -2.0"), "model.kappa"),
     (PARTICLES.replace("[crowd]\nn_agents = 5", "[crowd]\nn_agents = 5\nstrategy = \"vwap\""), "crowd.strategy"),
     (PARTICLES.replace('"crowd.n_agents" = [5, 20, 80]', '"crowd.n_agents" = [5, 0]'), "n_agents"),
@@ -237,7 +151,7 @@ def test_python_api_with_an_existing_executor(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        out = run_campaign(write(tmp_path, NASH, "tiny_nash"), tmp_path / "out", engine=pool, progress=False)
+        out = run_campaign(write(tmp_path, NASH, "tiny_nash"), tmp_path / "out", engine=pool, progress=False).folder
     gaps = scan(out, "summary").collect().sort("N")
     for column in ("own_gain_gap_closed", "own_gain_gap_open", "value_gap_closed"):
         assert np.all(np.diff(gaps[column].to_numpy()) < 0)
@@ -246,7 +160,7 @@ def test_python_api_with_an_existing_executor(tmp_path):
 
 def test_an_output_folder_of_another_schema_version_is_refused(tmp_path, capsys):
     path = write(tmp_path, NASH, "tiny_nash")
-    out = run_campaign(path, tmp_path / "out", workers=1, progress=False)
+    out = run_campaign(path, tmp_path / "out", workers=1, progress=False).folder
     man = pl.read_parquet(out / "manifest.parquet").with_columns(schema_version=pl.lit(0, dtype=pl.Int64))
     man.write_parquet(out / "manifest.parquet")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
@@ -262,20 +176,20 @@ def test_adding_seeds_keeps_the_finished_runs(tmp_path):
 
 
 def test_a_run_with_a_non_finite_summary_is_not_done(tmp_path, monkeypatch):
-    import analysis.compare
+    import mfgsim.campaign
 
-    real = analysis.compare.compare_run
+    real = mfgsim.campaign.compare_run
 
     def broken(result, model):
         rows, summary = real(result, model)
         return rows, {**summary, "cost_gap": float("nan")}
 
-    monkeypatch.setattr(analysis.compare, "compare_run", broken)
+    monkeypatch.setattr(mfgsim.campaign, "compare_run", broken)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
         out = run_campaign(write(tmp_path, PARTICLES, "tiny_particles"), tmp_path / "out", engine=pool,
-                           progress=False)
+                           progress=False).folder
     man = manifest(out)
     assert set(man["status"]) == {"failed"}
     assert "cost_gap=nan" in man["error"][0] and "not recorded as done" in man["error"][0]

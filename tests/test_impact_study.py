@@ -6,7 +6,7 @@ import pytest
 
 from mfgsim.cli import main
 from mfgsim.config import ConfigError
-from mfgsim.impact_study import load_study
+from mfgsim.studies.impact import load
 
 STUDY = """
 [study]
@@ -82,4 +82,4 @@ def test_bad_study_files(tmp_path, change, message):
     path = tmp_path / "bad.toml"
     path.write_text(STUDY.replace(*change))
     with pytest.raises(ConfigError, match=message):
-        load_study(path)
+        load(path)

@@ -5,11 +5,11 @@ import pytest
 
 from mfg.closed_form import LQCrowding
 from mfg.laws import GaussianMixture as GM
-from mfgsim.campaign import load_campaign
+from mfgsim import load_campaign
 from mfgsim.config import ConfigError
 from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow
 from simulator.market import MarketSpec, run_market
-from tests.test_campaign import MARKET, write
+from conftest import MARKET, write
 
 QUIET = NoiseFlow(limit_rate=0.0, market_rate=0.0, cancel_rate=0.0)
 

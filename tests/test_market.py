@@ -9,7 +9,8 @@ from scipy.integrate import solve_ivp
 from mfg.closed_form import LQCrowding
 from mfg.fd import Grid
 from mfg.laws import GaussianMixture as GM
-from simulator.agents import ExecutionCrowd, MarketMakers, NoiseFlow, glft_v
+from mfg.market_making import glft_v
+from simulator.agents import ExecutionCrowd, MarketMakers, NoiseFlow
 from simulator.market import MarketSpec, ParticleSpec, run_market, run_particles
 
 MODEL = LQCrowding.single(k=1.0, kappa=1.0, phi=1.0, A=10.0, T=1.0, m0=GM.normal(1.0, 0.2))
@@ -192,7 +193,7 @@ def test_particle_system_matches_the_closed_form_law():
 @pytest.mark.parametrize("make, message", [
     (lambda: NoiseFlow(limit_rate=-1.0), "noise.limit_rate"),
     (lambda: ExecutionCrowd(0, MODEL), "crowd.n_agents"),
-    (lambda: MarketSpec(T=1.0, dt=0.3), "does not divide"),
+    (lambda: MarketSpec(T=1.0, dt=0.3), "dt=0.3 is not allowed; must divide T=1.0"),
     (lambda: MarketSpec(T=1.0, dt=0.01, n_ticks=100, initial_mid=50,
                         crowd=ExecutionCrowd(100, MODEL)), "price grid too small"),
     (lambda: MarketMakers(model="magic"), "makers.model"),

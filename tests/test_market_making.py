@@ -202,7 +202,7 @@ competition = 0.5
 def test_poisson_slope_recovers_a_known_sensitivity():
     """Counts drawn with a known b: the estimate is within three standard errors and the
     standard error matches the spread of estimates over repeated draws."""
-    from mfgsim.makers_study import poisson_slope
+    from analysis.impact import poisson_slope
 
     rng = np.random.default_rng(1)
     estimates, errors = [], []
@@ -219,7 +219,7 @@ def test_poisson_slope_recovers_a_known_sensitivity():
 
 def test_the_fill_sensitivity_figure_draws_its_data():
     from analysis.figures import plot_fill_sensitivity
-    from mfgsim.makers_study import FillSensitivity
+    from analysis.impact import FillSensitivity
 
     s = FillSensitivity(2.0, 0.1, 20.0, np.array([-0.5, 0.0, 0.5]), np.array([50.0, 20.0, 8.0]),
                         np.array([100.0, 40.0, 16.0]), np.array([1000, 1000, 1000]))

@@ -68,7 +68,7 @@ def test_stylized_facts_flag_the_literature_ranges():
 
 def test_realism_command_on_a_tiny_book_campaign(tmp_path, capsys):
     from mfgsim.cli import main
-    from tests.test_campaign import MARKET, write
+    from conftest import MARKET, write
 
     text = MARKET.replace("record_every = 10", "record_every = 1").replace("dt = 0.02", "dt = 0.005")
     assert main(["run", str(write(tmp_path, text, "tiny_market")), "--out", str(tmp_path / "out"), "--quiet"]) == 0

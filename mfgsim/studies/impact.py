@@ -25,8 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, Section, config_errors, output_name, read_toml
-from .io import atomic_write, check_writable, output_lock
+import polars as pl
+
+from analysis.figures import plot_impact_decay, plot_impact_law, save_figure
+from analysis.impact import impact_law, relaxation
+from mfg.closed_form import LQCrowding
+from mfg.io import atomic_write
+from mfg.laws import GaussianMixture
+from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow
+from simulator.market import MarketSpec, run_market
+
+from ..config import ConfigError, Section, config_errors, output_name, read_toml
+from ..engines import make_engine, warm_kernels
+from ..io import check_writable, output_lock
 
 
 @dataclass(frozen=True)
@@ -52,8 +63,34 @@ class ImpactStudy:
     books: tuple[Book, ...]
 
 
-def load_study(path: str | Path) -> ImpactStudy:
-    """Read and validate an impact study (every book's market spec is built here)."""
+@dataclass(frozen=True)
+class ImpactResult:
+    """What :func:`run` measured: one row per book and size, one law row per book, and per
+    book the fitted (ImpactLaw or None, Relaxation)."""
+
+    study: ImpactStudy
+    sizes: list[dict]
+    laws: list[dict]
+    fits: dict
+
+
+def load(path: str | Path) -> ImpactStudy:
+    """Read and validate an impact study (every book's market spec is built here).
+
+    Parameters
+    ----------
+    path : str or Path
+        A study file (see ``runs/impact_square_root.toml``).
+
+    Returns
+    -------
+    ImpactStudy
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key path, the value and what is allowed.
+    """
     root = read_toml(path)
     study = root.table("study")
     name = output_name(study, path)
@@ -92,18 +129,11 @@ def load_study(path: str | Path) -> ImpactStudy:
 
 def _spec(study: ImpactStudy, book: Book, size: float):
     """The MarketSpec of one meta-order: ``agents`` TWAP sellers of ``size`` each."""
-    from mfg.closed_form import LQCrowding
-    from mfg.laws import GaussianMixture
-    from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow
-    from simulator.market import MarketSpec
-
-    from .campaign import _dataclass_from
-
     sec = Section(copy.deepcopy(book.market), f"books.{book.name}.market", study.source)
     with config_errors(f"{study.source}: book {book.name!r}"):
-        noise = _dataclass_from(sec.table("noise", {}), NoiseFlow)
-        latent = _dataclass_from(sec.table("latent"), LatentLiquidity) if "latent" in sec.data else None
-        makers = _dataclass_from(sec.table("makers"), MarketMakers) if "makers" in sec.data else None
+        noise = sec.table("noise", {}).dataclass(NoiseFlow)
+        latent = sec.table("latent").dataclass(LatentLiquidity) if "latent" in sec.data else None
+        makers = sec.table("makers").dataclass(MarketMakers) if "makers" in sec.data else None
         model = LQCrowding.single(1.0, 0.0, 0.0, 0.0, study.horizon, GaussianMixture.normal(size, 0.0))
         crowd = ExecutionCrowd(study.agents, model, "twap", lots_per_unit=study.lots_per_unit)
         spec = MarketSpec(T=study.horizon, dt=sec.number("dt", lo=0.0, lo_open=True),
@@ -118,8 +148,6 @@ def _spec(study: ImpactStudy, book: Book, size: float):
 def _one_run(args):
     """(impact path in the direction of trading, the rest of the market's volume over the
     execution, lots the crowd sold) of one seeded meta-order."""
-    from simulator.market import run_market
-
     spec, seed = args
     run = run_market(spec, seed)
     n = spec.n_steps
@@ -129,11 +157,8 @@ def _one_run(args):
     return -(mid - mid[0]), float(volume.sum()), float(-crowd.sum())
 
 
-def run_study(study: ImpactStudy, pool) -> tuple[list[dict], list[dict], dict]:
-    """Run every book, size and seed on ``pool`` (an Executor). Returns (size rows, law
-    rows, {book: (ImpactLaw, Relaxation, pooled decay path)})."""
-    from analysis.impact import impact_law, relaxation
-
+def measure(study: ImpactStudy, pool) -> ImpactResult:
+    """Run every book, size and seed on ``pool`` (an Executor) and fit the laws."""
     size_rows, law_rows, fits = [], [], {}
     for book in study.books:
         specs = [_spec(study, book, size) for size in study.sizes]
@@ -172,32 +197,32 @@ def run_study(study: ImpactStudy, pool) -> tuple[list[dict], list[dict], dict]:
                          "permanent_fraction": float(np.median(fraction)), "rho": relax.rho, "rho_se": relax.rho_se,
                          "decay_time": relax.decay_time, "fitted_permanent_fraction": relax.permanent_fraction,
                          "seeds": n_seeds, "note": note})
-    return size_rows, law_rows, fits
+    return ImpactResult(study, size_rows, law_rows, fits)
 
 
-def write_study(study: ImpactStudy, out_root: str | Path, workers: int | None = None,
-                dask: str | None = None) -> tuple[Path, list[dict]]:
-    """Run the study on an engine and write its tables and figures; returns (folder, laws)."""
-    import polars as pl
-
-    from analysis.figures import plot_impact_decay, plot_impact_law, save_figure
-
-    from .campaign import make_engine, warm_kernels
-
-    out = check_writable(Path(out_root) / study.name, "study output folder")
+def run(study: ImpactStudy, workers: int | None = None, dask: str | None = None) -> ImpactResult:
+    """Run the study on an engine (see :func:`mfgsim.engines.make_engine`) and fit its laws."""
     warm_kernels()
     with make_engine(workers, dask) as pool:
-        size_rows, law_rows, fits = run_study(study, pool)
+        return measure(study, pool)
+
+
+def write(result: ImpactResult, out_root: str | Path) -> Path:
+    """Write ``impact_sizes.parquet``, ``impact_laws.parquet`` and the figures under
+    ``out_root / <study name>``; returns that folder."""
+    out = check_writable(Path(out_root) / result.study.name, "study output folder")
     with output_lock(out):
-        atomic_write(out / "impact_sizes.parquet", pl.DataFrame(size_rows).write_parquet)
-        atomic_write(out / "impact_laws.parquet", pl.DataFrame(law_rows).write_parquet)
-        save_figure(plot_impact_law({name: law for name, (law, _) in fits.items() if law is not None}),
+        atomic_write(out / "impact_sizes.parquet", pl.DataFrame(result.sizes).write_parquet)
+        atomic_write(out / "impact_laws.parquet", pl.DataFrame(result.laws).write_parquet)
+        save_figure(plot_impact_law({name: law for name, (law, _) in result.fits.items() if law is not None}),
                     out / "impact_law")
-        save_figure(plot_impact_decay({name: relax for name, (_, relax) in fits.items()}), out / "impact_decay")
-    return out, law_rows
+        save_figure(plot_impact_decay({name: relax for name, (_, relax) in result.fits.items()}), out / "impact_decay")
+    return out
 
 
 def format_laws(rows: list[dict]) -> str:
+    """The law rows as a text table: exponent with its interval, Q/V range, permanent
+    fraction, decay time."""
     lines = [f"{'book':<20}{'exponent [95% CI]':<26}{'Q/V range':<20}{'permanent':>10}{'decay time':>12}"]
     for r in rows:
         lines.append(f"{r['book']:<20}{r['impact_exponent']:.3f} [{r['exponent_lo']:.3f}, {r['exponent_hi']:.3f}]"

@@ -1,6 +1,6 @@
 """Closing the loop: trades -> order flow -> impact measured from the book -> MFG -> trades.
 
-``mfgsim calibrate runs/closed_loop.toml`` starts from the model's (κ, k, c), runs the book
+``mfgsim calibrate runs/closed_loop.toml`` (:func:`load`, :func:`run`, :func:`write`) starts from the model's (κ, k, c), runs the book
 with the crowd on that model's MFG feedback over several seeds, re-estimates (κ, k, c) from
 the book (:mod:`analysis.impact`), and moves the calibrated parameters (``parameters``,
 default κ and c) a damped step towards the estimates, until they change by less than
@@ -42,15 +42,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
-from mfgsim.io import atomic_write
+from analysis.compare import compare_run
+from analysis.figures import plot_calibration, plot_meta_orders, save_figure
+from analysis.impact import (decay_profile, estimate_impact, impact_path_fit, kyle_lambda, order_flow_imbalance,
+                             response_exponent)
+from mfg.io import atomic_write
+from simulator.market import run_market
 
-from .campaign import _set_path, _sweep_points, build_run, make_engine
-from .config import read_toml
+from ..build import build_run
+from ..config import output_name, read_toml
+from ..engines import make_engine, warm_kernels
+from ..io import check_writable, output_lock
+from ..specs import set_path, sweep_points
 
 
 @dataclass(frozen=True)
 class CalibrationSettings:
+    """The loop's settings from ``[calibration]``."""
+
     seeds: tuple[int, ...]
     damping: float
     tol: float
@@ -63,6 +74,8 @@ class CalibrationSettings:
 
 @dataclass(frozen=True)
 class MetaOrderSettings:
+    """The meta-order study from ``[meta_orders]``."""
+
     sizes: tuple[float, ...]  # per-agent meta-order sizes, model units
     seeds: tuple[int, ...]
     post_steps: int
@@ -70,6 +83,8 @@ class MetaOrderSettings:
 
 @dataclass(frozen=True)
 class CalibrationPlan:
+    """A loaded calibration: settings, one resolved config per sweep point, meta-orders."""
+
     name: str
     source: str
     settings: CalibrationSettings
@@ -89,14 +104,43 @@ def _parameters(cal) -> tuple[str, ...]:
     return tuple(value)
 
 
-def load_calibration(path: str | Path) -> CalibrationPlan:
-    """Read and validate a calibration file (every sweep point is built once here)."""
+@dataclass(frozen=True)
+class CalibrationResult:
+    """What :func:`run` measured: one row per sweep point and iteration, and the meta-order
+    rows (empty without ``[meta_orders]``)."""
+
+    plan: CalibrationPlan
+    rows: list[dict]
+    meta_orders: list[dict]
+
+    @property
+    def converged(self) -> bool:
+        """Whether every sweep point reached its fixed point."""
+        table = pl.DataFrame(self.rows)
+        return bool(table.group_by("point").agg(pl.col("converged").any())["converged"].all())
+
+
+def load(path: str | Path) -> CalibrationPlan:
+    """Read and validate a calibration file (every sweep point is built once here).
+
+    Parameters
+    ----------
+    path : str or Path
+        A calibration file (see ``runs/closed_loop.toml``).
+
+    Returns
+    -------
+    CalibrationPlan
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key path, the value and what is allowed.
+    """
     root = read_toml(path)
     cal = root.table("calibration")
-    name = cal.get("name", Path(path).stem)
-    seeds = cal.get("seeds", 4)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise cal.error("seeds", seeds, "expected a count >= 1")
+    name = output_name(cal, path)
+    seeds = cal.integer("seeds", 4, lo=1)
     settings = CalibrationSettings(
         seeds=tuple(range(seeds)), damping=cal.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True),
         tol=cal.number("tol", 0.05, lo=0.0, lo_open=True), max_iter=cal.integer("max_iter", 10, lo=1),
@@ -112,34 +156,37 @@ def load_calibration(path: str | Path) -> CalibrationPlan:
         if any(s <= 0 for s in meta.sizes):
             raise mo.error("sizes", list(meta.sizes), "meta-order sizes must be > 0")
         mo.done()
-    points = _sweep_points(root.table("sweep", {}))
+    points = sweep_points(root.table("sweep", {}))
     base = {k: v for k, v in root.data.items() if k not in ("calibration", "meta_orders", "sweep")}
     base["campaign"] = {"kind": "market", "record_every": 1}
     resolved, labels = [], []
     for point in points:
         cfg = copy.deepcopy(base)
         for dotted, value in point.items():
-            _set_path(cfg, dotted, value, root.source)
+            set_path(cfg, dotted, value, root.source)
         build_run(cfg, root.source)
         resolved.append(cfg)
         labels.append(json.dumps(point, sort_keys=True))
     return CalibrationPlan(name, root.source, settings, tuple(resolved), tuple(labels), meta)
 
 
-def _with_params(cfg: dict, kappa: float, k: float, c: float, rho: float = 0.0) -> dict:
+def with_params(cfg: dict, kappa: float, k: float, c: float, rho: float = 0.0) -> dict:
+    """A copy of the resolved config ``cfg`` whose model has these impact parameters."""
     out = copy.deepcopy(cfg)
     out["model"].update(kappa=float(kappa), k=float(k), c=float(c), rho=float(rho))
     return out
 
 
-def _market_objects(cfg: dict, source: str):
+def market_objects(cfg: dict, source: str):
+    """(model, spec) of a resolved market config, recorded at every step and keeping every
+    crowd execution (what the impact estimators read) but no trades."""
     obj = build_run(cfg, source)
     spec = dataclasses.replace(obj["spec"], max_executions_kept=obj["n_agents"] * obj["spec"].n_steps,
                                record_every=1, max_trades_kept=0)
     return obj["model"], spec
 
 
-def _finite_n_gap(runs, model, spec, n_records: int) -> dict:
+def finite_n_gap(runs, model, spec, n_records: int) -> dict:
     """The agents against the MFG of the parameters they traded on.
 
     W1, mean inventory and mean rate measure how well the agents execute their feedback
@@ -148,8 +195,6 @@ def _finite_n_gap(runs, model, spec, n_records: int) -> dict:
     move against the model's impact Y(t) (κ (E(t) - E(0)) when ρ = 0), in model price units
     (max over time).
     """
-    from analysis.compare import compare_run
-
     stride = max(1, (runs[0].market["t"].size - 1) // (n_records - 1))
     rows = [compare_run(r, model, stride)[1] for r in runs]
     out = {key: float(np.mean([row[key] for row in rows]))
@@ -164,17 +209,13 @@ def _finite_n_gap(runs, model, spec, n_records: int) -> dict:
 
 def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, progress=None) -> list[dict]:
     """Iterate one sweep point to its fixed point; one row per iteration."""
-    from analysis.impact import estimate_impact, impact_path_fit, kyle_lambda, order_flow_imbalance
-
-    from simulator.market import run_market
-
     s = plan.settings
     theta = np.array([cfg["model"]["kappa"], cfg["model"]["k"], cfg["model"].get("c", 0.0),
                       cfg["model"].get("rho", 0.0)], dtype=float)
     transient = "rho" in s.parameters or theta[3] > 0
     rows = []
     for it in range(s.max_iter + 1):
-        model, spec = _market_objects(_with_params(cfg, *theta), plan.source)
+        model, spec = market_objects(with_params(cfg, *theta), plan.source)
         runs = list(pool.map(run_market, [spec] * len(s.seeds), s.seeds))
         crowd = spec.crowd
         est = estimate_impact(runs, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps,
@@ -200,7 +241,7 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
             "rho_hat": hat[3], "rho_se": se[3],
             "c_hat": est.c, "c_se": est.c_se, "spread_cost": est.spread_cost,
             "k_own": est.temporary["k"][0], "distance": distance,
-            **_finite_n_gap(runs, model, spec, s.w1_records),
+            **finite_n_gap(runs, model, spec, s.w1_records),
             "kyle_lambda": kyle_lambda(markets, s.horizon)["lambda"][0],
             "ofi_r2": order_flow_imbalance(markets, s.horizon).r2,
             "within_noise": within_noise, "converged": False,
@@ -217,14 +258,10 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
 
 def meta_order_study(cfg: dict, plan: CalibrationPlan, pool, kappa: float, k: float, c: float) -> list[dict]:
     """Crowd meta-orders (TWAP sells of each size per agent), then ``post_steps`` of relaxation."""
-    from analysis.impact import decay_profile
-
-    from simulator.market import run_market
-
     meta = plan.meta_orders
     rows = []
     for size in meta.sizes:
-        sized = _with_params(cfg, kappa, k, c)
+        sized = with_params(cfg, kappa, k, c)
         sized["model"]["types"] = [{**sized["model"]["types"][0], "m0": {"means": [float(size)], "stds": [0.0]},
                                     "weight": 1.0}]
         sized["crowd"] = {**sized["crowd"], "strategy": "twap", "stop_at_target": True}
@@ -240,20 +277,22 @@ def meta_order_study(cfg: dict, plan: CalibrationPlan, pool, kappa: float, k: fl
     return rows
 
 
-def run_calibration(path: str | Path, out_root: str | Path = "runs/out", workers: int | None = None,
-                    dask: str | None = None, verbose: bool = True) -> tuple[Path, bool]:
-    """Run the calibration of every sweep point; return (output folder, all converged)."""
-    import polars as pl
+def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = None,
+        verbose: bool = True) -> CalibrationResult:
+    """Calibrate every sweep point to its fixed point, then (with ``[meta_orders]``) run the
+    meta-orders at the last point's parameters.
 
-    from analysis.figures import plot_calibration, plot_meta_orders, save_figure
+    Parameters
+    ----------
+    plan : CalibrationPlan
+    workers, dask : as :func:`mfgsim.engines.make_engine`
+    verbose : bool
+        Print one line per iteration.
 
-    from .campaign import warm_kernels
-
-    plan = load_calibration(path)
-    out = Path(out_root) / plan.name
-    out.mkdir(parents=True, exist_ok=True)
-    warm_kernels()
-
+    Returns
+    -------
+    CalibrationResult
+    """
     def say(row):
         if verbose:
             print(f"point {row['point']} it {row['iteration']}: kappa={row['kappa']:.4g} k={row['k']:.4g} "
@@ -263,6 +302,7 @@ def run_calibration(path: str | Path, out_root: str | Path = "runs/out", workers
                   f"distance {row['distance']:.3g}, price error {row['price_error']:.4g}, "
                   f"W1 {row['w1_mean']:.4g}", flush=True)
 
+    warm_kernels()
     rows, meta_rows = [], []
     with make_engine(workers, dask) as pool:
         for i, cfg in enumerate(plan.points):
@@ -270,27 +310,32 @@ def run_calibration(path: str | Path, out_root: str | Path = "runs/out", workers
         if plan.meta_orders is not None:
             last = rows[-1]
             meta_rows = meta_order_study(plan.points[0], plan, pool, last["kappa"], last["k"], last["c"])
-    table = pl.DataFrame(rows)
-    atomic_write(out / "calibration.parquet", table.write_parquet)
-    save_figure(plot_calibration(table), out / "calibration")
-    if meta_rows:
-        from analysis.impact import response_exponent
+    return CalibrationResult(plan, rows, meta_rows)
 
-        meta = pl.DataFrame(meta_rows)
-        atomic_write(out / "meta_orders.parquet", meta.drop("path").write_parquet)
-        measured = meta.filter(pl.col("peak_ticks") > 0)
-        if measured.height >= 2:
-            fit = response_exponent(measured["lots_per_agent"].to_numpy(), measured["peak_ticks"].to_numpy())
-            save_figure(plot_meta_orders(measured, fit), out / "meta_orders")
-            if verbose:
-                delta, se = fit["delta"]
-                print(f"meta-order response: peak impact ~ size^{delta:.3f} (± {se:.3f}) over {measured.height} "
-                      "sizes; permanent fraction " + ", ".join(f"{f:.2f}" for f in measured["permanent_fraction"]))
-        if verbose and measured.height < meta.height:
-            print(f"meta-orders: {meta.height - measured.height} size(s) moved the price less than the noise "
-                  "(no positive peak); `mfgsim impact` measures the impact law with many seeds")
-    converged = bool(table.group_by("point").agg(pl.col("converged").any())["converged"].all())
-    return out, converged
+
+def write(result: CalibrationResult, out_root: str | Path, verbose: bool = True) -> Path:
+    """Write ``calibration.parquet``, ``meta_orders.parquet`` and the figures under
+    ``out_root / <name>``; returns that folder. ``verbose`` prints the meta-order fit."""
+    out = check_writable(Path(out_root) / result.plan.name, "calibration output folder")
+    with output_lock(out):
+        table = pl.DataFrame(result.rows)
+        atomic_write(out / "calibration.parquet", table.write_parquet)
+        save_figure(plot_calibration(table), out / "calibration")
+        if result.meta_orders:
+            meta = pl.DataFrame(result.meta_orders)
+            atomic_write(out / "meta_orders.parquet", meta.drop("path").write_parquet)
+            measured = meta.filter(pl.col("peak_ticks") > 0)
+            if measured.height >= 2:
+                fit = response_exponent(measured["lots_per_agent"].to_numpy(), measured["peak_ticks"].to_numpy())
+                save_figure(plot_meta_orders(measured, fit), out / "meta_orders")
+                if verbose:
+                    delta, se = fit["delta"]
+                    print(f"meta-order response: peak impact ~ size^{delta:.3f} (± {se:.3f}) over {measured.height} "
+                          "sizes; permanent fraction " + ", ".join(f"{f:.2f}" for f in measured["permanent_fraction"]))
+            if verbose and measured.height < meta.height:
+                print(f"meta-orders: {meta.height - measured.height} size(s) moved the price less than the noise "
+                      "(no positive peak); `mfgsim impact` measures the impact law with many seeds")
+    return out
 
 
 def summarize(table) -> str:

@@ -28,17 +28,34 @@ See ``runs/experiment_d_makers.toml``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, Section, config_errors, output_name, read_toml
-from .io import atomic_write, check_writable, output_lock
+import polars as pl
+
+from analysis.convergence import fit_power_law, fit_with_bias
+from analysis.figures import plot_convergence, plot_fill_sensitivity, save_figure
+from analysis.impact import FillSensitivity, fit_fill_sensitivity
+from mfg.io import atomic_write
+from simulator.agents import MarketMakers, NoiseFlow
+from simulator.market import MarketSpec, run_market
+
+from ..config import ConfigError, Section, config_errors, output_name, read_toml
+from ..engines import make_engine, warm_kernels
+from ..io import check_writable, output_lock
+
+
+METRICS = ("w1", "mean_quote_error", "spread_gap", "pnl_gap")  # fitted against N
 
 
 @dataclass(frozen=True)
 class MakersStudy:
+    """A parsed makers study: the N values, the seeds, the ``[market]`` table, and the
+    fixed-point steps that fit the makers' intensity (and competition) to the book."""
+
     name: str
     source: str
     n_makers: tuple[int, ...]
@@ -48,7 +65,36 @@ class MakersStudy:
     fit_competition: bool = False  # in those steps, fit ε too, from the book's fill sensitivity
 
 
-def load_makers_study(path: str | Path) -> MakersStudy:
+@dataclass(frozen=True)
+class MakersResult:
+    """What :func:`run` measured: the study as fitted, one row per run, one fit row per
+    metric (and the fit objects by metric: PowerFit and, for W1, BiasFit), the book's fill
+    sensitivity at the largest N and the model's k + ε."""
+
+    study: MakersStudy
+    runs: pl.DataFrame
+    fits: list[dict]
+    curves: dict
+    sensitivity: FillSensitivity
+    model_sensitivity: float
+
+
+def load(path: str | Path) -> MakersStudy:
+    """Read and validate a makers study file (see ``runs/experiment_d_makers.toml``).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    MakersStudy
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key path, the value and what is allowed.
+    """
     root = read_toml(path)
     study = root.table("study")
     name = output_name(study, path)
@@ -72,18 +118,13 @@ def load_makers_study(path: str | Path) -> MakersStudy:
 
 
 def _spec(study: MakersStudy, n: int):
-    from simulator.agents import MarketMakers, NoiseFlow
-    from simulator.market import MarketSpec
-
-    from .campaign import _dataclass_from
-
     sec = Section(copy.deepcopy(study.market), "market", study.source)
     with config_errors(study.source):
-        noise = _dataclass_from(sec.table("noise", {}), NoiseFlow)
+        noise = sec.table("noise", {}).dataclass(NoiseFlow)
         makers_sec = sec.table("makers")
         makers_sec.data["count"] = n
         makers_sec.data.setdefault("model", "mfg")
-        makers = _dataclass_from(makers_sec, MarketMakers)
+        makers = makers_sec.dataclass(MarketMakers)
         spec = MarketSpec(T=sec.number("T", 1.0, lo=0.0, lo_open=True), dt=sec.number("dt", lo=0.0, lo_open=True),
                           n_ticks=sec.integer("n_ticks", 4096, lo=16), initial_mid=sec.integer("initial_mid", 2048),
                           noise=noise, makers=makers, crowd=None, warmup_steps=0, scale_with="makers",
@@ -94,8 +135,6 @@ def _spec(study: MakersStudy, n: int):
 
 def _run(args) -> dict:
     """One run: the makers' metrics against their mean field."""
-    from simulator.market import run_market
-
     spec, seed = args
     makers = spec.makers
     sol, sub = makers.mean_field(spec.T, spec.n_steps)
@@ -139,33 +178,12 @@ def _posted_distances(spec, run):
     return bid, ask, change > 0, change < 0
 
 
-@dataclass(frozen=True)
-class FillSensitivity:
-    """How the book splits its flow between makers: ``slope`` b (per tick) and its standard
-    error in Λ = exp(a - b (δ - δ̄_posted)) / dt; ``rate_at_mean`` = e^a / dt (fills per unit
-    time of a maker at the mean quote); and the data binned by relative quote (equal-count
-    bins): ``relative_quote`` (ticks, bin means), ``fill_rate`` (fills per unit time),
-    ``fills`` and ``observations`` (fills and maker-steps per bin)."""
-
-    slope: float
-    slope_se: float
-    rate_at_mean: float
-    relative_quote: np.ndarray
-    fill_rate: np.ndarray
-    fills: np.ndarray
-    observations: np.ndarray
-
-
 def fill_sensitivity(spec, seeds, bins: int = 12) -> FillSensitivity:
     """The book's sensitivity of a maker's fill rate to its quote relative to the others':
     b in Λ ∝ exp(-b (δ - δ̄_posted)), fitted by Poisson regression (Newton) over every step,
     maker and side of runs recorded at every step (a fill indicator per step is a Poisson
     count while Λ dt ≪ 1; here about 0.04). It is the book's k̃ = k + ε of the model when
     the crowd's mean quote is fixed."""
-    import dataclasses
-
-    from simulator.market import run_market
-
     spec = dataclasses.replace(spec, record_every=1)
     xs, ys = [], []
     for seed in seeds:
@@ -175,38 +193,11 @@ def fill_sensitivity(spec, seeds, bins: int = 12) -> FillSensitivity:
             rel = dist - np.nanmean(dist, axis=1, keepdims=True)
             xs.append(rel[posted])
             ys.append(filled[posted].astype(np.float64))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    a, b, se = poisson_slope(x, y)
-    order = np.argsort(x, kind="stable")
-    groups = [g for g in np.array_split(order, min(bins, max(x.size // 50, 1))) if g.size]
-    fills = np.array([y[g].sum() for g in groups])
-    steps = np.array([g.size for g in groups], dtype=np.int64)
-    return FillSensitivity(b, se, float(np.exp(a) / spec.dt), np.array([x[g].mean() for g in groups]),
-                           fills / (steps * spec.dt), fills, steps)
-
-
-def poisson_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Maximum-likelihood (a, b) in counts y ~ Poisson(exp(a - b x)) (Newton), with b's
-    standard error from the Fisher information: (a, b, se). NaNs when x does not vary (b is
-    not identified)."""
-    if x.size < 3 or np.ptp(x) == 0.0 or y.sum() == 0:
-        return float("nan"), float("nan"), float("nan")
-    X = np.stack([np.ones_like(x), -x], axis=1)
-    beta = np.array([np.log(y.mean()), 0.0])
-    for _ in range(100):
-        mu = np.exp(X @ beta)
-        info = X.T @ (mu[:, None] * X)
-        step = np.linalg.solve(info, X.T @ (y - mu))
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return float(beta[0]), float(beta[1]), float(np.sqrt(np.linalg.inv(info)[1, 1]))
+    return fit_fill_sensitivity(np.concatenate(xs), np.concatenate(ys), spec.dt, bins)
 
 
 def _fill_rate(args) -> float:
     """Fills per maker, per side and unit time in one run (every trade has a maker side)."""
-    from simulator.market import run_market
-
     spec, seed = args
     return float(run_market(spec, seed).market["volume"].sum()) / (spec.makers.count * spec.T * 2)
 
@@ -218,8 +209,6 @@ def fit_intensity(study: MakersStudy, pool) -> tuple[MakersStudy, list[float], l
     ε = b - k, b the book's sensitivity to a maker's quote relative to the others'
     (:func:`fill_sensitivity`, on up to 4 seeds); re-solve, repeat. Returns the study with
     the fitted values and the paths of A and ε."""
-    import dataclasses
-
     makers = study.market["makers"]
     a_path = [float(makers.get("fill_intensity", 100.0))]
     eps_path = [float(makers.get("competition", 0.0))]
@@ -241,19 +230,21 @@ def fit_intensity(study: MakersStudy, pool) -> tuple[MakersStudy, list[float], l
     return study, a_path, eps_path
 
 
-def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
-    """Run every N and seed; write the tables and figures. Returns (folder, fits, runs).
+def run(study: MakersStudy, workers: int | None = None, dask: str | None = None) -> MakersResult:
+    """Run every N and seed on an engine and fit each metric against N.
 
-    With ``fit_intensity`` the makers' A is first fitted to the book's fills (see
-    :func:`fit_intensity`); the path of A is in every fit row."""
-    import polars as pl
+    With ``fit_intensity`` the makers' A (and with ``fit_competition`` ε) is first fitted to
+    the book's fills (:func:`fit_intensity`); the paths are in every fit row.
 
-    from analysis.convergence import fit_power_law, fit_with_bias
-    from analysis.figures import plot_convergence, plot_fill_sensitivity, save_figure
+    Parameters
+    ----------
+    study : MakersStudy
+    workers, dask : as :func:`mfgsim.engines.make_engine`
 
-    from .campaign import make_engine, warm_kernels
-
-    out = check_writable(Path(out_root) / study.name, "study output folder")
+    Returns
+    -------
+    MakersResult
+    """
     warm_kernels()
     with make_engine(workers, dask) as pool:
         study, intensity_path, competition_path = fit_intensity(study, pool)
@@ -263,23 +254,35 @@ def run_makers_study(study: MakersStudy, out_root, workers=None, dask=None):
     sensitivity = fill_sensitivity(_spec(study, study.n_makers[-1]), study.seeds[:4])
     runs = pl.DataFrame(rows).with_columns(pnl_gap=(pl.col("pnl") - pl.col("mf_pnl")).abs(),
                                            spread_gap=(pl.col("spread") - pl.col("mf_spread")).abs())
-    fits, figures = [], {}
-    for metric in ("w1", "mean_quote_error", "spread_gap", "pnl_gap"):
+    fits, curves = [], {}
+    for metric in METRICS:
         n, values = runs["N"].to_numpy(), runs[metric].to_numpy()
         fit = fit_power_law(n, values)
         bias = fit_with_bias(n, values) if metric == "w1" else None
+        curves[metric] = (fit, bias)
         fits.append({"metric": metric, "slope": fit.slope, "slope_lo": fit.slope_ci[0], "slope_hi": fit.slope_ci[1],
                      "bias": bias.bias if bias else None, "rate": bias.rate if bias else None,
                      "value_at_max_N": float(fit.means[-1]), "fill_intensity_path": intensity_path,
                      "competition_path": competition_path, "book_sensitivity": sensitivity.slope,
                      "book_sensitivity_se": sensitivity.slope_se,
                      "model_sensitivity": final.fill_decay + final.competition})
-        figures[metric] = plot_convergence(n, values, fit, metric=metric, reference_slope=-0.5, bias_fit=bias)
-    figures["fill_sensitivity"] = plot_fill_sensitivity(sensitivity, final.fill_decay + final.competition,
+    return MakersResult(study, runs, fits, curves, sensitivity, final.fill_decay + final.competition)
+
+
+def write(result: MakersResult, out_root: str | Path) -> Path:
+    """Write ``makers_runs.parquet``, ``makers_fits.parquet`` and the figures under
+    ``out_root / <study name>``; returns that folder."""
+    study, runs = result.study, result.runs
+    out = check_writable(Path(out_root) / study.name, "study output folder")
+    figures = {}
+    for metric, (fit, bias) in result.curves.items():
+        figures[metric] = plot_convergence(runs["N"].to_numpy(), runs[metric].to_numpy(), fit, metric=metric,
+                                           reference_slope=-0.5, bias_fit=bias)
+    figures["fill_sensitivity"] = plot_fill_sensitivity(result.sensitivity, result.model_sensitivity,
                                                         source=f"N={study.n_makers[-1]}, {len(study.seeds[:4])} seeds")
     with output_lock(out):
         atomic_write(out / "makers_runs.parquet", runs.write_parquet)
-        atomic_write(out / "makers_fits.parquet", pl.DataFrame(fits).write_parquet)
+        atomic_write(out / "makers_fits.parquet", pl.DataFrame(result.fits).write_parquet)
         for metric, fig in figures.items():
             save_figure(fig, out / f"makers_{metric}")
-    return out, fits, runs
+    return out

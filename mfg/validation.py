@@ -1,0 +1,186 @@
+"""Argument checks shared by every public constructor of every package.
+
+One message format everywhere, so that a user learns it once::
+
+    <field>=<value> is not allowed; <what is allowed>[; <the fix>]
+
+Every check raises :class:`InvalidValue` (a ``ValueError``; a ``TypeError`` for
+:func:`integer` with ``wrong_type=TypeError``) which keeps the field, the value, what is
+allowed and the fix as attributes, so that a config reader can say where in its file the
+field sits (:meth:`InvalidValue.relabel`) without repeating the check. This module lives on
+the ground floor (``mfg``) because ``simulator``, ``analysis`` and ``mfgsim`` all use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+def problem(field: str, value: Any, allowed: str, fix: str | None = None) -> str:
+    """The one-line message: ``field=value is not allowed; allowed[; fix]``."""
+    return f"{field}={value!r} is not allowed; {allowed}" + (f"; {fix}" if fix else "")
+
+
+class InvalidValue(ValueError):
+    """A value a constructor or config refuses.
+
+    Parameters
+    ----------
+    field : str
+        The name of the parameter (dotted as in a config file where that helps).
+    value : object
+        What was given.
+    allowed : str
+        What would be accepted, as a phrase ("must be an integer >= 1").
+    fix : str, optional
+        What to do about it, when that is not obvious from ``allowed``.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str, fix: str | None = None):
+        self.field, self.value, self.allowed, self.fix = field, value, allowed, fix
+        super().__init__(problem(field, value, allowed, fix))
+
+    def relabel(self, field: str) -> str:
+        """The same message about ``field`` (e.g. the key path in a config file)."""
+        return problem(field, self.value, self.allowed, self.fix)
+
+
+class InvalidType(InvalidValue, TypeError):
+    """A value of the wrong type where a ``TypeError`` is the documented answer."""
+
+
+def require(condition: bool, field: str, value: Any, allowed: str, fix: str | None = None) -> None:
+    """Raise :class:`InvalidValue` unless ``condition`` holds."""
+    if not condition:
+        raise InvalidValue(field, value, allowed, fix)
+
+
+def is_integer(value: Any) -> bool:
+    """True for Python and numpy integers; False for bools, floats and everything else."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value: Any) -> bool:
+    """True for Python and numpy integers and floats that are not NaN; False for bools."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and not math.isnan(value))
+
+
+def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
+    if hi == math.inf and lo == -math.inf:
+        return "a number"
+    if hi == math.inf:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    if lo == -math.inf:
+        return f"{'<' if hi_open else '<='} {hi:g}"
+    return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+def number(field: str, value: Any, *, lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False,
+           hi_open: bool = False, allow_inf: bool = False) -> float:
+    """A real number in [lo, hi] (ends open as asked), finite unless ``allow_inf``.
+
+    Returns
+    -------
+    float
+        ``value`` as a float.
+    """
+    span = _interval(lo, hi, lo_open, hi_open)
+    if span == "a number":
+        allowed = "must be a number" if allow_inf else "must be a finite number"
+    else:
+        allowed = f"must be {'' if allow_inf else 'finite and '}{span}"
+    if not is_real(value) or (math.isinf(value) and not allow_inf):
+        raise InvalidValue(field, value, allowed)
+    if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
+        raise InvalidValue(field, value, allowed)
+    return float(value)
+
+
+def integer(field: str, value: Any, *, lo: int | None = None, hi: int | None = None,
+            wrong_type: type[Exception] = ValueError) -> int:
+    """An integer (not a bool, not a float) in [lo, hi].
+
+    ``wrong_type=TypeError`` raises :class:`InvalidType` for a non-integer, as the order
+    book's methods document.
+
+    Returns
+    -------
+    int
+        ``value`` as a Python int.
+    """
+    if lo is not None and hi is not None:
+        allowed = f"must be an integer in [{lo}, {hi}]"
+    elif lo is not None:
+        allowed = f"must be an integer >= {lo}"
+    elif hi is not None:
+        allowed = f"must be an integer <= {hi}"
+    else:
+        allowed = "must be an integer"
+    if not is_integer(value):
+        raise (InvalidType if wrong_type is TypeError else InvalidValue)(field, value, allowed)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise InvalidValue(field, value, allowed)
+    return int(value)
+
+
+def boolean(field: str, value: Any) -> bool:
+    """True or False (numpy's bool too); not 0, 1 or a string."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidValue(field, value, "expected true or false")
+    return bool(value)
+
+
+def choice(field: str, value: Any, options: Iterable[Any]) -> Any:
+    """One of ``options``; returns it."""
+    options = tuple(options)
+    if isinstance(value, (list, dict)) or value not in options:
+        raise InvalidValue(field, value, "expected one of " + ", ".join(repr(o) for o in options))
+    return value
+
+
+def seed(field: str, value: Any) -> int:
+    """A random seed: an integer in [0, 2**32)."""
+    return integer(field, value, lo=0, hi=2**32 - 1)
+
+
+def time_step(T: Any, dt: Any) -> int:
+    """A horizon ``T`` and a step ``dt``, both finite and > 0, ``dt`` dividing ``T``.
+
+    Returns
+    -------
+    int
+        The number of steps, ``round(T / dt)``.
+    """
+    for name, v in (("T", T), ("dt", dt)):
+        number(name, v, lo=0.0, lo_open=True)
+    ratio = T / dt
+    require(abs(ratio - round(ratio)) <= 1e-9 * max(1.0, ratio), "dt", dt, f"must divide T={T} (T/dt = {ratio})",
+            "choose dt = T/n")
+    return int(round(ratio))
+
+
+def times(t: Any, T: float) -> np.ndarray:
+    """Times ``t`` as a float64 array, each in [0, T] (NaN refused; a relative slack of
+    1e-12 at the ends absorbs round-off in ``n * dt``)."""
+    t = np.asarray(t, dtype=np.float64)
+    inside = (t >= -1e-12 * T) & (t <= T * (1 + 1e-12))
+    if not np.all(inside):
+        raise InvalidValue("t", float(t[~inside].ravel()[0]), f"t must lie in [0, T={T}]")
+    return t
+
+
+def plain_name(field: str, value: Any) -> str:
+    """A name that is one plain path component, so that ``root / name`` stays inside root.
+
+    Refused: anything but a non-empty string, ``/``, ``\\`` or NUL in it, ``.``, ``..`` and
+    any name starting with ``.`` (hidden, and the start of ``..``).
+    """
+    allowed = "expected one plain folder name (no '/', '\\' or NUL; not '.', '..' or starting with '.')"
+    if not isinstance(value, str) or not value or value.startswith(".") or any(c in value for c in "/\\\0"):
+        raise InvalidValue(field, value, allowed)
+    return value

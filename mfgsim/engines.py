@@ -1,0 +1,108 @@
+"""Engines: where runs execute, behind one ``concurrent.futures`` interface.
+
+The embedded default is a ``spawn`` process pool; ``dask="local"`` or a scheduler address
+runs the same work on Dask distributed. Kernels are compiled once in the driver
+(:func:`warm_kernels`) and loaded from the numba cache in every worker before work fans out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from multiprocessing import get_context
+
+from mfg.closed_form import LQCrowding
+from mfg.laws import GaussianMixture
+from mfg.market_making import MarketMakingMFG, solve_market_making
+from simulator.agents import ExecutionCrowd
+from simulator.market import MarketSpec, ParticleSpec, run_market, run_particles
+
+
+def warm_kernels() -> None:
+    """Compile, or load from the numba cache, every kernel a run uses (tiny inputs)."""
+    solve_market_making(MarketMakingMFG(0.05, 2.0, 1.0, 0.8, 0.5, 2, 1.0), n_t=20)
+    model = LQCrowding.single(1.0, 1.0, 1.0, 1.0, 1.0, GaussianMixture.normal(1.0, 0.1))
+    crowd = ExecutionCrowd(2, model)
+    run_particles(ParticleSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1), seed=0)
+    run_market(MarketSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1, warmup_steps=1), seed=0)
+
+
+class EngineError(RuntimeError):
+    """The engine could not be started (Dask missing or its scheduler unreachable)."""
+
+
+def _worker_init() -> None:
+    """Pool workers leave Ctrl-C to the driver, which cancels what has not started and
+    lets running runs finish (their shards are written atomically either way)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warm_kernels()
+
+
+@contextmanager
+def make_engine(workers: int | None = None, dask: str | None = None):
+    """A concurrent.futures Executor: a spawn process pool, or Dask.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Processes of the pool, or of the local Dask cluster (default: all cores). Refused
+        with a scheduler address: that cluster's own workers run.
+    dask : str, optional
+        ``"local"`` for a local Dask cluster, or a scheduler address; None for the pool.
+
+    Yields
+    ------
+    concurrent.futures.Executor
+        Warmed: every worker has compiled (or loaded) the kernels.
+
+    Raises
+    ------
+    EngineError
+        Dask missing, or its scheduler unreachable.
+    """
+    if dask is not None:
+        try:  # deferred: Dask is an optional extra, and slow to import
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise EngineError("the Dask engine needs the optional extra: pip install 'mfgsim[dask]'") from None
+        if dask == "local":
+            import dask as dask_lib
+
+            # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which turns
+            # off glibc's adaptive mmap threshold: every large temporary array is then
+            # mapped and unmapped afresh, and a run's comparison costs 3-5x more
+            # (benchmarks/campaign_scaling.py: 2.4x slower campaigns before this)
+            with dask_lib.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                       processes=True, dashboard_address=None)
+            client = Client(cluster)
+        else:
+            if workers is not None:
+                raise EngineError(f"--workers={workers} does not apply to the Dask scheduler at {dask}: its "
+                                  "workers are started with the cluster (use --workers with --dask local)")
+            cluster = None
+            try:
+                client = Client(dask, timeout="5s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise EngineError(f"cannot reach the Dask scheduler at {dask!r}: {exc}") from None
+        try:
+            trimmed = {addr: value for addr, value in client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").items()
+                       if value is not None}
+            if trimmed:
+                print(f"mfgsim: warning: {len(trimmed)} Dask worker(s) run with MALLOC_TRIM_THRESHOLD_="
+                      f"{next(iter(trimmed.values()))}, which makes runs several times slower; start them with "
+                      "the Dask config distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_ set to null",
+                      file=sys.stderr)
+            client.run(warm_kernels)
+            yield client.get_executor()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        return
+    n = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+        yield pool
