@@ -255,6 +255,8 @@ def response_exponent(sizes, impacts) -> Regression:
 def decay_profile(mid_paths, sides, end_index: int, tail: int) -> dict:
     """Mean impact path of meta-orders (in the direction of trading) and its summary.
 
+    Parameters
+    ----------
     mid_paths : (orders, times) mid prices; sides : +1 buy / -1 sell per order;
     end_index : the record where execution ended; tail : records averaged for the
     permanent level at the end of the path.
@@ -273,6 +275,8 @@ def decay_profile(mid_paths, sides, end_index: int, tail: int) -> dict:
 class ImpactLaw:
     """Peak impact against meta-order size, fitted on log–log axes.
 
+    Attributes
+    ----------
     sizes : meta-order volumes Q (lots); participation : Q/V, V the rest of the market's
     volume over the execution; peaks : mean peak impact per size (ticks, in the direction
     of trading); exponent : δ of I ∝ Q^δ, with a bootstrap interval over seeds
@@ -298,6 +302,8 @@ def impact_law(sizes, participation, peaks_by_seed, n_boot: int = 2000, seed: in
     """Fit I ∝ (Q/V)^δ to the seed-mean peak impacts (least squares on log–log axes, each
     size weighted by the inverse variance of its log mean).
 
+    Parameters
+    ----------
     peaks_by_seed : (sizes, seeds) peak impact of each run. The interval resamples seeds
     with replacement (the same draw for every size, as a seed is one market), refits, and
     takes the 2.5 and 97.5 percentiles; a resample whose mean at some size is not positive
@@ -331,6 +337,8 @@ def impact_law(sizes, participation, peaks_by_seed, n_boot: int = 2000, seed: in
 class Relaxation:
     """Impact after a meta-order ends: I(t) = permanent + (peak - permanent) e^{-ρ t}.
 
+    Attributes
+    ----------
     time : seconds since the end; normalised : the mean path I(t)/I_peak; rho : the decay
     rate (1/time) with its standard error over seeds (bootstrap); permanent_fraction : the
     fitted asymptote over the peak, with its standard error.

@@ -125,6 +125,8 @@ def stylized_facts(mids: list[np.ndarray], spreads: np.ndarray, signs: list[np.n
                    flow_signs: list[np.ndarray], depth_profile=None) -> dict:
     """The facts of one or more runs (pooled), as arrays for figures and :class:`Fact` rows.
 
+    Parameters
+    ----------
     mids : mid paths per run (one value per record); spreads : all recorded spreads
     (ticks); signs : trade signs per run in time order (for their memory); flow_signs :
     the sign of each record's net taker flow, aligned with ``mids`` (for the response);

@@ -241,6 +241,8 @@ def solve_jumps(model: JumpMFGModel, n_t: int = 1000, *, method: str = "anderson
                 tol: float = 1e-10, max_iter: int = 200, anderson_depth: int = 6) -> JumpSolution:
     """The mean-field equilibrium on ``n_t`` steps of [0, T].
 
+    Parameters
+    ----------
     method : ``"anderson"`` (default), ``"newton"`` (Jacobian-free Newton–Krylov),
         ``"picard"`` (damped) or ``"fictitious"``; ``tol`` is on the sup norm of
         Φ(c) - c; ``max_iter`` counts outer steps (Newton: sweeps).

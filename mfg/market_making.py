@@ -51,6 +51,8 @@ from .jump import Jump, JumpMFGModel, JumpSolution, JumpTerms, SolvedPopulation,
 class MarketMakingMFG(JumpMFGModel):
     """The market-making mean-field game (see the module docstring).
 
+    Parameters
+    ----------
     gamma : CARA risk aversion (per tick). sigma : mid volatility (ticks/√time).
     A, k : fill intensity A e^{-kδ} (per time; per tick). competition : ε >= 0.
     max_inventory : Q (quotes). T : horizon. m0 : initial inventory law on -Q..Q (weights),
@@ -124,6 +126,8 @@ class MarketMakingMFG(JumpMFGModel):
 class MarketMakingSolution:
     """Quotes, law and mean quotes on the time grid t_0..t_N (bid/ask NaN where not posted).
 
+    Attributes
+    ----------
     bid, ask : (N+1, 2Q+1) distances from the mid (ticks); m : (N+1, 2Q+1) inventory law;
     mean_bid, mean_ask : (N+1,) the population's mean quotes; residuals : fixed-point
     history (sup norm of the change of the mean quotes); jump_solution : the general

@@ -208,6 +208,8 @@ def closed_loop(model: LQCrowding, n_players: int, n_steps: int = 2000) -> Close
 class NashGaps:
     """Distances between an N-player equilibrium and the mean field (one type, c = 0).
 
+    Attributes
+    ----------
     own_gain : (1/T)∫|g_N(t) - g(t)| dt, g the gain of a player's rate on its own
         deviation from the mean (closed loop u(t); open loop -P/(2k); MFG -h2/(2k)), 1/time.
     mean_rate : (1/T)∫|μ_N(t) - μ(t)| dt for a crowd started at the m0 mean (shares/time).

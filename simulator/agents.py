@@ -36,6 +36,8 @@ class NoiseFlow:
     """Zero-intelligence flow (Santa Fe style). Rates per unit time; with
     ``scale_liquidity`` they are per execution agent (multiplied by N).
 
+    Parameters
+    ----------
     limit_rate : limit orders per unit time, each side equally likely.
     market_rate : market orders per unit time.
     cancel_rate : cancellation rate of each resting noise order (per unit time).
@@ -63,6 +65,8 @@ class LatentLiquidity:
     2015): slow liquidity providers whose intentions sit at fixed prices and show in the
     book only near the price (see :mod:`simulator._market_kernels`).
 
+    Parameters
+    ----------
     deposit_rate : λ, one-lot intentions per tick and unit time on each side, deposited
         uniformly at 1..``band`` ticks from the mid (× N with ``scale_liquidity``).
     cancel_rate : ν, per lot and unit time; far from the price the latent density is λ/ν
@@ -91,6 +95,8 @@ class MarketMakers:
 
     Fill intensity at distance δ ticks: ``fill_intensity * exp(-fill_decay δ)``.
 
+    Parameters
+    ----------
     model : ``"avellaneda_stoikov"`` (reservation price s - q γ σ² (T-t), total spread
         γσ²(T-t) + (2/γ) ln(1 + γ/k)), ``"glft"`` (Guéant–Lehalle–Fernandez-Tapia, exact
         quotes from v(t) = exp(-M (T-t)) 1, M tridiagonal of size 2Q+1), or
@@ -180,6 +186,8 @@ def _maker_mean_field(makers: MarketMakers, T: float, n_steps: int):
 class ExecutionCrowd:
     """N execution traders with initial inventories from the model's m0 and its types.
 
+    Parameters
+    ----------
     model : the LQ crowding model whose parameters the strategies use (k, κ, φ_j, A_j,
         T, m0_j, type weights).
     strategy : one of :data:`STRATEGIES`. Almgren–Chriss uses γ = k, λ = φ_j, Φ = A_j.

@@ -49,6 +49,8 @@ def _agents_table(steps, dt, types, inventory, cash, rate) -> dict:
 class MarketSpec:
     """Everything one run needs besides its seed (validated on construction).
 
+    Parameters
+    ----------
     T, dt : horizon and step (dt must divide T). warmup_steps : steps of noise and makers
     only, before t = 0, so the book is populated when the crowd starts.
     n_ticks, initial_mid : price grid and the starting mid (ticks). tick_size : price of
@@ -164,6 +166,8 @@ class MarketSpec:
 class MarketRun:
     """Tables of one run (numpy columns; ``*_frame()`` give Polars DataFrames).
 
+    Attributes
+    ----------
     market : per record — step, t, best_bid, best_ask, mid (ticks), depth at the best
         quotes (lots), volume, crowd_flow (signed lots the crowd bought), trades, messages
         over the interval ending at the record.
