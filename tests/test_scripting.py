@@ -6,7 +6,6 @@ import json
 import runpy
 import sys
 import tomllib
-from pathlib import Path
 
 import polars as pl
 import pytest
