@@ -480,11 +480,11 @@ def impact_path_fit(markets, n_agents: int, lots_per_unit: int, tick_size: float
 
 @dataclass(frozen=True)
 class FillSensitivity:
-    """How the book splits its flow between makers (:func:`fit_fill_sensitivity`): ``slope`` b (per tick) and its standard
-    error in Λ = exp(a - b (δ - δ̄_posted)) / dt; ``rate_at_mean`` = e^a / dt (fills per unit
-    time of a maker at the mean quote); and the data binned by relative quote (equal-count
-    bins): ``relative_quote`` (ticks, bin means), ``fill_rate`` (fills per unit time),
-    ``fills`` and ``observations`` (fills and maker-steps per bin)."""
+    """How the book splits its flow between makers (:func:`fit_fill_sensitivity`):
+    ``slope`` b (per tick) and its standard error in Λ = exp(a - b (δ - δ̄_posted)) / dt;
+    ``rate_at_mean`` = e^a / dt (fills per unit time of a maker at the mean quote); and the
+    data binned by relative quote (equal-count bins): ``relative_quote`` (ticks, bin means),
+    ``fill_rate`` (fills per unit time), ``fills`` and ``observations`` (fills and maker-steps per bin)."""
 
     slope: float
     slope_se: float

@@ -42,10 +42,12 @@ def main(argv=None):
     plan = calibration.load(ROOT / "runs" / "closed_loop.toml")
     with make_engine() as pool:
         for label, theta in points.items():
-            model, spec = calibration.market_objects(calibration.with_params(plan.points[0], *theta), plan.source)
+            config = calibration.with_params(plan.points[0], *theta)
+            model, spec = calibration.market_objects(config, plan.source)
             runs = list(pool.map(run_market, [spec] * len(seeds), seeds))
-            gap = calibration.finite_n_gap(runs, model, spec, plan.settings.w1_records)
-            halves = [calibration.finite_n_gap(runs[i::2], model, spec, plan.settings.w1_records)["price_error"] for i in (0, 1)]
+            records = plan.settings.w1_records
+            gap = calibration.finite_n_gap(runs, model, spec, records)
+            halves = [calibration.finite_n_gap(runs[i::2], model, spec, records)["price_error"] for i in (0, 1)]
             emit("price_error", gap["price_error"], "model price units", model=label, seeds=len(seeds),
                  halves=[round(h, 4) for h in halves])
             emit("cost_gap", gap["cost_gap"], "model units", model=label, seeds=len(seeds))

@@ -141,7 +141,8 @@ class AlmgrenChriss:
 
     def h(self, t) -> np.ndarray:
         """Value coefficient: V(t, q) = h(t) q² (cost still to pay)."""
-        return almgren_chriss_h(self.horizon - check.times(t, self.horizon), self.gamma, self.lam, self.terminal_penalty)
+        tau = self.horizon - check.times(t, self.horizon)
+        return almgren_chriss_h(tau, self.gamma, self.lam, self.terminal_penalty)
 
     def inventory(self, t, q0: float) -> np.ndarray:
         """Optimal trajectory q(t) = q0 g(T - t)/g(T)."""

@@ -72,10 +72,8 @@ class MarketMakingMFG(JumpMFGModel):
         for name in ("gamma", "sigma", "A", "k", "T"):
             check.number(name, getattr(self, name), lo=0.0, lo_open=True)
         check.number("competition", self.competition, lo=0.0)
-        Q = self.max_inventory
-        if isinstance(Q, bool) or not isinstance(Q, (int, np.integer)) or Q < 1:
-            raise ValueError(f"max_inventory={Q!r} is not allowed; must be an integer >= 1")
-        object.__setattr__(self, "max_inventory", int(Q))
+        Q = check.integer("max_inventory", self.max_inventory, lo=1)
+        object.__setattr__(self, "max_inventory", Q)
         if self.m0 is not None:
             m0 = np.asarray(self.m0, dtype=np.float64)
             if m0.shape != (2 * Q + 1,) or np.any(m0 < 0) or abs(m0.sum() - 1) > 1e-9:
@@ -289,7 +287,8 @@ def avellaneda_stoikov_quotes(tau, gamma: float, k: float, sigma: float, Q: int)
     return half - reservation, half + reservation
 
 
-def glft_asymptotic_quotes(tau, gamma: float, A: float, k: float, sigma: float, Q: int) -> tuple[np.ndarray, np.ndarray]:
+def glft_asymptotic_quotes(tau, gamma: float, A: float, k: float, sigma: float,
+                           Q: int) -> tuple[np.ndarray, np.ndarray]:
     """GLFT's closed-form large-horizon quotes (the same row at every τ); the arguments
     and the result as in :func:`avellaneda_stoikov_quotes`, with ``A`` the fill intensity
     at the mid (per unit time)."""
@@ -323,7 +322,7 @@ def glft_v(tau: np.ndarray, gamma: float, A: float, k: float, sigma: float, Q: i
     M = α diag(q²) - η (super + sub diagonals), α = k γ σ² / 2, η = A (1 + γ/k)^-(1 + k/γ).
     M is symmetric, so one eigen-decomposition serves every τ.
     """
-    q = np.arange(-Q, Q + 1, dtype=np.float64)
+    q = _inventories(Q)
     alpha = 0.5 * k * gamma * sigma**2
     eta = A * (1 + gamma / k) ** (-(1 + k / gamma))
     M = np.diag(alpha * q**2) - eta * (np.eye(q.size, k=1) + np.eye(q.size, k=-1))

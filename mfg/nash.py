@@ -113,7 +113,8 @@ class OpenLoopNash:
         mean_rate = q0.mean() * unit.mean_rate(t)
         gamma, lam, phi_T = self._deviation_params()
         T = self.model.T
-        decay = almgren_chriss_ratio(T - t, T, gamma, lam, phi_T) * np.exp(self.model.kappa / (4 * gamma * self.n_players) * t)
+        decay = (almgren_chriss_ratio(T - t, T, gamma, lam, phi_T)
+                 * np.exp(self.model.kappa / (4 * gamma * self.n_players) * t))
         deviation = (q0 - q0.mean())[:, None] * decay[None, :]
         return mean + deviation, mean_rate + self.own_gain(t) * deviation
 
@@ -179,8 +180,7 @@ def closed_loop(model: LQCrowding, n_players: int, n_steps: int = 2000) -> Close
     """Integrate the reduced closed-loop Riccati system backward with RK4 on ``n_steps`` steps."""
     p = _single_type(model)
     n = check.integer("n_players", n_players, lo=2)
-    if n_steps < 10:
-        raise ValueError(f"n_steps={n_steps} must be >= 10")
+    check.integer("n_steps", n_steps, lo=10)
     k, kappa, phi = model.k, model.kappa, p.phi
     t = np.linspace(0.0, model.T, n_steps + 1)
     h = model.T / n_steps
@@ -230,8 +230,7 @@ def _representative_value(model: LQCrowding, t, E, mu) -> float:
 
 def nash_gaps(model: LQCrowding, n_players: int, kind: str = "closed", n_steps: int = 2000) -> NashGaps:
     """The :class:`NashGaps` of the ``kind`` ("closed" or "open") loop with N players."""
-    if kind not in ("closed", "open"):
-        raise ValueError(f"kind={kind!r} must be 'closed' or 'open'")
+    check.choice("kind", kind, ("closed", "open"))
     n = check.integer("n_players", n_players, lo=2)
     t = np.linspace(0.0, model.T, n_steps + 1)
     E, mu = model.mean_inventory(t), model.mean_rate(t)

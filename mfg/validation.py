@@ -70,14 +70,15 @@ def is_real(value: Any) -> bool:
             and not math.isnan(value))
 
 
-def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
-    if hi == math.inf and lo == -math.inf:
-        return "a number"
+def _number_rule(lo: float, hi: float, lo_open: bool, hi_open: bool, allow_inf: bool) -> str:
+    finite = "" if allow_inf else "finite and "
+    if lo == -math.inf and hi == math.inf:
+        return "must be a number" if allow_inf else "must be a finite number"
     if hi == math.inf:
-        return f"{'>' if lo_open else '>='} {lo:g}"
+        return f"must be {finite}{'>' if lo_open else '>='} {lo:g}"
     if lo == -math.inf:
-        return f"{'<' if hi_open else '<='} {hi:g}"
-    return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        return f"must be {finite}{'<' if hi_open else '<='} {hi:g}"
+    return f"must be {finite}in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
 
 
 def number(field: str, value: Any, *, lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False,
@@ -89,16 +90,18 @@ def number(field: str, value: Any, *, lo: float = -math.inf, hi: float = math.in
     float
         ``value`` as a float.
     """
-    span = _interval(lo, hi, lo_open, hi_open)
-    if span == "a number":
-        allowed = "must be a number" if allow_inf else "must be a finite number"
-    else:
-        allowed = f"must be {'' if allow_inf else 'finite and '}{span}"
-    if not is_real(value) or (math.isinf(value) and not allow_inf):
-        raise InvalidValue(field, value, allowed)
-    if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
-        raise InvalidValue(field, value, allowed)
+    if (not is_real(value) or (math.isinf(value) and not allow_inf) or value < lo or value > hi
+            or (lo_open and value == lo) or (hi_open and value == hi)):
+        raise InvalidValue(field, value, _number_rule(lo, hi, lo_open, hi_open, allow_inf))
     return float(value)
+
+
+def _integer_rule(lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"must be an integer in [{lo}, {hi}]"
+    if lo is not None:
+        return f"must be an integer >= {lo}"
+    return "must be an integer" if hi is None else f"must be an integer <= {hi}"
 
 
 def integer(field: str, value: Any, *, lo: int | None = None, hi: int | None = None,
@@ -113,18 +116,10 @@ def integer(field: str, value: Any, *, lo: int | None = None, hi: int | None = N
     int
         ``value`` as a Python int.
     """
-    if lo is not None and hi is not None:
-        allowed = f"must be an integer in [{lo}, {hi}]"
-    elif lo is not None:
-        allowed = f"must be an integer >= {lo}"
-    elif hi is not None:
-        allowed = f"must be an integer <= {hi}"
-    else:
-        allowed = "must be an integer"
     if not is_integer(value):
-        raise (InvalidType if wrong_type is TypeError else InvalidValue)(field, value, allowed)
+        raise (InvalidType if wrong_type is TypeError else InvalidValue)(field, value, _integer_rule(lo, hi))
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise InvalidValue(field, value, allowed)
+        raise InvalidValue(field, value, _integer_rule(lo, hi))
     return int(value)
 
 

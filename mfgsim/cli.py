@@ -225,21 +225,24 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _study(module, args):
+    """Load a study file, refuse an output folder that cannot be written before any run,
+    run it on the engine the arguments name and write it: (result, folder)."""
+    study = module.load(args.config)
+    check_writable(Path(args.out) / study.name, "study output folder")
+    result = module.run(study, workers=args.workers, dask=args.dask)
+    return result, module.write(result, args.out)
+
+
 def _cmd_calibrate(args) -> int:
-    plan = calibration.load(args.config)
-    check_writable(Path(args.out) / plan.name, "calibration output folder")
-    result = calibration.run(plan, workers=args.workers, dask=args.dask)
-    out = calibration.write(result, args.out)
-    print(calibration.summarize(pl.read_parquet(out / "calibration.parquet")))
+    result, out = _study(calibration, args)
+    print(calibration.summarize(pl.DataFrame(result.rows)))
     print(f"wrote {out / 'calibration.parquet'} and figures in {out}")
     return 0 if result.converged else 1
 
 
 def _cmd_impact(args) -> int:
-    study = impact.load(args.config)
-    check_writable(Path(args.out) / study.name, "study output folder")
-    result = impact.run(study, workers=args.workers, dask=args.dask)
-    out = impact.write(result, args.out)
+    result, out = _study(impact, args)
     print(impact.format_laws(result.laws))
     print(f"wrote {out / 'impact_sizes.parquet'}, {out / 'impact_laws.parquet'} and figures in {out}")
     return 0
@@ -261,10 +264,7 @@ def _cmd_realism(args) -> int:
 
 
 def _cmd_makers(args) -> int:
-    study = makers.load(args.config)
-    check_writable(Path(args.out) / study.name, "study output folder")
-    result = makers.run(study, workers=args.workers, dask=args.dask)
-    out = makers.write(result, args.out)
+    result, out = _study(makers, args)
     fits, runs = result.fits, result.runs
     print(f"{'metric':<20}{'slope [95% CI]':<28}{'at max N':>10}  bias b, rate r")
     for f in fits:

@@ -64,14 +64,13 @@ class Section:
     @contextmanager
     def located(self) -> Iterator[None]:
         """Turn the checks of a spec built from this table into ConfigErrors that name the
-        file and the key path (a field the spec names bare gets this table's path)."""
+        file and the key path (:func:`_key_path`)."""
         try:
             yield
         except ConfigError:
             raise
         except check.InvalidValue as exc:
-            field = exc.field if not self.path or exc.field.startswith(self.path + ".") else self._key(exc.field)
-            raise ConfigError(f"{self.source}: {exc.relabel(field)}") from None
+            raise ConfigError(f"{self.source}: {exc.relabel(_key_path(self.path, exc.field))}") from None
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{self.source}: {self.path + ': ' if self.path else ''}{exc}") from None
 
@@ -159,15 +158,16 @@ class Section:
                 raise ConfigError(f"{self._where(key)} is not a known key{hint}")
 
 
-@contextmanager
-def config_errors(where: str):
-    """Turn a spec's ValueError/TypeError into a ConfigError that names ``where``."""
-    try:
-        yield
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+def _key_path(path: str, field: str) -> str:
+    """The key path of a spec's ``field`` read from the table at ``path``. Specs name some
+    fields as a campaign file does (``market.noise.limit_rate``): the part they share with
+    the end of ``path`` is not repeated (``books.x.market.noise`` + ``market.noise.limit_rate``
+    -> ``books.x.market.noise.limit_rate``)."""
+    if not path:
+        return field
+    here, there = path.split("."), field.split(".")
+    shared = next((k for k in range(min(len(here), len(there) - 1), 0, -1) if here[-k:] == there[:k]), 0)
+    return ".".join(here + there[shared:])
 
 
 def output_name(sec: Section, path: str | Path) -> str:
@@ -242,7 +242,7 @@ def lq_model(sec: Section):
 
 def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfig:
     m0 = model_sec.get("m0", None)
-    with config_errors(f"{root.source}: model"):
+    with model_sec.located():
         model = MarketMakingMFG(
             gamma=model_sec.number("gamma", lo=0.0, lo_open=True),
             sigma=model_sec.number("sigma", lo=0.0, lo_open=True),

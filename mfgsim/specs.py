@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.schemas import SCHEMA_VERSION
+from mfg import validation as check
 
 from .build import BOOKKEEPING, KINDS, build_run
 from .config import ConfigError, Section, output_name, read_toml
@@ -56,8 +57,16 @@ class CampaignSpec:
     agents_kept: int = 1000
 
 
-def set_path(cfg: dict, dotted: str, value, source: str) -> None:
-    """Set ``cfg[a][b][c] = value`` for ``dotted = "a.b.c"``, creating tables on the way."""
+def resolve_point(base: dict, point: dict, source: str) -> dict:
+    """A copy of the config ``base`` with the sweep ``point``'s values set at their dotted
+    keys (``{"crowd.n_agents": 100}`` sets ``cfg["crowd"]["n_agents"]``)."""
+    cfg = copy.deepcopy(base)
+    for dotted, value in point.items():
+        _set_path(cfg, dotted, value, source)
+    return cfg
+
+
+def _set_path(cfg: dict, dotted: str, value, source: str) -> None:
     keys = dotted.split(".")
     node = cfg
     for key in keys[:-1]:
@@ -89,9 +98,9 @@ MAX_RUNS = 100_000  # a campaign's runs are listed in memory and in the manifest
 
 def _seeds(camp: Section) -> list[int]:
     seeds = camp.get("seeds", 1)
-    if isinstance(seeds, int) and not isinstance(seeds, bool) and 1 <= seeds <= MAX_RUNS:
+    if check.is_integer(seeds) and 1 <= seeds <= MAX_RUNS:
         return list(range(seeds))
-    if isinstance(seeds, list) and seeds and all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds):
+    if isinstance(seeds, list) and seeds and all(check.is_integer(s) and 0 <= s < 2**32 for s in seeds):
         if len(set(seeds)) != len(seeds):
             raise camp.error("seeds", seeds, "seeds must be distinct")
         return list(seeds)
@@ -118,7 +127,7 @@ def load_campaign(campaign: str | Path | dict) -> CampaignSpec:
     ConfigError
         Naming the file (or ``<dict>``), the key path, the value and what is allowed.
     """
-    root = campaign_section(campaign)
+    root = _campaign_section(campaign)
     source = root.source
     camp = root.table("campaign")
     if source == DICT_SOURCE and "name" not in camp.data:
@@ -135,14 +144,12 @@ def load_campaign(campaign: str | Path | dict) -> CampaignSpec:
         raise ConfigError(f"{source}: the sweep gives {len(points)} points x {len(seeds)} seeds = "
                           f"{len(points) * len(seeds)} runs; at most {MAX_RUNS} per campaign")
     base = {k: v for k, v in root.data.items() if k != "sweep"}
-    if points != [{}] and all(has_path(base, dotted) for dotted in points[0]):
+    if points != [{}] and all(_has_path(base, dotted) for dotted in points[0]):
         build_run(copy.deepcopy(base), source)  # the values the sweep replaces must be valid too
     runs = []
     largest = (0, None)
     for point in points:
-        cfg = copy.deepcopy(base)
-        for dotted, value in point.items():
-            set_path(cfg, dotted, value, source)
+        cfg = resolve_point(base, point, source)
         objects = build_run(cfg, source)  # validates this point of the sweep
         if "spec" in objects and objects["spec"].memory_estimate() > largest[0]:
             largest = (objects["spec"].memory_estimate(), objects["n_agents"])
@@ -158,15 +165,14 @@ def load_campaign(campaign: str | Path | dict) -> CampaignSpec:
     return CampaignSpec(name, source, kind, tuple(runs), keep_trades, agents_kept)
 
 
-def campaign_section(campaign: str | Path | dict) -> Section:
+def _campaign_section(campaign: str | Path | dict) -> Section:
     """The root Section of a campaign file, or of a dict with a file's structure (copied)."""
     if isinstance(campaign, dict):
         return Section(copy.deepcopy(campaign), "", DICT_SOURCE)
     return read_toml(campaign)
 
 
-def has_path(cfg: dict, dotted: str) -> bool:
-    """Whether ``cfg`` holds the dotted key ``"a.b.c"``."""
+def _has_path(cfg: dict, dotted: str) -> bool:
     node = cfg
     for key in dotted.split("."):
         if not isinstance(node, dict) or key not in node:

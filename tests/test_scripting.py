@@ -1,7 +1,6 @@
 """The scripting API (a campaign from a dict, its handle), the examples at tiny sizes, and
 output names that must stay inside the output root."""
 
-import copy
 import json
 import runpy
 import sys
@@ -22,20 +21,21 @@ def test_a_campaign_from_a_dict_gives_the_same_runs_and_shards_as_its_file(tmp_p
     data = tomllib.loads(PARTICLES)
     from_file = mfgsim.run_campaign(write(tmp_path, PARTICLES, "tiny_particles"), tmp_path / "file", workers=1,
                                     progress=False)
-    from_dict = mfgsim.run_campaign(copy.deepcopy(data), tmp_path / "dict", workers=1, progress=False)
+    from_dict = mfgsim.run_campaign(data, tmp_path / "dict", workers=1, progress=False)
+    assert data == tomllib.loads(PARTICLES)  # the caller's dict is not changed
     assert from_dict.folder == tmp_path / "dict" / "tiny_particles"
     ids = [sorted(out.manifest()["run_id"]) for out in (from_file, from_dict)]
     assert ids[0] == ids[1] and len(ids[0]) == 6
     summary = from_dict.scan("summary")
     assert isinstance(summary, pl.LazyFrame)
     assert dict(summary.collect_schema()) == {**dict(TABLES["summary"]), "N": pl.Int64, "seed": pl.Int64}
-    assert from_file.scan("summary").collect().sort("run_id").drop("seconds", strict=False).equals(
-        summary.collect().sort("run_id").drop("seconds", strict=False))
+    assert from_file.scan("summary").collect().sort("run_id").equals(
+        summary.collect().sort("run_id"))
     table = from_dict.report(figures=False).table
     assert "w1_mean" in table["metric"].to_list() and from_dict.failed == 0
 
 
-def test_a_dict_campaign_must_name_its_folder_and_is_checked_like_a_file(tmp_path):
+def test_a_dict_campaign_must_name_its_folder_and_is_checked_like_a_file():
     data = tomllib.loads(PARTICLES)
     del data["campaign"]["name"]
     with pytest.raises(mfgsim.ConfigError, match=r"<dict>: campaign.name is missing"):
@@ -45,7 +45,6 @@ def test_a_dict_campaign_must_name_its_folder_and_is_checked_like_a_file(tmp_pat
     data.pop("sweep")
     with pytest.raises(mfgsim.ConfigError, match=r"<dict>: crowd.n_agents=0 is not allowed; must be an integer >= 1"):
         mfgsim.load_campaign(data)
-    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("name", ["..", ".", "../escape", "a/b", "a\\b", ".hidden", "", "nul\0"])
@@ -78,25 +77,25 @@ def test_plain_name_accepts_ordinary_names():
 EXAMPLES = ROOT / "examples"
 
 
+# what each example prints when it has done its job
+EXPECTED = {"sweep_from_python.py": "6 runs in", "read_outputs.py": "wrote",
+            "populations_in_the_book.py": "shares and cash conserved in every run",
+            "solve_and_compare.py": "log-log slope"}
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_runs_at_a_tiny_size(tmp_path, monkeypatch, capsys, script):
     """Each example runs as a user would run it (``python examples/X.py``), at its --tiny size."""
     monkeypatch.chdir(tmp_path)
-    argv = {"read_outputs.py": None}.get(script, ["--tiny"])
-    if argv is None:  # reads the outputs the sweep example writes
-        runpy.run_path(str(EXAMPLES / "sweep_from_python.py"), run_name="example").get("main")(
-            ["--tiny", "--out", str(tmp_path / "out"), "--workers", "1"])
-        argv = [str(tmp_path / "out" / "example_sweep")]
-    elif script == "sweep_from_python.py":
-        argv += ["--out", str(tmp_path / "out"), "--workers", "1"]
-    monkeypatch.setattr(sys, "argv", [script, *argv])
+    sweep = ["--tiny", "--out", str(tmp_path / "out"), "--workers", "1"]
+    if script == "read_outputs.py":  # it reads what the sweep example writes
+        runpy.run_path(str(EXAMPLES / "sweep_from_python.py"))["main"](sweep)
+    argv = {"sweep_from_python.py": sweep, "read_outputs.py": [str(tmp_path / "out" / "example_sweep")]}
+    monkeypatch.setattr(sys, "argv", [script, *argv.get(script, ["--tiny"])])
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
-    printed = capsys.readouterr().out
-    assert printed.strip()
+    assert EXPECTED[script] in capsys.readouterr().out
     if script == "read_outputs.py":
         assert (tmp_path / "out" / "example_sweep" / "example_w1.png").stat().st_size > 0
-    if script == "solve_and_compare.py":
-        assert "log-log slope" in printed
 
 
 def test_the_readme_links_every_example():

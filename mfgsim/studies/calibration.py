@@ -1,9 +1,9 @@
 """Closing the loop: trades -> order flow -> impact measured from the book -> MFG -> trades.
 
-``mfgsim calibrate runs/closed_loop.toml`` (:func:`load`, :func:`run`, :func:`write`) starts from the model's (κ, k, c), runs the book
-with the crowd on that model's MFG feedback over several seeds, re-estimates (κ, k, c) from
-the book (:mod:`analysis.impact`), and moves the calibrated parameters (``parameters``,
-default κ and c) a damped step towards the estimates, until they change by less than
+``mfgsim calibrate runs/closed_loop.toml`` (:func:`load`, :func:`run`, :func:`write`) starts
+from the model's (κ, k, c), runs the book with the crowd on that model's MFG feedback over
+several seeds, re-estimates (κ, k, c) from the book (:mod:`analysis.impact`), and moves
+the calibrated parameters (``parameters``, default κ and c) a damped step towards the estimates, until they change by less than
 ``tol`` (relative) or by less than two standard errors of the estimates (the book cannot
 tell them apart), or ``max_iter`` is reached. With ``rho`` among the parameters the model
 is the transient-impact MFG (dY = (κμ - ρY) dt). ``impact = "path"`` measures κ (and ρ)
@@ -55,7 +55,7 @@ from ..build import build_run
 from ..config import output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
-from ..specs import set_path, sweep_points
+from ..specs import resolve_point, sweep_points
 
 
 @dataclass(frozen=True)
@@ -121,22 +121,8 @@ class CalibrationResult:
 
 
 def load(path: str | Path) -> CalibrationPlan:
-    """Read and validate a calibration file (every sweep point is built once here).
-
-    Parameters
-    ----------
-    path : str or Path
-        A calibration file (see ``runs/closed_loop.toml``).
-
-    Returns
-    -------
-    CalibrationPlan
-
-    Raises
-    ------
-    ConfigError
-        Naming the file, the key path, the value and what is allowed.
-    """
+    """Read and validate a calibration file (``runs/closed_loop.toml``), building every sweep
+    point once; a ConfigError names the file, the key path and the value."""
     root = read_toml(path)
     cal = root.table("calibration")
     name = output_name(cal, path)
@@ -161,9 +147,7 @@ def load(path: str | Path) -> CalibrationPlan:
     base["campaign"] = {"kind": "market", "record_every": 1}
     resolved, labels = [], []
     for point in points:
-        cfg = copy.deepcopy(base)
-        for dotted, value in point.items():
-            set_path(cfg, dotted, value, root.source)
+        cfg = resolve_point(base, point, root.source)
         build_run(cfg, root.source)
         resolved.append(cfg)
         labels.append(json.dumps(point, sort_keys=True))

@@ -35,7 +35,7 @@ from mfg.laws import GaussianMixture
 from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow
 from simulator.market import MarketSpec, run_market
 
-from ..config import ConfigError, Section, config_errors, output_name, read_toml
+from ..config import ConfigError, Section, output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
 
@@ -75,22 +75,8 @@ class ImpactResult:
 
 
 def load(path: str | Path) -> ImpactStudy:
-    """Read and validate an impact study (every book's market spec is built here).
-
-    Parameters
-    ----------
-    path : str or Path
-        A study file (see ``runs/impact_square_root.toml``).
-
-    Returns
-    -------
-    ImpactStudy
-
-    Raises
-    ------
-    ConfigError
-        Naming the file, the key path, the value and what is allowed.
-    """
+    """Read and validate an impact study (``runs/impact_square_root.toml``), building every
+    book's market; a ConfigError names the file, the key path and the value."""
     root = read_toml(path)
     study = root.table("study")
     name = output_name(study, path)
@@ -130,7 +116,7 @@ def load(path: str | Path) -> ImpactStudy:
 def _spec(study: ImpactStudy, book: Book, size: float):
     """The MarketSpec of one meta-order: ``agents`` TWAP sellers of ``size`` each."""
     sec = Section(copy.deepcopy(book.market), f"books.{book.name}.market", study.source)
-    with config_errors(f"{study.source}: book {book.name!r}"):
+    with sec.located():
         noise = sec.table("noise", {}).dataclass(NoiseFlow)
         latent = sec.table("latent").dataclass(LatentLiquidity) if "latent" in sec.data else None
         makers = sec.table("makers").dataclass(MarketMakers) if "makers" in sec.data else None

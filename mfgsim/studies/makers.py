@@ -43,7 +43,7 @@ from mfg.io import atomic_write
 from simulator.agents import MarketMakers, NoiseFlow
 from simulator.market import MarketSpec, run_market
 
-from ..config import ConfigError, Section, config_errors, output_name, read_toml
+from ..config import ConfigError, Section, output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
 
@@ -80,21 +80,8 @@ class MakersResult:
 
 
 def load(path: str | Path) -> MakersStudy:
-    """Read and validate a makers study file (see ``runs/experiment_d_makers.toml``).
-
-    Parameters
-    ----------
-    path : str or Path
-
-    Returns
-    -------
-    MakersStudy
-
-    Raises
-    ------
-    ConfigError
-        Naming the file, the key path, the value and what is allowed.
-    """
+    """Read and validate a makers study (``runs/experiment_d_makers.toml``); a ConfigError
+    names the file, the key path and the value."""
     root = read_toml(path)
     study = root.table("study")
     name = output_name(study, path)
@@ -119,7 +106,7 @@ def load(path: str | Path) -> MakersStudy:
 
 def _spec(study: MakersStudy, n: int):
     sec = Section(copy.deepcopy(study.market), "market", study.source)
-    with config_errors(study.source):
+    with sec.located():
         noise = sec.table("noise", {}).dataclass(NoiseFlow)
         makers_sec = sec.table("makers")
         makers_sec.data["count"] = n
