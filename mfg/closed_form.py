@@ -71,7 +71,24 @@ def _quad(f, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # ---- Almgren–Chriss pieces (also the individual part of the LQ MFG) ------------------------
 def almgren_chriss_h(tau, gamma: float, lam: float, phi_T: float) -> np.ndarray:
-    """Value coefficient h(τ) of min ∫(γv² + λq²) + Φq(T)², τ = T - t (V = h q²)."""
+    """Value coefficient h(τ) of min ∫(γv² + λq²) dt + Φq(T)², so that V = h q².
+
+    Parameters
+    ----------
+    tau : array_like of float
+        Time to the horizon τ = T - t (time units), >= 0.
+    gamma : float
+        Temporary impact γ > 0 (price per (share/time) per share).
+    lam : float
+        Inventory risk weight λ >= 0 (price per share² per time).
+    phi_T : float
+        Terminal penalty Φ >= 0 (price per share²); ``math.inf`` forces q(T) = 0.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        h(τ) in price per share², the shape of ``tau`` (``inf`` at τ = 0 when Φ = ∞).
+    """
     tau = np.asarray(tau, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         if lam == 0.0:
@@ -86,7 +103,22 @@ def almgren_chriss_h(tau, gamma: float, lam: float, phi_T: float) -> np.ndarray:
 
 
 def almgren_chriss_ratio(tau, tau0, gamma: float, lam: float, phi_T: float) -> np.ndarray:
-    """g(τ)/g(τ0) with g(τ) = η cosh ωτ + Φ sinh ωτ (overflow-free): q(t)/q(s) = g(T-t)/g(T-s)."""
+    """g(τ)/g(τ0) with g(τ) = η cosh ωτ + Φ sinh ωτ, computed without overflow.
+
+    Along the optimal Almgren–Chriss trajectory q(t)/q(s) = g(T - t)/g(T - s).
+
+    Parameters
+    ----------
+    tau, tau0 : array_like of float
+        Times to the horizon (time units), broadcast together.
+    gamma, lam, phi_T : float
+        As in `almgren_chriss_h`.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        The dimensionless ratio, broadcast shape of ``tau`` and ``tau0``.
+    """
     tau = np.asarray(tau, dtype=np.float64)
     tau0 = np.asarray(tau0, dtype=np.float64)
     if lam == 0.0:
@@ -103,9 +135,25 @@ def almgren_chriss_ratio(tau, tau0, gamma: float, lam: float, phi_T: float) -> n
 
 
 def decaying_impact(mu, dt: float, rho: float) -> np.ndarray:
-    """G(t_n) = ∫_0^{t_n} e^{-ρ(t_n - s)} μ(s) ds, n = 0..len(mu), for a rate μ constant on
-    each step of length dt: the impact path of unit κ under dY = (κμ - ρY) dt, Y(0) = 0
-    (the running integral of μ when ρ = 0). Exact for piecewise-constant μ."""
+    """Impact path of unit κ under dY = (κμ - ρY) dt, Y(0) = 0.
+
+    G(t_n) = ∫_0^{t_n} e^{-ρ(t_n - s)} μ(s) ds for n = 0..len(mu), with μ constant on each
+    step of length dt; the running integral of μ when ρ = 0. Exact for piecewise-constant μ.
+
+    Parameters
+    ----------
+    mu : array_like of float
+        Trading rate on each step (shares per time), length n.
+    dt : float
+        Step length (time units), > 0.
+    rho : float
+        Resilience ρ >= 0 (per time).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        G at the n + 1 step edges (shares; multiply by κ for price units).
+    """
     mu = np.asarray(mu, dtype=np.float64)
     decay = math.exp(-rho * dt)
     gain = dt if rho == 0 else -math.expm1(-rho * dt) / rho
@@ -140,17 +188,54 @@ class AlmgrenChriss:
         check.number("horizon", self.horizon, lo=0.0, lo_open=True)
 
     def h(self, t) -> np.ndarray:
-        """Value coefficient: V(t, q) = h(t) q² (cost still to pay)."""
+        """Value coefficient h(t) with V(t, q) = h(t) q² (the cost still to pay).
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, horizon].
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            h(t) in price per share².
+        """
         tau = self.horizon - check.times(t, self.horizon)
         return almgren_chriss_h(tau, self.gamma, self.lam, self.terminal_penalty)
 
     def inventory(self, t, q0: float) -> np.ndarray:
-        """Optimal trajectory q(t) = q0 g(T - t)/g(T)."""
+        """Optimal trajectory q(t) = q0 g(T - t)/g(T).
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, horizon].
+        q0 : float
+            Initial inventory (shares).
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Inventory q(t) (shares).
+        """
         T = self.horizon
         return q0 * almgren_chriss_ratio(T - check.times(t, T), T, self.gamma, self.lam, self.terminal_penalty)
 
     def rate(self, t, q0: float) -> np.ndarray:
-        """Selling rate v(t) = h(t) q(t) / γ along the optimal trajectory."""
+        """Selling rate v(t) = h(t) q(t)/γ along the optimal trajectory.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, horizon].
+        q0 : float
+            Initial inventory (shares).
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            v(t) (shares per time), finite at T also when the terminal penalty is infinite.
+        """
         t = check.times(t, self.horizon)
         if not math.isinf(self.terminal_penalty):
             return self.h(t) * self.inventory(t, q0) / self.gamma
@@ -162,17 +247,54 @@ class AlmgrenChriss:
         return q0 * omega * np.exp(omega * (tau - T)) * (1 + np.exp(-2 * omega * tau)) / (1 - np.exp(-2 * omega * T))
 
     def value(self, t, q) -> np.ndarray:
+        """Optimal cost still to pay, V(t, q) = h(t) q².
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, horizon].
+        q : array_like of float
+            Inventories (shares), broadcast against ``t``.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            V (price × shares).
+        """
         return self.h(t) * np.asarray(q, dtype=np.float64) ** 2
 
     def cost(self, q0: float) -> float:
-        """Optimal total cost h(0) q0²."""
+        """Optimal total cost h(0) q0².
+
+        Parameters
+        ----------
+        q0 : float
+            Initial inventory (shares).
+
+        Returns
+        -------
+        float
+            Cost (price × shares).
+        """
         return float(self.h(0.0) * q0**2)
 
 
 # ---- the LQ trade-crowding MFG -----------------------------------------------------------
 @dataclass(frozen=True)
 class PreferenceType:
-    """A population type: risk aversion φ, terminal penalty A, weight, initial law m0."""
+    """A population type of the LQ crowding game.
+
+    Parameters
+    ----------
+    phi : float
+        Running inventory penalty φ >= 0 (price per share² per time).
+    A : float
+        Terminal inventory penalty >= 0 (price per share²).
+    m0 : GaussianMixture
+        Law of the type's initial inventory (shares).
+    weight : float
+        Relative weight > 0 of the type in the population (normalised by `LQCrowding`).
+    """
 
     phi: float
     A: float
@@ -236,6 +358,21 @@ class LQCrowding:
 
     @classmethod
     def single(cls, k, kappa, phi, A, T, m0: GaussianMixture, sigma=0.0, c=0.0, rho=0.0) -> LQCrowding:
+        """A one-type game.
+
+        Parameters
+        ----------
+        k, kappa, T, sigma, c, rho : float
+            As in the class.
+        phi, A : float
+            The type's running and terminal penalties, as in `PreferenceType`.
+        m0 : GaussianMixture
+            Law of the initial inventory (shares).
+
+        Returns
+        -------
+        LQCrowding
+        """
         return cls(k=k, kappa=kappa, T=T, types=(PreferenceType(phi, A, m0),), sigma=sigma, c=c, rho=rho)
 
     # ---- the mean-field mean: a constant-coefficient linear BVP --------------------------
@@ -299,23 +436,70 @@ class LQCrowding:
         return X.reshape((X.shape[0],) + shape)
 
     def mean_inventory(self, t, type_index: int | None = None) -> np.ndarray:
-        """E(t): of one type, or of the whole population (weighted) when type_index is None."""
+        """Mean inventory E(t) of one type, or of the population (weighted) when type_index is None.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        type_index : int or None
+            Index into ``types``; None for the population mean.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            E(t) (shares), the shape of ``t``.
+        """
         J = len(self.types)
         X = self._state(t)[:J]
         return X[type_index] if type_index is not None else np.tensordot(self.weights, X, axes=1)
 
     def type_rate(self, t, type_index: int) -> np.ndarray:
-        """Mean trading rate E_j'(t) of type j."""
+        """Mean inventory rate E_j'(t) of type j (shares per time; negative when selling).
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        type_index : int
+            Index into ``types``.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            The shape of ``t``.
+        """
         return self._state(t)[len(self.types) + type_index]
 
     def mean_rate(self, t) -> np.ndarray:
-        """μ(t) = Σ_j w_j E_j'(t), the population's mean trading rate (shares per time)."""
+        """Population mean trading rate μ(t) = Σ_j w_j E_j'(t).
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            μ(t) (shares per time), the shape of ``t``.
+        """
         J = len(self.types)
         return np.tensordot(self.weights, self._state(t)[J:2 * J], axes=1)
 
     def price_impact(self, t) -> np.ndarray:
-        """Y(t): the crowd's impact on the mid (price units), dY = (κμ - ρY) dt, Y(0) = 0;
-        ``κ (E(t) - E(0))`` when ρ = 0."""
+        """The crowd's impact on the mid, dY = (κμ - ρY) dt, Y(0) = 0 (κ(E(t) - E(0)) when ρ = 0).
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Y(t) (price units), the shape of ``t``.
+        """
         return self._state(t)[2 * len(self.types)]
 
     # ---- individual quantities ---------------------------------------------------------
@@ -325,16 +509,58 @@ class LQCrowding:
         return self.types[j]
 
     def h2(self, t, type_index: int = 0) -> np.ndarray:
+        """Quadratic coefficient of the value, h(t, q) = h0 + h1 q - h2 q²/2.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        type_index : int
+            Index into ``types``.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            h2(t) (price per share²).
+        """
         p = self._type(type_index)
         tau = self.T - check.times(t, self.T)
         return 2 * self.k * almgren_chriss_h(tau, 1.0, p.phi / self.k, p.A / self.k)
 
     def h1(self, t, type_index: int = 0) -> np.ndarray:
+        """Linear coefficient of the value, h(t, q) = h0 + h1 q - h2 q²/2.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        type_index : int
+            Index into ``types``.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            h1(t) (price per share).
+        """
         t = np.asarray(t, dtype=np.float64)
         return (2 * self.k * self.type_rate(t, type_index) + self.c * self.mean_rate(t)
                 + self.h2(t, type_index) * self.mean_inventory(t, type_index))
 
     def h0(self, t, type_index: int = 0) -> np.ndarray:
+        """Constant term of the value, h0(t) = ∫_t^T ((2kE' + h2 E)²/(4k) - σ² h2/2) ds.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        type_index : int
+            Index into ``types``.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            h0(t) (price × shares).
+        """
         t = np.asarray(t, dtype=np.float64)
         k, s2 = self.k, self.sigma**2
 
@@ -347,12 +573,42 @@ class LQCrowding:
         return _quad(integrand, t, np.full_like(t, self.T))
 
     def value(self, t, q, type_index: int = 0) -> np.ndarray:
-        """h(t, q) = h0 + h1 q - h2 q²/2: expected gain still to come beyond x + q s."""
+        """Expected gain still to come beyond x + q s: h(t, q) = h0 + h1 q - h2 q²/2.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        q : array_like of float
+            Inventories (shares), broadcast against ``t``.
+        type_index : int
+            Index into ``types``.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            h (price × shares).
+        """
         q = np.asarray(q, dtype=np.float64)
         return self.h0(t, type_index) + self.h1(t, type_index) * q - 0.5 * self.h2(t, type_index) * q**2
 
     def control(self, t, q, type_index: int = 0) -> np.ndarray:
-        """Equilibrium feedback ν*(t, q) = E_j' - h2/(2k) (q - E_j) (shares per time)."""
+        """Equilibrium feedback ν*(t, q) = E_j' - h2/(2k) (q - E_j).
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        q : array_like of float
+            Inventories (shares), broadcast against ``t``.
+        type_index : int
+            Index into ``types``.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Inventory rate ν* (shares per time; negative when selling).
+        """
         t = np.asarray(t, dtype=np.float64)
         return (self.type_rate(t, type_index)
                 - self.h2(t, type_index) / (2 * self.k) * (np.asarray(q) - self.mean_inventory(t, type_index)))
@@ -363,7 +619,20 @@ class LQCrowding:
         return almgren_chriss_ratio(self.T - t, self.T - s, 1.0, p.phi / self.k, p.A / self.k)
 
     def noise_variance(self, t, type_index: int = 0) -> np.ndarray:
-        """Variance added by the idiosyncratic noise: σ² ∫_0^t (ρ(t)/ρ(s))² ds."""
+        """Variance added by the idiosyncratic noise, σ² ∫_0^t (g(t)/g(s))² ds.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        type_index : int
+            Index into ``types``.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Variance (shares²), the shape of ``t``.
+        """
         t = np.asarray(t, dtype=np.float64)
         if self.sigma == 0.0:
             return np.zeros_like(t)
@@ -371,7 +640,20 @@ class LQCrowding:
                                      np.zeros_like(t), t)
 
     def law(self, t: float, type_index: int | None = None) -> GaussianMixture:
-        """Law of Q_t: of one type, or of the whole population."""
+        """Law of the inventory Q_t, of one type or of the whole population.
+
+        Parameters
+        ----------
+        t : float
+            A time in [0, T].
+        type_index : int or None
+            Index into ``types``; None for the population's mixture.
+
+        Returns
+        -------
+        GaussianMixture
+            Law of Q_t (shares).
+        """
         idx = range(len(self.types)) if type_index is None else [type_index]
         w, m, s = [], [], []
         for j in idx:
@@ -386,4 +668,18 @@ class LQCrowding:
         return GaussianMixture(tuple(w), tuple(m), tuple(s))
 
     def variance(self, t, type_index: int | None = None) -> np.ndarray:
+        """Variance of the inventory Q_t, of one type or of the whole population.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        type_index : int or None
+            Index into ``types``; None for the population.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Var Q_t (shares²), one per time.
+        """
         return np.array([self.law(float(s), type_index).variance for s in np.atleast_1d(t)])

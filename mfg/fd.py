@@ -38,7 +38,19 @@ from .laws import GaussianMixture
 
 @dataclass(frozen=True)
 class Grid:
-    """Uniform state grid ``x_min .. x_max`` with ``n_x`` nodes, ``n_t`` time steps on [0, T]."""
+    """Uniform state grid with ``n_x`` nodes on [x_min, x_max] and ``n_t`` time steps on [0, T].
+
+    Parameters
+    ----------
+    x_min, x_max : float
+        Ends of the state grid (shares), x_max > x_min.
+    n_x : int
+        Number of nodes, >= 5.
+    T : float
+        Horizon (time units), > 0.
+    n_t : int
+        Number of time steps, >= 1.
+    """
 
     x_min: float
     x_max: float
@@ -71,18 +83,41 @@ class Grid:
         return self.T / self.n_t
 
     def cell_masses(self, law: GaussianMixture) -> np.ndarray:
-        """Density on the grid whose cell masses are the law's (tails go to the end cells)."""
+        """Density on the grid whose cell masses are the law's (the tails go to the end cells).
+
+        Parameters
+        ----------
+        law : GaussianMixture
+            A law of the state (shares).
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Density at the nodes (per share), shape (n_x,); it integrates to one with weight dx.
+        """
         edges = np.concatenate([[-np.inf], 0.5 * (self.x[1:] + self.x[:-1]), [np.inf]])
         return np.diff(law.cdf(edges)) / self.dx
 
 
 @dataclass(frozen=True)
 class HamiltonianTerms:
-    """H_j(t_n, x, p) = (p + shift[j, n])²/(4k) - F_j,n(x) with the running-cost potential
+    """The Hamiltonian of each type at each time step.
+
+    H_j(t_n, x, p) = (α - 1) k |ν*|^α - F_j,n(x) with |ν*| = (|p + s_j,n|/(α k))^{1/(α-1)}, which is
+    (p + shift[j, n])²/(4k) - F_j,n(x) for α = 2; the running-cost potential is
     F_j,n(x) = base[j](x) + slope[j, n] x + dense[j, n](x).
 
-    shift (J, N); base (J, I); slope (J, N); dense (J, N, I), or None when there is no
-    density-dependent part (keeps an MFG of controls free of (N, I) arrays).
+    Parameters
+    ----------
+    shift : numpy.ndarray of float64, shape (J, N)
+        s_j,n, the cost per share traded on top of k|ν|^α (price per share).
+    base : numpy.ndarray of float64, shape (J, I)
+        Time-independent potential at the nodes (price per time).
+    slope : numpy.ndarray of float64, shape (J, N)
+        Coefficient of x in the potential (price per share per time).
+    dense : numpy.ndarray of float64, shape (J, N, I), or None
+        Density-dependent potential (price per time); None keeps an MFG of controls free of
+        (N, I) arrays.
     """
 
     shift: np.ndarray
@@ -94,13 +129,24 @@ class HamiltonianTerms:
 class MFGModel(ABC):
     """A mean-field game the FD solver can run: one class per model.
 
-    A model says who the players are (``initial_densities``, ``terminal_costs``), what
-    their running cost is given the coupling (``hamiltonian_terms``: the potential F and the
-    shift s of the trading cost k|ν|^α + s ν + F), and how a solved population makes the
-    next coupling (``coupling_from``): the crowd's mean rate for an MFG of controls, the
-    density for a local coupling, anything computed from m and the rates. ``k``, ``sigma``,
-    ``T`` and ``cost_exponent`` α (1 < α <= 2; 2 is quadratic, α = 1 + β a concave
-    per-share cost k|ν|^β) complete it.
+    A model says who the players are (``initial_densities``, ``terminal_costs``), what their
+    running cost is given the coupling (``hamiltonian_terms``: the potential F and the shift s
+    of the trading cost k|ν|^α + s ν + F), and how a solved population makes the next coupling
+    (``coupling_from``): the crowd's mean rate for an MFG of controls, the density for a local
+    coupling, anything computed from m and the rates.
+
+    Attributes
+    ----------
+    n_types : int
+        Number of player types J.
+    k : float
+        Temporary cost coefficient k > 0 (price per share per (share/time)^(α-1)).
+    sigma : float
+        Idiosyncratic inventory noise σ >= 0 (shares per square-root time).
+    T : float
+        Horizon (time units).
+    cost_exponent : float
+        α in (1, 2]: 2 is quadratic, α = 1 + β a concave per-share cost k|ν|^β.
     """
 
     n_types: int = 1
@@ -115,24 +161,65 @@ class MFGModel(ABC):
 
     @abstractmethod
     def initial_densities(self, grid: Grid) -> np.ndarray:
-        """(J, I) initial densities, one per type."""
+        """Initial density of each type on the grid.
+
+        Parameters
+        ----------
+        grid : Grid
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (J, I)
+            Densities at the nodes (per share), each integrating to one.
+        """
 
     @abstractmethod
     def terminal_costs(self, grid: Grid) -> np.ndarray:
-        """(J, I) terminal costs u(T, x)."""
+        """Terminal cost u(T, x) of each type.
+
+        Parameters
+        ----------
+        grid : Grid
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (J, I)
+            Costs at the nodes (price × shares).
+        """
 
     @abstractmethod
     def initial_coupling(self, grid: Grid) -> np.ndarray:
-        """Starting guess of the fixed-point variable."""
+        """Starting guess of the fixed-point variable.
+
+        Parameters
+        ----------
+        grid : Grid
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            The coupling, laid out as the model's ``coupling_from`` returns it.
+        """
 
     def refine_coupling(self, coupling: np.ndarray, grid: Grid) -> np.ndarray:
-        """The coupling of ``grid`` carried to the grid refined twice in x and t (the fine
-        solve of ``order=2`` starts from it, which saves it the coarse solve's first
-        iterations).
+        """The coupling of ``grid`` carried to the grid refined twice in x and t.
 
-        The default reads a coupling of one entry per time step, (N,) or (N, I) with I the
-        grid's nodes: each step is repeated and the nodes are interpolated linearly. A model
+        The fine solve of ``order=2`` starts from it, which saves it the coarse solve's first
+        iterations. The default reads a coupling of one entry per time step, (N,) or (N, I) with I
+        the grid's nodes: each step is repeated and the nodes are interpolated linearly. A model
         whose coupling is laid out otherwise overrides it.
+
+        Parameters
+        ----------
+        coupling : numpy.ndarray of float64
+            The coupling on ``grid``.
+        grid : Grid
+            The coarse grid.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            (2N,) or (2N, 2I - 1).
         """
         c = np.repeat(np.asarray(coupling, dtype=np.float64), 2, axis=0)
         if c.ndim == 2 and c.shape[1] == grid.n_x:
@@ -144,11 +231,36 @@ class MFGModel(ABC):
 
     @abstractmethod
     def hamiltonian_terms(self, coupling: np.ndarray, grid: Grid) -> HamiltonianTerms:
-        """The Hamiltonian of each type given the coupling (see :class:`HamiltonianTerms`)."""
+        """The Hamiltonian of each type given the coupling.
+
+        Parameters
+        ----------
+        coupling : numpy.ndarray of float64
+            The fixed-point variable.
+        grid : Grid
+
+        Returns
+        -------
+        HamiltonianTerms
+        """
 
     @abstractmethod
     def coupling_from(self, m: np.ndarray, rates: np.ndarray, grid: Grid) -> np.ndarray:
-        """Next coupling from densities m (J, N+1, I) and type mean rates (J, N)."""
+        """Next coupling from a solved population.
+
+        Parameters
+        ----------
+        m : numpy.ndarray of float64, shape (J, N+1, I)
+            Densities of the types (per share).
+        rates : numpy.ndarray of float64, shape (J, N)
+            Mean inventory rate of each type over each step (shares per time).
+        grid : Grid
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            The coupling, shaped as ``initial_coupling``.
+        """
 
 
 @dataclass(frozen=True)
@@ -156,18 +268,23 @@ class LQCrowdingModel(MFGModel):
     """The LQ crowding MFG (MFG of controls, coupling through μ) for the FD solver.
 
     Cost form of :class:`mfg.closed_form.LQCrowding`: running cost
-    ``k ν² + c μ ν + φ_j x² - D x``, terminal cost ``A_j x²``; coupling μ (N,). The price
-    trend D is ``κ μ`` (permanent impact) or, with resilience ρ > 0, the mean drift of
+    ``k ν² + c μ ν + φ_j x² - D x``, terminal cost ``A_j x²``; coupling μ (N,). The price trend
+    D is ``κ μ`` (permanent impact) or, with resilience ρ > 0, the mean drift of
     ``dY = (κ μ - ρ Y) dt`` over each step, integrated exactly for μ constant on the step.
+
+    Parameters
+    ----------
+    closed_form : LQCrowding
+        The model's coefficients, types and horizon.
+    cost_exponent : float
+        α in (1, 2] of the trading cost k|ν|^α; the closed form is exact for 2 only.
     """
 
     closed_form: LQCrowding
     cost_exponent: float = 2.0  # α of the trading cost k|ν|^α; the closed form is exact for 2 only
 
     def __post_init__(self):
-        if not (isinstance(self.cost_exponent, (int, float)) and 1.0 < self.cost_exponent <= 2.0):
-            raise ValueError(f"cost_exponent={self.cost_exponent!r} is not allowed; must be in (1, 2] "
-                             "(the trading cost k|ν|^α: 2 is quadratic, 1 + β a concave per-share cost)")
+        check.number("cost_exponent", self.cost_exponent, lo=1.0, hi=2.0, lo_open=True)
 
     @property
     def n_types(self):
@@ -190,15 +307,19 @@ class LQCrowdingModel(MFGModel):
         return self.closed_form.weights
 
     def initial_densities(self, grid):
+        """Implements `MFGModel.initial_densities`: the types' m0 as cell masses."""
         return np.stack([grid.cell_masses(p.m0) for p in self.closed_form.types])
 
     def terminal_costs(self, grid):
+        """Implements `MFGModel.terminal_costs`: A_j x²."""
         return np.stack([p.A * grid.x**2 for p in self.closed_form.types])
 
     def initial_coupling(self, grid):
+        """Implements `MFGModel.initial_coupling`: μ = 0 on every step."""
         return np.zeros(grid.n_t)
 
     def hamiltonian_terms(self, mu, grid):
+        """Implements `MFGModel.hamiltonian_terms` for the step rates μ (N,): shift c μ, base φ_j x², slope -D."""
         cf, J = self.closed_form, self.n_types
         return HamiltonianTerms(
             shift=np.tile(cf.c * mu, (J, 1)),
@@ -207,11 +328,26 @@ class LQCrowdingModel(MFGModel):
         )
 
     def impact_path(self, mu: np.ndarray, grid: Grid) -> np.ndarray:
-        """Y at the grid times (N+1,) for the step rates μ (N,): Y(0) = 0 and, over a step,
-        ``Y_{n+1} = Y_n e^{-ρ dt} + κ μ_n (1 - e^{-ρ dt})/ρ`` (``Y_n + κ μ_n dt`` at ρ = 0)."""
+        """The crowd's impact Y at the grid times for the step rates μ.
+
+        Y(0) = 0 and, over a step, ``Y_{n+1} = Y_n e^{-ρ dt} + κ μ_n (1 - e^{-ρ dt})/ρ``
+        (``Y_n + κ μ_n dt`` at ρ = 0).
+
+        Parameters
+        ----------
+        mu : numpy.ndarray of float64, shape (N,)
+            Population mean rate on each step (shares per time).
+        grid : Grid
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (N+1,)
+            Y (price units).
+        """
         return self.closed_form.kappa * decaying_impact(mu, grid.dt, self.closed_form.rho)
 
     def coupling_from(self, m, rates, grid):
+        """Implements `MFGModel.coupling_from`: μ, the weighted mean of the types' rates."""
         return self.weights @ rates
 
 
@@ -219,8 +355,27 @@ class LQCrowdingModel(MFGModel):
 class CrowdAversionModel(MFGModel):
     """Congestion: agents pay ``alpha m(t, x)^beta`` where the crowd is dense.
 
-    Running cost ``k ν² + φ x² + α m^β``, terminal ``A x²``; coupling: the density
-    m(t_n, ·), n = 1..N (local, non-linear in m for β != 1). No closed form.
+    Running cost ``k ν² + φ x² + α m^β``, terminal ``A x²``; coupling: the density m(t_n, ·),
+    n = 1..N (local, non-linear in m for β != 1). No closed form.
+
+    Parameters
+    ----------
+    k : float
+        Temporary cost k > 0 (price per (share/time) per share).
+    phi : float
+        Running inventory penalty >= 0 (price per share² per time).
+    A : float
+        Terminal inventory penalty >= 0 (price per share²).
+    alpha : float
+        Congestion weight >= 0 (price per time per density^β).
+    T : float
+        Horizon > 0 (time units).
+    m0 : GaussianMixture
+        Initial law (shares).
+    sigma : float
+        Inventory noise >= 0 (shares per square-root time).
+    beta : float
+        Congestion exponent > 0.
     """
 
     k: float
@@ -233,25 +388,25 @@ class CrowdAversionModel(MFGModel):
     beta: float = 1.0
 
     def __post_init__(self):
-        for name in ("k", "T"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        for name in ("k", "T", "beta"):
+            check.number(name, getattr(self, name), lo=0.0, lo_open=True)
         for name in ("phi", "A", "alpha", "sigma"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if not self.beta > 0:
-            raise ValueError(f"beta={self.beta} must be > 0")
+            check.number(name, getattr(self, name), lo=0.0)
 
     def initial_densities(self, grid):
+        """Implements `MFGModel.initial_densities`: m0 as cell masses."""
         return grid.cell_masses(self.m0)[None, :]
 
     def terminal_costs(self, grid):
+        """Implements `MFGModel.terminal_costs`: A x²."""
         return (self.A * grid.x**2)[None, :]
 
     def initial_coupling(self, grid):
+        """Implements `MFGModel.initial_coupling`: m0 at every step."""
         return np.tile(grid.cell_masses(self.m0), (grid.n_t, 1))
 
     def hamiltonian_terms(self, density, grid):
+        """Implements `MFGModel.hamiltonian_terms` for the density (N, I): base φ x², dense α m^β."""
         return HamiltonianTerms(
             shift=np.zeros((1, grid.n_t)),
             base=(self.phi * grid.x**2)[None, :],
@@ -260,18 +415,38 @@ class CrowdAversionModel(MFGModel):
         )
 
     def coupling_from(self, m, rates, grid):
+        """Implements `MFGModel.coupling_from`: the density at times 1..N."""
         return m[0, 1:]
 
 
 @dataclass(frozen=True)
 class MFGSolution:
-    """Solution on the grid. Arrays are per type j: m, value, control of shape (J, N+1, I).
+    """An FD solution on the grid; per-type arrays are (J, N+1, I).
 
-    ``value`` is the cost still to pay u(t, x) (cost form); ``control`` the rate ν(t, x);
-    ``mean_rate`` the population's μ over each step (N,); ``residuals`` the fixed-point
-    history (sup norm of Φ(c) - c, one entry per outer iteration: a Picard/Anderson step
-    or a Newton step); ``evaluations`` the number of evaluations of the fixed-point map
-    Φ (one HJB and one FP sweep per type), the same unit of work for every method.
+    Parameters
+    ----------
+    grid : Grid
+    weights : numpy.ndarray of float64, shape (J,)
+        Type weights, summing to one.
+    m : numpy.ndarray of float64
+        Densities (per share).
+    value : numpy.ndarray of float64
+        Cost still to pay u(t, x) (price × shares; cost form).
+    control : numpy.ndarray of float64
+        Feedback rate ν(t, x) (shares per time).
+    mean_rate : numpy.ndarray of float64, shape (N,)
+        Population μ over each step (shares per time).
+    coupling : numpy.ndarray of float64
+        The converged fixed-point variable.
+    residuals : tuple of float
+        Sup norm of Φ(c) - c, one entry per outer iteration (a Picard/Anderson or a Newton step).
+    method : str
+        The fixed-point method.
+    seconds : float
+        Wall time of the solve (s).
+    evaluations : int
+        Evaluations of the fixed-point map Φ (one HJB and one FP sweep per type), the same
+        unit of work for every method.
     """
 
     grid: Grid
@@ -297,20 +472,45 @@ class MFGSolution:
         return np.tensordot(self.weights, self.m, axes=1)
 
     def mean_inventory(self) -> np.ndarray:
-        """Population mean inventory at each time (N+1,)."""
+        """Population mean inventory at each time.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (N+1,)
+            Shares.
+        """
         return self.density @ self.grid.x * self.grid.dx
 
     def variance(self) -> np.ndarray:
+        """Population inventory variance at each time.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (N+1,)
+            Shares².
+        """
         x, dx = self.grid.x, self.grid.dx
         mean = self.mean_inventory()
         return self.density @ x**2 * dx - mean**2
 
     def mass(self) -> np.ndarray:
-        """Mass of each type's density at each time (J, N+1); one up to round-off."""
+        """Mass of each type's density at each time; one up to round-off.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (J, N+1)
+        """
         return self.m.sum(axis=2) * self.grid.dx
 
     def to_polars(self):
-        """Long table: type, t, x, m, V, control (one row per type, time and node)."""
+        """Long table, one row per type, time and node.
+
+        Returns
+        -------
+        polars.DataFrame
+            Columns type (int64), t (time), x (shares), m (per share), V (price × shares),
+            control (shares per time).
+        """
         import polars as pl
 
         J, n1, n_x = self.m.shape
@@ -325,7 +525,18 @@ class MFGSolution:
         })
 
     def write_parquet(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`to_polars` atomically (temporary file, then rename)."""
+        """Write :meth:`to_polars` atomically (temporary file, then rename).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The Parquet file.
+
+        Returns
+        -------
+        pathlib.Path
+            The written file.
+        """
         return atomic_write(path, self.to_polars().write_parquet)
 
 
@@ -405,8 +616,7 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
     """
     import time
 
-    if order not in (1, 2):
-        raise ValueError(f"order={order!r} must be 1 (monotone) or 2 (Richardson extrapolation)")
+    check.choice("order", order, (1, 2))
     if order == 2:
         options = dict(method=method, damping=damping, tol=tol, max_iter=max_iter, anderson_depth=anderson_depth,
                        newton_tol=newton_tol, max_newton=max_newton)

@@ -61,9 +61,19 @@ SHAPES = {"exponential": K.EXPONENTIAL, "logistic": K.LOGISTIC}
 
 @dataclass(frozen=True)
 class Jump:
-    """One jump kind: ``shift`` (states moved, a nonzero integer), the intensity shape ℓ
-    (``"exponential"``: e^{-k δ}; ``"logistic"``: 1/(1 + e^{k (δ - center)})), ``decay`` k
-    (per unit of δ) and ``center`` c (logistic only)."""
+    """One jump kind of a controlled-jump game.
+
+    Parameters
+    ----------
+    shift : int
+        States moved by the jump (a nonzero integer; lots for makers).
+    decay : float
+        k > 0 of the intensity shape (per unit of the quote δ, e.g. per price unit).
+    shape : {"exponential", "logistic"}
+        The intensity shape ℓ(δ): e^{-k δ}, or 1/(1 + e^{k (δ - center)}).
+    center : float
+        c of the logistic shape (units of δ); ignored by the exponential one.
+    """
 
     shift: int
     decay: float
@@ -80,9 +90,15 @@ class Jump:
 
 @dataclass(frozen=True)
 class JumpTerms:
-    """The coupling's effect on a player: ``scale`` (K, N+1, S), the intensity scales
-    a_i(t_n, q) >= 0 (per unit time), and ``penalty`` (N+1, S), the running penalty
-    ψ(t_n, q) (per unit time)."""
+    """The coupling's effect on a player.
+
+    Parameters
+    ----------
+    scale : numpy.ndarray of float64, shape (K, N+1, S)
+        Intensity scales a_i(t_n, q) >= 0 (jumps per time).
+    penalty : numpy.ndarray of float64, shape (N+1, S)
+        Running penalty ψ(t_n, q) (value units per time).
+    """
 
     scale: np.ndarray
     penalty: np.ndarray
@@ -90,8 +106,17 @@ class JumpTerms:
 
 @dataclass(frozen=True)
 class SolvedPopulation:
-    """What ``coupling_from`` sees: the law m (N+1, S), the quotes δ_i (K, N+1, S; NaN where
-    the jump is not posted) and the intensities Λ_i (K, N+1, S; 0 there)."""
+    """What ``coupling_from`` sees of a solved population.
+
+    Parameters
+    ----------
+    m : numpy.ndarray of float64, shape (N+1, S)
+        The law on the states (each row sums to one).
+    quotes : numpy.ndarray of float64, shape (K, N+1, S)
+        Optimal quotes δ_i (units of δ); NaN where the jump is not posted.
+    rates : numpy.ndarray of float64, shape (K, N+1, S)
+        Intensities Λ_i (jumps per time); 0 where the jump is not posted.
+    """
 
     m: np.ndarray
     quotes: np.ndarray
@@ -99,7 +124,19 @@ class SolvedPopulation:
 
 
 class JumpMFGModel(ABC):
-    """A finite-state mean-field game of controlled jumps (see the module docstring)."""
+    """A finite-state mean-field game of controlled jumps (see the module docstring).
+
+    Attributes
+    ----------
+    T : float
+        Horizon (time units).
+    risk_aversion : float
+        ξ >= 0 of the exponential-utility transform (per value unit); 0 is risk neutral.
+    states : numpy.ndarray of int64
+        The consecutive integer states (S,).
+    jumps : tuple of Jump
+        The K jump kinds.
+    """
 
     T: float
     risk_aversion: float
@@ -116,30 +153,98 @@ class JumpMFGModel(ABC):
 
     @abstractmethod
     def initial_law(self) -> np.ndarray:
-        """m(0, ·) on the states (S,): non-negative, summing to one."""
+        """Law of the state at time 0.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (S,)
+            Non-negative weights summing to one.
+        """
 
     def terminal_value(self) -> np.ndarray:
-        """θ(T, ·) (S,); zero unless overridden (a terminal penalty is negative)."""
+        """Terminal value θ(T, ·); zero unless overridden (a terminal penalty is negative).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (S,)
+            Value units.
+        """
         return np.zeros(self.states.size)
 
     @abstractmethod
     def initial_coupling(self, t: np.ndarray) -> np.ndarray:
-        """First guess of the coupling on the time grid t (N+1,)."""
+        """First guess of the coupling.
+
+        Parameters
+        ----------
+        t : numpy.ndarray of float64, shape (N+1,)
+            The time grid.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            The coupling, laid out as ``coupling_from`` returns it.
+        """
 
     @abstractmethod
     def terms(self, coupling: np.ndarray, t: np.ndarray) -> JumpTerms:
-        """The intensity scales and the running penalty given the coupling."""
+        """The intensity scales and the running penalty given the coupling.
+
+        Parameters
+        ----------
+        coupling : numpy.ndarray of float64
+            The fixed-point variable.
+        t : numpy.ndarray of float64, shape (N+1,)
+            The time grid.
+
+        Returns
+        -------
+        JumpTerms
+        """
 
     @abstractmethod
     def coupling_from(self, population: SolvedPopulation, t: np.ndarray) -> np.ndarray:
-        """The next coupling from the solved population."""
+        """The next coupling from the solved population.
+
+        Parameters
+        ----------
+        population : SolvedPopulation
+        t : numpy.ndarray of float64, shape (N+1,)
+            The time grid.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Shaped as ``initial_coupling``.
+        """
 
 
 @dataclass(frozen=True)
 class JumpSolution:
-    """The equilibrium on the time grid ``t`` (N+1,): value θ (N+1, S), quotes and rates
-    (K, N+1, S), law m (N+1, S), the coupling; ``residuals`` (sup norm of Φ(c) - c per outer
-    step), ``evaluations`` (backward and forward sweeps), ``method`` and ``seconds``."""
+    """The equilibrium of a jump game on a time grid.
+
+    Parameters
+    ----------
+    model : JumpMFGModel
+    t : numpy.ndarray of float64, shape (N+1,)
+        Time grid.
+    value : numpy.ndarray of float64, shape (N+1, S)
+        Value θ (value units).
+    quotes, rates : numpy.ndarray of float64, shape (K, N+1, S)
+        Optimal quotes (units of δ; NaN where not posted) and their intensities (per time).
+    m : numpy.ndarray of float64, shape (N+1, S)
+        Law of the state.
+    coupling : numpy.ndarray of float64
+        The converged fixed-point variable.
+    residuals : tuple of float
+        Sup norm of Φ(c) - c per outer step.
+    method : str
+        The fixed-point method.
+    evaluations : int
+        Backward-and-forward sweeps.
+    seconds : float
+        Wall time (s).
+    """
 
     model: JumpMFGModel
     t: np.ndarray
@@ -154,8 +259,15 @@ class JumpSolution:
     seconds: float
 
     def expected_jump_income(self) -> float:
-        """E ∫_0^T Σ_i Λ_i δ_i dt: what the jumps pay a player on average (for makers, the
-        spread captured), by the trapezoidal rule on the grid."""
+        """What the jumps pay a player on average, E ∫_0^T Σ_i Λ_i δ_i dt (trapezoidal rule).
+
+        For makers this is the spread captured.
+
+        Returns
+        -------
+        float
+            Units of δ × jumps (price × lots for makers).
+        """
         flow = (self.m[None] * self.rates * np.nan_to_num(self.quotes)).sum(axis=(0, 2))
         return float(np.sum(0.5 * (flow[1:] + flow[:-1]) * np.diff(self.t)))
 
@@ -227,11 +339,38 @@ def _checked(a: np.ndarray, shape: tuple, what: str) -> np.ndarray:
 
 
 def time_grid(T: float, n_t: int) -> np.ndarray:
+    """The uniform time grid of ``n_t`` steps on [0, T].
+
+    Parameters
+    ----------
+    T : float
+        Horizon (time units).
+    n_t : int
+        Number of steps, >= 10.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n_t + 1,)
+    """
     return np.linspace(0.0, float(T), check.integer("n_t", n_t, lo=10) + 1)
 
 
 def best_response(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray) -> JumpSolution:
-    """One player's optimal quotes (and the law they induce) against a given coupling."""
+    """One player's optimal quotes, and the law they induce, against a given coupling.
+
+    Parameters
+    ----------
+    model : JumpMFGModel
+    t : numpy.ndarray of float64, shape (N+1,)
+        Time grid.
+    coupling : numpy.ndarray of float64
+        The coupling the player faces, shaped as ``model.initial_coupling(t)``.
+
+    Returns
+    -------
+    JumpSolution
+        With no residuals and method ``"best response"``.
+    """
     phi = _JumpSweeper(model, np.ascontiguousarray(t, dtype=np.float64))
     phi.sweep(np.asarray(coupling, dtype=np.float64))
     return _solution(model, phi, np.asarray(coupling), (), "best response", 0.0)

@@ -25,14 +25,34 @@ def _erf_flat(z):
 
 
 def erf(z) -> np.ndarray:
-    """Error function of an array (math.erf, compiled: the metrics call it millions of times)."""
+    """Error function of an array (math.erf, compiled: the metrics call it millions of times).
+
+    Parameters
+    ----------
+    z : array_like of float
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        erf(z), the shape of ``z``.
+    """
     z = np.asarray(z, dtype=np.float64)
     return _erf_flat(z.ravel()).reshape(z.shape)
 
 
 @dataclass(frozen=True)
 class GaussianMixture:
-    """Mixture of normals: ``weights`` (sum 1), ``means`` and ``stds`` (inventory units)."""
+    """Mixture of normal laws.
+
+    Parameters
+    ----------
+    weights : tuple of float
+        Positive weights summing to one.
+    means : tuple of float
+        Component means (state units, e.g. shares).
+    stds : tuple of float
+        Component standard deviations >= 0 (state units); 0 is a point mass.
+    """
 
     weights: tuple[float, ...]
     means: tuple[float, ...]
@@ -55,6 +75,19 @@ class GaussianMixture:
 
     @classmethod
     def normal(cls, mean: float, std: float) -> GaussianMixture:
+        """A single normal law N(mean, std²).
+
+        Parameters
+        ----------
+        mean : float
+            State units.
+        std : float
+            >= 0, state units.
+
+        Returns
+        -------
+        GaussianMixture
+        """
         return cls((1.0,), (mean,), (std,))
 
     @property
@@ -67,6 +100,18 @@ class GaussianMixture:
         return float(np.dot(w, s**2 + m**2) - np.dot(w, m) ** 2)
 
     def cdf(self, x) -> np.ndarray:
+        """Distribution function.
+
+        Parameters
+        ----------
+        x : array_like of float
+            State values.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            P(X <= x), the shape of ``x``.
+        """
         x = np.asarray(x, dtype=np.float64)
         out = np.zeros_like(x)
         for w, m, s in zip(self.weights, self.means, self.stds):
@@ -77,7 +122,18 @@ class GaussianMixture:
         return out
 
     def pdf(self, x) -> np.ndarray:
-        """Density; a zero-std component has no density and is left out (use ``cdf``)."""
+        """Density; a zero-std component has no density and is left out (use ``cdf``).
+
+        Parameters
+        ----------
+        x : array_like of float
+            State values.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Density (per state unit), the shape of ``x``.
+        """
         x = np.asarray(x, dtype=np.float64)
         out = np.zeros_like(x)
         for w, m, s in zip(self.weights, self.means, self.stds):
@@ -86,11 +142,38 @@ class GaussianMixture:
         return out
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Independent draws.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : numpy.random.Generator
+            The source of randomness.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n,)
+        """
         comp = rng.choice(len(self.weights), size=n, p=np.asarray(self.weights))
         return np.asarray(self.means)[comp] + np.asarray(self.stds)[comp] * rng.standard_normal(n)
 
     def affine(self, shift: float, scale: float, extra_var: float) -> GaussianMixture:
-        """Law of ``shift + scale * X + N(0, extra_var)`` for X with this law."""
+        """Law of ``shift + scale * X + N(0, extra_var)`` for X with this law.
+
+        Parameters
+        ----------
+        shift : float
+            State units.
+        scale : float
+            Dimensionless.
+        extra_var : float
+            >= 0, state units squared.
+
+        Returns
+        -------
+        GaussianMixture
+        """
         return GaussianMixture(
             self.weights,
             tuple(shift + scale * m for m in self.means),

@@ -53,10 +53,24 @@ class MarketMakingMFG(JumpMFGModel):
 
     Parameters
     ----------
-    gamma : CARA risk aversion (per tick). sigma : mid volatility (ticks/√time).
-    A, k : fill intensity A e^{-kδ} (per time; per tick). competition : ε >= 0.
-    max_inventory : Q (quotes). T : horizon. m0 : initial inventory law on -Q..Q (weights),
-    or None for everyone flat (q = 0).
+    gamma : float
+        CARA risk aversion γ > 0 (per tick·quote).
+    sigma : float
+        Volatility of the mid > 0 (ticks per square-root time).
+    A : float
+        Fill intensity at the mid > 0 (fills per time).
+    k : float
+        Decay of the fill intensity A e^{-kδ} > 0 (per tick).
+    competition : float
+        ε >= 0 (per tick): the intensity is A e^{-kδ - ε(δ - δ̄)}, so quoting inside the
+        crowd's mean quote δ̄ wins fills.
+    max_inventory : int
+        Q >= 1, the inventory limit (quotes); states -Q..Q.
+    T : float
+        Horizon > 0 (time units).
+    m0 : tuple of float or None
+        Initial inventory law on -Q..Q (2Q + 1 weights summing to one), or None for
+        everyone flat (q = 0).
     """
 
     gamma: float
@@ -89,6 +103,7 @@ class MarketMakingMFG(JumpMFGModel):
         return self.k + self.competition
 
     def initial_law(self) -> np.ndarray:
+        """Implements `JumpMFGModel.initial_law`: ``m0``, or a point mass at q = 0."""
         if self.m0 is not None:
             return np.asarray(self.m0)
         m = np.zeros(2 * self.max_inventory + 1)
@@ -109,27 +124,39 @@ class MarketMakingMFG(JumpMFGModel):
         return (Jump(+1, self.k_eff), Jump(-1, self.k_eff))  # a bid filled buys one, an ask sells one
 
     def initial_coupling(self, t):
+        """Implements `JumpMFGModel.initial_coupling`: both mean quotes at ln(1 + γ/k̃)/γ (ticks)."""
         return np.full((2, t.size), math.log1p(self.gamma / self.k_eff) / self.gamma)  # q = 0 far from T
 
     def terms(self, mean_quotes, t):
+        """Implements `JumpMFGModel.terms` for the mean quotes (2, N+1): scales A e^{ε δ̄}, penalty γσ²q²/2."""
         scale = self.A * np.exp(self.competition * np.asarray(mean_quotes))
         return JumpTerms(np.repeat(scale[:, :, None], self.q.size, axis=2),
                          np.broadcast_to(0.5 * self.gamma * self.sigma**2 * self.q**2, (t.size, self.q.size)))
 
     def coupling_from(self, population: SolvedPopulation, t):
+        """Implements `JumpMFGModel.coupling_from`: the population's mean posted bid and ask (2, N+1)."""
         return np.stack([_posted_mean(population.m, quote) for quote in population.quotes])
 
 
 @dataclass(frozen=True)
 class MarketMakingSolution:
-    """Quotes, law and mean quotes on the time grid t_0..t_N (bid/ask NaN where not posted).
+    """The market-making equilibrium on the time grid t_0..t_N.
 
-    Attributes
+    Parameters
     ----------
-    bid, ask : (N+1, 2Q+1) distances from the mid (ticks); m : (N+1, 2Q+1) inventory law;
-    mean_bid, mean_ask : (N+1,) the population's mean quotes; residuals : fixed-point
-    history (sup norm of the change of the mean quotes); jump_solution : the general
-    solver's :class:`mfg.jump.JumpSolution` (value θ, intensities, sweeps, timing).
+    model : MarketMakingMFG
+    t : numpy.ndarray of float64, shape (N+1,)
+        Time grid.
+    bid, ask : numpy.ndarray of float64, shape (N+1, 2Q+1)
+        Optimal distances from the mid (ticks) by inventory; NaN where not posted.
+    m : numpy.ndarray of float64, shape (N+1, 2Q+1)
+        Inventory law.
+    mean_bid, mean_ask : numpy.ndarray of float64, shape (N+1,)
+        The population's mean posted quotes (ticks).
+    residuals : tuple of float
+        Fixed-point history (sup norm of the change of the mean quotes, ticks).
+    jump_solution : JumpSolution
+        The general solver's solution (value θ, intensities, sweeps, timing).
     """
 
     model: MarketMakingMFG
@@ -143,19 +170,45 @@ class MarketMakingSolution:
     jump_solution: JumpSolution
 
     def mean_inventory(self) -> np.ndarray:
+        """Population mean inventory at each time.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (N+1,)
+            Quotes (lots).
+        """
         return self.m @ self.model.q
 
     def spread(self) -> np.ndarray:
-        """Mean quoted spread δ̄^b + δ̄^a (ticks) at each time."""
+        """Mean quoted spread δ̄^b + δ̄^a at each time.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (N+1,)
+            Ticks.
+        """
         return self.mean_bid + self.mean_ask
 
     def expected_pnl(self) -> float:
-        """A maker's expected P&L over [0, T] (ticks per quote unit): the spread it captures,
-        ∫ Σ_q m (Λ^b δ^b + Λ^a δ^a) dt; the mid is a martingale, so inventory adds nothing."""
+        """A maker's expected P&L over [0, T]: the spread it captures, ∫ Σ_q m (Λ^b δ^b + Λ^a δ^a) dt.
+
+        The mid is a martingale, so inventory adds nothing in expectation.
+
+        Returns
+        -------
+        float
+            Ticks × quotes.
+        """
         return self.jump_solution.expected_jump_income()
 
     def to_polars(self):
-        """Long table: t, q, m, bid, ask (one row per time and inventory)."""
+        """Long table, one row per time and inventory.
+
+        Returns
+        -------
+        polars.DataFrame
+            Columns t (time), q (int64, quotes), m, bid and ask (ticks; NaN where not posted).
+        """
         import polars as pl
 
         n_t, n_q = self.m.shape
@@ -164,8 +217,21 @@ class MarketMakingSolution:
 
 
 def quotes(model: MarketMakingMFG, t: np.ndarray, mean_bid: np.ndarray, mean_ask: np.ndarray):
-    """A maker's optimal (bid, ask) on the grid ``t`` given the population's mean quotes
-    (distances from the mid, ticks; NaN where not posted)."""
+    """A maker's optimal quotes against given population mean quotes.
+
+    Parameters
+    ----------
+    model : MarketMakingMFG
+    t : numpy.ndarray of float64, shape (N+1,)
+        Time grid.
+    mean_bid, mean_ask : numpy.ndarray of float64, shape (N+1,)
+        The population's mean quotes (ticks from the mid).
+
+    Returns
+    -------
+    (bid, ask) : tuple of numpy.ndarray of float64, each (N+1, 2Q+1)
+        Distances from the mid (ticks); NaN where not posted.
+    """
     sol = best_response(model, t, np.stack([mean_bid, mean_ask]))
     return sol.quotes[0], sol.quotes[1]
 
@@ -180,8 +246,28 @@ def solve_market_making(model: MarketMakingMFG, n_t: int = 1000, tol: float = 1e
                         damping: float = 0.7, method: str = "anderson") -> MarketMakingSolution:
     """The mean-field equilibrium: quotes, inventory law and mean quotes on ``n_t`` steps.
 
-    ``method`` is the outer iteration (see :func:`mfg.jump.solve_jumps`). Raises
-    ``MFGConvergenceError`` with the residual history when the fixed point is not reached.
+    Parameters
+    ----------
+    model : MarketMakingMFG
+    n_t : int
+        Time steps on [0, T].
+    tol : float
+        Stop when the sup norm of the change of the mean quotes is below this (ticks).
+    max_iter : int
+        Outer iterations before giving up.
+    damping : float
+        Picard damping θ in (0, 1].
+    method : str
+        The outer iteration (see :func:`mfg.jump.solve_jumps`).
+
+    Returns
+    -------
+    MarketMakingSolution
+
+    Raises
+    ------
+    MFGConvergenceError
+        With the residual history, when the fixed point is not reached.
     """
     sol = solve_jumps(model, n_t, method=method, damping=damping, tol=tol, max_iter=max_iter)
     bid, ask = sol.quotes
@@ -191,13 +277,28 @@ def solve_market_making(model: MarketMakingMFG, n_t: int = 1000, tol: float = 1e
 
 @dataclass(frozen=True)
 class RiskNeutralMakers(JumpMFGModel):
-    """One risk-neutral maker (Cartea–Jaimungal): it maximises expected P&L less a running
-    inventory penalty φ q² and a terminal penalty ℓ q², with fill intensity A e^{-kδ} on both
-    sides and inventory in -Q..Q. No coupling.
+    """One risk-neutral maker (Cartea–Jaimungal), no coupling.
 
-    With ξ = 0 the HJB ∂_t θ - φ q² + Σ (A/(e k)) e^{-k(θ(q) - θ(q±1))} = 0 becomes linear in
-    ω = e^{kθ}: dω/dτ = (-kφ q² + (A/e)(shift up + shift down)) ω, ω(T) = e^{-kℓq²}, so
+    It maximises expected P&L less a running inventory penalty φ q² and a terminal penalty
+    ℓ q², with fill intensity A e^{-kδ} on both sides and inventory in -Q..Q. With ξ = 0 the
+    HJB ∂_t θ - φ q² + Σ (A/(e k)) e^{-k(θ(q) - θ(q±1))} = 0 becomes linear in ω = e^{kθ}:
+    dω/dτ = (-kφ q² + (A/e)(shift up + shift down)) ω, ω(T) = e^{-kℓq²}, so
     :meth:`closed_form_value` is exact; quotes are θ(q) - θ(q±1) + 1/k.
+
+    Parameters
+    ----------
+    A : float
+        Fill intensity at the mid > 0 (fills per time).
+    k : float
+        Intensity decay > 0 (per tick).
+    phi : float
+        Running inventory penalty >= 0 (ticks per quote² per time).
+    ell : float
+        Terminal inventory penalty >= 0 (ticks per quote²).
+    max_inventory : int
+        Q >= 1 (quotes).
+    T : float
+        Horizon > 0 (time units).
     """
 
     A: float
@@ -227,23 +328,39 @@ class RiskNeutralMakers(JumpMFGModel):
         return (Jump(+1, self.k), Jump(-1, self.k))
 
     def initial_law(self):
+        """Implements `JumpMFGModel.initial_law`: a point mass at q = 0."""
         return np.eye(2 * self.max_inventory + 1)[self.max_inventory]
 
     def terminal_value(self):
+        """Implements `JumpMFGModel.terminal_value`: -ℓ q²."""
         return -self.ell * self.states.astype(np.float64) ** 2
 
     def initial_coupling(self, t):
+        """Implements `JumpMFGModel.initial_coupling`: a dummy (the maker is alone)."""
         return np.zeros(1)
 
     def terms(self, coupling, t):
+        """Implements `JumpMFGModel.terms`: scales A on both sides, penalty φ q²."""
         q2 = self.states.astype(np.float64) ** 2
         return JumpTerms(np.full((2, t.size, q2.size), self.A), np.broadcast_to(self.phi * q2, (t.size, q2.size)))
 
     def coupling_from(self, population, t):
+        """Implements `JumpMFGModel.coupling_from`: the same dummy."""
         return np.zeros(1)
 
     def closed_form_value(self, t: np.ndarray) -> np.ndarray:
-        """θ(t, q) (N+1, S) from the linear system for ω (symmetric: one eigen-decomposition)."""
+        """The exact value from the linear system for ω (symmetric: one eigen-decomposition).
+
+        Parameters
+        ----------
+        t : numpy.ndarray of float64, shape (N+1,)
+            Times in [0, T].
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (N+1, S)
+            θ(t, q) (ticks × quotes).
+        """
         q = self.states.astype(np.float64)
         M = np.diag(-self.k * self.phi * q**2) + self.A / math.e * (np.eye(q.size, k=1) + np.eye(q.size, k=-1))
         w, V = np.linalg.eigh(M)
@@ -289,9 +406,22 @@ def avellaneda_stoikov_quotes(tau, gamma: float, k: float, sigma: float, Q: int)
 
 def glft_asymptotic_quotes(tau, gamma: float, A: float, k: float, sigma: float,
                            Q: int) -> tuple[np.ndarray, np.ndarray]:
-    """GLFT's closed-form large-horizon quotes (the same row at every τ); the arguments
-    and the result as in :func:`avellaneda_stoikov_quotes`, with ``A`` the fill intensity
-    at the mid (per unit time)."""
+    """GLFT's closed-form large-horizon quotes (the same row at every τ).
+
+    Parameters
+    ----------
+    tau : array_like of float
+        Times to the horizon (time units); only their number matters.
+    gamma, k, sigma, Q
+        As in :func:`avellaneda_stoikov_quotes`.
+    A : float
+        Fill intensity at the mid (fills per time).
+
+    Returns
+    -------
+    (bid, ask) : tuple of numpy.ndarray of float64
+        Distances from the mid (ticks), each of shape (len(tau), 2Q+1).
+    """
     q = _inventories(Q)
     base = math.log1p(gamma / k) / gamma
     c = math.sqrt(sigma**2 * gamma / (2 * k * A) * (1 + gamma / k) ** (1 + k / gamma))
@@ -301,10 +431,22 @@ def glft_asymptotic_quotes(tau, gamma: float, A: float, k: float, sigma: float,
 
 
 def glft_quotes(tau, gamma: float, A: float, k: float, sigma: float, Q: int) -> tuple[np.ndarray, np.ndarray]:
-    """GLFT's exact quotes from v(τ) (:func:`glft_v`): δ^b(q) = ln(v(q)/v(q+1))/k + base,
-    δ^a(q) = ln(v(q)/v(q-1))/k + base, base = ln(1 + γ/k)/γ; the arguments and the result
-    as in :func:`glft_asymptotic_quotes`. At the inventory limits the side that is never
-    posted repeats its neighbour."""
+    """GLFT's exact quotes from v(τ) (:func:`glft_v`).
+
+    δ^b(q) = ln(v(q)/v(q+1))/k + base, δ^a(q) = ln(v(q)/v(q-1))/k + base, base =
+    ln(1 + γ/k)/γ. At the inventory limits the side that is never posted repeats its
+    neighbour.
+
+    Parameters
+    ----------
+    tau, gamma, A, k, sigma, Q
+        As in :func:`glft_asymptotic_quotes`.
+
+    Returns
+    -------
+    (bid, ask) : tuple of numpy.ndarray of float64
+        Distances from the mid (ticks), each of shape (len(tau), 2Q+1).
+    """
     base = math.log1p(gamma / k) / gamma
     v = glft_v(np.asarray(tau, dtype=np.float64), gamma, A, k, sigma, Q)
     bid = np.full_like(v, np.nan)
@@ -317,10 +459,22 @@ def glft_quotes(tau, gamma: float, A: float, k: float, sigma: float, Q: int) -> 
 
 
 def glft_v(tau: np.ndarray, gamma: float, A: float, k: float, sigma: float, Q: int) -> np.ndarray:
-    """GLFT's v(τ) = exp(-M τ) 1 for inventories -Q..Q (shape (len(tau), 2Q+1)).
+    """GLFT's v(τ) = exp(-M τ) 1 for inventories -Q..Q, up to a factor common to all q.
 
     M = α diag(q²) - η (super + sub diagonals), α = k γ σ² / 2, η = A (1 + γ/k)^-(1 + k/γ).
     M is symmetric, so one eigen-decomposition serves every τ.
+
+    Parameters
+    ----------
+    tau : numpy.ndarray of float64
+        Times to the horizon (time units).
+    gamma, A, k, sigma, Q
+        As in :func:`glft_asymptotic_quotes`.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (len(tau), 2Q+1)
+        Dimensionless; only ratios across q are meaningful.
     """
     q = _inventories(Q)
     alpha = 0.5 * k * gamma * sigma**2

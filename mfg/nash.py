@@ -55,6 +55,13 @@ class OpenLoopNash:
     ``control(t, q)`` is the equilibrium rate ``ν = μ_N(t) - P(t)/(2k) (q - E_N(t))`` of a
     player holding q while the crowd's mean follows ``E_N`` (started at the m0 mean);
     ``paths`` gives every player's trajectory for given starting inventories.
+
+    Parameters
+    ----------
+    model : LQCrowding
+        A one-type game with c = 0 and ρ = 0.
+    n_players : int
+        N >= 2, with A - κ/(2N) >= 0.
     """
 
     model: LQCrowding
@@ -85,25 +92,86 @@ class OpenLoopNash:
         return m.k, p.phi + m.kappa**2 / (16 * m.k * n * n), p.A - m.kappa / (4 * n)
 
     def own_gain(self, t) -> np.ndarray:
-        """-P(t)/(2k): how a player's rate answers its own deviation from the mean (1/time)."""
+        """Gain -P(t)/(2k) of a player's rate on its own deviation from the crowd's mean.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Per time (negative: a player above the mean sells faster).
+        """
         t = check.times(t, self.model.T)
         gamma, lam, phi_T = self._deviation_params()
         shift = self.model.kappa / (4 * self.model.k * self.n_players)
         return -almgren_chriss_h(self.model.T - t, gamma, lam, phi_T) / gamma + shift
 
     def mean_inventory(self, t) -> np.ndarray:
+        """The crowd's mean inventory E_N(t), started at the m0 mean.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Shares.
+        """
         return self.mean_game.mean_inventory(t)
 
     def mean_rate(self, t) -> np.ndarray:
+        """The crowd's mean rate μ_N(t).
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Shares per time.
+        """
         return self.mean_game.mean_rate(t)
 
     def control(self, t, q) -> np.ndarray:
-        """ν(t, q) = μ_N(t) + own_gain(t) (q - E_N(t)) (shares per time)."""
+        """Equilibrium rate ν(t, q) = μ_N(t) + own_gain(t) (q - E_N(t)).
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T].
+        q : array_like of float
+            The player's inventory (shares), broadcast against ``t``.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Shares per time.
+        """
         t = np.asarray(t, dtype=np.float64)
         return self.mean_rate(t) + self.own_gain(t) * (np.asarray(q) - self.mean_inventory(t))
 
     def paths(self, t, q0) -> tuple[np.ndarray, np.ndarray]:
-        """Inventories and rates (N, len(t)) of players starting at ``q0`` (length N)."""
+        """Every player's equilibrium trajectory for given starting inventories.
+
+        Parameters
+        ----------
+        t : array_like of float
+            Times in [0, T], length L.
+        q0 : array_like of float, shape (N,)
+            Starting inventories (shares).
+
+        Returns
+        -------
+        (inventory, rate) : tuple of numpy.ndarray of float64, each (N, L)
+            Shares and shares per time.
+        """
         t = check.times(t, self.model.T)
         q0 = np.asarray(q0, dtype=np.float64)
         if q0.shape != (self.n_players,):
@@ -120,7 +188,24 @@ class OpenLoopNash:
 
 
 def open_loop(model: LQCrowding, n_players: int) -> OpenLoopNash:
-    """The open-loop Nash equilibrium of N players (raises if ``A - kappa/(2N) < 0``)."""
+    """The open-loop Nash equilibrium of N players.
+
+    Parameters
+    ----------
+    model : LQCrowding
+        A one-type game with c = 0 and ρ = 0.
+    n_players : int
+        N >= 2.
+
+    Returns
+    -------
+    OpenLoopNash
+
+    Raises
+    ------
+    ValueError
+        If A - κ/(2N) < 0 (no open-loop equilibrium of this form).
+    """
     return OpenLoopNash(model, n_players)
 
 
@@ -161,7 +246,19 @@ def _closed_loop_rhs(E: np.ndarray, n: float, k: float, kappa: float, phi: float
 
 @dataclass(frozen=True)
 class ClosedLoopNash:
-    """Symmetric closed-loop Nash feedback ``ν_i = u(t) q_i + w(t) Σ_j q_j`` on a time grid."""
+    """Symmetric closed-loop Nash feedback ``ν_i = u(t) q_i + w(t) Σ_j q_j`` on a time grid.
+
+    Parameters
+    ----------
+    n_players : int
+        N.
+    t : numpy.ndarray of float64, shape (L,)
+        Time grid.
+    u, w : numpy.ndarray of float64, shape (L,)
+        Feedback gains on one's own and on the total inventory (per time).
+    coefficients : numpy.ndarray of float64, shape (L, 5)
+        The value's quadratic form E_i in the permutation-invariant algebra basis.
+    """
 
     n_players: int
     t: np.ndarray
@@ -172,12 +269,42 @@ class ClosedLoopNash:
     def control(self, t_index, q_own, q_sum) -> np.ndarray:
         """Rate of a player holding q_own when all N players together hold q_sum.
 
-        ``t_index`` indexes ``t`` (an int, or a slice/array for several times)."""
+        Parameters
+        ----------
+        t_index : int, slice or array of int
+            Index into ``t``.
+        q_own, q_sum : array_like of float
+            Own and total inventory (shares).
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Shares per time.
+        """
         return self.u[t_index] * np.asarray(q_own) + self.w[t_index] * np.asarray(q_sum)
 
 
 def closed_loop(model: LQCrowding, n_players: int, n_steps: int = 2000) -> ClosedLoopNash:
-    """Integrate the reduced closed-loop Riccati system backward with RK4 on ``n_steps`` steps."""
+    """The closed-loop Nash equilibrium: the reduced Riccati system integrated backward by RK4.
+
+    Parameters
+    ----------
+    model : LQCrowding
+        A one-type game with c = 0 and ρ = 0.
+    n_players : int
+        N >= 2.
+    n_steps : int
+        RK4 steps on [0, T], >= 10.
+
+    Returns
+    -------
+    ClosedLoopNash
+
+    Raises
+    ------
+    FloatingPointError
+        If the Riccati system blows up.
+    """
     p = _single_type(model)
     n = check.integer("n_players", n_players, lo=2)
     check.integer("n_steps", n_steps, lo=10)
@@ -229,7 +356,23 @@ def _representative_value(model: LQCrowding, t, E, mu) -> float:
 
 
 def nash_gaps(model: LQCrowding, n_players: int, kind: str = "closed", n_steps: int = 2000) -> NashGaps:
-    """The :class:`NashGaps` of the ``kind`` ("closed" or "open") loop with N players."""
+    """The :class:`NashGaps` of an N-player equilibrium against the mean field.
+
+    Parameters
+    ----------
+    model : LQCrowding
+        A one-type game with c = 0 and ρ = 0.
+    n_players : int
+        N >= 2.
+    kind : {"closed", "open"}
+        Which loop.
+    n_steps : int
+        Time steps of the comparison grid (and of the closed-loop RK4).
+
+    Returns
+    -------
+    NashGaps
+    """
     check.choice("kind", kind, ("closed", "open"))
     n = check.integer("n_players", n_players, lo=2)
     t = np.linspace(0.0, model.T, n_steps + 1)
@@ -255,6 +398,19 @@ NASH_GAP_COLUMNS = tuple(f"{name}_gap_{kind}" for name in ("own_gain", "mean_rat
 
 
 def nash_gap_columns(model: LQCrowding, n_players: int, n_steps: int = 2000) -> dict[str, float]:
-    """:class:`NashGaps` of both loops as summary columns ``<gap>_gap_<loop>``."""
+    """:class:`NashGaps` of both loops as summary columns.
+
+    Parameters
+    ----------
+    model : LQCrowding
+    n_players : int
+    n_steps : int
+        As in :func:`nash_gaps`.
+
+    Returns
+    -------
+    dict of str to float
+        Keys ``<gap>_gap_<loop>`` (``NASH_GAP_COLUMNS``), units as in :class:`NashGaps`.
+    """
     gaps = {kind: nash_gaps(model, n_players, kind, n_steps) for kind in ("closed", "open")}
     return {col: getattr(gaps[col.rsplit("_", 1)[1]], col.rsplit("_gap_", 1)[0]) for col in NASH_GAP_COLUMNS}

@@ -21,7 +21,23 @@ import numpy as np
 
 
 def problem(field: str, value: Any, allowed: str, fix: str | None = None) -> str:
-    """The one-line message: ``field=value is not allowed; allowed[; fix]``."""
+    """The one-line message ``field=value is not allowed; allowed[; fix]``.
+
+    Parameters
+    ----------
+    field : str
+        The parameter's name.
+    value : object
+        What was given (shown with ``repr``).
+    allowed : str
+        What would be accepted.
+    fix : str, optional
+        What to do about it.
+
+    Returns
+    -------
+    str
+    """
     return f"{field}={value!r} is not allowed; {allowed}" + (f"; {fix}" if fix else "")
 
 
@@ -45,27 +61,71 @@ class InvalidValue(ValueError):
         super().__init__(problem(field, value, allowed, fix))
 
     def relabel(self, field: str) -> str:
-        """The same message about ``field`` (e.g. the key path in a config file)."""
+        """The same message about another field name (e.g. the key path in a config file).
+
+        Parameters
+        ----------
+        field : str
+
+        Returns
+        -------
+        str
+        """
         return problem(field, self.value, self.allowed, self.fix)
 
 
 class InvalidType(InvalidValue, TypeError):
-    """A value of the wrong type where a ``TypeError`` is the documented answer."""
+    """A value of the wrong type where a ``TypeError`` is the documented answer.
+
+    Parameters
+    ----------
+    field, value, allowed, fix
+        As in :class:`InvalidValue`.
+    """
 
 
 def require(condition: bool, field: str, value: Any, allowed: str, fix: str | None = None) -> None:
-    """Raise :class:`InvalidValue` unless ``condition`` holds."""
+    """Raise :class:`InvalidValue` unless ``condition`` holds.
+
+    Parameters
+    ----------
+    condition : bool
+    field, value, allowed, fix
+        As in :class:`InvalidValue`.
+
+    Raises
+    ------
+    InvalidValue
+    """
     if not condition:
         raise InvalidValue(field, value, allowed, fix)
 
 
 def is_integer(value: Any) -> bool:
-    """True for Python and numpy integers; False for bools, floats and everything else."""
+    """Whether ``value`` is a Python or numpy integer (bools, floats and all else are not).
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def is_real(value: Any) -> bool:
-    """True for Python and numpy integers and floats that are not NaN; False for bools."""
+    """Whether ``value`` is a Python or numpy integer or float that is not NaN (bools are not).
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
     return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
             and not math.isnan(value))
 
@@ -85,10 +145,27 @@ def number(field: str, value: Any, *, lo: float = -math.inf, hi: float = math.in
            hi_open: bool = False, allow_inf: bool = False) -> float:
     """A real number in [lo, hi] (ends open as asked), finite unless ``allow_inf``.
 
+    Parameters
+    ----------
+    field : str
+        The name in the message.
+    value : object
+        The number to check.
+    lo, hi : float
+        Bounds (default unbounded).
+    lo_open, hi_open : bool
+        Exclude the bound itself.
+    allow_inf : bool
+        Accept ±inf (within the bounds).
+
     Returns
     -------
     float
         ``value`` as a float.
+
+    Raises
+    ------
+    InvalidValue
     """
     if (not is_real(value) or (math.isinf(value) and not allow_inf) or value < lo or value > hi
             or (lo_open and value == lo) or (hi_open and value == hi)):
@@ -108,8 +185,17 @@ def integer(field: str, value: Any, *, lo: int | None = None, hi: int | None = N
             wrong_type: type[Exception] = ValueError) -> int:
     """An integer (not a bool, not a float) in [lo, hi].
 
-    ``wrong_type=TypeError`` raises :class:`InvalidType` for a non-integer, as the order
-    book's methods document.
+    Parameters
+    ----------
+    field : str
+        The name in the message.
+    value : object
+        The integer to check.
+    lo, hi : int or None
+        Inclusive bounds; None is unbounded.
+    wrong_type : type
+        ``TypeError`` raises :class:`InvalidType` for a non-integer, as the order book's
+        methods document; the default raises :class:`InvalidValue`.
 
     Returns
     -------
@@ -124,14 +210,37 @@ def integer(field: str, value: Any, *, lo: int | None = None, hi: int | None = N
 
 
 def boolean(field: str, value: Any) -> bool:
-    """True or False (numpy's bool too); not 0, 1 or a string."""
+    """True or False (numpy's bool too); not 0, 1 or a string.
+
+    Parameters
+    ----------
+    field : str
+    value : object
+
+    Returns
+    -------
+    bool
+    """
     if not isinstance(value, (bool, np.bool_)):
         raise InvalidValue(field, value, "expected true or false")
     return bool(value)
 
 
 def choice(field: str, value: Any, options: Iterable[Any]) -> Any:
-    """One of ``options``; returns it."""
+    """One of ``options``.
+
+    Parameters
+    ----------
+    field : str
+    value : object
+    options : iterable
+        The accepted values.
+
+    Returns
+    -------
+    object
+        ``value``.
+    """
     options = tuple(options)
     if isinstance(value, (list, dict)) or value not in options:
         raise InvalidValue(field, value, "expected one of " + ", ".join(repr(o) for o in options))
@@ -139,12 +248,29 @@ def choice(field: str, value: Any, options: Iterable[Any]) -> Any:
 
 
 def seed(field: str, value: Any) -> int:
-    """A random seed: an integer in [0, 2**32)."""
+    """A random seed: an integer in [0, 2**32).
+
+    Parameters
+    ----------
+    field : str
+    value : object
+
+    Returns
+    -------
+    int
+    """
     return integer(field, value, lo=0, hi=2**32 - 1)
 
 
 def time_step(T: Any, dt: Any) -> int:
     """A horizon ``T`` and a step ``dt``, both finite and > 0, ``dt`` dividing ``T``.
+
+    Parameters
+    ----------
+    T : float
+        Horizon (time units).
+    dt : float
+        Step (time units).
 
     Returns
     -------
@@ -160,8 +286,21 @@ def time_step(T: Any, dt: Any) -> int:
 
 
 def times(t: Any, T: float) -> np.ndarray:
-    """Times ``t`` as a float64 array, each in [0, T] (NaN refused; a relative slack of
-    1e-12 at the ends absorbs round-off in ``n * dt``)."""
+    """Times as a float64 array, each in [0, T].
+
+    NaN is refused; a relative slack of 1e-12 at the ends absorbs round-off in ``n * dt``.
+
+    Parameters
+    ----------
+    t : array_like of float
+        Times (time units).
+    T : float
+        Horizon (time units).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+    """
     t = np.asarray(t, dtype=np.float64)
     inside = (t >= -1e-12 * T) & (t <= T * (1 + 1e-12))
     if not np.all(inside):
@@ -174,6 +313,15 @@ def plain_name(field: str, value: Any) -> str:
 
     Refused: anything but a non-empty string, ``/``, ``\\`` or NUL in it, ``.``, ``..`` and
     any name starting with ``.`` (hidden, and the start of ``..``).
+
+    Parameters
+    ----------
+    field : str
+    value : object
+
+    Returns
+    -------
+    str
     """
     allowed = "expected one plain folder name (no '/', '\\' or NUL; not '.', '..' or starting with '.')"
     if not isinstance(value, str) or not value or value.startswith(".") or any(c in value for c in "/\\\0"):
