@@ -128,17 +128,39 @@ class MarketMakers:
         check.number("market.makers.competition", self.competition, lo=0.0)
 
     def mean_field(self, T: float, n_steps: int):
-        """(solution, sub): the market-making MFG of these makers (all flat at t = 0) on
-        ``n_steps * sub`` steps of [0, T], ``sub`` refining each step as the fill rates
-        require. Cached: the book's quote tables and a study of the run read the same one."""
+        """The market-making MFG of these makers (all flat at t = 0) on [0, T].
+
+        Solved on ``n_steps * sub`` steps, ``sub`` refining each step as the fill rates require.
+        Cached: the book's quote tables and a study of the run read the same one.
+
+        Parameters
+        ----------
+        T : float
+            Horizon (time units).
+        n_steps : int
+            The run's time steps.
+
+        Returns
+        -------
+        (solution, sub) : tuple of (mfg.market_making.MarketMakingSolution, int)
+        """
         return _maker_mean_field(self, float(T), int(n_steps))
 
     def quote_offsets(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bid and ask distances from the mid (ticks), shape (len(tau), 2Q+1), inventory -Q..Q.
+        """Bid and ask distances from the mid by inventory -Q..Q.
 
-        ``tau`` is the time to the horizon. Rows are where a maker with that inventory
-        quotes; at the inventory limits one side is not quoted (the loop checks that). The
-        formulas are in :mod:`mfg.market_making`.
+        Rows are where a maker with that inventory quotes; at the inventory limits one side is
+        not quoted (the loop checks that). The formulas are in :mod:`mfg.market_making`.
+
+        Parameters
+        ----------
+        tau : numpy.ndarray of float64
+            Times to the horizon (time units), one per decision time.
+
+        Returns
+        -------
+        (bid, ask) : tuple of numpy.ndarray of float64, each (len(tau), 2Q+1)
+            Ticks from the mid.
         """
         g, A, k, s = self.risk_aversion, self.fill_intensity, self.fill_decay, self.volatility
         Q = self.max_inventory
@@ -222,7 +244,18 @@ class ExecutionCrowd:
                           self.strategy, "the N-player game needs one preference type, c = 0 and rho = 0")
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(types, initial inventories in model units), types by their weights."""
+        """Draw the agents' types (by the type weights) and initial inventories.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The run's source of randomness.
+
+        Returns
+        -------
+        (types, q0) : tuple of numpy.ndarray, each (n_agents,)
+            Type indices (int64) and initial inventories (float64, model units).
+        """
         J = len(self.model.types)
         types = rng.choice(J, size=self.n_agents, p=self.model.weights).astype(np.int64)
         q0 = np.empty(self.n_agents)
@@ -234,7 +267,21 @@ class ExecutionCrowd:
 
 @dataclass(frozen=True)
 class StrategyTables:
-    """What the loop evaluates: ν = a[j, n] + b[j, n] q + c[j, n] Σq, or a grid."""
+    """The crowd's compiled strategy: ν = a[j, n] + b[j, n] q + c[j, n] Σq, or a grid.
+
+    Parameters
+    ----------
+    a : numpy.ndarray of float64, shape (J, n)
+        Intercept by type and decision time (model units per time).
+    b : numpy.ndarray of float64, shape (J, n)
+        Gain on one's own inventory (per time).
+    c : numpy.ndarray of float64, shape (J, n)
+        Gain on the crowd's total inventory (per time).
+    grid : numpy.ndarray of float64, shape (J, n_t_grid + 1, n_x_grid)
+        A feedback ν(t, x) on a grid (model units per time), or (0, 0, 0) for affine strategies.
+    grid_x0, grid_dx, grid_dt : float
+        The grid's first node, node spacing (model units) and time step (time units).
+    """
 
     a: np.ndarray
     b: np.ndarray
@@ -246,7 +293,25 @@ class StrategyTables:
 
 
 def strategy_tables(crowd: ExecutionCrowd, t: np.ndarray, dt: float) -> StrategyTables:
-    """Compile the crowd's strategy at the decision times ``t`` (start of each step)."""
+    """Compile the crowd's strategy at the decision times.
+
+    Parameters
+    ----------
+    crowd : ExecutionCrowd
+    t : numpy.ndarray of float64
+        Decision times (the start of each step; time units).
+    dt : float
+        The run's step (time units).
+
+    Returns
+    -------
+    StrategyTables
+
+    Raises
+    ------
+    ValueError
+        If the strategy gives non-finite rates or a feedback gain a step of ``dt`` cannot follow.
+    """
     from mfg import nash
 
     model, J = crowd.model, len(crowd.model.types)

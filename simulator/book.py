@@ -41,7 +41,13 @@ from . import _book_kernels as K
 
 
 class MessageKind(enum.IntEnum):
-    """Kind codes of the ``kind`` message field."""
+    """Kind codes of the ``kind`` message field.
+
+    Attributes
+    ----------
+    LIMIT, MARKET, IOC, CANCEL, REDUCE, POST_ONLY : int
+        The codes, as the methods of :class:`OrderBook` of the same names use them.
+    """
 
     LIMIT = K.LIMIT
     MARKET = K.MARKET
@@ -52,7 +58,29 @@ class MessageKind(enum.IntEnum):
 
 
 class RejectReason(enum.IntEnum):
-    """Reason codes of the ``reason`` reject field."""
+    """Reason codes of the ``reason`` reject field.
+
+    Attributes
+    ----------
+    UNKNOWN_ORDER : int
+        Cancel or reduce of an id that is not live.
+    BAD_QTY : int
+        Quantity <= 0.
+    PRICE_OFF_GRID : int
+        Price outside 0 .. n_ticks - 1.
+    DUPLICATE_ID : int
+        A new order with the id of a live one.
+    BAD_SIDE : int
+        Side not +1 or -1.
+    WOULD_CROSS : int
+        A post-only order that would trade on arrival.
+    NOT_OWNER : int
+        Cancel or reduce by an agent that does not own the order.
+    BAD_KIND : int
+        Unknown message kind.
+    BAD_ID : int
+        A negative order id.
+    """
 
     UNKNOWN_ORDER = K.REJ_UNKNOWN_ORDER
     BAD_QTY = K.REJ_BAD_QTY
@@ -98,6 +126,18 @@ def make_messages(n: int = 0, **columns) -> np.ndarray:
 
     >>> m = make_messages(kind=[0, 1], side=[1, -1], price=[100, 0], qty=[5, 2],
     ...                   order_id=[1, 2], agent=[7, 8])
+
+    Parameters
+    ----------
+    n : int
+        Number of messages when no column is given.
+    **columns : array_like of int
+        Equal-length columns named from :data:`MESSAGE_FIELDS` (prices in ticks, quantities in lots).
+
+    Returns
+    -------
+    numpy.ndarray
+        Structured array of :data:`MESSAGE_DTYPE`.
     """
     unknown = set(columns) - set(MESSAGE_FIELDS)
     if unknown:
@@ -147,8 +187,15 @@ def _to_records(buf: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:
 class BatchResult(NamedTuple):
     """Trades and rejects produced by one call (structured arrays, in book order).
 
-    A named tuple rather than a dataclass: the single-message methods build one per
-    message, and this is the cheapest immutable record Python has.
+    A named tuple rather than a dataclass: the single-message methods build one per message,
+    and this is the cheapest immutable record Python has.
+
+    Attributes
+    ----------
+    trades : numpy.ndarray
+        Structured array of :data:`TRADE_DTYPE` (prices in ticks, quantities in lots).
+    rejects : numpy.ndarray
+        Structured array of :data:`REJECT_DTYPE` (``reason`` a :class:`RejectReason`).
     """
 
     trades: np.ndarray
@@ -167,7 +214,22 @@ _NOTHING.rejects.flags.writeable = False
 
 @dataclass(frozen=True)
 class OrderInfo:
-    """A live resting order. ``side`` is +1 (bid) or -1 (ask); ``price`` in ticks."""
+    """A live resting order.
+
+    Attributes
+    ----------
+    order_id : int
+    agent : int
+        The owner.
+    side : int
+        +1 (bid) or -1 (ask).
+    price : int
+        Ticks.
+    qty : int
+        Lots remaining.
+    queue_position : int
+        0 for the first order in its level's FIFO.
+    """
 
     order_id: int
     agent: int
@@ -179,7 +241,15 @@ class OrderInfo:
 
 @dataclass(frozen=True)
 class DepthSnapshot:
-    """Top ``k`` non-empty levels per side, best first (prices in ticks, volumes in lots)."""
+    """Top ``k`` non-empty levels per side, best first.
+
+    Attributes
+    ----------
+    bid_prices, ask_prices : numpy.ndarray of int64
+        Ticks.
+    bid_volumes, ask_volumes : numpy.ndarray of int64
+        Lots resting at those prices.
+    """
 
     bid_prices: np.ndarray
     bid_volumes: np.ndarray
@@ -242,12 +312,23 @@ def _compile(source: str, name: str):
 _results = _compile("def _results(self, out):" + _RESULTS, "_results")
 
 
+_PARAMETER_DOCS = {
+    "order_id": "order_id : int\n    The order's id (>= 0; unique among live orders for a new order).",
+    "agent": "agent : int\n    The sending agent's id; a cancel or reduce must come from the owner.",
+    "side": "side : int\n    +1 buy (bid), -1 sell (ask).",
+    "price": "price : int\n    Limit price in ticks, 0 .. n_ticks - 1.",
+    "qty": "qty : int\n    Lots, > 0.",
+}
+
+
 def _message_method(name: str, kind: int, params: tuple[str, ...], doc: str):
     fields = {field: (field if field in params else "0") for field in ("side", "price", "qty")}
     source = _METHOD.format(name=name, params=", ".join(params), kind=int(kind), results=_RESULTS,
                             checks=" or ".join(f"type({p}) is not int" for p in params), **fields)
     method = _compile(source, name)
-    method.__doc__ = doc
+    method.__doc__ = (f"{doc}\n\nParameters\n----------\n" + "\n".join(_PARAMETER_DOCS[p] for p in params)
+                      + "\n\nReturns\n-------\nBatchResult\n    The message's trades and rejects (a reject is "
+                      "not an exception).")
     method.__qualname__ = f"OrderBook.{name}"
     method.__annotations__ = {**{p: int for p in params}, "return": BatchResult}
     return method
@@ -312,10 +393,20 @@ class OrderBook:
 
     # ---- batch path -------------------------------------------------------------------
     def process(self, messages, step: int = 0) -> BatchResult:
-        """Apply a message array in order; return its trades and rejects.
+        """Apply a message array in order.
 
-        ``messages`` is a structured array with :data:`MESSAGE_DTYPE` fields or a mapping
-        of equal-length integer columns. ``step`` is written into every trade record.
+        Parameters
+        ----------
+        messages : numpy.ndarray or mapping
+            A structured array with :data:`MESSAGE_DTYPE` fields or a mapping of equal-length
+            integer columns (prices in ticks, quantities in lots).
+        step : int
+            Written into every trade record.
+
+        Returns
+        -------
+        BatchResult
+            The trades and rejects, in book order.
         """
         cols = _columns(messages)
         return self._run(cols, int(step))
@@ -406,12 +497,35 @@ class OrderBook:
         return int(self._meta[K.SEQ])
 
     def volume_at(self, side: int, price: int) -> int:
-        """Resting lots at ``price`` on ``side`` (+1 bids, -1 asks)."""
+        """Resting lots at one price level.
+
+        Parameters
+        ----------
+        side : int
+            +1 bids, -1 asks.
+        price : int
+            Ticks, 0 .. n_ticks - 1.
+
+        Returns
+        -------
+        int
+            Lots.
+        """
         check.integer("price", price, lo=0, hi=self.n_ticks - 1, wrong_type=TypeError)
         return int(self._levels[_side_index(side), price, K.VOLUME])
 
     def depth(self, k: int = 5) -> DepthSnapshot:
-        """The top ``k`` non-empty levels of each side, best first."""
+        """The top ``k`` non-empty levels of each side, best first.
+
+        Parameters
+        ----------
+        k : int
+            Levels per side, 1 .. n_ticks.
+
+        Returns
+        -------
+        DepthSnapshot
+        """
         k = check.integer("k", k, lo=1, hi=self.n_ticks, wrong_type=TypeError)
         bid_ticks = np.flatnonzero(self._levels[K.BID, :, K.COUNT])[::-1][:k]
         ask_ticks = np.flatnonzero(self._levels[K.ASK, :, K.COUNT])[:k]
@@ -421,7 +535,19 @@ class OrderBook:
         )
 
     def level_orders(self, side: int, price: int) -> list[OrderInfo]:
-        """Live orders at one level in time priority."""
+        """Live orders at one level, in time priority.
+
+        Parameters
+        ----------
+        side : int
+            +1 bids, -1 asks.
+        price : int
+            Ticks, 0 .. n_ticks - 1.
+
+        Returns
+        -------
+        list of OrderInfo
+        """
         s = _side_index(side)
         check.integer("price", price, lo=0, hi=self.n_ticks - 1, wrong_type=TypeError)
         out = []
@@ -432,7 +558,17 @@ class OrderBook:
         return out
 
     def order(self, order_id: int) -> OrderInfo | None:
-        """The live order with this id, or None."""
+        """The live order with this id.
+
+        Parameters
+        ----------
+        order_id : int
+
+        Returns
+        -------
+        OrderInfo or None
+            None when no live order has the id.
+        """
         if order_id < 0:
             return None
         slot = int(K.table_find(self._table, np.int64(order_id)))
@@ -454,7 +590,17 @@ class OrderBook:
         )
 
     def check_invariants(self) -> None:
-        """Raise AssertionError naming the first broken book invariant (O(n_ticks + orders))."""
+        """Check every book invariant (O(n_ticks + orders)).
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        AssertionError
+            Naming the first broken invariant.
+        """
         code = int(K.check_invariants(self._levels, self._blocks, self._meta, self._pool, self._table))
         if code:
             raise AssertionError(f"order book invariant broken: {_INVARIANTS[code]}")
@@ -465,7 +611,21 @@ class OrderBook:
 
 
 def match_messages(messages, n_ticks: int, step: int = 0) -> tuple[BatchResult, OrderBook]:
-    """Run ``messages`` through a fresh book of ``n_ticks`` levels; return (result, book)."""
+    """Run messages through a fresh book.
+
+    Parameters
+    ----------
+    messages : numpy.ndarray or mapping
+        As in :meth:`OrderBook.process`.
+    n_ticks : int
+        Price levels of the book.
+    step : int
+        Written into every trade record.
+
+    Returns
+    -------
+    (result, book) : tuple of (BatchResult, OrderBook)
+    """
     cols = _columns(messages)
     n_limit = int(np.count_nonzero((cols[0] == K.LIMIT) | (cols[0] == K.POST_ONLY)))
     book = OrderBook(n_ticks, order_capacity=max(1024, n_limit // 8), trade_capacity=max(1024, len(cols[0]) // 4))
@@ -488,9 +648,21 @@ def _side_index(side: int) -> int:
 
 
 def compiled_call_floor(n: int = 200_000) -> float:
-    """Seconds per call of the compiled single-message entry point on a message that does
-    no matching (a cancel of an unknown id), called ``n`` times from Python: the floor
-    under any single-message API over this kernel (``benchmarks/book_throughput.py``)."""
+    """Seconds per call of the compiled single-message entry point, called from Python.
+
+    The message does no matching (a cancel of an unknown id): the floor under any
+    single-message API over this kernel (``benchmarks/book_throughput.py``).
+
+    Parameters
+    ----------
+    n : int
+        Calls to time.
+
+    Returns
+    -------
+    float
+        Seconds per call.
+    """
     book = OrderBook(1024)
     calls = [(K.process_one, (book._handles_address, K.CANCEL, 0, 0, 0, 10**12, 0))] * n
     t0 = time.perf_counter()

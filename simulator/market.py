@@ -126,8 +126,16 @@ class MarketSpec:
         return max(1, self.n_agents)
 
     def memory_estimate(self) -> int:
-        """Rough peak memory of one run (bytes): per agent its state and its records
-        (kernel arrays, the agents table and the comparison), plus the book's resting orders."""
+        """Rough peak memory of one run.
+
+        Per agent its state and its records (kernel arrays, the agents table and the
+        comparison), plus the book's resting orders.
+
+        Returns
+        -------
+        int
+            Bytes.
+        """
         n_rec = (self.n_steps + self.post_steps) // self.record_every + 1
         noise = self.noise
         horizon = (self.n_steps + self.warmup_steps + self.post_steps) * self.dt
@@ -138,8 +146,16 @@ class MarketSpec:
                    + 80 * self.max_trades_kept + latent)
 
     def price_margin(self) -> int:
-        """Ticks the price may travel: the crowd's whole position walked through the
-        expected depth, plus a random-walk allowance for the noise; a generous bound."""
+        """Ticks the price may travel: a generous bound.
+
+        The crowd's whole position walked through the expected depth, plus a random-walk
+        allowance for the noise.
+
+        Returns
+        -------
+        int
+            Ticks.
+        """
         walk, crowd = self._margin_parts()
         return int(math.ceil(32 + walk + crowd))
 
@@ -198,16 +214,37 @@ class MarketRun:
     executions: dict | None = None
 
     def executions_frame(self):
+        """The crowd's orders as a table.
+
+        Returns
+        -------
+        polars.DataFrame
+            Columns as in ``executions``.
+        """
         import polars as pl
 
         return pl.DataFrame(self.executions)
 
     def market_frame(self):
+        """The market records as a table.
+
+        Returns
+        -------
+        polars.DataFrame
+            Columns as in ``market``.
+        """
         import polars as pl
 
         return pl.DataFrame(self.market)
 
     def agents_frame(self):
+        """The execution agents' records as a table.
+
+        Returns
+        -------
+        polars.DataFrame
+            Columns as in ``agents``.
+        """
         import polars as pl
 
         return pl.DataFrame(self.agents)
@@ -222,7 +259,18 @@ def _tables(spec: MarketSpec, t: np.ndarray):
 
 
 def run_market(spec: MarketSpec, seed: int) -> MarketRun:
-    """Run the book market once; the same spec and seed give identical tables."""
+    """Run the book market once; the same spec and seed give identical tables.
+
+    Parameters
+    ----------
+    spec : MarketSpec
+    seed : int
+        In [0, 2**32).
+
+    Returns
+    -------
+    MarketRun
+    """
     import time
 
     seed = check.seed("seed", seed)
@@ -307,9 +355,22 @@ class ParticleSpec:
 
     dQ_i = ν_i dt + σ dW_i, S = s0 + Y + σ0 W0 with dY = (κ μ - ρ Y) dt, cash
     dX_i = -ν_i (S + k ν_i + c μ) dt with μ = (1/N) Σ ν_j and σ, κ, ρ, k, c from the crowd's
-    model; ``sigma0`` is the common price noise, ``s0`` the initial price (its level only
-    scales the sampling noise of cash: inventory shocks σ dW arrive without cash, so each
-    gain carries s0 σ W_T).
+    model.
+
+    Parameters
+    ----------
+    T : float
+        Horizon (time units).
+    dt : float
+        Step (time units), dividing T.
+    crowd : ExecutionCrowd
+    sigma0 : float
+        Common price noise >= 0 (price per square-root time).
+    s0 : float
+        Initial price; the model is invariant to its level, which only scales the sampling
+        noise of cash (inventory shocks σ dW arrive without cash, so each gain carries s0 σ W_T).
+    record_every : int
+        Steps between records, dividing the number of steps.
     """
 
     T: float
@@ -331,13 +392,30 @@ class ParticleSpec:
         return int(round(self.T / self.dt))
 
     def memory_estimate(self) -> int:
-        """Rough peak memory of one run (bytes): agents' state and records."""
+        """Rough peak memory of one run: the agents' state and records.
+
+        Returns
+        -------
+        int
+            Bytes.
+        """
         n_rec = self.n_steps // self.record_every + 1
         return int(_BYTES_PER_AGENT_RECORD * self.crowd.n_agents * n_rec + 200 * self.crowd.n_agents)
 
 
 def run_particles(spec: ParticleSpec, seed: int) -> MarketRun:
-    """Simulate the particle system; returns the same tables as :func:`run_market`."""
+    """Simulate the particle system; the same tables as :func:`run_market`.
+
+    Parameters
+    ----------
+    spec : ParticleSpec
+    seed : int
+        In [0, 2**32).
+
+    Returns
+    -------
+    MarketRun
+    """
     import time
 
     seed = check.seed("seed", seed)
