@@ -14,10 +14,26 @@ from .metrics import kolmogorov_smirnov, wasserstein1
 
 
 def compare_run(run, model, stride: int = 1) -> tuple[dict, dict]:
-    """(mfg columns, summary fields) for a :class:`simulator.market.MarketRun`.
+    """The finite-N run against the mean field, record by record and in summary.
 
-    ``stride`` keeps every stride-th record (rates then average over the longer interval);
-    records after the horizon (``post_steps``) are left out.
+    Records after the horizon (``post_steps``) are left out.
+
+    Parameters
+    ----------
+    run : simulator.market.MarketRun
+        A book or particle run of an execution crowd.
+    model : mfg.closed_form.LQCrowding
+        The mean field to compare with (inventories in model units).
+    stride : int
+        Keep every stride-th record (rates then average over the longer interval).
+
+    Returns
+    -------
+    (rows, summary) : tuple of dict
+        ``rows``: per kept record t, w1, ks, mean_inventory / mf_mean_inventory (model
+        units), mean_rate / mf_mean_rate (units per time; NaN at t = 0), variance /
+        mf_variance. ``summary``: w1_mean, w1_max, ks_max, mean_inventory_error,
+        mean_rate_error, cost_gap (model value units), price_move (ticks or price units).
     """
     t_all = np.asarray(run.market["t"])
     n_all = t_all.size
@@ -58,12 +74,22 @@ def compare_run(run, model, stride: int = 1) -> tuple[dict, dict]:
 def cost_gap(run, model) -> float:
     """Mean over agents of the realised gain minus the MFG value q0 S0 + h(0, q0).
 
-    Gain of agent i: X_T + Q_T S_T - A_j Q_T² - φ_j ∫ Q² dt in model units. Particle
-    system: S is the simulated price and ∫ Q² is accumulated every step. Book: S is the
-    mid valued per unit of inventory (L lots × tick_size × mid ticks), X the cash, and
-    ∫ Q² the trapezoid over the records. For the MFG strategy in a market that behaves as
-    the model says, the gap is zero in expectation; in the book it also carries the costs
-    the model leaves out (the spread) and any mismatch of κ, k, c.
+    Gain of agent i: X_T + Q_T S_T - A_j Q_T² - φ_j ∫ Q² dt in model units. Particle system:
+    S is the simulated price and ∫ Q² is accumulated every step. Book: S is the mid valued
+    per unit of inventory (L lots × tick_size × mid ticks), X the cash, and ∫ Q² the
+    trapezoid over the records. For the MFG strategy in a market that behaves as the model
+    says, the gap is zero in expectation; in the book it also carries the costs the model
+    leaves out (the spread) and any mismatch of κ, k, c.
+
+    Parameters
+    ----------
+    run : simulator.market.MarketRun
+    model : mfg.closed_form.LQCrowding
+
+    Returns
+    -------
+    float
+        Model value units (price × inventory units); positive when agents did better.
     """
     t = np.asarray(run.market["t"], dtype=np.float64)
     inside = np.flatnonzero(t <= model.T * (1 + 1e-12))

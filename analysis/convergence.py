@@ -18,6 +18,20 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PowerFit:
+    """A log-log fit mean(metric) ≈ C N^slope.
+
+    Attributes
+    ----------
+    slope : float
+    intercept : float
+        log C.
+    slope_ci : tuple of float
+        Bootstrap interval of the slope over seeds.
+    n_values : tuple of int
+        The distinct N.
+    means : tuple of float
+        Mean metric at each N.
+    """
     slope: float
     intercept: float  # log C
     slope_ci: tuple[float, float]
@@ -27,6 +41,23 @@ class PowerFit:
 
 @dataclass(frozen=True)
 class BiasFit:
+    """A fit mean(metric) ≈ b + C N^-r.
+
+    Attributes
+    ----------
+    bias : float
+        b, the metric's limit as N -> ∞ (units of the metric).
+    scale : float
+        C.
+    rate : float
+        r in [0.02, 3].
+    bias_ci, rate_ci : tuple of float
+        Bootstrap intervals over seeds.
+    n_values : tuple of int
+        The distinct N.
+    means : tuple of float
+        Mean metric at each N.
+    """
     bias: float
     scale: float
     rate: float
@@ -63,7 +94,25 @@ def _bootstrap(groups, fit, n_boot, rng):
 
 
 def fit_power_law(n, values, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> PowerFit:
-    """Slope of log(mean metric) on log N with a bootstrap interval over seeds."""
+    """Slope of log(mean metric) on log N with a bootstrap interval over seeds.
+
+    Parameters
+    ----------
+    n : array_like of int
+        N of each value.
+    values : array_like of float
+        The metric, one value per run (non-finite values are dropped); positive means.
+    n_boot : int
+        Bootstrap resamples.
+    level : float
+        Interval coverage.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    PowerFit
+    """
     ns, groups = _grouped(n, values)
     means = np.array([g.mean() for g in groups])
     slope, intercept = _loglog(ns, means)
@@ -98,7 +147,17 @@ def _bias_fit(ns, means):
 
 
 def fit_with_bias(n, values, *, n_boot: int = 300, level: float = 0.95, seed: int = 0) -> BiasFit:
-    """W = b + C N^{-r} with bootstrap intervals for b and r."""
+    """Fit W = b + C N^-r with bootstrap intervals for b and r.
+
+    Parameters
+    ----------
+    n, values, n_boot, level, seed
+        As in :func:`fit_power_law`; at least three distinct N.
+
+    Returns
+    -------
+    BiasFit
+    """
     ns, groups = _grouped(n, values)
     if ns.size < 3:
         raise ValueError("the bias model b + C N^-r needs at least three values of N")

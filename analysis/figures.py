@@ -15,9 +15,22 @@ from mfg.io import atomic_write  # noqa: E402
 
 
 def save_figure(fig, stem: str | os.PathLike, formats=("pdf", "png"), close: bool = True) -> list[Path]:
-    """Write ``stem.pdf`` and ``stem.png`` atomically (temporary name, then rename).
+    """Write the figure atomically in each format (temporary name, then rename).
 
-    The figure is closed afterwards unless ``close=False`` (pyplot keeps figures alive).
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    stem : str or os.PathLike
+        The path without its suffix; parent folders are created.
+    formats : sequence of str
+        File suffixes (matplotlib formats).
+    close : bool
+        Close the figure afterwards (pyplot keeps figures alive otherwise).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, one per format.
     """
     stem = Path(stem)
     out = [atomic_write(stem.with_suffix(f".{fmt}"),
@@ -31,9 +44,18 @@ def save_figure(fig, stem: str | os.PathLike, formats=("pdf", "png"), close: boo
 def plot_solution(solution, reference=None, density_floor: float = 1e-3):
     """m(t, x) and the control ν(t, x) as heatmaps, and the mean inventory.
 
-    ``reference`` (optional): an object with ``mean_inventory(t)`` (e.g. the closed form)
-    drawn against the solver's mean. The control is masked where the population density
-    is below ``density_floor`` (nobody is there to use it).
+    Parameters
+    ----------
+    solution : mfg.fd.MFGSolution
+    reference : object, optional
+        Anything with ``mean_inventory(t)`` (e.g. the closed form), drawn against the solver's mean.
+    density_floor : float
+        The control is masked where the population density is below this (per share):
+        nobody is there to use it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     g = solution.grid
     extent = (g.x_min, g.x_max, 0.0, g.T)
@@ -71,9 +93,16 @@ def _price_panel(ax, market) -> None:
 def plot_market(run):
     """Mid path with the best quotes, and the average depth profile of the book.
 
-    ``run`` is a :class:`simulator.market.MarketRun`. Prices are in ticks; the depth
-    profile is the mean over records of the lots resting d ticks behind each best quote
-    (bids drawn to the left, asks to the right).
+    Prices are in ticks; the depth profile is the mean over records of the lots resting d
+    ticks behind each best quote (bids drawn to the left, asks to the right).
+
+    Parameters
+    ----------
+    run : simulator.market.MarketRun
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
     fig.suptitle(f"the book (N={run.spec.n_agents}, seed {run.seed})")
@@ -92,9 +121,25 @@ def plot_convergence(n, values, fit, *, metric: str, reference_slope: float | No
                      floor: float | None = None):
     """Metric against N (log–log): every run, the seed means, the fitted line and a reference slope.
 
-    ``fit`` is a :class:`analysis.convergence.PowerFit`; ``bias_fit`` (optional) a
-    :class:`analysis.convergence.BiasFit` drawn as b + C N^-r; ``floor`` (optional) a
-    level the metric cannot go below (the book's lattice floor of KS), drawn flat.
+    Parameters
+    ----------
+    n : array_like of int
+        N of each run.
+    values : array_like of float
+        The metric of each run.
+    fit : analysis.convergence.PowerFit
+    metric : str
+        The metric's name (axis label).
+    reference_slope : float, optional
+        A guide line's slope (e.g. -0.5).
+    bias_fit : analysis.convergence.BiasFit, optional
+        Drawn as b + C N^-r.
+    floor : float, optional
+        A level the metric cannot go below (the book's lattice floor of KS), drawn flat.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     n = np.asarray(n, dtype=float)
     values = np.asarray(values, dtype=float)
@@ -119,9 +164,23 @@ def plot_convergence(n, values, fit, *, metric: str, reference_slope: float | No
 
 
 def plot_fill_sensitivity(sensitivity, model_slope: float, source: str = ""):
-    """A maker's fill rate against its quote relative to the others' (log scale): the binned
-    book (Poisson ±1 s.d.), the fitted exp(a - b x) and the model's slope k + ε through the
-    same level. ``sensitivity`` is a :class:`mfgsim.makers_study.FillSensitivity`."""
+    """A maker's fill rate against its quote relative to the others' (log scale).
+
+    The binned book (Poisson ±1 s.d.), the fitted exp(a - b x) and the model's slope k + ε
+    through the same level.
+
+    Parameters
+    ----------
+    sensitivity : analysis.impact.FillSensitivity
+    model_slope : float
+        k + ε of the model (per tick).
+    source : str
+        What the data are, for the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     s = sensitivity
     fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
     err = s.fill_rate / np.sqrt(np.maximum(s.fills, 1))  # a Poisson count's relative s.d. is 1/√count
@@ -140,8 +199,20 @@ def plot_fill_sensitivity(sensitivity, model_slope: float, source: str = ""):
 def plot_inventory_paths(t, mean_paths, reference=None, source: str = ""):
     """Mean inventory over time: the mean over runs with a ±2 s.d. band, and E(t).
 
-    ``mean_paths``: (runs, times) each run's mean inventory across its agents; ``source``
-    (e.g. "N=1000, 12 seeds") goes in the title.
+    Parameters
+    ----------
+    t : numpy.ndarray of float64
+        Record times (time units).
+    mean_paths : numpy.ndarray of float64, shape (runs, len(t))
+        Each run's mean inventory across its agents (model units).
+    reference : numpy.ndarray of float64, optional
+        The mean field's E(t).
+    source : str
+        What the runs are (e.g. "N=1000, 12 seeds"), for the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     mean_paths = np.asarray(mean_paths, dtype=float)
     centre = mean_paths.mean(axis=0)
@@ -158,9 +229,26 @@ def plot_inventory_paths(t, mean_paths, reference=None, source: str = ""):
 
 
 def histogram_edges(samples_by_time, bins: int, lattice: float | None = None) -> np.ndarray:
-    """Common bin edges for the samples: ``bins`` equal bins, or, when the values live on
-    a lattice (inventories of ``1/L`` in the book), edges half-way between lattice points
-    with a whole number of points per bin, so that no bin catches an extra point."""
+    """Common bin edges for samples at several times.
+
+    ``bins`` equal bins, or, when the values live on a lattice (inventories of ``1/L`` in the
+    book), edges half-way between lattice points with a whole number of points per bin, so
+    that no bin catches an extra point.
+
+    Parameters
+    ----------
+    samples_by_time : sequence of numpy.ndarray
+        Samples (state units) at each time.
+    bins : int
+        Number of bins wanted.
+    lattice : float, optional
+        Spacing of the values (state units).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Bin edges (state units).
+    """
     lo = min(float(np.min(x)) for x in samples_by_time)
     hi = max(float(np.max(x)) for x in samples_by_time)
     if lattice is None:
@@ -176,8 +264,24 @@ def plot_law_vs_histogram(times, samples_by_time, laws, bins: int = 40, lattice:
                           source: str = ""):
     """m(t, ·) against the agents' empirical histogram at a few times (one panel each).
 
-    ``lattice``: spacing of the values (1/L in the book), to align the bins with it;
-    ``source``: what the samples are (e.g. "N=1000, seed 0"), shown in the title.
+    Parameters
+    ----------
+    times : sequence of float
+        The times shown.
+    samples_by_time : sequence of numpy.ndarray
+        The agents' inventories at each time (model units).
+    laws : sequence of GaussianMixture
+        The mean-field law at each time (anything with ``pdf``).
+    bins : int
+        Histogram bins.
+    lattice : float, optional
+        Spacing of the values (1/L in the book), to align the bins with it.
+    source : str
+        What the samples are (e.g. "N=1000, seed 0"), for the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times), 3.6), constrained_layout=True,
                              squeeze=False)
@@ -197,8 +301,19 @@ def plot_law_vs_histogram(times, samples_by_time, laws, bins: int = 40, lattice:
 
 
 def plot_market_table(market, source: str = ""):
-    """Mid price with the best quotes, and the depth at the best quotes at every record,
-    from a market table (``source``, e.g. "N=1000, seed 0", goes in the title)."""
+    """Mid price with the best quotes, and the depth at the best quotes at every record.
+
+    Parameters
+    ----------
+    market : polars.DataFrame
+        A market table (schema ``analysis.schemas.MARKET``; prices in ticks, depth in lots).
+    source : str
+        What the run is (e.g. "N=1000, seed 0"), for the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
     if source:
         fig.suptitle(f"the book ({source})")
@@ -212,8 +327,20 @@ def plot_market_table(market, source: str = ""):
 
 
 def plot_calibration(table):
-    """Paths of (κ, k, c) over the fixed-point iterations, the book's estimates with ±2 s.e.,
-    and the distance to the fixed point; one line per sweep point."""
+    """The calibration's fixed-point iterations.
+
+    Paths of (κ, k, c) over the iterations, the book's estimates with ±2 s.e., and the
+    distance to the fixed point; one line per sweep point.
+
+    Parameters
+    ----------
+    table : polars.DataFrame
+        The calibration history (one row per sweep point and iteration).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     names = ("kappa", "k", "c", "rho") if "rho" in table.columns else ("kappa", "k", "c")
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.3 * (len(names) + 1), 4), constrained_layout=True)
     for (point,), g in table.group_by("point", maintain_order=True):
@@ -232,8 +359,22 @@ def plot_calibration(table):
 
 
 def plot_meta_orders(meta, fit):
-    """Meta-order impact: mean paths (sell orders, impact in their direction) and peak
-    impact against size on log–log axes with the fitted exponent and a square-root line."""
+    """Meta-order impact: mean paths and peak impact against size.
+
+    Paths are of sell orders, impact in their direction; peak impact against size is on
+    log–log axes with the fitted exponent and a square-root line.
+
+    Parameters
+    ----------
+    meta : polars.DataFrame
+        One row per size: lots_per_agent, peak_ticks and the mean impact path (ticks per step).
+    fit : polars.DataFrame
+        The fitted law, one row with log_a and delta (peak = e^{log_a} size^delta).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
     for row in meta.iter_rows(named=True):
         axes[0].plot(np.asarray(row["path"]), label=f"{row['lots_per_agent']:g} lots/agent")
@@ -270,9 +411,24 @@ def plot_density_heatmaps(t, samples_by_time, laws, bins: int = 60, lattice: flo
                           source: str = ""):
     """m(t, x) as a heatmap next to the agents' histogram over (t, inventory), same axes.
 
-    ``samples_by_time``: one array of inventories per time in ``t``; ``laws``: the
-    mean-field law at each time (anything with ``pdf``). Rows are times, columns bins;
-    ``lattice`` and ``source`` as in :func:`plot_law_vs_histogram`.
+    Rows are times, columns bins.
+
+    Parameters
+    ----------
+    t : numpy.ndarray of float64
+        Record times.
+    samples_by_time : sequence of numpy.ndarray
+        The agents' inventories at each time in ``t`` (model units).
+    laws : sequence
+        The mean-field law at each time (anything with ``pdf``).
+    bins : int
+        Histogram bins.
+    lattice, source
+        As in :func:`plot_law_vs_histogram`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     t = np.asarray(t, dtype=float)
     edges = histogram_edges(samples_by_time, bins, lattice)
@@ -293,10 +449,18 @@ def plot_density_heatmaps(t, samples_by_time, laws, bins: int = 60, lattice: flo
 
 
 def plot_impact_law(laws: dict):
-    """Peak impact against participation Q/V on log–log axes, one series per book, each
-    with its fitted power law, and a √(Q/V) guide through the first book's middle point.
+    """Peak impact against participation Q/V on log–log axes, one series per book.
 
-    ``laws``: {book name: :class:`analysis.impact.ImpactLaw`}.
+    Each with its fitted power law, and a √(Q/V) guide through the first book's middle point.
+
+    Parameters
+    ----------
+    laws : dict of str to analysis.impact.ImpactLaw
+        By book name.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     fig, ax = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
     guide = None
@@ -315,10 +479,18 @@ def plot_impact_law(laws: dict):
 
 
 def plot_impact_decay(relaxations: dict):
-    """Impact after the end of the meta-orders over its peak, I(t)/I_peak, with the fitted
-    f + (1 - f) e^{-ρt} and the decay time 1/ρ; one series per book.
+    """Impact after the end of the meta-orders over its peak, I(t)/I_peak, one series per book.
 
-    ``relaxations``: {book name: :class:`analysis.impact.Relaxation`}.
+    With the fitted f + (1 - f) e^{-ρt} and the decay time 1/ρ.
+
+    Parameters
+    ----------
+    relaxations : dict of str to analysis.impact.Relaxation
+        By book name.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     fig, ax = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
     for i, (name, r) in enumerate(relaxations.items()):
@@ -333,9 +505,22 @@ def plot_impact_decay(relaxations: dict):
 
 
 def plot_realism(facts: dict, source: str = ""):
-    """Six panels of stylized facts (see :mod:`analysis.realism`), each with the literature's
-    reference: spread histogram, trade-sign autocorrelation (log–log, with an l^-0.5 guide),
-    |return| autocorrelation, signature plot, depth profile, and the response R(l)."""
+    """Six panels of stylized facts (see :mod:`analysis.realism`), each with the literature's reference.
+
+    Spread histogram, trade-sign autocorrelation (log–log, with an l^-0.5 guide), |return|
+    autocorrelation, signature plot, depth profile, and the response R(l).
+
+    Parameters
+    ----------
+    facts : dict
+        As :func:`analysis.realism.stylized_facts` returns it.
+    source : str
+        What the runs are, for the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
     if source:
         fig.suptitle(f"stylized facts ({source})")
@@ -376,8 +561,19 @@ def plot_realism(facts: dict, source: str = ""):
 
 
 def plot_market_making(solution):
-    """The market-making MFG: quotes against inventory at three times, the population's
-    mean quotes and spread over time, and the inventory law m(t, q) as a heatmap."""
+    """The market-making MFG at a glance.
+
+    Quotes against inventory at three times, the population's mean quotes and spread over
+    time, and the inventory law m(t, q) as a heatmap.
+
+    Parameters
+    ----------
+    solution : mfg.market_making.MarketMakingSolution
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     model, t = solution.model, solution.t
     q = model.q
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)

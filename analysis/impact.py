@@ -30,7 +30,19 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Regression:
-    """OLS result: coefficients, standard errors, R², observations."""
+    """An OLS result.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The coefficients' names; ``reg[name]`` gives (coefficient, standard error).
+    coef, stderr : numpy.ndarray of float64
+        Coefficients and standard errors, in the units of y per unit of each regressor.
+    r2 : float
+        R² (NaN when y does not vary).
+    n_obs : int
+        Observations used (rows with a non-finite value are dropped).
+    """
 
     names: tuple[str, ...]
     coef: np.ndarray
@@ -43,12 +55,44 @@ class Regression:
         return float(self.coef[i]), float(self.stderr[i])
 
     def ci(self, name: str, z: float = 1.96) -> tuple[float, float]:
+        """Normal-approximation interval of one coefficient.
+
+        Parameters
+        ----------
+        name : str
+        z : float
+            Half-width in standard errors (1.96 for 95%).
+
+        Returns
+        -------
+        (low, high) : tuple of float
+        """
         b, se = self[name]
         return b - z * se, b + z * se
 
 
 def ols(X: np.ndarray, y: np.ndarray, names, hac_lags: int = 0) -> Regression:
-    """Least squares with homoskedastic (lags 0) or Newey–West (lags > 0) standard errors."""
+    """Least squares with homoskedastic (lags 0) or Newey–West (lags > 0) standard errors.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of float64, shape (n, p)
+        Regressors (include a column of ones for a constant).
+    y : numpy.ndarray of float64, shape (n,)
+    names : sequence of str
+        The p coefficients' names.
+    hac_lags : int
+        Bartlett-kernel lags of the Newey–West covariance; 0 for homoskedastic errors.
+
+    Returns
+    -------
+    Regression
+
+    Raises
+    ------
+    ValueError
+        With too few observations or collinear regressors (naming those that do not vary).
+    """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     keep = np.all(np.isfinite(X), axis=1) & np.isfinite(y)
@@ -87,8 +131,21 @@ def _blocks(x: np.ndarray, h: int) -> np.ndarray:
 class ImpactEstimate:
     """(κ, k, c) in model units with standard errors, plus the spread cost and diagnostics.
 
-    ``k`` is the model's temporary impact: max(own-rate slope, 0) plus the quadratic
-    projection of the spread cost; ``c`` is floored at 0.
+    Attributes
+    ----------
+    kappa, kappa_se : float
+        Permanent impact κ (price per inventory unit).
+    k, k_se : float
+        The model's temporary impact: max(own-rate slope, 0) plus the quadratic projection
+        of the spread cost (price per (unit/time) per unit).
+    c, c_se : float
+        Crowd temporary impact, floored at 0 (price per (unit/time)).
+    spread_cost : float
+        a, the half-spread per unit traded (price units).
+    permanent, temporary : Regression
+        The underlying regressions.
+    rho, rho_se : float
+        Resilience (per time) when estimated with ``transient=True``, else 0.
     """
 
     kappa: float
@@ -106,11 +163,30 @@ class ImpactEstimate:
 
 def permanent_impact(markets, n_agents: int, lots_per_unit: int, tick_size: float, horizon: int = 10,
                      n_steps: int | None = None) -> Regression:
-    """Mid change over blocks of ``horizon`` steps on the crowd's net flow (per-step records).
+    """Mid change over blocks of ``horizon`` steps on the crowd's net flow.
 
-    ``markets``: market tables recorded every step (dicts or DataFrames). Only steps the
-    crowd trades on (the first ``n_steps``) are used. The returned slope ``beta`` is in
-    ticks per lot; ``kappa`` = beta · tick_size · N · L² (model units).
+    Only steps the crowd trades on (the first ``n_steps``) are used.
+
+    Parameters
+    ----------
+    markets : sequence of dict or polars.DataFrame
+        Market tables recorded every step.
+    n_agents : int
+        N.
+    lots_per_unit : int
+        L, lots per model inventory unit.
+    tick_size : float
+        Price units per tick.
+    horizon : int
+        Steps per block.
+    n_steps : int, optional
+        Steps the crowd trades on (default: all).
+
+    Returns
+    -------
+    Regression
+        Coefficients const and beta (ticks per lot), and kappa = beta · tick_size · N · L²
+        (price per inventory unit).
     """
     dmid, flow, _ = _impact_blocks(markets, horizon, n_steps)
     reg = ols(np.stack([np.ones_like(flow), flow], axis=1), dmid, ("const", "beta"), hac_lags=2)
@@ -139,11 +215,22 @@ def transient_impact(markets, n_agents: int, lots_per_unit: int, tick_size: floa
     """Obizhaeva–Wang impact from the mid: dY = (κ μ - ρ Y) dt with Y = mid - mid(0).
 
     Over blocks of ``horizon`` steps the mid change (ticks) is regressed on the crowd's net
-    flow (lots) and on -dt Σ Y over the block (ticks·time): slopes ``beta`` (ticks per lot)
-    and ``rho`` (1/time), Newey–West errors; ``kappa`` = beta · tick_size · N · L² as in
-    :func:`permanent_impact`, which is this regression with ρ = 0. The noise flow's own
-    random walk sits in Y too; over horizons much longer than 1/ρ the crowd's impact
-    dominates it, over short ones ρ is biased upwards (the Dickey–Fuller effect).
+    flow (lots) and on -dt Σ Y over the block (ticks·time), with Newey–West errors; it is
+    :func:`permanent_impact` with a ρ. The noise flow's own random walk sits in Y too; over
+    horizons much longer than 1/ρ the crowd's impact dominates it, over short ones ρ is
+    biased upwards (the Dickey–Fuller effect).
+
+    Parameters
+    ----------
+    markets, n_agents, lots_per_unit, tick_size, horizon, n_steps
+        As in :func:`permanent_impact`.
+    dt : float
+        The step (time units).
+
+    Returns
+    -------
+    Regression
+        Coefficients const, beta (ticks per lot), rho (per time) and kappa (price per unit).
     """
     dmid, flow, level = _impact_blocks(markets, horizon, n_steps)
     level = -dt * level
@@ -160,8 +247,24 @@ def temporary_impact(executions, markets, n_agents: int, lots_per_unit: int, tic
     Per order the own rate is not identified (mean-field scaling makes every order a lot or
     two), so each agent's orders are pooled over blocks: y = its shortfall per unit traded
     (model price units), |ν| = its traded volume rate, μ sign ν = the crowd's mean rate in
-    the block signed by the agent's direction. Coefficients: a (half-spread), k, c; and
-    ``spread_as_k`` = a E|ν|³/E|ν|⁴, the least-squares projection of a|ν| on k ν².
+    the block signed by the agent's direction.
+
+    Parameters
+    ----------
+    executions : sequence of dict
+        The runs' crowd executions (step, agent, filled lots, shortfall in ticks·lots).
+    markets : sequence of dict or polars.DataFrame
+        The same runs' market tables, recorded every step.
+    n_agents, lots_per_unit, tick_size, horizon
+        As in :func:`permanent_impact`.
+    dt : float
+        The step (time units).
+
+    Returns
+    -------
+    Regression
+        Coefficients a (half-spread, price units), k (price per (unit/time)), c, and
+        ``spread_as_k`` = a E|ν|³/E|ν|⁴, the least-squares projection of a|ν| on k ν².
     """
     L = lots_per_unit
     ys, own, crowd_term = [], [], []
@@ -194,8 +297,25 @@ def temporary_impact(executions, markets, n_agents: int, lots_per_unit: int, tic
 
 def estimate_impact(runs, n_agents: int, lots_per_unit: int, tick_size: float, dt: float, n_steps: int,
                     horizon: int = 10, transient: bool = False) -> ImpactEstimate:
-    """κ, k, c (and ρ with ``transient``) from market runs recorded every step (with their
-    crowd executions)."""
+    """κ, k, c (and ρ with ``transient``) from market runs recorded every step.
+
+    Parameters
+    ----------
+    runs : sequence of simulator.market.MarketRun
+        Runs with their crowd executions.
+    n_agents, lots_per_unit, tick_size, horizon
+        As in :func:`permanent_impact`.
+    dt : float
+        The step (time units).
+    n_steps : int
+        Steps the crowd trades on.
+    transient : bool
+        Fit the resilience ρ too (:func:`transient_impact`).
+
+    Returns
+    -------
+    ImpactEstimate
+    """
     markets = [r.market for r in runs]
     if transient:
         perm = transient_impact(markets, n_agents, lots_per_unit, tick_size, dt, horizon, n_steps)
@@ -214,7 +334,20 @@ def estimate_impact(runs, n_agents: int, lots_per_unit: int, tick_size: float, d
 
 
 def kyle_lambda(markets, horizon: int = 1) -> Regression:
-    """ΔP (ticks) on the net taker flow (lots) of all traders: Kyle's λ in ticks per lot."""
+    """Kyle's λ: ΔP (ticks) on the net taker flow (lots) of all traders.
+
+    Parameters
+    ----------
+    markets : sequence of dict or polars.DataFrame
+        Market tables.
+    horizon : int
+        Records per block.
+
+    Returns
+    -------
+    Regression
+        Coefficients const and lambda (ticks per lot).
+    """
     dmid, flow = [], []
     for m in markets:
         mid = np.asarray(m["mid"], dtype=np.float64)
@@ -226,8 +359,22 @@ def kyle_lambda(markets, horizon: int = 1) -> Regression:
 
 
 def order_flow_imbalance(markets, horizon: int = 1) -> Regression:
-    """ΔP on OFI (Cont–Kukanov–Stoikov), from best quotes and their depths each step,
-    both summed over blocks of ``horizon`` steps."""
+    """ΔP on OFI (Cont–Kukanov–Stoikov), from best quotes and their depths each step.
+
+    Both are summed over blocks of ``horizon`` steps.
+
+    Parameters
+    ----------
+    markets : sequence of dict or polars.DataFrame
+        Market tables recorded every step.
+    horizon : int
+        Records per block.
+
+    Returns
+    -------
+    Regression
+        Coefficients const and ofi (ticks per lot), with R².
+    """
     dmid, ofi = [], []
     for m in markets:
         bid = np.asarray(m["best_bid"], dtype=np.float64)
@@ -243,7 +390,20 @@ def order_flow_imbalance(markets, horizon: int = 1) -> Regression:
 
 
 def response_exponent(sizes, impacts) -> Regression:
-    """log impact = log a + δ log size; δ = 1/2 is the square-root law."""
+    """Fit log impact = log a + δ log size; δ = 1/2 is the square-root law.
+
+    Parameters
+    ----------
+    sizes : array_like of float
+        Positive meta-order sizes (lots).
+    impacts : array_like of float
+        Positive peak impacts (ticks).
+
+    Returns
+    -------
+    Regression
+        Coefficients log_a and delta.
+    """
     sizes = np.asarray(sizes, dtype=np.float64)
     impacts = np.asarray(impacts, dtype=np.float64)
     if np.any(sizes <= 0) or np.any(impacts <= 0):
@@ -386,12 +546,30 @@ def _minimise_rate(objective, grid: np.ndarray) -> float:
 
 
 def relaxation(mid_paths, sides, end_index: int, dt: float, n_boot: int = 400, seed: int = 0) -> Relaxation:
-    """Fit the decay of meta-order impact after the order ends (``end_index`` records in,
-    records ``dt`` apart). mid_paths (runs, records); sides +1 buy / -1 sell per run.
+    """Fit the decay of meta-order impact after the order ends.
 
     ρ estimates the resilience of :class:`mfg.closed_form.LQCrowding` (Obizhaeva–Wang:
     dY = (κμ - ρY) dt makes impact relax like e^{-ρt} once trading stops); a book with a
     permanent part relaxes to ``permanent_fraction`` of the peak instead of to zero.
+
+    Parameters
+    ----------
+    mid_paths : array_like of float, shape (runs, records)
+        Mid prices (ticks).
+    sides : array_like of float, shape (runs,)
+        +1 buy / -1 sell per run.
+    end_index : int
+        The record where execution ended.
+    dt : float
+        Time between records.
+    n_boot : int
+        Bootstrap resamples of the runs for the standard errors.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    Relaxation
     """
     paths = np.asarray(mid_paths, dtype=np.float64)
     impact = (paths - paths[:, :1]) * np.asarray(sides, dtype=np.float64)[:, None]
@@ -420,6 +598,15 @@ class PathFit:
     crowd's measured mean rate μ; κ is linear given ρ, ρ is found on a log grid refined by
     golden section (``rho_fixed`` pins it, e.g. 0 for permanent impact). Standard errors
     resample the runs with replacement.
+
+    Attributes
+    ----------
+    kappa, kappa_se : float
+        Price per inventory unit.
+    rho, rho_se : float
+        Per time.
+    rmse : float
+        Root-mean-square misfit of the path (price units).
     """
 
     kappa: float
@@ -430,8 +617,24 @@ class PathFit:
 
 
 def fit_impact_path(price, mu, dt: float, rho_fixed: float | None = None) -> tuple[float, float, float]:
-    """(κ, ρ, rmse) minimising |price - κ G_ρ| for one mean price path (model units, starting
-    at 0, length len(mu) + 1) and the mean rate per step ``mu``."""
+    """Fit κ (and ρ) minimising |price - κ G_ρ| for one mean price path.
+
+    Parameters
+    ----------
+    price : array_like of float
+        Mean price move (model price units), starting at 0, length len(mu) + 1.
+    mu : array_like of float
+        The crowd's mean rate per step (units per time).
+    dt : float
+        Step (time units).
+    rho_fixed : float, optional
+        Pin ρ (0 for permanent impact); otherwise it is fitted, and the permanent model is
+        kept when it fits at least as well.
+
+    Returns
+    -------
+    (kappa, rho, rmse) : tuple of float
+    """
     from mfg.closed_form import decaying_impact
 
     price = np.asarray(price, dtype=np.float64)
@@ -462,6 +665,27 @@ def impact_path_fit(markets, n_agents: int, lots_per_unit: int, tick_size: float
 
     Prices are converted to model units (tick_size · L per tick) and the crowd's flow per
     step to its mean rate μ (units per time per agent), as in :func:`permanent_impact`.
+
+    Parameters
+    ----------
+    markets : sequence of dict or polars.DataFrame
+        Market tables recorded every step.
+    n_agents, lots_per_unit, tick_size
+        As in :func:`permanent_impact`.
+    dt : float
+        Step (time units).
+    n_steps : int
+        Steps the crowd trades on.
+    rho_fixed : float, optional
+        As in :func:`fit_impact_path`.
+    n_boot : int
+        Bootstrap resamples of the runs.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    PathFit
     """
     scale = tick_size * lots_per_unit
     prices = np.stack([(np.asarray(m["mid"], dtype=np.float64)[: n_steps + 1]
@@ -480,11 +704,23 @@ def impact_path_fit(markets, n_agents: int, lots_per_unit: int, tick_size: float
 
 @dataclass(frozen=True)
 class FillSensitivity:
-    """How the book splits its flow between makers (:func:`fit_fill_sensitivity`):
-    ``slope`` b (per tick) and its standard error in Λ = exp(a - b (δ - δ̄_posted)) / dt;
-    ``rate_at_mean`` = e^a / dt (fills per unit time of a maker at the mean quote); and the
-    data binned by relative quote (equal-count bins): ``relative_quote`` (ticks, bin means),
-    ``fill_rate`` (fills per unit time), ``fills`` and ``observations`` (fills and maker-steps per bin)."""
+    """How the book splits its flow between makers (:func:`fit_fill_sensitivity`).
+
+    Λ = exp(a - b (δ - δ̄_posted)) / dt.
+
+    Attributes
+    ----------
+    slope, slope_se : float
+        b and its standard error (per tick).
+    rate_at_mean : float
+        e^a / dt, the fill rate of a maker at the mean quote (fills per time).
+    relative_quote : numpy.ndarray of float64
+        Bin means of the relative quote (ticks), equal-count bins.
+    fill_rate : numpy.ndarray of float64
+        Fills per time in each bin.
+    fills, observations : numpy.ndarray
+        Fills and maker-steps per bin.
+    """
 
     slope: float
     slope_se: float
@@ -527,9 +763,21 @@ def fit_fill_sensitivity(relative_quote: np.ndarray, filled: np.ndarray, dt: flo
 
 
 def poisson_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Maximum-likelihood (a, b) in counts y ~ Poisson(exp(a - b x)) (Newton), with b's
-    standard error from the Fisher information: (a, b, se). NaNs when x does not vary (b is
-    not identified)."""
+    """Maximum-likelihood (a, b) of counts y ~ Poisson(exp(a - b x)) by Newton's method.
+
+    Parameters
+    ----------
+    x : numpy.ndarray of float64
+        Regressor.
+    y : numpy.ndarray of float64
+        Counts.
+
+    Returns
+    -------
+    (a, b, se) : tuple of float
+        se is b's standard error from the Fisher information; NaNs when x does not vary or
+        there are no counts (b is not identified).
+    """
     if x.size < 3 or np.ptp(x) == 0.0 or y.sum() == 0:
         return float("nan"), float("nan"), float("nan")
     X = np.stack([np.ones_like(x), -x], axis=1)

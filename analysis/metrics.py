@@ -46,7 +46,21 @@ def _upper_area(law: GaussianMixture, x: np.ndarray) -> np.ndarray:
 
 
 def quantile(law: GaussianMixture, u: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """F^{-1}(u) for u in (0, 1) by vectorised bisection on [lo, hi] (to ~1e-13 relative)."""
+    """Quantile function F^{-1}(u) by vectorised bisection on [lo, hi] (to ~1e-13 relative).
+
+    Parameters
+    ----------
+    law : GaussianMixture
+    u : numpy.ndarray of float64
+        Levels in (0, 1).
+    lo, hi : float
+        A bracket holding every quantile asked for (state units).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        The quantiles (state units), the shape of ``u``.
+    """
     u = np.asarray(u, dtype=np.float64)
     a = np.full_like(u, lo)
     b = np.full_like(u, hi)
@@ -59,7 +73,19 @@ def quantile(law: GaussianMixture, u: np.ndarray, lo: float, hi: float) -> np.nd
 
 
 def wasserstein1(samples, law: GaussianMixture) -> float:
-    """Exact W1 between the empirical law of ``samples`` and ``law``."""
+    """Exact W1 between the empirical law of ``samples`` and ``law``.
+
+    Parameters
+    ----------
+    samples : array_like of float
+        At least one sample (state units, e.g. model inventory units).
+    law : GaussianMixture
+
+    Returns
+    -------
+    float
+        W1 (state units).
+    """
     x = np.sort(np.asarray(samples, dtype=np.float64))
     n = x.size
     if n == 0:
@@ -79,8 +105,22 @@ def wasserstein1(samples, law: GaussianMixture) -> float:
 
 
 def kolmogorov_smirnov(samples, law: GaussianMixture) -> float:
-    """sup |F_N - F|: at the samples (both sides of each jump of F_N) and, when the law
-    has atoms (zero-std components), on both sides of each atom too."""
+    """Kolmogorov–Smirnov distance sup |F_N - F| between the samples' empirical law and ``law``.
+
+    Evaluated at the samples (both sides of each jump of F_N) and, when the law has atoms
+    (zero-std components), on both sides of each atom too.
+
+    Parameters
+    ----------
+    samples : array_like of float
+        State units.
+    law : GaussianMixture
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
     x = np.sort(np.asarray(samples, dtype=np.float64))
     n = x.size
     F = law.cdf(x)

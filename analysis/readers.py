@@ -17,7 +17,18 @@ HIVE = pl.Schema({"N": pl.Int64, "seed": pl.Int64})
 
 
 def check_schema_version(outdir: str | Path) -> None:
-    """Raise if the folder holds runs written under another schema version."""
+    """Refuse a folder of runs written under another schema version.
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        A campaign output folder.
+
+    Raises
+    ------
+    ValueError
+        If its manifest records another schema version.
+    """
     path = Path(outdir) / "manifest.parquet"
     if path.exists():
         versions = set(pl.read_parquet(path, columns=["schema_version"])["schema_version"].to_list())
@@ -27,7 +38,20 @@ def check_schema_version(outdir: str | Path) -> None:
 
 
 def scan(outdir: str | Path, table: str) -> pl.LazyFrame:
-    """Lazy frame of one table of a campaign (columns: the table's schema, then N, seed)."""
+    """Lazy frame of one table of a campaign.
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        A campaign output folder.
+    table : str
+        One of ``analysis.schemas.TABLES``.
+
+    Returns
+    -------
+    polars.LazyFrame
+        The table's fixed schema, then N and seed (the hive partitions).
+    """
     if table not in TABLES:
         raise ValueError(f"table={table!r} is not one of {sorted(TABLES)}")
     check_schema_version(outdir)
@@ -39,6 +63,18 @@ def scan(outdir: str | Path, table: str) -> pl.LazyFrame:
 
 
 def manifest(outdir: str | Path) -> pl.DataFrame:
+    """The campaign's manifest: one row per run with its status and provenance.
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        A campaign output folder.
+
+    Returns
+    -------
+    polars.DataFrame
+        Schema ``analysis.schemas.MANIFEST``.
+    """
     path = Path(outdir) / "manifest.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{outdir} has no manifest.parquet: is it a campaign output folder?")

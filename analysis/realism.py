@@ -31,7 +31,18 @@ import numpy as np
 
 
 def excess_kurtosis(x) -> float:
-    """Sample excess kurtosis E[(x - m)^4]/Var^2 - 3 (0 for a Gaussian, 6 for Student-t(5))."""
+    """Sample excess kurtosis E[(x - m)^4]/Var^2 - 3 (0 for a Gaussian, 6 for Student-t(5)).
+
+    Parameters
+    ----------
+    x : array_like of float
+        Non-finite values are dropped.
+
+    Returns
+    -------
+    float
+        NaN with fewer than 8 values or zero variance.
+    """
     x = np.asarray(x, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size < 8:
@@ -42,13 +53,37 @@ def excess_kurtosis(x) -> float:
 
 
 def returns(mid, lag: int) -> np.ndarray:
-    """Non-overlapping mid changes over ``lag`` records (ticks)."""
+    """Non-overlapping mid changes over ``lag`` records.
+
+    Parameters
+    ----------
+    mid : array_like of float
+        Mid path (ticks), one value per record.
+    lag : int
+        Records per return.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Ticks.
+    """
     mid = np.asarray(mid, dtype=np.float64)
     return np.diff(mid[::lag])
 
 
 def autocorrelation(x, max_lag: int) -> np.ndarray:
-    """Sample autocorrelation at lags 1..max_lag (biased estimator, the usual one)."""
+    """Sample autocorrelation at lags 1..max_lag (biased estimator, the usual one).
+
+    Parameters
+    ----------
+    x : array_like of float
+    max_lag : int
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (max_lag,)
+        NaN when the series is too short or constant.
+    """
     x = np.asarray(x, dtype=np.float64)
     if x.size <= max_lag + 1:
         return np.full(max_lag, np.nan)
@@ -60,8 +95,19 @@ def autocorrelation(x, max_lag: int) -> np.ndarray:
 
 
 def decay_exponent(lags, acf) -> tuple[float, float]:
-    """γ of acf(l) ∝ l^-γ by least squares on log–log axes over the positive values, with
-    its standard error; NaN when fewer than 4 lags are positive."""
+    """Exponent γ of acf(l) ∝ l^-γ by least squares on log–log axes over the positive values.
+
+    Parameters
+    ----------
+    lags : array_like of float
+    acf : array_like of float
+        Autocorrelation at ``lags``.
+
+    Returns
+    -------
+    (gamma, standard_error) : tuple of float
+        NaN when fewer than 4 lags have a positive acf.
+    """
     lags = np.asarray(lags, dtype=np.float64)
     acf = np.asarray(acf, dtype=np.float64)
     keep = np.isfinite(acf) & (acf > 0)
@@ -76,13 +122,39 @@ def decay_exponent(lags, acf) -> tuple[float, float]:
 
 
 def signature(mid, lags) -> np.ndarray:
-    """Var(mid_{t+h} - mid_t)/h for each lag h (overlapping increments; ticks² per record)."""
+    """Signature plot Var(mid_{t+h} - mid_t)/h for each lag h (overlapping increments).
+
+    Parameters
+    ----------
+    mid : array_like of float
+        Mid path (ticks).
+    lags : array_like of int
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Ticks² per record; NaN where the path is too short.
+    """
     mid = np.asarray(mid, dtype=np.float64)
     return np.array([np.var(mid[h:] - mid[:-h]) / h if mid.size > h + 1 else np.nan for h in lags])
 
 
 def response(mid, signs, lags) -> np.ndarray:
-    """R(l) = E[ε_t (m_{t+l} - m_t)] over the records with a non-zero sign ε_t (ticks)."""
+    """Response function R(l) = E[ε_t (m_{t+l} - m_t)] over the records with a non-zero sign ε_t.
+
+    Parameters
+    ----------
+    mid : array_like of float
+        Mid path (ticks).
+    signs : array_like of float
+        ε_t, aligned with ``mid``.
+    lags : array_like of int
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Ticks; NaN where undefined.
+    """
     mid = np.asarray(mid, dtype=np.float64)
     signs = np.asarray(signs, dtype=np.float64)
     out = []
@@ -98,7 +170,18 @@ def response(mid, signs, lags) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Fact:
-    """One stylized fact: the run's value, the literature's range and whether it is inside."""
+    """One stylized fact: the run's value, the literature's range and whether it is inside.
+
+    Attributes
+    ----------
+    name : str
+    value : float
+        NaN when the runs could not measure it.
+    low, high : float
+        The literature's range, in the fact's units.
+    source : str
+        The reference for the range.
+    """
 
     name: str
     value: float
@@ -169,8 +252,21 @@ def _stylized_facts(mids, spreads, signs, flow_signs, depth_profile) -> dict:
 
 
 def realism_table(outdir, n_agents: int | None = None):
-    """The stylized facts of a market campaign's runs at one N (default: the largest),
-    pooled over seeds, from its Parquet tables. Returns (facts dict, polars table)."""
+    """The stylized facts of a market campaign's runs at one N, pooled over seeds.
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        A finished market (book) campaign's output folder.
+    n_agents : int or None
+        The N to read; None for the largest.
+
+    Returns
+    -------
+    (facts, table) : tuple of (dict, polars.DataFrame)
+        ``facts`` as :func:`stylized_facts` returns it; ``table`` one row per fact (fact,
+        value, low, high, inside, available, source).
+    """
     import polars as pl
 
     from .readers import manifest, scan

@@ -40,7 +40,18 @@ RunBuilder = Callable[[dict, str], dict]
 
 @dataclass(frozen=True)
 class Report:
-    """A campaign's convergence table (one row per fitted metric) and the figures written."""
+    """A campaign's convergence table and the figures written.
+
+    Attributes
+    ----------
+    kind : str
+        The campaign's kind (particles, market, nash).
+    table : polars.DataFrame
+        One row per fitted metric: N range, runs, slope with its interval, the reference
+        slope, the bias fit where one applies, a note and a floor.
+    figures : tuple of pathlib.Path
+        The figure files written (empty when figures were not asked for).
+    """
 
     kind: str
     table: pl.DataFrame  # one row per fitted metric
@@ -100,6 +111,17 @@ def convergence_table(outdir: str | Path, build_run: RunBuilder) -> tuple[str, p
 
 
 def format_table(table: pl.DataFrame) -> str:
+    """The convergence table as fixed-width text, one line per metric (notes below it).
+
+    Parameters
+    ----------
+    table : polars.DataFrame
+        As in :attr:`Report.table`.
+
+    Returns
+    -------
+    str
+    """
     lines = [f"{'metric':<22}{'N':>14}{'runs':>6}  {'slope [95% CI]':<28}{'ref':>6}  bias b [95% CI], rate r"]
     for r in table.iter_rows(named=True):
         slope = f"{r['slope']:+.3f} [{r['slope_lo']:+.3f}, {r['slope_hi']:+.3f}]"
@@ -121,11 +143,25 @@ def _largest_run(outdir: Path, build_run: RunBuilder) -> tuple[int, int, dict]:
 
 
 def lattice_ks_floor(outdir: str | Path, build_run: RunBuilder) -> tuple[float, int]:
-    """(KS floor, L) of a book campaign: inventories are multiples of 1/L, so the empirical
-    CDF jumps by the mass of a lattice cell at each lattice point while the law's CDF is
-    continuous; however large N, KS stays near half the largest jump. The floor is half
-    the largest cell mass ``F(x + 1/2L) - F(x - 1/2L)`` of m(t, .) over lattice points x
-    and recorded times t (an estimate: the empirical jumps scatter around it)."""
+    """The KS floor of a book campaign.
+
+    Inventories are multiples of 1/L, so the empirical CDF jumps by the mass of a lattice
+    cell at each lattice point while the law's CDF is continuous; however large N, KS stays
+    near half the largest jump. The floor is half the largest cell mass
+    ``F(x + 1/2L) - F(x - 1/2L)`` of m(t, .) over lattice points x and recorded times t (an
+    estimate: the empirical jumps scatter around it).
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        A book campaign's output folder.
+    build_run : callable
+        Rebuilds a run's objects from its manifest ``params``.
+
+    Returns
+    -------
+    (floor, lots_per_unit) : tuple of (float, int)
+    """
     _, _, objects = _largest_run(Path(outdir), build_run)
     spec, model = objects["spec"], objects["model"]
     lots = spec.crowd.lots_per_unit
