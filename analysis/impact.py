@@ -417,9 +417,19 @@ def decay_profile(mid_paths, sides, end_index: int, tail: int) -> dict:
 
     Parameters
     ----------
-    mid_paths : (orders, times) mid prices; sides : +1 buy / -1 sell per order;
-    end_index : the record where execution ended; tail : records averaged for the
-    permanent level at the end of the path.
+    mid_paths : array_like of float, shape (orders, times)
+        Mid prices (ticks).
+    sides : array_like of float
+        +1 buy / -1 sell per order.
+    end_index : int
+        The record where execution ended.
+    tail : int
+        Records averaged for the permanent level at the end of the path.
+
+    Returns
+    -------
+    dict
+        impact (the mean path, ticks), peak and permanent (ticks), permanent_fraction.
     """
     paths = np.asarray(mid_paths, dtype=np.float64)
     impact = (paths - paths[:, :1]) * np.asarray(sides, dtype=np.float64)[:, None]
@@ -437,10 +447,18 @@ class ImpactLaw:
 
     Attributes
     ----------
-    sizes : meta-order volumes Q (lots); participation : Q/V, V the rest of the market's
-    volume over the execution; peaks : mean peak impact per size (ticks, in the direction
-    of trading); exponent : δ of I ∝ Q^δ, with a bootstrap interval over seeds
-    (``exponent_ci``); prefactor : I = prefactor · (Q/V)^δ.
+    sizes : numpy.ndarray of float64
+        Meta-order volumes Q (lots).
+    participation : numpy.ndarray of float64
+        Q/V, V the rest of the market's volume over the execution.
+    peaks : numpy.ndarray of float64
+        Mean peak impact per size (ticks, in the direction of trading).
+    exponent : float
+        δ of I ∝ Q^δ.
+    exponent_ci : tuple of float
+        Its bootstrap interval over seeds.
+    prefactor : float
+        I = prefactor · (Q/V)^δ (ticks).
     """
 
     sizes: np.ndarray
@@ -499,9 +517,14 @@ class Relaxation:
 
     Attributes
     ----------
-    time : seconds since the end; normalised : the mean path I(t)/I_peak; rho : the decay
-    rate (1/time) with its standard error over seeds (bootstrap); permanent_fraction : the
-    fitted asymptote over the peak, with its standard error.
+    time : numpy.ndarray of float64
+        Time since the end (time units).
+    normalised : numpy.ndarray of float64
+        The mean path I(t)/I_peak.
+    rho, rho_se : float
+        The decay rate (per time) and its bootstrap standard error over seeds.
+    permanent_fraction, permanent_fraction_se : float
+        The fitted asymptote over the peak, and its standard error.
     """
 
     time: np.ndarray

@@ -210,10 +210,22 @@ def stylized_facts(mids: list[np.ndarray], spreads: np.ndarray, signs: list[np.n
 
     Parameters
     ----------
-    mids : mid paths per run (one value per record); spreads : all recorded spreads
-    (ticks); signs : trade signs per run in time order (for their memory); flow_signs :
-    the sign of each record's net taker flow, aligned with ``mids`` (for the response);
-    depth_profile : (2, levels) mean lots behind the best bid/ask, or None.
+    mids : list of numpy.ndarray
+        Mid paths per run (ticks, one value per record).
+    spreads : numpy.ndarray
+        All recorded spreads (ticks).
+    signs : list of numpy.ndarray
+        Trade signs per run in time order (for their memory).
+    flow_signs : list of numpy.ndarray
+        The sign of each record's net taker flow, aligned with ``mids`` (for the response).
+    depth_profile : numpy.ndarray of shape (2, levels), optional
+        Mean lots behind the best bid / ask.
+
+    Returns
+    -------
+    dict
+        ``facts`` (list of :class:`Fact`) and the curves behind them (kurtosis, sign and
+        |return| autocorrelations, signature, response, spreads, depth profile).
     """
     import warnings
 

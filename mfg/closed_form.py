@@ -170,10 +170,14 @@ class AlmgrenChriss:
 
     Parameters
     ----------
-    gamma : temporary impact γ > 0 (cost per (share/time)² per unit time).
-    lam : inventory risk weight λ >= 0 (cost per share² per unit time).
-    terminal_penalty : Φ >= 0, possibly ``math.inf``.
-    horizon : T > 0.
+    gamma : float
+        Temporary impact γ > 0 (price per (share/time) per share).
+    lam : float
+        Inventory risk weight λ >= 0 (price per share² per time).
+    terminal_penalty : float
+        Φ >= 0 (price per share²), possibly ``math.inf``.
+    horizon : float
+        T > 0 (time units).
     """
 
     gamma: float
@@ -328,12 +332,20 @@ class LQCrowding:
 
     Parameters
     ----------
-    k : temporary impact (> 0); kappa : permanent impact (>= 0); T : horizon.
-    types : preference types (their weights are normalised to sum to one).
-    sigma : idiosyncratic inventory noise (>= 0).
-    c : crowd temporary impact (>= 0): execution price S + k ν + c μ.
-    rho : resilience of the impact (>= 0, per unit time): dY = (κ μ - ρ Y) dt; 0 keeps
-        impact permanent.
+    k : float
+        Temporary impact > 0 (price per (share/time) per share).
+    kappa : float
+        Permanent impact >= 0 (price per share).
+    T : float
+        Horizon > 0 (time units).
+    types : tuple of PreferenceType
+        Preference types (their weights are normalised to sum to one).
+    sigma : float
+        Idiosyncratic inventory noise >= 0 (shares per square-root time).
+    c : float
+        Crowd temporary impact >= 0: execution price S + k ν + c μ (price per (share/time)).
+    rho : float
+        Resilience of the impact >= 0 (per time): dY = (κ μ - ρ Y) dt; 0 keeps impact permanent.
     """
 
     k: float

@@ -596,23 +596,43 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
 
     Parameters
     ----------
-    order : 1, the monotone scheme (m >= 0, mass to round-off); or 2, Richardson
-        extrapolation of the scheme on ``grid`` and on the grid refined twice in x and t
-        (``2 f_fine - f_coarse`` on the coarse nodes). Second order in dx and dt for
-        smooth solutions, at about 5x the cost of the coarse solve; it conserves mass but
-        is not monotone, so the density may dip slightly below zero in the tails.
-    method : ``"anderson"`` (Anderson-accelerated damped Picard, default), ``"newton"``
+    model : MFGModel
+    grid : Grid
+    method : str
+        ``"anderson"`` (Anderson-accelerated damped Picard, default), ``"newton"``
         (Jacobian-free Newton–Krylov on Φ(c) - c = 0), ``"picard"`` (damped,
         c ← (1-θ)c + θΦ(c) with θ = ``damping``), ``"fictitious"`` (θ_k = 1/(k+2)).
-    tol : stop when the sup norm of Φ(c) - c is below this.
-    max_iter : outer iterations (Newton: Φ evaluations) before giving up.
-    initial_coupling : the fixed point's starting guess (a solution of a nearby model, say),
-        shaped as ``model.initial_coupling(grid)``; that is the default.
+    damping : float
+        θ in (0, 1].
+    tol : float
+        Stop when the sup norm of Φ(c) - c is below this (units of the coupling).
+    max_iter : int
+        Outer iterations (Newton: Φ evaluations) before giving up.
+    anderson_depth : int
+        Past iterates Anderson mixes.
+    newton_tol : float
+        Scaled residual at which each HJB Newton solve stops.
+    max_newton : int
+        Newton iterations allowed per HJB time step.
+    order : int
+        1, the monotone scheme (m >= 0, mass to round-off); or 2, Richardson extrapolation
+        of the scheme on ``grid`` and on the grid refined twice in x and t
+        (``2 f_fine - f_coarse`` on the coarse nodes). Second order in dx and dt for smooth
+        solutions, at about 5x the cost of the coarse solve; it conserves mass but is not
+        monotone, so the density may dip slightly below zero in the tails.
+    initial_coupling : numpy.ndarray of float64, optional
+        The fixed point's starting guess (a solution of a nearby model, say), shaped as
+        ``model.initial_coupling(grid)``; that is the default.
+
+    Returns
+    -------
+    MFGSolution
 
     Raises
     ------
-    MFGConvergenceError with the residual history when the iteration does not converge
-    (or diverges), or when an HJB step fails.
+    MFGConvergenceError
+        With the residual history, when the iteration does not converge (or diverges), or
+        when an HJB step fails.
     """
     import time
 

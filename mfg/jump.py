@@ -382,12 +382,31 @@ def solve_jumps(model: JumpMFGModel, n_t: int = 1000, *, method: str = "anderson
 
     Parameters
     ----------
-    method : ``"anderson"`` (default), ``"newton"`` (Jacobian-free Newton–Krylov),
-        ``"picard"`` (damped) or ``"fictitious"``; ``tol`` is on the sup norm of
-        Φ(c) - c; ``max_iter`` counts outer steps (Newton: sweeps).
+    model : JumpMFGModel
+    n_t : int
+        Time steps, >= 10.
+    method : str
+        ``"anderson"`` (default), ``"newton"`` (Jacobian-free Newton–Krylov), ``"picard"``
+        (damped) or ``"fictitious"``.
+    damping : float
+        Picard damping in (0, 1].
+    tol : float
+        Stop when the sup norm of Φ(c) - c is below this.
+    max_iter : int
+        Outer steps (Newton: sweeps).
+    anderson_depth : int
+        Past iterates Anderson mixes.
 
-    Raises ``MFGConvergenceError`` with the residual history when the fixed point is not
-    reached, ``ValueError`` when the model's terms are malformed or ``n_t`` is too small.
+    Returns
+    -------
+    JumpSolution
+
+    Raises
+    ------
+    MFGConvergenceError
+        With the residual history, when the fixed point is not reached.
+    ValueError
+        When the model's terms are malformed or ``n_t`` is too small.
     """
     check_options(method, damping, tol, max_iter, anderson_depth)
     t = time_grid(model.T, n_t)

@@ -337,11 +337,15 @@ class NashGaps:
 
     Attributes
     ----------
-    own_gain : (1/T)∫|g_N(t) - g(t)| dt, g the gain of a player's rate on its own
-        deviation from the mean (closed loop u(t); open loop -P/(2k); MFG -h2/(2k)), 1/time.
-    mean_rate : (1/T)∫|μ_N(t) - μ(t)| dt for a crowd started at the m0 mean (shares/time).
-    value : |J_N - J| for a player at the mean when everyone is, J = ∫(κ E μ - k μ² - φ E²)
-        dt - A E(T)² (gain beyond x + q s; the idiosyncratic-noise terms are left out).
+    own_gain : float
+        (1/T)∫|g_N(t) - g(t)| dt, g the gain of a player's rate on its own deviation from
+        the mean (closed loop u(t); open loop -P/(2k); MFG -h2/(2k)); per time.
+    mean_rate : float
+        (1/T)∫|μ_N(t) - μ(t)| dt for a crowd started at the m0 mean (shares per time).
+    value : float
+        |J_N - J| for a player at the mean when everyone is, J = ∫(κ E μ - k μ² - φ E²) dt
+        - A E(T)² (gain beyond x + q s; the idiosyncratic-noise terms are left out; price ×
+        shares).
     """
 
     own_gain: float

@@ -63,12 +63,27 @@ class CampaignOutput:
     folder: Path
 
     def scan(self, table: str) -> pl.LazyFrame:
-        """One table of every run (``agents``, ``market``, ``depth``, ``trades``, ``mfg``,
-        ``summary``) as a Polars LazyFrame with its fixed schema, plus ``N`` and ``seed``."""
+        """One table of every run as a Polars LazyFrame with its fixed schema, plus ``N`` and ``seed``.
+
+        Parameters
+        ----------
+        table : str
+            ``agents``, ``market``, ``depth``, ``trades``, ``mfg`` or ``summary``.
+
+        Returns
+        -------
+        polars.LazyFrame
+        """
         return scan(self.folder, table)
 
     def manifest(self) -> pl.DataFrame:
-        """One row per run: parameters, status, error, seconds, versions, git revision."""
+        """The campaign's runs.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per run: parameters, status, error, seconds, versions, git revision.
+        """
         return manifest(self.folder)
 
     @property
@@ -77,8 +92,17 @@ class CampaignOutput:
         return self.manifest().filter(pl.col("status") == "failed").height
 
     def report(self, figures: bool = True) -> Report:
-        """The convergence table (W1, KS, ... against N with fitted slopes and intervals)
-        and, with ``figures``, its figures written to ``folder/figures``."""
+        """The convergence table (W1, KS, ... against N with fitted slopes and intervals).
+
+        Parameters
+        ----------
+        figures : bool
+            Also write its figures to ``folder/figures``.
+
+        Returns
+        -------
+        analysis.report.Report
+        """
         return report(self.folder, build_run, figures=figures)
 
 
@@ -88,7 +112,20 @@ def _write(df, out_dir: Path, table: str, run: RunSpec) -> None:
 
 
 def shard_path(out_dir: Path, table: str, run: RunSpec) -> Path:
-    """Where a run's shard of ``table`` goes: ``<out>/<table>/N=<n>/seed=<s>/<run_id>.parquet``."""
+    """Where a run's shard of a table goes: ``<out>/<table>/N=<n>/seed=<s>/<run_id>.parquet``.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The campaign's output folder.
+    table : str
+        The table's name.
+    run : RunSpec
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return Path(out_dir) / table / f"N={run.n_agents}" / f"seed={run.seed}" / f"{run.run_id}.parquet"
 
 
@@ -153,7 +190,17 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False, agents_ke
 
 
 def depth_frame(result):
-    """The run's depth profile in long form: step, side, level (ticks behind the best), lots."""
+    """The run's depth profile in long form.
+
+    Parameters
+    ----------
+    result : simulator.market.MarketRun
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns step, side (+1 bid, -1 ask), level (ticks behind the best) and lots.
+    """
     records, _, levels = result.depth.shape
     return pl.DataFrame({
         "step": np.repeat(np.asarray(result.market["step"], dtype=np.int64), 2 * levels),

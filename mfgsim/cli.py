@@ -47,6 +47,12 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mfgsim`` argument parser with all its subcommands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = argparse.ArgumentParser(
         prog="mfgsim",
         description="Agent-based limit-order-book simulator that checks mean-field-game limits.",
@@ -190,8 +196,19 @@ def _cmd_run(args) -> int:
 
 
 def study_command(data: dict):
-    """(command, function) for files that are not campaigns, from their top-level tables;
-    None for a campaign (the campaign loader reports what a campaign lacks)."""
+    """The study command of a file that is not a campaign, from its top-level tables.
+
+    Parameters
+    ----------
+    data : dict
+        The file's parsed TOML.
+
+    Returns
+    -------
+    tuple of (str, callable) or None
+        (command, function); None for a campaign (the campaign loader reports what a
+        campaign lacks).
+    """
     if "campaign" in data:
         return None
     if "calibration" in data:
@@ -351,8 +368,21 @@ def _solve_market_making(cfg, out) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; every expected failure is one line on stderr and exit code 2
-    (1: a computation that did not converge or runs that failed; 130: interrupted)."""
+    """Run the command line.
+
+    Every expected failure is one line on stderr and exit code 2 (1: a computation that did
+    not converge or runs that failed; 130: interrupted).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -24,7 +24,13 @@ from mfg.market_making import MarketMakingMFG
 
 
 class ConfigError(ValueError):
-    """A configuration file is malformed; the message names file, key and value."""
+    """A configuration file is malformed; the message names file, key and value.
+
+    Parameters
+    ----------
+    message : str
+        The one-line message.
+    """
 
 
 class Section:
@@ -58,13 +64,31 @@ class Section:
         return f"{self.source}: {self._key(key)}"
 
     def error(self, key: str, value: Any, allowed: str, fix: str | None = None) -> ConfigError:
-        """The ConfigError for ``key = value``: file, key path, value, what is allowed."""
+        """The ConfigError for ``key = value``: file, key path, value, what is allowed.
+
+        Parameters
+        ----------
+        key : str
+            The key in this table.
+        value : object
+        allowed : str
+        fix : str, optional
+
+        Returns
+        -------
+        ConfigError
+        """
         return ConfigError(f"{self.source}: " + check.problem(self._key(key), value, allowed, fix))
 
     @contextmanager
     def located(self) -> Iterator[None]:
-        """Turn the checks of a spec built from this table into ConfigErrors that name the
-        file and the key path (:func:`_key_path`)."""
+        """Turn the checks of a spec built from this table into ConfigErrors that name the file and the key path.
+
+        Yields
+        ------
+        None
+            Inside the ``with`` block an :class:`mfg.validation.InvalidValue` becomes a ConfigError.
+        """
         try:
             yield
         except ConfigError:
@@ -75,7 +99,18 @@ class Section:
             raise ConfigError(f"{self.source}: {self.path + ': ' if self.path else ''}{exc}") from None
 
     def get(self, key: str, default: Any = ...) -> Any:
-        """The raw value of ``key`` (``default`` when absent; missing and required: an error)."""
+        """The raw value of ``key``.
+
+        Parameters
+        ----------
+        key : str
+        default : object, optional
+            Returned when the key is absent; without it the key is required.
+
+        Returns
+        -------
+        object
+        """
         self.used.add(key)
         if key not in self.data:
             if default is ...:
@@ -92,7 +127,20 @@ class Section:
 
     def number(self, key: str, default: Any = ..., *, lo: float = -math.inf, hi: float = math.inf,
                lo_open: bool = False, allow_inf: bool = False) -> float:
-        """A real number in [lo, hi] (``"inf"`` allowed as a string with ``allow_inf``)."""
+        """A real number in [lo, hi] (``"inf"`` allowed as a string with ``allow_inf``).
+
+        Parameters
+        ----------
+        key : str
+        default : object, optional
+        lo, hi : float
+        lo_open, allow_inf : bool
+            As in :func:`mfg.validation.number`.
+
+        Returns
+        -------
+        float
+        """
         value = self.get(key, default)
         if isinstance(value, str) and allow_inf and value.lower() in ("inf", "infinity"):
             value = math.inf
@@ -100,40 +148,118 @@ class Section:
             return check.number(self._key(key), value, lo=lo, hi=hi, lo_open=lo_open, allow_inf=allow_inf)
 
     def integer(self, key: str, default: Any = ..., *, lo: int | None = None, hi: int | None = None) -> int:
-        """An integer in [lo, hi]."""
+        """An integer in [lo, hi].
+
+        Parameters
+        ----------
+        key : str
+        default : object, optional
+        lo, hi : int or None
+            Inclusive bounds.
+
+        Returns
+        -------
+        int
+        """
         return self._checked(key, default, check.integer, lo=lo, hi=hi)
 
     def boolean(self, key: str, default: Any = ...) -> bool:
-        """true or false."""
+        """true or false.
+
+        Parameters
+        ----------
+        key : str
+        default : object, optional
+
+        Returns
+        -------
+        bool
+        """
         return self._checked(key, default, check.boolean)
 
     def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
-        """One of ``options``."""
+        """One of ``options``.
+
+        Parameters
+        ----------
+        key : str
+        options : tuple of str
+        default : object, optional
+
+        Returns
+        -------
+        str
+        """
         return self._checked(key, default, check.choice, options=options)
 
     def numbers(self, key: str, default: Any = ...) -> tuple[float, ...]:
-        """A non-empty list of numbers, as floats."""
+        """A non-empty list of numbers, as floats.
+
+        Parameters
+        ----------
+        key : str
+        default : object, optional
+
+        Returns
+        -------
+        tuple of float
+        """
         value = self.get(key, default)
         if not isinstance(value, list) or not value or not all(check.is_real(v) for v in value):
             raise self.error(key, value, "expected a non-empty list of numbers")
         return tuple(float(v) for v in value)
 
     def table(self, key: str, default: Any = ...) -> Section:
-        """The sub-table ``key`` as a Section."""
+        """The sub-table ``key`` as a Section.
+
+        Parameters
+        ----------
+        key : str
+        default : object, optional
+            Returned when the key is absent.
+
+        Returns
+        -------
+        Section
+        """
         return Section(self.get(key, default), self._key(key), self.source)
 
     def tables(self, key: str) -> list[Section]:
-        """An array of tables (``[[key]]``), one Section each."""
+        """An array of tables (``[[key]]``), one Section each.
+
+        Parameters
+        ----------
+        key : str
+
+        Returns
+        -------
+        list of Section
+        """
         value = self.get(key)
         if not isinstance(value, list) or not value:
             raise self.error(key, value, "expected one or more [[tables]]")
         return [Section(v, f"{self._key(key)}[{i}]", self.source) for i, v in enumerate(value)]
 
     def dataclass(self, cls: type, **given: Any) -> Any:
-        """Build the spec dataclass ``cls`` from this table: its fields are the known keys
-        (an integer given for a ``float`` field becomes a float, as TOML users write
-        ``kappa = 5``), ``given`` sets fields the file does not (sub-specs read with
-        :meth:`table`, the model), and every other key is a typo. The dataclass checks the values itself."""
+        """Build the spec dataclass ``cls`` from this table.
+
+        Its fields are the known keys (an integer given for a ``float`` field becomes a float, as
+        TOML users write ``kappa = 5``), ``given`` sets fields the file does not (sub-specs read
+        with :meth:`table`, the model), and every other key is a typo. The dataclass checks the
+        values itself.
+
+        Parameters
+        ----------
+        cls : type
+            A frozen dataclass.
+        **given : object
+            Fields set by the caller.
+
+        Returns
+        -------
+        object
+            An instance of ``cls``.
+        """
         kwargs = dict(given)
         for f in dataclasses.fields(cls):
             if f.name in given:  # a key of that name in the file is unknown (sub-tables are read by .table)
@@ -150,7 +276,16 @@ class Section:
             return cls(**kwargs)
 
     def done(self) -> None:
-        """Raise for keys nobody asked for (typos), suggesting the closest known key."""
+        """Raise for keys nobody asked for (typos), suggesting the closest known key.
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        ConfigError
+        """
         for key in self.data:
             if key not in self.used:
                 close = difflib.get_close_matches(key, sorted(self.used), n=1)
@@ -171,13 +306,41 @@ def _key_path(path: str, field: str) -> str:
 
 
 def output_name(sec: Section, path: str | Path) -> str:
-    """The ``name`` of a campaign or study (default: the file's stem): the folder its
-    outputs go to under the output root, so one plain path component
-    (:func:`mfg.validation.plain_name`; ``..`` would write outside the root)."""
+    """The ``name`` of a campaign or study: the folder its outputs go to under the output root.
+
+    One plain path component (:func:`mfg.validation.plain_name`; ``..`` would write outside
+    the root).
+
+    Parameters
+    ----------
+    sec : Section
+        The file's top-level table.
+    path : str or os.PathLike
+        The file (its stem is the default name).
+
+    Returns
+    -------
+    str
+    """
     return sec._checked("name", Path(path).stem, check.plain_name)
 
 
 def read_toml(path: str | Path) -> Section:
+    """Read a TOML file into a :class:`Section` that names the file in its errors.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Section
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, unreadable or not valid TOML.
+    """
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -200,7 +363,28 @@ def read_toml(path: str | Path) -> Section:
 # ---- `mfgsim solve` configs ---------------------------------------------------------------
 @dataclass(frozen=True)
 class SolveConfig:
-    """A model, its grid, the solver options and where to write."""
+    """A model, its grid, the solver options and where to write (``mfgsim solve``).
+
+    Parameters
+    ----------
+    model : mfg.fd.MFGModel or mfg.market_making.MarketMakingMFG
+    grid : mfg.fd.Grid or None
+        The FD grid (None for the market-making model).
+    method : str
+        The fixed-point method.
+    damping : float
+        Picard damping.
+    tol : float
+        Fixed-point tolerance.
+    max_iter : int
+        Outer iterations allowed.
+    out_dir : pathlib.Path
+        Where the solution is written.
+    n_t : int or None
+        Time steps of the market-making solver.
+    order : int
+        1 or 2 (Richardson) for the FD solver.
+    """
 
     model: Any
     grid: Any
@@ -268,7 +452,16 @@ def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfi
 
 
 def parse_solve_config(path: str | Path) -> SolveConfig:
-    """Read a ``mfgsim solve`` TOML file (see ``runs/solve_lq_crowding.toml``)."""
+    """Read a ``mfgsim solve`` TOML file (see ``runs/solve_lq_crowding.toml``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    SolveConfig
+    """
     root = read_toml(path)
     model_sec = root.table("model")
     kind = model_sec.choice("kind", ("lq_crowding", "crowd_aversion", "market_making"))

@@ -73,7 +73,16 @@ grid = { "crowd.n_agents" = [10, 30, 100, 300, 1000, 3000] }
 
 
 def demo_campaigns(out_root: str | Path) -> list[CampaignSpec]:
-    """Write the two demo campaign files under ``out_root`` and load them."""
+    """Write the two demo campaign files under ``out_root`` and load them.
+
+    Parameters
+    ----------
+    out_root : str or os.PathLike
+
+    Returns
+    -------
+    list of CampaignSpec
+    """
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     specs = []

@@ -22,7 +22,12 @@ from simulator.market import MarketSpec, ParticleSpec, run_market, run_particles
 
 
 def warm_kernels() -> None:
-    """Compile, or load from the numba cache, every kernel a run uses (tiny inputs)."""
+    """Compile, or load from the numba cache, every kernel a run uses (tiny inputs).
+
+    Returns
+    -------
+    None
+    """
     solve_market_making(MarketMakingMFG(0.05, 2.0, 1.0, 0.8, 0.5, 2, 1.0), n_t=20)
     model = LQCrowding.single(1.0, 1.0, 1.0, 1.0, 1.0, GaussianMixture.normal(1.0, 0.1))
     crowd = ExecutionCrowd(2, model)
@@ -31,7 +36,12 @@ def warm_kernels() -> None:
 
 
 class EngineError(RuntimeError):
-    """The engine could not be started (Dask missing or its scheduler unreachable)."""
+    """The engine could not be started (Dask missing or its scheduler unreachable).
+
+    Parameters
+    ----------
+    message : str
+    """
 
 
 def _worker_init() -> None:

@@ -12,12 +12,33 @@ from pathlib import Path
 
 
 class OutputError(RuntimeError):
-    """An output folder cannot be used; the message says which and why."""
+    """An output folder cannot be used; the message says which and why.
+
+    Parameters
+    ----------
+    message : str
+    """
 
 
 def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Path:
-    """Refuse, with one clear message, a folder that is a file, lies under a file, or
-    cannot be created or written; creates nothing."""
+    """Refuse, with one clear message, a folder that is a file, lies under a file, or cannot be created or written.
+
+    Creates nothing.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+    what : str
+        What the folder is, for the message.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputError
+    """
     folder = Path(folder)
     probe = folder
     while not probe.exists():
@@ -37,9 +58,17 @@ def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Pa
 def output_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (a ``.lock`` file inside it) while writing.
 
-    A second process asking for the same folder gets an :class:`OutputError` at once
-    instead of redoing the same runs; the lock goes with the process (``flock``), so a
-    killed run never leaves a stale lock behind.
+    A second process asking for the same folder gets an :class:`OutputError` at once instead
+    of redoing the same runs; the lock goes with the process (``flock``), so a killed run
+    never leaves a stale lock behind.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+
+    Yields
+    ------
+    None
     """
     import fcntl  # POSIX only: deferred so that the package imports elsewhere
 

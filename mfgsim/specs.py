@@ -29,7 +29,20 @@ DICT_SOURCE = "<dict>"  # the source named in messages about a campaign given as
 # ---- specs ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: its campaign, kind, N, seed and the resolved config as canonical JSON."""
+    """One run of a campaign.
+
+    Parameters
+    ----------
+    campaign : str
+        The campaign's name.
+    kind : str
+        ``particles``, ``market`` or ``nash``.
+    n_agents : int
+        N.
+    seed : int
+    config : str
+        The resolved config as canonical JSON (the run's identity).
+    """
 
     campaign: str
     kind: str
@@ -46,8 +59,23 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class CampaignSpec:
-    """A loaded campaign: its name (the output folder), source, kind, every run, and what
-    the runs keep (``keep_trades``; ``agents_kept`` agents' paths)."""
+    """A loaded campaign.
+
+    Parameters
+    ----------
+    name : str
+        The output folder's name.
+    source : str
+        The file it came from, or ``"<dict>"``.
+    kind : str
+        ``particles``, ``market`` or ``nash``.
+    runs : tuple of RunSpec
+        Every run.
+    keep_trades : bool
+        Whether runs keep their trades.
+    agents_kept : int
+        How many agents' paths each run keeps.
+    """
 
     name: str
     source: str
@@ -58,8 +86,23 @@ class CampaignSpec:
 
 
 def resolve_point(base: dict, point: dict, source: str) -> dict:
-    """A copy of the config ``base`` with the sweep ``point``'s values set at their dotted
-    keys (``{"crowd.n_agents": 100}`` sets ``cfg["crowd"]["n_agents"]``)."""
+    """A copy of the config with the sweep point's values set at their dotted keys.
+
+    ``{"crowd.n_agents": 100}`` sets ``cfg["crowd"]["n_agents"]``.
+
+    Parameters
+    ----------
+    base : dict
+        The campaign's config.
+    point : dict
+        ``{dotted key: value}``.
+    source : str
+        The file, for error messages.
+
+    Returns
+    -------
+    dict
+    """
     cfg = copy.deepcopy(base)
     for dotted, value in point.items():
         _set_path(cfg, dotted, value, source)
@@ -77,8 +120,19 @@ def _set_path(cfg: dict, dotted: str, value, source: str) -> None:
 
 
 def sweep_points(sweep: Section) -> list[dict]:
-    """The points of a ``[sweep]`` table: the cartesian product of ``grid`` times the rows
-    of ``zip``, each a ``{dotted key: value}`` dict (``[{}]`` for no sweep)."""
+    """The points of a ``[sweep]`` table.
+
+    The cartesian product of ``grid`` times the rows of ``zip``.
+
+    Parameters
+    ----------
+    sweep : Section
+
+    Returns
+    -------
+    list of dict
+        ``{dotted key: value}`` each; ``[{}]`` for no sweep.
+    """
     grid = sweep.get("grid", {})
     zipped = sweep.get("zip", {})
     sweep.done()

@@ -33,17 +33,24 @@ MAX_LOTS_PER_UNIT = 1_000_000
 
 @dataclass(frozen=True)
 class NoiseFlow:
-    """Zero-intelligence flow (Santa Fe style). Rates per unit time; with
-    ``scale_liquidity`` they are per execution agent (multiplied by N).
+    """Zero-intelligence flow (Santa Fe style).
+
+    Rates are per unit time; with ``scale_liquidity`` they are per execution agent
+    (multiplied by N).
 
     Parameters
     ----------
-    limit_rate : limit orders per unit time, each side equally likely.
-    market_rate : market orders per unit time.
-    cancel_rate : cancellation rate of each resting noise order (per unit time).
-    mean_depth : limit prices lie D ticks behind the opposite best quote, D >= 1
-        geometric with mean ``mean_depth``.
-    max_size : order sizes uniform on 1 .. max_size lots.
+    limit_rate : float
+        Limit orders per unit time, each side equally likely.
+    market_rate : float
+        Market orders per unit time.
+    cancel_rate : float
+        Cancellation rate of each resting noise order (per unit time).
+    mean_depth : float
+        Limit prices lie D ticks behind the opposite best quote, D >= 1 geometric with this
+        mean (ticks).
+    max_size : int
+        Order sizes are uniform on 1 .. max_size lots.
     """
 
     limit_rate: float = 40.0
@@ -61,18 +68,23 @@ class NoiseFlow:
 
 @dataclass(frozen=True)
 class LatentLiquidity:
-    """A latent order book (Tóth et al. 2011; Donier, Bonart, Mastromatteo, Bouchaud
-    2015): slow liquidity providers whose intentions sit at fixed prices and show in the
-    book only near the price (see :mod:`simulator._market_kernels`).
+    """A latent order book: slow liquidity providers whose intentions sit at fixed prices.
+
+    (Tóth et al. 2011; Donier, Bonart, Mastromatteo, Bouchaud 2015.) The intentions show in
+    the book only near the price (see :mod:`simulator._market_kernels`).
 
     Parameters
     ----------
-    deposit_rate : λ, one-lot intentions per tick and unit time on each side, deposited
-        uniformly at 1..``band`` ticks from the mid (× N with ``scale_liquidity``).
-    cancel_rate : ν, per lot and unit time; far from the price the latent density is λ/ν
-        lots per tick, and 1/ν is the book's memory.
-    band : ticks from the mid over which intentions are deposited.
-    reveal_ticks : intentions within this distance of the mid are posted in the book.
+    deposit_rate : float
+        λ, one-lot intentions per tick and unit time on each side, deposited uniformly at
+        1..``band`` ticks from the mid (× N with ``scale_liquidity``).
+    cancel_rate : float
+        ν, per lot and unit time; far from the price the latent density is λ/ν lots per
+        tick, and 1/ν is the book's memory (time units).
+    band : int
+        Ticks from the mid over which intentions are deposited.
+    reveal_ticks : int
+        Intentions within this distance of the mid (ticks) are posted in the book.
     """
 
     deposit_rate: float = 1.0
@@ -97,15 +109,29 @@ class MarketMakers:
 
     Parameters
     ----------
-    model : ``"avellaneda_stoikov"`` (reservation price s - q γ σ² (T-t), total spread
+    count : int
+        Number of makers.
+    model : str
+        ``"avellaneda_stoikov"`` (reservation price s - q γ σ² (T-t), total spread
         γσ²(T-t) + (2/γ) ln(1 + γ/k)), ``"glft"`` (Guéant–Lehalle–Fernandez-Tapia, exact
         quotes from v(t) = exp(-M (T-t)) 1, M tridiagonal of size 2Q+1), or
         ``"glft_asymptotic"`` (GLFT's closed-form large-horizon quotes), or ``"mfg"`` (the
         equilibrium quotes of :mod:`mfg.market_making`, makers competing through their mean
         quote with sensitivity ``competition``; 0 is GLFT).
-    risk_aversion : γ (per tick·quote). volatility : σ of the mid, ticks / sqrt(time).
-    quote_size : lots per quote (× N with ``scale_liquidity``); inventory is counted in
-        quotes, ``max_inventory`` = Q quotes on either side.
+    risk_aversion : float
+        γ > 0 (per tick·quote).
+    fill_intensity : float
+        A > 0, fills per unit time at the mid.
+    fill_decay : float
+        k > 0 (per tick).
+    volatility : float
+        σ of the mid > 0 (ticks per square-root time).
+    quote_size : int
+        Lots per quote (× N with ``scale_liquidity``); inventory is counted in quotes.
+    max_inventory : int
+        Q, quotes on either side.
+    competition : float
+        ε >= 0 (per tick), for the ``"mfg"`` model.
     """
 
     count: int = 2
@@ -210,13 +236,22 @@ class ExecutionCrowd:
 
     Parameters
     ----------
-    model : the LQ crowding model whose parameters the strategies use (k, κ, φ_j, A_j,
-        T, m0_j, type weights).
-    strategy : one of :data:`STRATEGIES`. Almgren–Chriss uses γ = k, λ = φ_j, Φ = A_j.
-    lots_per_unit : book lots per unit of model inventory.
-    order_type : ``"market"``, or ``"ioc"`` with a limit ``ioc_ticks`` beyond the touch.
-    stop_at_target : an agent whose inventory reaches 0 stops (orders never cross 0).
-    fd_grid : the grid for ``"mfg_fd"`` (the FD solution is interpolated in t and x).
+    n_agents : int
+        N >= 1.
+    model : mfg.closed_form.LQCrowding
+        The model whose parameters the strategies use (k, κ, φ_j, A_j, T, m0_j, type weights).
+    strategy : str
+        One of :data:`STRATEGIES`. Almgren–Chriss uses γ = k, λ = φ_j, Φ = A_j.
+    lots_per_unit : int
+        Book lots per unit of model inventory.
+    order_type : str
+        ``"market"``, or ``"ioc"`` with a limit ``ioc_ticks`` beyond the touch.
+    ioc_ticks : int
+        Ticks beyond the touch of an IOC order's limit.
+    stop_at_target : bool
+        An agent whose inventory reaches 0 stops (orders never cross 0).
+    fd_grid : mfg.fd.Grid or None
+        The grid for ``"mfg_fd"`` (the FD solution is interpolated in t and x).
     """
 
     n_agents: int

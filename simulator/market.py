@@ -51,18 +51,38 @@ class MarketSpec:
 
     Parameters
     ----------
-    T, dt : horizon and step (dt must divide T). warmup_steps : steps of noise and makers
-    only, before t = 0, so the book is populated when the crowd starts.
-    n_ticks, initial_mid : price grid and the starting mid (ticks). tick_size : price of
-    one tick (currency per lot).
-    record_every : steps between records; max_trades_kept : trades kept in the output.
-    post_steps : steps of noise and makers after T (the crowd has stopped), to watch the
-    price relax after the crowd's meta-orders. max_executions_kept : crowd orders kept.
-    latent : a latent order book (resilient liquidity) beside the noise flow, or None.
-    scale_with : what the liquidity scales with under ``scale_liquidity``: ``"crowd"``
-        (N execution agents: noise, latent deposits and the makers' quote sizes × N) or
-        ``"makers"`` (N = the makers' count, each quoting its own ``quote_size``: the flow
-        they serve grows with them, for finite-N makers against their mean field).
+    T, dt : float
+        Horizon and step (time units; dt must divide T).
+    n_ticks : int
+        Price levels of the book.
+    initial_mid : int
+        The starting mid (ticks).
+    tick_size : float
+        Price of one tick (currency per lot).
+    noise : NoiseFlow
+    makers : MarketMakers or None
+    latent : LatentLiquidity or None
+        A latent order book (resilient liquidity) beside the noise flow.
+    crowd : ExecutionCrowd or None
+    scale_liquidity : bool
+        Scale the liquidity with N (see ``scale_with``).
+    warmup_steps : int
+        Steps of noise and makers only, before t = 0, so the book is populated when the
+        crowd starts.
+    record_every : int
+        Steps between records.
+    max_trades_kept : int
+        Trades kept in the output.
+    post_steps : int
+        Steps of noise and makers after T (the crowd has stopped), to watch the price relax
+        after the crowd's meta-orders.
+    max_executions_kept : int
+        Crowd orders kept.
+    scale_with : str
+        What the liquidity scales with under ``scale_liquidity``: ``"crowd"`` (N execution
+        agents: noise, latent deposits and the makers' quote sizes × N) or ``"makers"`` (N =
+        the makers' count, each quoting its own ``quote_size``: the flow they serve grows
+        with them, for finite-N makers against their mean field).
     """
 
     T: float

@@ -91,16 +91,25 @@ def mixed_stream(
 
     Parameters
     ----------
-    n_messages : length of the stream.
-    n_ticks : price grid of the book the stream is meant for.
-    p_limit, p_cancel : probabilities of a limit order and of a cancel; the rest
-        (``1 - p_limit - p_cancel``) are market orders. A cancel drawn while no order
-        rests becomes a market order.
-    max_depth : limit prices are ``depth`` ticks behind the opposite touch with depth
-        uniform on ``0 .. max_depth``; depth 0 is marketable (probability
-        ``1/(max_depth+1)``).
-    max_qty : quantities are uniform on ``1 .. max_qty`` lots.
-    seed : seed of the draws; the same arguments give the same bytes.
+    n_messages : int
+        Length of the stream.
+    n_ticks : int
+        Price grid of the book the stream is meant for.
+    p_limit, p_cancel : float
+        Probabilities of a limit order and of a cancel; the rest (``1 - p_limit - p_cancel``)
+        are market orders. A cancel drawn while no order rests becomes a market order.
+    max_depth : int
+        Limit prices are ``depth`` ticks behind the opposite touch with depth uniform on
+        ``0 .. max_depth``; depth 0 is marketable (probability ``1/(max_depth+1)``).
+    max_qty : int
+        Quantities are uniform on ``1 .. max_qty`` lots.
+    seed : int
+        Seed of the draws; the same arguments give the same bytes.
+
+    Returns
+    -------
+    numpy.ndarray
+        Structured array of :data:`MESSAGE_DTYPE`.
     """
     n_messages = check.integer("n_messages", n_messages, lo=0, hi=2**40, wrong_type=TypeError)
     n_ticks = check.integer("n_ticks", n_ticks, lo=16, hi=50_000_000, wrong_type=TypeError)

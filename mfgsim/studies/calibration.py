@@ -60,7 +60,28 @@ from ..specs import resolve_point, sweep_points
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    """The loop's settings from ``[calibration]``."""
+    """The loop's settings from ``[calibration]``.
+
+    Parameters
+    ----------
+    seeds : tuple of int
+        Seeds of the book runs of each iteration.
+    damping : float
+        Weight of the new estimate in each update, in (0, 1].
+    tol : float
+        Stop when the parameters move by less than this (relative), or by less than two
+        standard errors of the estimates.
+    max_iter : int
+        Iterations allowed.
+    horizon : int
+        Steps per block in the impact regressions.
+    w1_records : int
+        Records used for the finite-N comparison.
+    parameters : tuple of str
+        Fed back from the book (among kappa, k, c, rho); the others stay fixed.
+    impact : str
+        How κ (and ρ) are measured: ``"blocks"`` (block regression) or a fit of the price path.
+    """
 
     seeds: tuple[int, ...]
     damping: float
@@ -74,7 +95,16 @@ class CalibrationSettings:
 
 @dataclass(frozen=True)
 class MetaOrderSettings:
-    """The meta-order study from ``[meta_orders]``."""
+    """The meta-order study from ``[meta_orders]``.
+
+    Parameters
+    ----------
+    sizes : tuple of float
+        Per-agent meta-order sizes (model units).
+    seeds : tuple of int
+    post_steps : int
+        Steps of relaxation recorded after the orders end.
+    """
 
     sizes: tuple[float, ...]  # per-agent meta-order sizes, model units
     seeds: tuple[int, ...]
@@ -83,7 +113,21 @@ class MetaOrderSettings:
 
 @dataclass(frozen=True)
 class CalibrationPlan:
-    """A loaded calibration: settings, one resolved config per sweep point, meta-orders."""
+    """A loaded calibration.
+
+    Parameters
+    ----------
+    name : str
+        The output folder's name.
+    source : str
+        The file.
+    settings : CalibrationSettings
+    points : tuple of dict
+        Resolved configs, one per sweep point.
+    labels : tuple of str
+        The sweep values of each point (JSON).
+    meta_orders : MetaOrderSettings or None
+    """
 
     name: str
     source: str
@@ -106,8 +150,17 @@ def _parameters(cal) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class CalibrationResult:
-    """What :func:`run` measured: one row per sweep point and iteration, and the meta-order
-    rows (empty without ``[meta_orders]``)."""
+    """What :func:`run` measured.
+
+    Parameters
+    ----------
+    plan : CalibrationPlan
+    rows : list of dict
+        One row per sweep point and iteration (parameters, estimates with standard errors,
+        the finite-N gap).
+    meta_orders : list of dict
+        The meta-order rows (empty without ``[meta_orders]``).
+    """
 
     plan: CalibrationPlan
     rows: list[dict]
@@ -121,8 +174,21 @@ class CalibrationResult:
 
 
 def load(path: str | Path) -> CalibrationPlan:
-    """Read and validate a calibration file (``runs/closed_loop.toml``), building every sweep
-    point once; a ConfigError names the file, the key path and the value."""
+    """Read and validate a calibration file (``runs/closed_loop.toml``), building every sweep point once.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    CalibrationPlan
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key path and the value.
+    """
     root = read_toml(path)
     cal = root.table("calibration")
     name = output_name(cal, path)
@@ -155,15 +221,42 @@ def load(path: str | Path) -> CalibrationPlan:
 
 
 def with_params(cfg: dict, kappa: float, k: float, c: float, rho: float = 0.0) -> dict:
-    """A copy of the resolved config ``cfg`` whose model has these impact parameters."""
+    """A copy of the resolved config whose model has these impact parameters.
+
+    Parameters
+    ----------
+    cfg : dict
+        A resolved config.
+    kappa, k, c : float
+        Permanent, own temporary and crowd temporary impact (model units).
+    rho : float
+        Resilience (per time).
+
+    Returns
+    -------
+    dict
+    """
     out = copy.deepcopy(cfg)
     out["model"].update(kappa=float(kappa), k=float(k), c=float(c), rho=float(rho))
     return out
 
 
 def market_objects(cfg: dict, source: str):
-    """(model, spec) of a resolved market config, recorded at every step and keeping every
-    crowd execution (what the impact estimators read) but no trades."""
+    """The model and market spec of a resolved config, set up for the impact estimators.
+
+    Recorded at every step and keeping every crowd execution, but no trades.
+
+    Parameters
+    ----------
+    cfg : dict
+        A resolved market config.
+    source : str
+        The file, for error messages.
+
+    Returns
+    -------
+    (model, spec) : tuple of (mfg.closed_form.LQCrowding, simulator.market.MarketSpec)
+    """
     obj = build_run(cfg, source)
     spec = dataclasses.replace(obj["spec"], max_executions_kept=obj["n_agents"] * obj["spec"].n_steps,
                                record_every=1, max_trades_kept=0)
@@ -174,10 +267,23 @@ def finite_n_gap(runs, model, spec, n_records: int) -> dict:
     """The agents against the MFG of the parameters they traded on.
 
     W1, mean inventory and mean rate measure how well the agents execute their feedback
-    (lots, fills): they are blind to a wrong κ, because the law is that of the same
-    feedback. ``price_error`` is what a wrong impact model gets wrong: the mean book price
-    move against the model's impact Y(t) (κ (E(t) - E(0)) when ρ = 0), in model price units
-    (max over time).
+    (lots, fills): they are blind to a wrong κ, because the law is that of the same feedback.
+    ``price_error`` is what a wrong impact model gets wrong: the mean book price move against
+    the model's impact Y(t) (κ (E(t) - E(0)) when ρ = 0), in model price units (max over
+    time).
+
+    Parameters
+    ----------
+    runs : sequence of simulator.market.MarketRun
+    model : mfg.closed_form.LQCrowding
+    spec : simulator.market.MarketSpec
+    n_records : int
+        Records compared.
+
+    Returns
+    -------
+    dict
+        w1, mean_inventory_error, mean_rate_error, cost_gap and price_error (model units).
     """
     stride = max(1, (runs[0].market["t"].size - 1) // (n_records - 1))
     rows = [compare_run(r, model, stride)[1] for r in runs]
@@ -192,7 +298,25 @@ def finite_n_gap(runs, model, spec, n_records: int) -> dict:
 
 
 def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, progress=None) -> list[dict]:
-    """Iterate one sweep point to its fixed point; one row per iteration."""
+    """Iterate one sweep point to its fixed point.
+
+    Parameters
+    ----------
+    cfg : dict
+        The point's resolved config.
+    plan : CalibrationPlan
+    pool : concurrent.futures.Executor
+        Where the book runs go.
+    point : int
+        The point's index (in the rows).
+    progress : callable, optional
+        Called with each row as it is made.
+
+    Returns
+    -------
+    list of dict
+        One row per iteration.
+    """
     s = plan.settings
     theta = np.array([cfg["model"]["kappa"], cfg["model"]["k"], cfg["model"].get("c", 0.0),
                       cfg["model"].get("rho", 0.0)], dtype=float)
@@ -241,7 +365,23 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
 
 
 def meta_order_study(cfg: dict, plan: CalibrationPlan, pool, kappa: float, k: float, c: float) -> list[dict]:
-    """Crowd meta-orders (TWAP sells of each size per agent), then ``post_steps`` of relaxation."""
+    """Crowd meta-orders (TWAP sells of each size per agent), then ``post_steps`` of relaxation.
+
+    Parameters
+    ----------
+    cfg : dict
+        A resolved config.
+    plan : CalibrationPlan
+        Its ``meta_orders`` gives the sizes and seeds.
+    pool : concurrent.futures.Executor
+    kappa, k, c : float
+        The model's impact parameters for the runs.
+
+    Returns
+    -------
+    list of dict
+        One row per size: peak and permanent impact (ticks), the mean path.
+    """
     meta = plan.meta_orders
     rows = []
     for size in meta.sizes:
@@ -269,7 +409,8 @@ def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = No
     Parameters
     ----------
     plan : CalibrationPlan
-    workers, dask : as :func:`mfgsim.engines.make_engine`
+    workers, dask
+        As in :func:`mfgsim.engines.make_engine`.
     verbose : bool
         Print one line per iteration.
 
@@ -298,8 +439,20 @@ def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = No
 
 
 def write(result: CalibrationResult, out_root: str | Path, verbose: bool = True) -> Path:
-    """Write ``calibration.parquet``, ``meta_orders.parquet`` and the figures under
-    ``out_root / <name>``; returns that folder. ``verbose`` prints the meta-order fit."""
+    """Write ``calibration.parquet``, ``meta_orders.parquet`` and the figures under ``out_root / <name>``.
+
+    Parameters
+    ----------
+    result : CalibrationResult
+    out_root : str or os.PathLike
+    verbose : bool
+        Print the meta-order fit.
+
+    Returns
+    -------
+    pathlib.Path
+        The study's folder.
+    """
     out = check_writable(Path(out_root) / result.plan.name, "calibration output folder")
     with output_lock(out):
         table = pl.DataFrame(result.rows)
@@ -323,7 +476,18 @@ def write(result: CalibrationResult, out_root: str | Path, verbose: bool = True)
 
 
 def summarize(table) -> str:
-    """Start against fixed point for each sweep point: parameters and the finite-N gap."""
+    """Start against fixed point for each sweep point: parameters and the finite-N gap.
+
+    Parameters
+    ----------
+    table : polars.DataFrame
+        The calibration rows.
+
+    Returns
+    -------
+    str
+        A text table.
+    """
     lines = []
     for (point,), g in table.group_by("point", maintain_order=True):
         g = g.sort("iteration")

@@ -42,7 +42,14 @@ from ..io import check_writable, output_lock
 
 @dataclass(frozen=True)
 class Book:
-    """One market to study: its name and its resolved ``[market]`` table."""
+    """One market to study.
+
+    Parameters
+    ----------
+    name : str
+    market : dict
+        Its resolved ``[market]`` table.
+    """
 
     name: str
     market: dict
@@ -50,7 +57,26 @@ class Book:
 
 @dataclass(frozen=True)
 class ImpactStudy:
-    """A parsed study: what to trade, on which books, and how often."""
+    """A parsed study: what to trade, on which books, and how often.
+
+    Parameters
+    ----------
+    name : str
+        The output folder's name.
+    source : str
+        The file.
+    sizes : tuple of float
+        Meta-order size per agent (model units, ``lots_per_unit`` lots each).
+    seeds : tuple of int
+    agents : int
+        Agents trading together.
+    lots_per_unit : int
+    horizon : float
+        Execution time (time units).
+    post_steps : int
+        Steps recorded after the end.
+    books : tuple of Book
+    """
 
     name: str
     source: str
@@ -65,8 +91,18 @@ class ImpactStudy:
 
 @dataclass(frozen=True)
 class ImpactResult:
-    """What :func:`run` measured: one row per book and size, one law row per book, and per
-    book the fitted (ImpactLaw or None, Relaxation)."""
+    """What :func:`run` measured.
+
+    Parameters
+    ----------
+    study : ImpactStudy
+    sizes : list of dict
+        One row per book and size.
+    laws : list of dict
+        One law row per book.
+    fits : dict
+        Per book, (ImpactLaw or None, Relaxation).
+    """
 
     study: ImpactStudy
     sizes: list[dict]
@@ -75,8 +111,21 @@ class ImpactResult:
 
 
 def load(path: str | Path) -> ImpactStudy:
-    """Read and validate an impact study (``runs/impact_square_root.toml``), building every
-    book's market; a ConfigError names the file, the key path and the value."""
+    """Read and validate an impact study (``runs/impact_square_root.toml``), building every book's market.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    ImpactStudy
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key path and the value.
+    """
     root = read_toml(path)
     study = root.table("study")
     name = output_name(study, path)
@@ -144,7 +193,17 @@ def _one_run(args):
 
 
 def measure(study: ImpactStudy, pool) -> ImpactResult:
-    """Run every book, size and seed on ``pool`` (an Executor) and fit the laws."""
+    """Run every book, size and seed on an executor and fit the laws.
+
+    Parameters
+    ----------
+    study : ImpactStudy
+    pool : concurrent.futures.Executor
+
+    Returns
+    -------
+    ImpactResult
+    """
     size_rows, law_rows, fits = [], [], {}
     for book in study.books:
         specs = [_spec(study, book, size) for size in study.sizes]
@@ -187,15 +246,36 @@ def measure(study: ImpactStudy, pool) -> ImpactResult:
 
 
 def run(study: ImpactStudy, workers: int | None = None, dask: str | None = None) -> ImpactResult:
-    """Run the study on an engine (see :func:`mfgsim.engines.make_engine`) and fit its laws."""
+    """Run the study on an engine and fit its laws.
+
+    Parameters
+    ----------
+    study : ImpactStudy
+    workers, dask
+        As in :func:`mfgsim.engines.make_engine`.
+
+    Returns
+    -------
+    ImpactResult
+    """
     warm_kernels()
     with make_engine(workers, dask) as pool:
         return measure(study, pool)
 
 
 def write(result: ImpactResult, out_root: str | Path) -> Path:
-    """Write ``impact_sizes.parquet``, ``impact_laws.parquet`` and the figures under
-    ``out_root / <study name>``; returns that folder."""
+    """Write ``impact_sizes.parquet``, ``impact_laws.parquet`` and the figures under ``out_root / <study name>``.
+
+    Parameters
+    ----------
+    result : ImpactResult
+    out_root : str or os.PathLike
+
+    Returns
+    -------
+    pathlib.Path
+        The study's folder.
+    """
     out = check_writable(Path(out_root) / result.study.name, "study output folder")
     with output_lock(out):
         atomic_write(out / "impact_sizes.parquet", pl.DataFrame(result.sizes).write_parquet)
@@ -207,8 +287,18 @@ def write(result: ImpactResult, out_root: str | Path) -> Path:
 
 
 def format_laws(rows: list[dict]) -> str:
-    """The law rows as a text table: exponent with its interval, Q/V range, permanent
-    fraction, decay time."""
+    """The law rows as a text table.
+
+    Exponent with its interval, Q/V range, permanent fraction, decay time.
+
+    Parameters
+    ----------
+    rows : list of dict
+
+    Returns
+    -------
+    str
+    """
     lines = [f"{'book':<20}{'exponent [95% CI]':<26}{'Q/V range':<20}{'permanent':>10}{'decay time':>12}"]
     for r in rows:
         lines.append(f"{r['book']:<20}{r['impact_exponent']:.3f} [{r['exponent_lo']:.3f}, {r['exponent_hi']:.3f}]"

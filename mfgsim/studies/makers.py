@@ -53,8 +53,24 @@ METRICS = ("w1", "mean_quote_error", "spread_gap", "pnl_gap")  # fitted against 
 
 @dataclass(frozen=True)
 class MakersStudy:
-    """A parsed makers study: the N values, the seeds, the ``[market]`` table, and the
-    fixed-point steps that fit the makers' intensity (and competition) to the book."""
+    """A parsed makers study.
+
+    Parameters
+    ----------
+    name : str
+        The output folder's name.
+    source : str
+        The file.
+    n_makers : tuple of int
+        The N values.
+    seeds : tuple of int
+    market : dict
+        The ``[market]`` table with ``[market.makers]`` and ``[market.noise]``.
+    fit_intensity : int
+        Fixed-point steps fitting the makers' A to the book's fills first.
+    fit_competition : bool
+        In those steps, fit ε too, from the book's fill sensitivity.
+    """
 
     name: str
     source: str
@@ -67,9 +83,23 @@ class MakersStudy:
 
 @dataclass(frozen=True)
 class MakersResult:
-    """What :func:`run` measured: the study as fitted, one row per run, one fit row per
-    metric (and the fit objects by metric: PowerFit and, for W1, BiasFit), the book's fill
-    sensitivity at the largest N and the model's k + ε."""
+    """What :func:`run` measured.
+
+    Parameters
+    ----------
+    study : MakersStudy
+        The study as fitted.
+    runs : polars.DataFrame
+        One row per run.
+    fits : list of dict
+        One fit row per metric.
+    curves : dict
+        The fit objects by metric: PowerFit and, for W1, BiasFit.
+    sensitivity : analysis.impact.FillSensitivity
+        The book's fill sensitivity at the largest N.
+    model_sensitivity : float
+        The model's k + ε (per tick).
+    """
 
     study: MakersStudy
     runs: pl.DataFrame
@@ -80,8 +110,21 @@ class MakersResult:
 
 
 def load(path: str | Path) -> MakersStudy:
-    """Read and validate a makers study (``runs/experiment_d_makers.toml``); a ConfigError
-    names the file, the key path and the value."""
+    """Read and validate a makers study (``runs/experiment_d_makers.toml``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    MakersStudy
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key path and the value.
+    """
     root = read_toml(path)
     study = root.table("study")
     name = output_name(study, path)
@@ -166,11 +209,24 @@ def _posted_distances(spec, run):
 
 
 def fill_sensitivity(spec, seeds, bins: int = 12) -> FillSensitivity:
-    """The book's sensitivity of a maker's fill rate to its quote relative to the others':
-    b in Λ ∝ exp(-b (δ - δ̄_posted)), fitted by Poisson regression (Newton) over every step,
-    maker and side of runs recorded at every step (a fill indicator per step is a Poisson
-    count while Λ dt ≪ 1; here about 0.04). It is the book's k̃ = k + ε of the model when
-    the crowd's mean quote is fixed."""
+    """The book's sensitivity b of a maker's fill rate to its quote relative to the others'.
+
+    Λ ∝ exp(-b (δ - δ̄_posted)), fitted by Poisson regression (Newton) over every step, maker
+    and side of runs recorded at every step (a fill indicator per step is a Poisson count
+    while Λ dt ≪ 1; here about 0.04). It is the book's k̃ = k + ε of the model when the
+    crowd's mean quote is fixed.
+
+    Parameters
+    ----------
+    spec : simulator.market.MarketSpec
+    seeds : sequence of int
+    bins : int
+        Equal-count bins for the binned rates.
+
+    Returns
+    -------
+    analysis.impact.FillSensitivity
+    """
     spec = dataclasses.replace(spec, record_every=1)
     xs, ys = [], []
     for seed in seeds:
@@ -190,12 +246,23 @@ def _fill_rate(args) -> float:
 
 
 def fit_intensity(study: MakersStudy, pool) -> tuple[MakersStudy, list[float], list[float]]:
-    """Fit the makers' intensity to the book at the largest N, ``study.fit_intensity`` times:
-    with the MFG's mean quote δ̄, set A so that A e^{-k δ̄} (the intensity a maker at the mean
+    """Fit the makers' intensity to the book at the largest N, ``study.fit_intensity`` times.
+
+    With the MFG's mean quote δ̄, set A so that A e^{-k δ̄} (the intensity a maker at the mean
     quote expects) is the fill rate the book delivers; with ``fit_competition`` also set
     ε = b - k, b the book's sensitivity to a maker's quote relative to the others'
-    (:func:`fill_sensitivity`, on up to 4 seeds); re-solve, repeat. Returns the study with
-    the fitted values and the paths of A and ε."""
+    (:func:`fill_sensitivity`, on up to 4 seeds); re-solve, repeat.
+
+    Parameters
+    ----------
+    study : MakersStudy
+    pool : concurrent.futures.Executor
+
+    Returns
+    -------
+    (study, A_path, competition_path) : tuple of (MakersStudy, list of float, list of float)
+        The study with the fitted values and the paths of A and ε.
+    """
     makers = study.market["makers"]
     a_path = [float(makers.get("fill_intensity", 100.0))]
     eps_path = [float(makers.get("competition", 0.0))]
@@ -226,7 +293,8 @@ def run(study: MakersStudy, workers: int | None = None, dask: str | None = None)
     Parameters
     ----------
     study : MakersStudy
-    workers, dask : as :func:`mfgsim.engines.make_engine`
+    workers, dask
+        As in :func:`mfgsim.engines.make_engine`.
 
     Returns
     -------
@@ -257,8 +325,18 @@ def run(study: MakersStudy, workers: int | None = None, dask: str | None = None)
 
 
 def write(result: MakersResult, out_root: str | Path) -> Path:
-    """Write ``makers_runs.parquet``, ``makers_fits.parquet`` and the figures under
-    ``out_root / <study name>``; returns that folder."""
+    """Write ``makers_runs.parquet``, ``makers_fits.parquet`` and the figures under ``out_root / <study name>``.
+
+    Parameters
+    ----------
+    result : MakersResult
+    out_root : str or os.PathLike
+
+    Returns
+    -------
+    pathlib.Path
+        The study's folder.
+    """
     study, runs = result.study, result.runs
     out = check_writable(Path(out_root) / study.name, "study output folder")
     figures = {}
