@@ -1,13 +1,15 @@
 """Compiled kernels of the finite-difference MFG solver (private).
 
 Scheme (Achdou–Capuzzo-Dolcetta) on a uniform grid x_0 .. x_{I-1} (spacing dx) and times
-t_n = n dt, n = 0 .. N, for the Hamiltonians of a power-law trading cost k|ν|^α (1 < α <= 2):
+t_n = n dt, n = 0 .. N, for the Hamiltonians of a trading cost a|ν| + k|ν|^α (1 < α <= 2,
+a >= 0 a cost per share such as the half-spread):
 
-    H(x, p) = sup_ν [-(p + s_n) ν - k |ν|^α] - F_n(x)   (cost form: -u_t - σ²/2 u_xx + H = 0)
-            = (α - 1) k |ν*|^α - F_n(x),  |ν*| = (|p + s_n| / (α k))^{1/(α-1)}
+    H(x, p) = sup_ν [-(p + s_n) ν - a |ν| - k |ν|^α] - F_n(x)   (cost form: -u_t - σ²/2 u_xx + H = 0)
+            = (α - 1) k |ν*|^α - F_n(x),  |ν*| = ((|p + s_n| - a)⁺ / (α k))^{1/(α-1)}
     F_n(x) = base(x) + slope_n x + dense_n(x)      (dense may be empty: shape (0, I))
 
-α = 2 is the quadratic case, H = (p + s)²/(4k). Every term below is written with the
+α = 2 with a = 0 is the quadratic case, H = (p + s)²/(4k). With a > 0 nobody trades where
+|p + s| <= a (the no-trade zone) and H is zero there; H stays convex, C¹ and minimal at 0. Every term below is written with the
 velocities ν* (= -H'(p)), so the monotone scheme, its Newton Jacobian and the FP adjoint
 hold for every α:
 
@@ -44,32 +46,35 @@ def _thomas(lower, diag, upper, rhs, out, work):
 
 
 @njit(cache=True)
-def _speed(a, k, alpha):
-    """|ν*| for the momentum a: (|a| / (α k))^{1/(α-1)} (|a|/(2k) when α = 2)."""
+def _speed(a, k, alpha, fixed):
+    """|ν*| for the momentum a: ((|a| - fixed)⁺ / (α k))^{1/(α-1)} ((|a| - fixed)⁺/(2k) when α = 2)."""
+    excess = abs(a) - fixed
+    if excess <= 0.0:
+        return 0.0
     if alpha == 2.0:
-        return abs(a) / (2.0 * k)
-    return (abs(a) / (alpha * k)) ** (1.0 / (alpha - 1.0))
+        return excess / (2.0 * k)
+    return (excess / (alpha * k)) ** (1.0 / (alpha - 1.0))
 
 
 @njit(cache=True)
-def _velocities(u, dx, k, alpha, shift, bplus, bminus):
+def _velocities(u, dx, k, alpha, fixed, shift, bplus, bminus):
     """Upwind velocities from u; state constraint at both ends."""
     n = u.shape[0]
     for i in range(n):
         if i < n - 1:
             a = (u[i + 1] - u[i]) / dx + shift
-            bplus[i] = _speed(a, k, alpha) if a < 0.0 else 0.0
+            bplus[i] = _speed(a, k, alpha, fixed) if a < 0.0 else 0.0
         else:
             bplus[i] = 0.0
         if i > 0:
             a = (u[i] - u[i - 1]) / dx + shift
-            bminus[i] = -_speed(a, k, alpha) if a > 0.0 else 0.0
+            bminus[i] = -_speed(a, k, alpha, fixed) if a > 0.0 else 0.0
         else:
             bminus[i] = 0.0
 
 
 @njit(cache=True)
-def hjb_backward(x, dt, sigma, k, alpha, shift, base, slope, dense, terminal, u, bplus, bminus, tol, max_newton,
+def hjb_backward(x, dt, sigma, k, alpha, fixed, shift, base, slope, dense, terminal, u, bplus, bminus, tol, max_newton,
                  last_residual, warm):
     """Solve the HJB backward in place.
 
@@ -101,7 +106,7 @@ def hjb_backward(x, dt, sigma, k, alpha, shift, base, slope, dense, terminal, u,
     pot = np.empty(n_x)
     old_next = terminal.copy()
     u[n_steps] = terminal
-    _velocities(u[n_steps], dx, k, alpha, shift[n_steps - 1], bplus[n_steps], bminus[n_steps])
+    _velocities(u[n_steps], dx, k, alpha, fixed, shift[n_steps - 1], bplus[n_steps], bminus[n_steps])
     total = 0
     for n in range(n_steps - 1, -1, -1):
         s = shift[n]
@@ -138,13 +143,13 @@ def hjb_backward(x, dt, sigma, k, alpha, shift, base, slope, dense, terminal, u,
                 if i < n_x - 1:
                     a = (un[i + 1] - un[i]) / dx + s
                     if a < 0.0:
-                        bp = _speed(a, k, alpha)
+                        bp = _speed(a, k, alpha, fixed)
                     up = diff + bp / dx
                     lap += diff * (un[i + 1] - un[i])
                 if i > 0:
                     a = (un[i] - un[i - 1]) / dx + s
                     if a > 0.0:
-                        bm = -_speed(a, k, alpha)
+                        bm = -_speed(a, k, alpha, fixed)
                     lo = diff - bm / dx
                     lap += diff * (un[i - 1] - un[i])
                 bplus[n, i] = bp

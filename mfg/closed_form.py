@@ -32,6 +32,13 @@ the one above with the price trend ``kappa mu`` replaced by ``D = kappa mu - rho
 (``Y = kappa (E - E0)``: impact is permanent). A decaying impact weakens the crowd's
 incentive to sell early: the trend it front-runs is partly undone before T.
 
+A propagator: ``transient = ((kappa_1, rho_1), ...)`` adds exponentials to the kernel,
+``G(tau) = kappa e^{-rho tau} + sum_i kappa_i e^{-rho_i tau}``, so that the impact is
+``Y = sum_i Y_i`` with one state per exponential, ``Y_i' = kappa_i mu - rho_i Y_i``, and
+the trend is ``D = sum_i (kappa_i mu - rho_i Y_i)``; the BVP carries one Y_i per term. A
+kernel measured from the book (a permanent part and up to three exponentials) is
+``kappa = permanent, rho = 0, transient = the exponentials``.
+
 Crowding and speed. The crowd's mean rate ``mu`` enters each agent's problem as a price
 trend ``kappa mu``: with sellers (``E0 > 0``) the price is expected to fall, which makes
 holding inventory costly, so every agent sells *faster* early on than it would alone, and
@@ -346,6 +353,9 @@ class LQCrowding:
         Crowd temporary impact >= 0: execution price S + k ν + c μ (price per (share/time)).
     rho : float
         Resilience of the impact >= 0 (per time): dY = (κ μ - ρ Y) dt; 0 keeps impact permanent.
+    transient : tuple of (float, float)
+        Further exponentials (κ_i >= 0 in price per share, ρ_i > 0 per time) of the impact
+        kernel G(τ) = κ e^{-ρτ} + Σ_i κ_i e^{-ρ_i τ}; empty by default.
     """
 
     k: float
@@ -355,6 +365,7 @@ class LQCrowding:
     sigma: float = 0.0
     c: float = 0.0
     rho: float = 0.0
+    transient: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self):
         check.number("k", self.k, lo=0.0, lo_open=True)
@@ -363,18 +374,25 @@ class LQCrowding:
         check.number("sigma", self.sigma, lo=0.0)
         check.number("c", self.c, lo=0.0)
         check.number("rho", self.rho, lo=0.0)
+        terms = tuple(tuple(term) for term in self.transient)
+        for i, term in enumerate(terms):
+            check.require(len(term) == 2, f"transient[{i}]", term, "expected a pair (kappa_i, rho_i)")
+            check.number(f"transient[{i}].kappa", term[0], lo=0.0)
+            check.number(f"transient[{i}].rho", term[1], lo=0.0, lo_open=True)
+        object.__setattr__(self, "transient", tuple((float(a), float(r)) for a, r in terms))
         types = tuple(self.types)
         if not types or not all(isinstance(p, PreferenceType) for p in types):
             raise ValueError("types must be a non-empty sequence of PreferenceType")
         object.__setattr__(self, "types", types)
 
     @classmethod
-    def single(cls, k, kappa, phi, A, T, m0: GaussianMixture, sigma=0.0, c=0.0, rho=0.0) -> LQCrowding:
+    def single(cls, k, kappa, phi, A, T, m0: GaussianMixture, sigma=0.0, c=0.0, rho=0.0,
+               transient=()) -> LQCrowding:
         """A one-type game.
 
         Parameters
         ----------
-        k, kappa, T, sigma, c, rho : float
+        k, kappa, T, sigma, c, rho, transient
             As in the class.
         phi, A : float
             The type's running and terminal penalties, as in `PreferenceType`.
@@ -385,7 +403,8 @@ class LQCrowding:
         -------
         LQCrowding
         """
-        return cls(k=k, kappa=kappa, T=T, types=(PreferenceType(phi, A, m0),), sigma=sigma, c=c, rho=rho)
+        return cls(k=k, kappa=kappa, T=T, types=(PreferenceType(phi, A, m0),), sigma=sigma, c=c, rho=rho,
+                   transient=transient)
 
     # ---- the mean-field mean: a constant-coefficient linear BVP --------------------------
     @cached_property
@@ -393,32 +412,62 @@ class LQCrowding:
         w = np.array([p.weight for p in self.types])
         return w / w.sum()
 
+    @property
+    def impact_terms(self) -> tuple[tuple[float, float], ...]:
+        """The kernel's exponentials (κ_i, ρ_i), the first being (kappa, rho).
+
+        Returns
+        -------
+        tuple of (float, float)
+            Price per share, and per time (0 for a permanent term).
+        """
+        return ((float(self.kappa), float(self.rho)),) + self.transient
+
+    def impact_kernel(self, tau) -> np.ndarray:
+        """The propagator G(τ) = Σ_i κ_i e^{-ρ_i τ}: the price move τ after one unit traded per agent.
+
+        Parameters
+        ----------
+        tau : array_like of float
+            Lags >= 0 (time units).
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Price per share, the shape of ``tau``.
+        """
+        tau = np.asarray(tau, dtype=np.float64)
+        return sum(kappa * np.exp(-rho * tau) for kappa, rho in self.impact_terms)
+
     @cached_property
     def _bvp(self):
-        """State X = (E_1..E_J, E_1'..E_J', Y): X' = M X, E(0) = E0, Y(0) = 0, and J
-        terminal conditions. (Y only feeds back into E when rho > 0.)"""
-        J, k, c, kappa, rho, T = len(self.types), self.k, self.c, self.kappa, self.rho, self.T
+        """State X = (E_1..E_J, E_1'..E_J', Y_1..Y_K): X' = M X, E(0) = E0, Y(0) = 0, and J
+        terminal conditions. (Y_i only feeds back into E when rho_i > 0.)"""
+        J, k, c, T = len(self.types), self.k, self.c, self.T
+        terms = self.impact_terms
+        K = len(terms)
         w = self.weights
         phi = np.array([p.phi for p in self.types])
         A = np.array([p.A for p in self.types])
         E0 = np.array([p.m0.mean for p in self.types])
         Binv = np.linalg.inv(2 * k * np.eye(J) + c * np.outer(np.ones(J), w))
-        n = 2 * J + 1
+        n = 2 * J + K
         M = np.zeros((n, n))
         M[:J, J:2 * J] = np.eye(J)
         M[J:2 * J, :J] = 2 * Binv @ np.diag(phi)
-        M[J:2 * J, J:2 * J] = -kappa * Binv @ np.outer(np.ones(J), w)
-        M[J:2 * J, 2 * J] = rho * Binv @ np.ones(J)
-        M[2 * J, J:2 * J] = kappa * w
-        M[2 * J, 2 * J] = -rho
-        # initial rows pick E and Y; terminal rows: k E_j'(T) + (c/2) mu(T) + A_j E_j(T) = 0
-        init = np.zeros((J + 1, n))
+        M[J:2 * J, J:2 * J] = -sum(kappa for kappa, _ in terms) * Binv @ np.outer(np.ones(J), w)
+        for i, (kappa, rho) in enumerate(terms):
+            M[J:2 * J, 2 * J + i] = rho * Binv @ np.ones(J)
+            M[2 * J + i, J:2 * J] = kappa * w
+            M[2 * J + i, 2 * J + i] = -rho
+        # initial rows pick E and the Y_i; terminal rows: k E_j'(T) + (c/2) mu(T) + A_j E_j(T) = 0
+        init = np.zeros((J + K, n))
         init[:J, :J] = np.eye(J)
-        init[J, 2 * J] = 1.0
+        init[J:, 2 * J:] = np.eye(K)
         term = np.zeros((J, n))
         term[:, :J] = np.diag(A)
         term[:, J:2 * J] = k * np.eye(J) + 0.5 * c * np.outer(np.ones(J), w)
-        start = np.concatenate([E0, [0.0]])
+        start = np.concatenate([E0, np.zeros(K)])
         lam, V = np.linalg.eig(M)
         if np.linalg.cond(V) < 1e10:
             # modes scaled to be <= 1 on [0, T]: growing ones anchored at T, decaying at 0
@@ -428,14 +477,14 @@ class LQCrowding:
             return ("modes", lam, V, coef, anchor)
         # defective M (e.g. kappa = 0 with a type of phi = 0: a linear mean): shoot with expm
         ET = _expm(M * T)
-        free = [i for i in range(n) if i not in range(J) and i != 2 * J]  # the unknown E'(0)
+        free = list(range(J, 2 * J))  # the unknown E'(0)
         X0 = np.zeros(n)
         X0[:J] = E0
         X0[free] = np.linalg.solve(term @ ET[:, free], -(term @ ET) @ X0)
         return ("expm", M, X0)
 
     def _state(self, t) -> np.ndarray:
-        """(2J + 1, len(t)): mean inventories E_j, their rates E_j', and the impact Y."""
+        """(2J + K, len(t)): mean inventories E_j, their rates E_j', and the impact terms Y_i."""
         shape = np.shape(t)
         t = np.atleast_1d(check.times(t, self.T)).ravel()
         kind, *rest = self._bvp
@@ -500,7 +549,9 @@ class LQCrowding:
         return np.tensordot(self.weights, self._state(t)[J:2 * J], axes=1)
 
     def price_impact(self, t) -> np.ndarray:
-        """The crowd's impact on the mid, dY = (κμ - ρY) dt, Y(0) = 0 (κ(E(t) - E(0)) when ρ = 0).
+        """The crowd's impact on the mid, Y = Σ_i Y_i with dY_i = (κ_i μ - ρ_i Y_i) dt, Y_i(0) = 0.
+
+        One term (κ, ρ) gives dY = (κμ - ρY) dt, and κ(E(t) - E(0)) when ρ = 0.
 
         Parameters
         ----------
@@ -512,7 +563,7 @@ class LQCrowding:
         numpy.ndarray of float64
             Y(t) (price units), the shape of ``t``.
         """
-        return self._state(t)[2 * len(self.types)]
+        return self._state(t)[2 * len(self.types):].sum(axis=0)
 
     # ---- individual quantities ---------------------------------------------------------
     def _type(self, j: int) -> PreferenceType:

@@ -6,10 +6,12 @@ for a local coupling), and how a solved population produces the next coupling. T
 owns the grid, the compiled HJB and FP sweeps (:mod:`mfg._fd_kernels`) and the outer
 fixed-point iteration.
 
-The running cost is ``k |ν|^α + s_n ν + F_n(x)`` with dynamics ``dX = ν dt + σ dW`` and
-1 < α <= 2 (``MFGModel.cost_exponent``): the Hamiltonian is
-``H(x, p) = (α-1) k |ν*|^α - F_n(x)``, ``|ν*| = (|p + s_n|/(α k))^{1/(α-1)}``, which is
-``(p + s_n)^2/(4k) - F_n`` for α = 2. This covers the LQ crowding family (``s = c μ``,
+The running cost is ``a |ν| + k |ν|^α + s_n ν + F_n(x)`` with dynamics ``dX = ν dt + σ dW``,
+1 < α <= 2 (``MFGModel.cost_exponent``) and a >= 0 (``MFGModel.spread_cost``, a cost per
+share such as the half-spread): the Hamiltonian is
+``H(x, p) = (α-1) k |ν*|^α - F_n(x)``, ``|ν*| = ((|p + s_n| - a)⁺/(α k))^{1/(α-1)}``
+(:func:`trading_hamiltonian`), which is ``(p + s_n)^2/(4k) - F_n`` for α = 2 and a = 0.
+With a > 0 an agent whose marginal value |p + s_n| is within a of zero does not trade. This covers the LQ crowding family (``s = c μ``,
 ``F = φ x² - κ μ x``, or the trend of a decaying impact), its version with a concave
 per-share cost ``k|ν|^β`` (α = 1 + β: the square-root law's β = 1/2 makes α = 3/2), and
 congestion models (``F = V(x) + a m^b``). The implicit scheme has no CFL limit; what is checked is that
@@ -34,6 +36,37 @@ from ._fixed_point import METHODS, MFGConvergenceError, check_options, iterate  
 from .closed_form import LQCrowding, decaying_impact
 from .io import atomic_write
 from .laws import GaussianMixture
+
+
+def trading_hamiltonian(q, k: float, alpha: float = 2.0, spread_cost: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The trading part of the Hamiltonian and its maximiser, in closed form.
+
+    H(q) = sup_ν [-q ν - a|ν| - k|ν|^α] = (α - 1) k |ν*|^α with
+    ν* = -sign(q) ((|q| - a)⁺/(α k))^{1/(α-1)}: zero in the no-trade zone |q| <= a.
+
+    Parameters
+    ----------
+    q : array_like of float
+        The momentum p + s (price per share): the marginal value of inventory plus the
+        linear cost per share traded.
+    k : float
+        Cost coefficient > 0 (price per share per (share/time)^(α-1)).
+    alpha : float
+        α in (1, 2].
+    spread_cost : float
+        a >= 0 (price per share).
+
+    Returns
+    -------
+    (H, rate) : tuple of numpy.ndarray of float64
+        H (price per time) and the optimal rate ν* (shares per time), the shape of ``q``.
+    """
+    check.number("k", k, lo=0.0, lo_open=True)
+    check.number("alpha", alpha, lo=1.0, hi=2.0, lo_open=True)
+    check.number("spread_cost", spread_cost, lo=0.0)
+    q = np.asarray(q, dtype=np.float64)
+    speed = (np.maximum(np.abs(q) - spread_cost, 0.0) / (alpha * k)) ** (1.0 / (alpha - 1.0))
+    return (alpha - 1.0) * k * speed**alpha, -np.sign(q) * speed
 
 
 @dataclass(frozen=True)
@@ -147,6 +180,9 @@ class MFGModel(ABC):
         Horizon (time units).
     cost_exponent : float
         α in (1, 2]: 2 is quadratic, α = 1 + β a concave per-share cost k|ν|^β.
+    spread_cost : float
+        a >= 0, a cost per share traded whatever the rate (the half-spread), making the
+        trading cost a|ν| + k|ν|^α and a no-trade zone |p + s| <= a (price per share).
     """
 
     n_types: int = 1
@@ -154,6 +190,7 @@ class MFGModel(ABC):
     sigma: float
     T: float
     cost_exponent: float = 2.0
+    spread_cost: float = 0.0
 
     @property
     def weights(self) -> np.ndarray:
@@ -277,14 +314,18 @@ class LQCrowdingModel(MFGModel):
     closed_form : LQCrowding
         The model's coefficients, types and horizon.
     cost_exponent : float
-        α in (1, 2] of the trading cost k|ν|^α; the closed form is exact for 2 only.
+        α in (1, 2] of the trading cost a|ν| + k|ν|^α; the closed form is exact for 2 only.
+    spread_cost : float
+        a >= 0 of that cost (price per share); the closed form is exact for 0 only.
     """
 
     closed_form: LQCrowding
-    cost_exponent: float = 2.0  # α of the trading cost k|ν|^α; the closed form is exact for 2 only
+    cost_exponent: float = 2.0
+    spread_cost: float = 0.0
 
     def __post_init__(self):
         check.number("cost_exponent", self.cost_exponent, lo=1.0, hi=2.0, lo_open=True)
+        check.number("spread_cost", self.spread_cost, lo=0.0)
 
     @property
     def n_types(self):
@@ -328,10 +369,10 @@ class LQCrowdingModel(MFGModel):
         )
 
     def impact_path(self, mu: np.ndarray, grid: Grid) -> np.ndarray:
-        """The crowd's impact Y at the grid times for the step rates μ.
+        """The crowd's impact Y = Σ_i Y_i at the grid times for the step rates μ.
 
-        Y(0) = 0 and, over a step, ``Y_{n+1} = Y_n e^{-ρ dt} + κ μ_n (1 - e^{-ρ dt})/ρ``
-        (``Y_n + κ μ_n dt`` at ρ = 0).
+        Y_i(0) = 0 and, over a step, ``Y_{n+1} = Y_n e^{-ρ dt} + κ μ_n (1 - e^{-ρ dt})/ρ``
+        for each term (κ, ρ) of the kernel (``Y_n + κ μ_n dt`` at ρ = 0).
 
         Parameters
         ----------
@@ -344,7 +385,7 @@ class LQCrowdingModel(MFGModel):
         numpy.ndarray of float64, shape (N+1,)
             Y (price units).
         """
-        return self.closed_form.kappa * decaying_impact(mu, grid.dt, self.closed_form.rho)
+        return sum(kappa * decaying_impact(mu, grid.dt, rho) for kappa, rho in self.closed_form.impact_terms)
 
     def coupling_from(self, m, rates, grid):
         """Implements `MFGModel.coupling_from`: μ, the weighted mean of the types' rates."""
@@ -565,7 +606,7 @@ class _Sweeper:
         for j in range(model.n_types):
             dense = no_dense if terms.dense is None else np.ascontiguousarray(terms.dense[j], dtype=np.float64)
             status = K.hjb_backward(
-                self.x, g.dt, model.sigma, model.k, float(model.cost_exponent),
+                self.x, g.dt, model.sigma, model.k, float(model.cost_exponent), float(model.spread_cost),
                 np.ascontiguousarray(terms.shift[j], dtype=np.float64),
                 np.ascontiguousarray(terms.base[j], dtype=np.float64),
                 np.ascontiguousarray(terms.slope[j], dtype=np.float64),

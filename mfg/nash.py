@@ -43,8 +43,9 @@ from .laws import GaussianMixture
 
 
 def _single_type(model: LQCrowding) -> PreferenceType:
-    if len(model.types) != 1 or model.c != 0.0 or model.rho != 0.0:
-        raise ValueError("the N-player game is implemented for one preference type, c = 0 and rho = 0")
+    if len(model.types) != 1 or model.c != 0.0 or model.rho != 0.0 or model.transient:
+        raise ValueError("the N-player game is implemented for one preference type, c = 0, rho = 0 and no "
+                         "transient impact terms")
     return model.types[0]
 
 

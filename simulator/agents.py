@@ -275,8 +275,9 @@ class ExecutionCrowd:
                           "strategy 'mfg_fd' needs the solver's grid: a [crowd.fd_grid] table with x_min, x_max, "
                           "n_x and n_t in a campaign, or fd_grid=mfg.fd.Grid(...) in Python")
         if self.strategy.startswith("nash"):
-            check.require(len(self.model.types) == 1 and self.model.c == 0 and self.model.rho == 0, "crowd.strategy",
-                          self.strategy, "the N-player game needs one preference type, c = 0 and rho = 0")
+            check.require(len(self.model.types) == 1 and self.model.c == 0 and self.model.rho == 0
+                          and not self.model.transient, "crowd.strategy", self.strategy,
+                          "the N-player game needs one preference type, c = 0, rho = 0 and no transient terms")
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Draw the agents' types (by the type weights) and initial inventories.

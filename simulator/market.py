@@ -406,6 +406,8 @@ class ParticleSpec:
         check.require(self.n_steps % self.record_every == 0, "record_every", self.record_every,
                       f"must divide the {self.n_steps} steps")
         check.number("sigma0", self.sigma0, lo=0.0)
+        check.require(not self.crowd.model.transient, "crowd.model.transient", self.crowd.model.transient,
+                      "the particle system has one impact state (kappa, rho)", "use the FD solver for a propagator")
 
     @property
     def n_steps(self) -> int:

@@ -122,7 +122,7 @@ def test_closed_and_open_loop_differ_but_agree_in_the_limit():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_players"):
         closed_loop(MODEL, 1)
-    with pytest.raises(ValueError, match="one preference type, c = 0 and rho = 0"):
+    with pytest.raises(ValueError, match="one preference type, c = 0, rho = 0"):
         open_loop(LQCrowding.single(1.0, 1.0, 1.0, 1.0, 1.0, GM.normal(0, 1), c=0.5), 3)
     with pytest.raises(ValueError, match="no open-loop equilibrium"):
         open_loop(LQCrowding.single(1.0, 50.0, 1.0, 1.0, 1.0, GM.normal(0, 1)), 2)
