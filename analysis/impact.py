@@ -240,14 +240,36 @@ def transient_impact(markets, n_agents: int, lots_per_unit: int, tick_size: floa
                       np.append(reg.stderr, reg.stderr[1] * scale), reg.r2, reg.n_obs)
 
 
-def temporary_impact(executions, markets, n_agents: int, lots_per_unit: int, tick_size: float, dt: float,
-                     horizon: int = 10) -> Regression:
-    """Cost per unit on (1, |ν|, μ sign ν) over agent × block-of-``horizon``-steps cells.
+@dataclass(frozen=True)
+class ExecutionCells:
+    """The crowd's executions pooled per agent and block of steps (DESIGN §6).
 
     Per order the own rate is not identified (mean-field scaling makes every order a lot or
-    two), so each agent's orders are pooled over blocks: y = its shortfall per unit traded
-    (model price units), |ν| = its traded volume rate, μ sign ν = the crowd's mean rate in
-    the block signed by the agent's direction.
+    two), so each agent's orders are pooled over blocks of ``horizon`` steps.
+
+    Attributes
+    ----------
+    cost : numpy.ndarray of float64
+        Shortfall per unit traded against each order's pre-trade mid (model price units;
+        positive is a cost).
+    rate : numpy.ndarray of float64
+        |ν|, the agent's traded volume rate in the block (model units per time).
+    crowd : numpy.ndarray of float64
+        μ sign ν, the crowd's mean rate in the block signed by the agent's direction
+        (model units per time).
+    run : numpy.ndarray of int64
+        Index of the run each cell comes from (for resampling runs).
+    """
+
+    cost: np.ndarray
+    rate: np.ndarray
+    crowd: np.ndarray
+    run: np.ndarray
+
+
+def execution_cells(executions, markets, n_agents: int, lots_per_unit: int, tick_size: float, dt: float,
+                    horizon: int = 10) -> ExecutionCells:
+    """Pool the crowd's executions into agent × block-of-``horizon``-steps cells.
 
     Parameters
     ----------
@@ -262,13 +284,11 @@ def temporary_impact(executions, markets, n_agents: int, lots_per_unit: int, tic
 
     Returns
     -------
-    Regression
-        Coefficients a (half-spread, price units), k (price per (unit/time)), c, and
-        ``spread_as_k`` = a E|ν|³/E|ν|⁴, the least-squares projection of a|ν| on k ν².
+    ExecutionCells
     """
     L = lots_per_unit
-    ys, own, crowd_term = [], [], []
-    for ex, m in zip(executions, markets):
+    ys, own, crowd_term, runs = [], [], [], []
+    for i, (ex, m) in enumerate(zip(executions, markets)):
         filled = np.asarray(ex["filled"], dtype=np.float64)
         ok = filled != 0
         step = np.asarray(ex["step"])[ok]
@@ -288,7 +308,33 @@ def temporary_impact(executions, markets, n_agents: int, lots_per_unit: int, tic
         ys.append(total_cost / volume * tick_size * L)
         own.append(volume / (L * horizon * dt))
         crowd_term.append(mu * np.sign(net))
-    y, nu, mu_s = np.concatenate(ys), np.concatenate(own), np.concatenate(crowd_term)
+        runs.append(np.full(cells.size, i, dtype=np.int64))
+    if not ys:
+        return ExecutionCells(*(np.zeros(0) for _ in range(3)), np.zeros(0, dtype=np.int64))
+    return ExecutionCells(np.concatenate(ys), np.concatenate(own), np.concatenate(crowd_term), np.concatenate(runs))
+
+
+def temporary_impact(executions, markets, n_agents: int, lots_per_unit: int, tick_size: float, dt: float,
+                     horizon: int = 10) -> Regression:
+    """Cost per unit on (1, |ν|, μ sign ν) over agent × block-of-``horizon``-steps cells.
+
+    The cells are those of :func:`execution_cells`: y = an agent's shortfall per unit
+    traded in a block (model price units), |ν| = its traded volume rate, μ sign ν = the
+    crowd's mean rate in the block signed by the agent's direction.
+
+    Parameters
+    ----------
+    executions, markets, n_agents, lots_per_unit, tick_size, dt, horizon
+        As in :func:`execution_cells`.
+
+    Returns
+    -------
+    Regression
+        Coefficients a (half-spread, price units), k (price per (unit/time)), c, and
+        ``spread_as_k`` = a E|ν|³/E|ν|⁴, the least-squares projection of a|ν| on k ν².
+    """
+    cells = execution_cells(executions, markets, n_agents, lots_per_unit, tick_size, dt, horizon)
+    y, nu, mu_s = cells.cost, cells.rate, cells.crowd
     reg = ols(np.stack([np.ones_like(y), nu, mu_s], axis=1), y, ("a", "k", "c"), hac_lags=0)
     projection = float(np.mean(nu**3) / np.mean(nu**4))
     return Regression(reg.names + ("spread_as_k",), np.append(reg.coef, reg.coef[0] * projection),
@@ -548,13 +594,26 @@ def _fit_relaxation(time: np.ndarray, path: np.ndarray) -> tuple[float, float]:
         return float(np.sum((X @ coef - path) ** 2)), float(coef[0])
 
     span = max(float(time[-1]), 1e-12)
-    rho = _minimise_rate(lambda r: sse(r)[0], np.geomspace(0.1 / span, 1000.0 / span, 121))
+    rho = minimise_on_grid(lambda r: sse(r)[0], np.geomspace(0.1 / span, 1000.0 / span, 121))
     return rho, sse(rho)[1]
 
 
-def _minimise_rate(objective, grid: np.ndarray) -> float:
+def minimise_on_grid(objective, grid: np.ndarray) -> float:
     """Minimise a one-dimensional objective: the best point of ``grid``, then a golden-section
-    search of the bracket around it (no scipy needed)."""
+    search of the bracket around it (no scipy needed).
+
+    Parameters
+    ----------
+    objective : callable
+        float -> float.
+    grid : numpy.ndarray of float64
+        Increasing points; the minimum should lie inside.
+
+    Returns
+    -------
+    float
+        The minimiser (to about 1e-8 of the bracket).
+    """
     errors = [objective(r) for r in grid]
     i = int(np.argmin(errors))
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
@@ -674,7 +733,7 @@ def fit_impact_path(price, mu, dt: float, rho_fixed: float | None = None) -> tup
         return kappa, rho_fixed, float(np.sqrt(err))
     horizon = mu.size * dt
     grid = np.concatenate([[0.0], np.geomspace(0.01 / horizon, 200.0 / horizon, 80)])
-    rho = _minimise_rate(lambda r: fit(r)[0], grid)
+    rho = minimise_on_grid(lambda r: fit(r)[0], grid)
     err, kappa = fit(rho)
     permanent_err, permanent_kappa = fit(0.0)
     if permanent_err <= err:  # the permanent model is at least as good

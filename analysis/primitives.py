@@ -1,0 +1,676 @@
+"""The market's primitives measured from the book: what the MFG the book is compared with
+is built on (DESIGN §6).
+
+* **Propagator.** The mid moves by ``Y(t) = ∫_0^t G(t - s) μ(s) ds`` for the trading rate μ
+  (model units per time per agent), with ``G(τ) = G_∞ + Σ_{i<=3} κ_i e^{-ρ_i τ}``: a
+  permanent part and up to three decaying exponentials, all non-negative. G is fitted
+  *jointly* to several mean price paths (the crowd's own trading, meta-orders of several
+  sizes with their relaxation), so one kernel has to explain all of them. For fixed rates
+  ρ_i the amplitudes are a non-negative least-squares problem (exact for μ constant on
+  each step, :func:`mfg.closed_form.decaying_impact`); the rates are found by coordinate
+  descent on log ρ, adding one exponential at a time, and the number of exponentials by
+  BIC. Each path's points are weighted by the inverse variance of its seed mean (floored
+  at the path's median variance, so that the first points, known almost exactly, do not
+  dominate). :func:`held_out_error` refits without one path and predicts it.
+* **Temporary cost.** The cost per unit traded against the pre-trade mid, pooled per agent
+  and block (:func:`analysis.impact.execution_cells`), is ``a + k |ν|^(α-1) + c μ sign ν``:
+  ``a`` is the half-spread (a fixed cost per share), ``k |ν|^α`` the depth slippage as a cost
+  rate, ``c`` the crowd's simultaneous orders. α is found on a grid refined by golden
+  section, (a, k, c) by least squares given α.
+* **Makers' fill table.** Λ(j; j̄): the fill rate of a quote j ticks from the mid when the
+  makers' mean posted quote is j̄, counted from per-step fill indicators (a Poisson count
+  while Λ dt ≪ 1); levels never quoted are reported as such (NaN), never filled in.
+
+Every primitive carries bootstrap standard errors over seeds (runs resampled with
+replacement). What cannot be identified raises :class:`PrimitiveError`, naming the
+quantity and what to raise (seeds, horizon, N), rather than returning NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mfg import validation as check
+from mfg.closed_form import decaying_impact
+
+from .impact import ExecutionCells, minimise_on_grid
+
+MAX_EXPONENTIALS = 3
+
+
+class PrimitiveError(ValueError):
+    """A primitive cannot be identified from the data; the message says which and what to raise."""
+
+
+# ---- the propagator ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImpactCurve:
+    """One price path and the trading that made it, per seed, in model units.
+
+    Parameters
+    ----------
+    name : str
+        What the path is (``"crowd"``, ``"meta 0.5"``).
+    rates : numpy.ndarray of float64, shape (seeds, n)
+        The trading rate on each step (units per time per agent; negative when selling).
+    prices : numpy.ndarray of float64, shape (seeds, n + 1)
+        The mid's move from the start at each step edge (model price units).
+    dt : float
+        The step (time units).
+    """
+
+    name: str
+    rates: np.ndarray
+    prices: np.ndarray
+    dt: float
+
+    def __post_init__(self):
+        rates = np.atleast_2d(np.asarray(self.rates, dtype=np.float64))
+        prices = np.atleast_2d(np.asarray(self.prices, dtype=np.float64))
+        check.number(f"{self.name}.dt", self.dt, lo=0.0, lo_open=True)
+        check.require(rates.shape[1] >= 2 and prices.shape == (rates.shape[0], rates.shape[1] + 1),
+                      f"{self.name}.prices", prices.shape, f"expected shape (seeds, n + 1) = "
+                      f"({rates.shape[0]}, {rates.shape[1] + 1}) for rates of shape {rates.shape}, n >= 2")
+        check.require(bool(np.all(np.isfinite(rates)) and np.all(np.isfinite(prices))), f"{self.name}", "non-finite",
+                      "rates and prices must be finite")
+        object.__setattr__(self, "rates", rates)
+        object.__setattr__(self, "prices", prices)
+
+    @property
+    def seeds(self) -> int:
+        """Number of seeds (runs)."""
+        return self.rates.shape[0]
+
+    @property
+    def end_index(self) -> int:
+        """The step edge where trading stopped: one past the last step with a non-zero mean rate."""
+        moving = np.flatnonzero(self.rates.mean(axis=0) != 0.0)
+        return int(moving[-1]) + 1 if moving.size else 0
+
+    def resampled(self, rng: np.random.Generator) -> ImpactCurve:
+        """The same curve with its seeds drawn with replacement.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+
+        Returns
+        -------
+        ImpactCurve
+        """
+        pick = rng.integers(self.seeds, size=self.seeds)
+        return ImpactCurve(self.name, self.rates[pick], self.prices[pick], self.dt)
+
+
+def impact_curve(name: str, markets, n_agents: int, lots_per_unit: int, tick_size: float, dt: float,
+                 n_steps: int | None = None) -> ImpactCurve:
+    """An :class:`ImpactCurve` from market tables recorded every step.
+
+    The crowd's net flow per step becomes its mean rate per agent (units per time) and the
+    mid its move in model price units (tick_size · L per tick), as in
+    :func:`analysis.impact.permanent_impact`.
+
+    Parameters
+    ----------
+    name : str
+    markets : sequence of dict or polars.DataFrame
+        One market table per seed, recorded every step.
+    n_agents : int
+        N.
+    lots_per_unit : int
+        L.
+    tick_size : float
+        Price units per tick.
+    dt : float
+        The step (time units).
+    n_steps : int, optional
+        Steps to use (default: every recorded step, relaxation included).
+
+    Returns
+    -------
+    ImpactCurve
+    """
+    scale = tick_size * lots_per_unit
+    mids = [np.asarray(m["mid"], dtype=np.float64) for m in markets]
+    n = min(mid.size for mid in mids) - 1 if n_steps is None else int(n_steps)
+    prices = np.stack([(mid[: n + 1] - mid[0]) * scale for mid in mids])
+    rates = np.stack([np.asarray(m["crowd_flow"], dtype=np.float64)[1: n + 1] / (n_agents * lots_per_unit * dt)
+                      for m in markets])
+    return ImpactCurve(name, rates, prices, dt)
+
+
+@dataclass(frozen=True)
+class Propagator:
+    """A fitted impact kernel G(τ) = G_∞ + Σ_i κ_i e^{-ρ_i τ}.
+
+    Parameters
+    ----------
+    permanent : float
+        G_∞ >= 0 (price per unit of inventory traded per agent).
+    amplitudes : tuple of float
+        κ_i >= 0 (price per unit), ordered by increasing rate.
+    rates : tuple of float
+        ρ_i > 0 (per time), increasing.
+    permanent_se : float
+    amplitudes_se, rates_se : tuple of float
+        Bootstrap standard errors over seeds (NaN with a single seed per curve).
+    curve_errors : dict of str to float
+        Per fitted curve, the rms misfit over the largest |mean price| of the curve.
+    """
+
+    permanent: float
+    amplitudes: tuple[float, ...]
+    rates: tuple[float, ...]
+    permanent_se: float = math.nan
+    amplitudes_se: tuple[float, ...] = ()
+    rates_se: tuple[float, ...] = ()
+    curve_errors: dict = field(default_factory=dict)
+
+    def kernel(self, tau) -> np.ndarray:
+        """G(τ).
+
+        Parameters
+        ----------
+        tau : array_like of float
+            Lags >= 0 (time units).
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Price per unit, the shape of ``tau``.
+        """
+        tau = np.asarray(tau, dtype=np.float64)
+        return self.permanent + sum(a * np.exp(-r * tau) for a, r in zip(self.amplitudes, self.rates))
+
+    def impact(self, rates, dt: float) -> np.ndarray:
+        """The price path of a rate constant on each step, exactly.
+
+        Parameters
+        ----------
+        rates : array_like of float
+            Rate per step (units per time per agent), length n.
+        dt : float
+            Step (time units).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n + 1,)
+            Price move at the step edges (model price units).
+        """
+        return _design(np.asarray(rates, dtype=np.float64), dt, self.rates) @ np.array(
+            (self.permanent,) + tuple(self.amplitudes))
+
+    def model_terms(self) -> dict:
+        """The kernel as the impact terms of :class:`mfg.closed_form.LQCrowding`.
+
+        Returns
+        -------
+        dict
+            ``kappa`` (the permanent part), ``rho`` (0) and ``transient`` (the exponentials).
+        """
+        return {"kappa": float(self.permanent), "rho": 0.0,
+                "transient": tuple((float(a), float(r)) for a, r in zip(self.amplitudes, self.rates))}
+
+
+def _design(rates: np.ndarray, dt: float, decay: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """Columns: the path of unit permanent impact, then of a unit exponential of each rate."""
+    return np.stack([decaying_impact(rates, dt, 0.0)] + [decaying_impact(rates, dt, float(r)) for r in decay],
+                    axis=1)
+
+
+def _nonnegative_lstsq(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """min |X b - y|² over b >= 0, exactly, by trying every support (at most 2^4 here)."""
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    if np.all(coef >= 0):
+        return coef, float(np.sum((X @ coef - y) ** 2))
+    best, best_sse = np.zeros(X.shape[1]), float(y @ y)
+    for mask in range(1, 2 ** X.shape[1]):
+        cols = [j for j in range(X.shape[1]) if mask >> j & 1]
+        sub, *_ = np.linalg.lstsq(X[:, cols], y, rcond=None)
+        if np.any(sub < 0):
+            continue
+        sse = float(np.sum((X[:, cols] @ sub - y) ** 2))
+        if sse < best_sse:
+            best_sse = sse
+            best = np.zeros(X.shape[1])
+            best[cols] = sub
+    return best, best_sse
+
+
+class _Objective:
+    """The weighted misfit of all curves for given decay rates (amplitudes solved inside)."""
+
+    def __init__(self, curves: list[ImpactCurve], weights: list[np.ndarray]):
+        self.curves = curves
+        self.mean_rates = [c.rates.mean(axis=0) for c in curves]
+        sqrt_w = [np.sqrt(w) for w in weights]
+        self.sqrt_w = sqrt_w
+        self.y = np.concatenate([c.prices.mean(axis=0) * s for c, s in zip(curves, sqrt_w)])
+        self.n_points = self.y.size
+
+    def solve(self, decay) -> tuple[np.ndarray, float]:
+        X = np.concatenate([_design(r, c.dt, decay) * s[:, None]
+                            for r, c, s in zip(self.mean_rates, self.curves, self.sqrt_w)])
+        return _nonnegative_lstsq(X, self.y)
+
+    def __call__(self, decay) -> float:
+        return self.solve(decay)[1]
+
+
+def _weights(curves: list[ImpactCurve]) -> list[np.ndarray]:
+    """Inverse variance of each seed-mean price, floored at the curve's median variance."""
+    out = []
+    for c in curves:
+        scale = max(float(np.max(np.abs(c.prices.mean(axis=0)))), 1e-300)
+        if c.seeds > 1:
+            var = c.prices.var(axis=0, ddof=1) / c.seeds
+            floor = max(float(np.median(var[1:])), (1e-6 * scale) ** 2)
+            out.append(1.0 / np.maximum(var, floor))
+        else:  # one seed: every point of the curve counts alike, scaled to the curve's size
+            out.append(np.full(c.prices.shape[1], 1.0 / scale**2))
+    return out
+
+
+def _rate_grid(curves: list[ImpactCurve]) -> np.ndarray:
+    span = max(c.rates.shape[1] * c.dt for c in curves)
+    dt = min(c.dt for c in curves)
+    return np.geomspace(0.05 / span, 0.5 / dt, 60)
+
+
+def _refine(objective: _Objective, decay: list[float], grid: np.ndarray, sweeps: int) -> list[float]:
+    """Coordinate descent on log ρ_i, each a golden search of the bracket around it."""
+    lo, hi = np.log(grid[0]), np.log(grid[-1])
+    for _ in range(sweeps):
+        for i in range(len(decay)):
+            centre = math.log(decay[i])
+            local = np.exp(np.linspace(max(lo, centre - 1.5), min(hi, centre + 1.5), 13))
+
+            def with_rate(r, i=i):
+                trial = list(decay)
+                trial[i] = r
+                return objective(trial)
+
+            decay[i] = float(minimise_on_grid(with_rate, local))
+    return sorted(decay)
+
+
+def _nested_fits(objective: _Objective, up_to: int, grid: np.ndarray) -> list[list[float]]:
+    """The decay rates of the best kernels with 0 .. ``up_to`` exponentials, adding one at a
+    time: scan the grid for the new rate, then refine all of them."""
+    fits: list[list[float]] = [[]]
+    for _ in range(up_to):
+        decay = fits[-1]
+        errors = [objective(decay + [r]) for r in grid]
+        fits.append(_refine(objective, decay + [float(grid[int(np.argmin(errors))])], grid, sweeps=3))
+    return fits
+
+
+def _propagator(objective: _Objective, decay: list[float]) -> Propagator:
+    coef, _ = objective.solve(decay)
+    errors = {}
+    for c, r in zip(objective.curves, objective.mean_rates):
+        mean = c.prices.mean(axis=0)
+        fit = _design(r, c.dt, decay) @ coef
+        errors[c.name] = float(np.sqrt(np.mean((fit - mean) ** 2)) / max(np.max(np.abs(mean)), 1e-300))
+    return Propagator(float(coef[0]), tuple(float(a) for a in coef[1:]), tuple(float(r) for r in decay),
+                      curve_errors=errors)
+
+
+def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100, seed: int = 0) -> Propagator:
+    """Fit one propagator to several price paths jointly, with bootstrap errors over seeds.
+
+    Parameters
+    ----------
+    curves : sequence of ImpactCurve
+        The crowd's mean price path and meta-order paths (with their relaxation), say.
+    n_exponentials : int, optional
+        0 .. 3 decaying terms; by default chosen by BIC on the weighted misfit.
+    n_boot : int
+        Bootstrap resamples of each curve's seeds (0: no errors).
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    Propagator
+
+    Raises
+    ------
+    PrimitiveError
+        When no curve trades, or there are fewer points than parameters.
+    """
+    curves = list(curves)
+    check.require(len(curves) >= 1 and all(isinstance(c, ImpactCurve) for c in curves), "curves", curves,
+                  "expected a non-empty sequence of ImpactCurve")
+    if n_exponentials is not None:
+        check.integer("n_exponentials", n_exponentials, lo=0, hi=MAX_EXPONENTIALS)
+    check.integer("n_boot", n_boot, lo=0, hi=100_000)
+    if not any(np.any(c.rates != 0) for c in curves):
+        raise PrimitiveError("propagator: no curve has any trading (all rates are zero); raise the crowd's "
+                             "inventory, the horizon or N")
+    objective = _Objective(curves, _weights(curves))
+    if objective.n_points < 4 * (MAX_EXPONENTIALS + 1):
+        raise PrimitiveError(f"propagator: {objective.n_points} price points cannot identify a kernel of up to "
+                             f"{2 * MAX_EXPONENTIALS + 1} parameters; record more steps (a longer horizon)")
+    grid = _rate_grid(curves)
+    fits = _nested_fits(objective, MAX_EXPONENTIALS if n_exponentials is None else n_exponentials, grid)
+    if n_exponentials is None:
+        n = objective.n_points
+        bic = [n * math.log(max(objective(d), 1e-300) / n) + (2 * len(d) + 1) * math.log(n) for d in fits]
+        decay = fits[int(np.argmin(bic))]
+    else:
+        decay = fits[-1]
+    point = _propagator(objective, decay)
+    if n_boot == 0 or all(c.seeds == 1 for c in curves):
+        return point
+    rng = np.random.default_rng(seed)
+    weights = objective.sqrt_w
+    draws = []
+    for _ in range(n_boot):
+        sample = _Objective([c.resampled(rng) for c in curves], [w**2 for w in weights])
+        boot_decay = _refine(sample, list(decay), grid, sweeps=1) if decay else []
+        coef, _ = sample.solve(boot_decay)
+        draws.append(np.concatenate([coef, boot_decay]))
+    draws = np.array(draws)
+    se = draws.std(axis=0, ddof=1)
+    K = len(decay)
+    return Propagator(point.permanent, point.amplitudes, point.rates, float(se[0]),
+                      tuple(float(x) for x in se[1:1 + K]), tuple(float(x) for x in se[1 + K:]),
+                      point.curve_errors)
+
+
+def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tail: float = 0.2) -> dict:
+    """Fit the propagator without one curve and predict that curve's peak and plateau.
+
+    Parameters
+    ----------
+    curves : sequence of ImpactCurve
+    held_out : str
+        The name of the curve left out; it must stop trading before its end.
+    n_exponentials : int, optional
+        As in :func:`fit_propagator`.
+    tail : float
+        Fraction of the post-trading records averaged for the plateau.
+
+    Returns
+    -------
+    dict
+        ``peak`` and ``plateau`` (observed, model price units), ``peak_predicted``,
+        ``plateau_predicted``, their relative errors ``peak_error`` and ``plateau_error``
+        ((predicted - observed)/|observed|), and the ``propagator`` fitted without it.
+    """
+    curves = list(curves)
+    names = [c.name for c in curves]
+    check.choice("held_out", held_out, names)
+    target = curves[names.index(held_out)]
+    end = target.end_index
+    n = target.rates.shape[1]
+    if not 0 < end < n - 1:
+        raise PrimitiveError(f"propagator: the held-out curve {held_out!r} has no relaxation after its trading "
+                             "(record post_steps after the meta-order)")
+    fit = fit_propagator([c for c in curves if c.name != held_out], n_exponentials, n_boot=0)
+    predicted = fit.impact(target.rates.mean(axis=0), target.dt)
+    observed = target.prices.mean(axis=0)
+    last = max(1, int(round(tail * (n - end))))
+    out = {"peak": float(observed[end]), "peak_predicted": float(predicted[end]),
+           "plateau": float(observed[-last:].mean()), "plateau_predicted": float(predicted[-last:].mean()),
+           "propagator": fit}
+    for key in ("peak", "plateau"):
+        out[f"{key}_error"] = (out[f"{key}_predicted"] - out[key]) / max(abs(out[key]), 1e-300)
+    return out
+
+
+# ---- the temporary cost -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class TemporaryCost:
+    """Cost per unit traded, a + k |ν|^(α-1) + c μ sign ν, with bootstrap errors over runs.
+
+    Parameters
+    ----------
+    spread, spread_se : float
+        a, the fixed cost per unit (the half-spread; model price units).
+    k, k_se : float
+        Depth slippage: the cost rate is k |ν|^α (price per unit per (unit/time)^(α-1)).
+    alpha, alpha_se : float
+        α in (1, 2].
+    crowd, crowd_se : float
+        c, the cost per unit of the crowd's simultaneous rate (price per (unit/time)).
+    n_cells : int
+        Agent × block cells fitted.
+    r2 : float
+        R² of the fit.
+    """
+
+    spread: float
+    spread_se: float
+    k: float
+    k_se: float
+    alpha: float
+    alpha_se: float
+    crowd: float
+    crowd_se: float
+    n_cells: int
+    r2: float
+
+    def cost_per_share(self, rate, crowd_rate=0.0) -> np.ndarray:
+        """The fitted cost per unit traded.
+
+        Parameters
+        ----------
+        rate : array_like of float
+            |ν| (units per time).
+        crowd_rate : array_like of float
+            μ sign ν (units per time).
+
+        Returns
+        -------
+        numpy.ndarray of float64
+            Model price units.
+        """
+        rate = np.abs(np.asarray(rate, dtype=np.float64))
+        return self.spread + self.k * rate ** (self.alpha - 1.0) + self.crowd * np.asarray(crowd_rate)
+
+
+_BETA_GRID = np.linspace(0.02, 1.0, 50)
+
+
+def _cost_fit(cost, rate, crowd, use_crowd: bool, beta=None):
+    """(a, k, c, β, sse, r2): least squares given β, β by grid and golden section in (0, 1]."""
+    def regress(b):
+        cols = [np.ones_like(rate), rate**b] + ([crowd] if use_crowd else [])
+        X = np.stack(cols, axis=1)
+        coef, *_ = np.linalg.lstsq(X, cost, rcond=None)
+        return coef, float(np.sum((X @ coef - cost) ** 2))
+
+    if beta is None:
+        beta = float(min(minimise_on_grid(lambda b: regress(b)[1], _BETA_GRID), 1.0))
+    coef, sse = regress(beta)
+    tss = float(np.sum((cost - cost.mean()) ** 2))
+    c = float(coef[2]) if use_crowd else 0.0
+    return float(coef[0]), float(coef[1]), c, beta, sse, (1.0 - sse / tss) if tss > 0 else math.nan
+
+
+def fit_temporary_cost(cells: ExecutionCells, crowd: bool = True, n_boot: int = 200, seed: int = 0) -> TemporaryCost:
+    """Fit the cost per unit traded against the rate, from every fill against the pre-trade mid.
+
+    Parameters
+    ----------
+    cells : analysis.impact.ExecutionCells
+        The crowd's executions pooled per agent and block.
+    crowd : bool
+        Fit the crowd term c μ sign ν (False: c = 0).
+    n_boot : int
+        Bootstrap resamples of the runs (0: no errors).
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    TemporaryCost
+
+    Raises
+    ------
+    PrimitiveError
+        With too few cells, rates that do not vary, or a slippage that does not grow
+        with the rate (k <= 0).
+    """
+    check.integer("n_boot", n_boot, lo=0, hi=100_000)
+    cost, rate, crowd_term, runs = (np.asarray(x) for x in (cells.cost, cells.rate, cells.crowd, cells.run))
+    keep = np.isfinite(cost) & np.isfinite(rate) & np.isfinite(crowd_term) & (rate > 0)
+    cost, rate, crowd_term, runs = cost[keep], rate[keep], crowd_term[keep], runs[keep]
+    if cost.size < 30:
+        raise PrimitiveError(f"temporary cost: {cost.size} agent-block cells with fills, at least 30 are needed; "
+                             "raise seeds, N or the horizon")
+    if np.ptp(np.log(rate)) < 0.1:
+        raise PrimitiveError("temporary cost: the agents' trading rates hardly vary (spread of log rate < 0.1), "
+                             "so the cost curve is not identified; give the crowd a wider initial law or more types")
+    a, k, c, beta, sse, r2 = _cost_fit(cost, rate, crowd_term, crowd)
+    if k <= 0:
+        raise PrimitiveError(f"temporary cost: the depth slippage k={k:.3g} does not grow with the rate in these "
+                             "runs; raise seeds or the spread of trading rates (N, the initial law)")
+    se = (math.nan,) * 4
+    unique_runs = np.unique(runs)
+    if n_boot and unique_runs.size > 1:
+        rng = np.random.default_rng(seed)
+        by_run = [np.flatnonzero(runs == r) for r in unique_runs]
+        draws = []
+        for _ in range(n_boot):
+            rows = np.concatenate([by_run[i] for i in rng.integers(len(by_run), size=len(by_run))])
+            draws.append(_cost_fit(cost[rows], rate[rows], crowd_term[rows], crowd)[:4])
+        se = tuple(float(x) for x in np.std(draws, axis=0, ddof=1))
+    return TemporaryCost(a, se[0], k, se[1], 1.0 + beta, se[3], c, se[2], int(cost.size), r2)
+
+
+# ---- the makers' fill table -------------------------------------------------------------------
+@dataclass(frozen=True)
+class FillTable:
+    """Λ(j; j̄): the fill rate of a quote j ticks from the mid when the makers' mean posted quote is j̄.
+
+    Parameters
+    ----------
+    levels : numpy.ndarray of float64
+        The quoted distances j from the mid (ticks; a lattice of ``lattice`` ticks), increasing.
+    mean_edges : numpy.ndarray of float64
+        Edges of the j̄ bins (ticks).
+    mean_centres : numpy.ndarray of float64
+        The mean j̄ observed in each bin (ticks).
+    rate, rate_se : numpy.ndarray of float64, shape (levels, bins)
+        Fills per unit time and their Poisson standard error; NaN where never quoted.
+    fills, observations : numpy.ndarray of int64, shape (levels, bins)
+        Fills and quoted maker-side-steps.
+    dt : float
+        The step (time units).
+    """
+
+    levels: np.ndarray
+    mean_edges: np.ndarray
+    mean_centres: np.ndarray
+    rate: np.ndarray
+    rate_se: np.ndarray
+    fills: np.ndarray
+    observations: np.ndarray
+    dt: float
+
+    @property
+    def quoted(self) -> np.ndarray:
+        """Where the table has data: (levels, bins) of bool."""
+        return self.observations > 0
+
+    def intensity(self, level: float, mean_quote: float) -> float:
+        """Λ(j; j̄), interpolated linearly in j̄ between the bins' centres (flat beyond them).
+
+        Parameters
+        ----------
+        level : float
+            j, one of ``levels`` (ticks).
+        mean_quote : float
+            j̄ (ticks).
+
+        Returns
+        -------
+        float
+            Fills per unit time.
+
+        Raises
+        ------
+        PrimitiveError
+            When the level, or a bin the interpolation needs, was never quoted.
+        """
+        i = np.flatnonzero(np.isclose(self.levels, level))
+        if i.size == 0:
+            raise PrimitiveError(f"fill table: level {level} ticks was never quoted (quoted levels: "
+                                 f"{self.levels.tolist()}); run more seeds or steps, or keep the quotes on them")
+        row = self.rate[i[0]]
+        centres = self.mean_centres
+        j = int(np.clip(np.searchsorted(centres, mean_quote), 1, max(centres.size - 1, 1)))
+        needed = [0] if centres.size == 1 else ([j - 1, j] if centres[0] <= mean_quote <= centres[-1]
+                                                else [0 if mean_quote < centres[0] else centres.size - 1])
+        if not np.all(np.isfinite(row[needed])):
+            raise PrimitiveError(f"fill table: level {level} ticks was never quoted while the mean quote was near "
+                                 f"{mean_quote:.3g} ticks; run more seeds or steps")
+        if len(needed) == 1:
+            return float(row[needed[0]])
+        w = (mean_quote - centres[j - 1]) / (centres[j] - centres[j - 1])
+        return float((1 - w) * row[j - 1] + w * row[j])
+
+
+def fill_table(distance, mean_distance, filled, dt: float, mean_bins: int = 4, lattice: float = 0.5) -> FillTable:
+    """Count fills of posted quotes by their distance from the mid and the makers' mean quote.
+
+    Parameters
+    ----------
+    distance : array_like of float
+        The posted quote's distance from the mid (ticks), one entry per maker, side and step
+        in which the side was posted.
+    mean_distance : array_like of float
+        The makers' mean posted distance in that step and side (ticks).
+    filled : array_like of float
+        1 where that quote was filled in that step, else 0.
+    dt : float
+        The step (time units).
+    mean_bins : int
+        Equal-count bins of the mean quote.
+    lattice : float
+        The distances' lattice (ticks): half a tick when the mid can sit between ticks.
+
+    Returns
+    -------
+    FillTable
+
+    Raises
+    ------
+    PrimitiveError
+        With no quotes, or no fills at all.
+    """
+    check.number("dt", dt, lo=0.0, lo_open=True)
+    check.integer("mean_bins", mean_bins, lo=1, hi=1000)
+    check.number("lattice", lattice, lo=0.0, lo_open=True)
+    distance = np.asarray(distance, dtype=np.float64)
+    mean_distance = np.asarray(mean_distance, dtype=np.float64)
+    filled = np.asarray(filled, dtype=np.float64)
+    keep = np.isfinite(distance) & np.isfinite(mean_distance) & np.isfinite(filled)
+    distance, mean_distance, filled = distance[keep], mean_distance[keep], filled[keep]
+    if distance.size == 0 or filled.sum() == 0:
+        raise PrimitiveError(f"fill table: {distance.size} posted quotes and {int(filled.sum())} fills; "
+                             "raise seeds, steps or the makers' count")
+    snapped = np.round(distance / lattice) * lattice
+    levels = np.unique(snapped)
+    edges = np.unique(np.quantile(mean_distance, np.linspace(0, 1, mean_bins + 1)))
+    if edges.size < 2:
+        edges = np.array([mean_distance[0] - 0.5 * lattice, mean_distance[0] + 0.5 * lattice])
+    column = np.clip(np.searchsorted(edges, mean_distance, side="right") - 1, 0, edges.size - 2)
+    row = np.searchsorted(levels, snapped)
+    shape = (levels.size, edges.size - 1)
+    flat = row * shape[1] + column
+    observations = np.bincount(flat, minlength=shape[0] * shape[1]).reshape(shape)
+    fills = np.bincount(flat, filled, minlength=shape[0] * shape[1]).reshape(shape)
+    centres = np.bincount(column, mean_distance, minlength=shape[1]) / np.maximum(np.bincount(column,
+                                                                                              minlength=shape[1]), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(observations > 0, fills / (observations * dt), np.nan)
+        rate_se = np.where(observations > 0, np.sqrt(fills) / (observations * dt), np.nan)
+    return FillTable(levels, edges, centres, rate, rate_se, fills.astype(np.int64), observations.astype(np.int64),
+                     float(dt))

@@ -1,0 +1,141 @@
+"""The book's primitives (analysis.primitives) on synthetic data with known truth: the data
+are made here by a direct convolution sum and plain random draws, not by the estimators'
+own formulas."""
+
+import math
+
+import numpy as np
+import pytest
+
+from analysis.impact import ExecutionCells
+from analysis.primitives import (ImpactCurve, Propagator, PrimitiveError, fill_table, fit_propagator,
+                                 fit_temporary_cost, held_out_error)
+
+TRUE = {"permanent": 0.5, "terms": ((2.0, 1.0), (1.0, 12.0))}
+
+
+def true_kernel(tau):
+    return TRUE["permanent"] + sum(a * np.exp(-r * np.asarray(tau)) for a, r in TRUE["terms"])
+
+
+def convolve(rates, dt):
+    """price(t_n) = Σ_{m<n} μ_m ∫_{t_m}^{t_m+1} G(t_n - s) ds, the integral by a 40-point
+    Gauss–Legendre rule on each step (a different route from the fit's exact exponentials)."""
+    x, w = np.polynomial.legendre.leggauss(40)
+    out = np.zeros(rates.size + 1)
+    for n in range(1, rates.size + 1):
+        t_n = n * dt
+        s = (np.arange(n)[:, None] + 0.5 * (x[None, :] + 1)) * dt
+        out[n] = np.sum(rates[:n, None] * true_kernel(t_n - s) * w[None, :] * 0.5 * dt)
+    return out
+
+
+def curves(seeds=8, noise=0.01, seed=1):
+    rng = np.random.default_rng(seed)
+    dt = 0.01
+    out = []
+    crowd_rate = -3.0 * np.exp(-3.0 * (np.arange(100) + 0.5) * dt)
+    shapes = {"crowd": crowd_rate}
+    for size in (0.5, 1.0, 2.0):
+        shapes[f"meta {size}"] = np.concatenate([np.full(50, -size / 0.5), np.zeros(150)])
+    for name, rate in shapes.items():
+        clean = convolve(rate, dt)
+        walk = noise * np.cumsum(rng.standard_normal((seeds, rate.size)), axis=1) * math.sqrt(dt)
+        prices = clean[None, :] + np.concatenate([np.zeros((seeds, 1)), walk], axis=1)
+        out.append(ImpactCurve(name, np.tile(rate, (seeds, 1)), prices, dt))
+    return out
+
+
+def test_propagator_recovers_a_known_kernel_jointly():
+    fit = fit_propagator(curves(), n_boot=20)
+    tau = np.array([0.0, 0.05, 0.2, 0.5, 1.0, 2.0])
+    np.testing.assert_allclose(fit.kernel(tau), true_kernel(tau), rtol=0.08)
+    # over a window of 2 time units a permanent part and a slow exponential are hard to tell
+    # apart: the bootstrap says so, and the truth lies within its error
+    assert abs(fit.permanent - 0.5) < 3 * fit.permanent_se
+    assert len(fit.rates) >= 1 and all(np.isfinite(fit.rates_se)) and fit.permanent_se > 0
+    assert max(fit.curve_errors.values()) < 0.05
+    # the model's terms carry the same kernel into the MFG
+    from mfg.closed_form import LQCrowding
+    from mfg.laws import GaussianMixture as GM
+    cf = LQCrowding.single(k=1.0, phi=1.0, A=5.0, T=1.0, m0=GM.normal(1.0, 0.1), **fit.model_terms())
+    np.testing.assert_allclose(cf.impact_kernel(tau), fit.kernel(tau))
+
+
+def test_held_out_meta_order_is_predicted():
+    out = held_out_error(curves(), "meta 1.0")
+    assert abs(out["peak_error"]) < 0.05 and abs(out["plateau_error"]) < 0.1, out
+    with pytest.raises(PrimitiveError, match="relaxation"):
+        held_out_error(curves(), "crowd")
+
+
+def test_propagator_with_one_exponential_is_the_exact_exponential():
+    dt = 0.02
+    rate = np.concatenate([np.full(30, -1.0), np.zeros(70)])
+    truth = Propagator(0.3, (1.5,), (4.0,))
+    prices = truth.impact(rate, dt)
+    fit = fit_propagator([ImpactCurve("one", rate[None], prices[None], dt)], n_exponentials=1, n_boot=0)
+    assert fit.permanent == pytest.approx(0.3, rel=1e-5)
+    assert fit.amplitudes[0] == pytest.approx(1.5, rel=1e-5) and fit.rates[0] == pytest.approx(4.0, rel=1e-4)
+
+
+def test_propagator_refuses_curves_without_trading():
+    flat = ImpactCurve("flat", np.zeros((2, 50)), np.zeros((2, 51)), 0.1)
+    with pytest.raises(PrimitiveError, match="no curve has any trading"):
+        fit_propagator([flat])
+    with pytest.raises(ValueError, match="prices"):
+        ImpactCurve("bad", np.zeros((2, 50)), np.zeros((2, 50)), 0.1)
+
+
+def synthetic_cells(a=0.02, k=0.3, alpha=1.5, c=0.1, n=4000, runs=10, seed=3):
+    rng = np.random.default_rng(seed)
+    rate = np.exp(rng.normal(0.0, 0.7, n))
+    crowd = rng.normal(0.5, 0.3, n)
+    cost = a + k * rate ** (alpha - 1) + c * crowd + rng.normal(0, 0.02, n)
+    return ExecutionCells(cost, rate, crowd, rng.integers(runs, size=n))
+
+
+def test_temporary_cost_recovers_spread_slippage_and_exponent():
+    fit = fit_temporary_cost(synthetic_cells(), n_boot=50)
+    for name, truth in (("spread", 0.02), ("k", 0.3), ("alpha", 1.5), ("crowd", 0.1)):
+        value, se = getattr(fit, name), getattr(fit, f"{name}_se")
+        assert abs(value - truth) < max(4 * se, 1e-3), (name, value, se)
+    assert fit.cost_per_share(1.0, 0.0) == pytest.approx(fit.spread + fit.k)
+
+
+def test_temporary_cost_says_what_is_missing():
+    few = synthetic_cells(n=20)
+    with pytest.raises(PrimitiveError, match="at least 30"):
+        fit_temporary_cost(few)
+    flat = synthetic_cells()
+    flat = ExecutionCells(flat.cost, np.ones_like(flat.rate), flat.crowd, flat.run)
+    with pytest.raises(PrimitiveError, match="hardly vary"):
+        fit_temporary_cost(flat)
+    falling = synthetic_cells(k=-0.3)
+    with pytest.raises(PrimitiveError, match="does not grow"):
+        fit_temporary_cost(falling, n_boot=0)
+
+
+def test_fill_table_counts_fills_and_leaves_unquoted_levels_empty():
+    rng = np.random.default_rng(7)
+    n, dt = 200_000, 0.01
+    levels = rng.choice([0.5, 1.0, 1.5, 2.0, 3.0], size=n)
+    mean = rng.uniform(1.0, 3.0, n)
+    intensity = 20.0 * np.exp(-1.2 * levels + 0.4 * mean)
+    filled = (rng.random(n) < intensity * dt).astype(float)
+    table = fill_table(levels, mean, filled, dt, mean_bins=3)
+    assert table.levels.tolist() == [0.5, 1.0, 1.5, 2.0, 3.0]
+    expected = 20.0 * np.exp(-1.2 * table.levels[:, None] + 0.4 * table.mean_centres[None, :])
+    z = (table.rate - expected) / table.rate_se
+    assert np.all(np.abs(z) < 4.5), z
+    assert table.intensity(1.0, float(table.mean_centres[1])) == pytest.approx(table.rate[1, 1])
+    with pytest.raises(PrimitiveError, match="2.5 ticks was never quoted"):
+        table.intensity(2.5, 2.0)
+    # a level quoted only while the mean was high has no rate at low means: NaN, not invented
+    sparse = fill_table(np.array([1.0, 1.0, 1.0, 1.0, 2.0, 2.0]), np.array([1.0, 1.1, 2.9, 3.0, 1.0, 1.0]),
+                        np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0]), dt, mean_bins=2)
+    assert np.isnan(sparse.rate[1, 1]) and sparse.observations[1, 1] == 0
+    with pytest.raises(PrimitiveError, match="never quoted while the mean quote"):
+        sparse.intensity(2.0, 3.0)
+    with pytest.raises(PrimitiveError, match="0 fills"):
+        fill_table(levels[:10], mean[:10], np.zeros(10), dt)
