@@ -6,6 +6,10 @@ and pays δ. The intensity shape enters only through r(δ) = -Λ'/Λ:
 
 * ``EXPONENTIAL`` ℓ(δ) = e^{-k δ}: r = k;
 * ``LOGISTIC`` ℓ(δ) = 1 / (1 + e^{k (δ - c)}): r = k / (1 + e^{-k (δ - c)}).
+* ``LATTICE``: δ takes one of finitely many values δ_l (quotes on a tick lattice) with
+  intensities a_i(t, q) λ_i(t, l) given by the model at every time; the sup is a maximum
+  over the lattice and over not posting at all (Λ = 0, H = 0), so H >= 0 as in the smooth
+  shapes, where a premium δ -> ∞ gives H -> 0.
 
 With risk parameter ξ >= 0 (Guéant 2017: ξ = γ for a CARA maker, 0 for a risk-neutral one)
 the Hamiltonian of a jump whose value cost is p = θ(q) - θ(q + s) is
@@ -27,6 +31,7 @@ from numba import njit
 
 EXPONENTIAL = 0
 LOGISTIC = 1
+LATTICE = 2
 
 
 @njit(cache=True)
@@ -95,7 +100,26 @@ def best_quote(shape, k, center, xi, scale, p):
 
 
 @njit(cache=True)
-def _hjb_rhs(theta, shifts, shapes, decay, center, xi, exp_factor, scale, penalty, out):
+def best_lattice_quote(quotes, intensity, xi, scale, p):
+    """(δ*, Λ(δ*), H(p)) over the lattice quotes (NaN-padded) and not posting (NaN, 0, 0)."""
+    best_delta = np.nan
+    best_rate = 0.0
+    best_h = 0.0
+    for m in range(quotes.shape[0]):
+        delta = quotes[m]
+        if not math.isfinite(delta):
+            continue
+        rate = scale * intensity[m]
+        x = delta - p
+        gain = x if xi == 0.0 else -math.expm1(-xi * x) / xi
+        h = rate * gain
+        if h > best_h:
+            best_delta, best_rate, best_h = delta, rate, h
+    return best_delta, best_rate, best_h
+
+
+@njit(cache=True)
+def _hjb_rhs(theta, shifts, shapes, decay, center, xi, exp_factor, scale, penalty, lattice, lattice_rates, out):
     """dθ/dτ = -ψ + Σ_i H_i(θ(q) - θ(q + s_i)) over the jumps that stay on the grid."""
     S = theta.shape[0]
     for q in range(S):
@@ -106,22 +130,26 @@ def _hjb_rhs(theta, shifts, shapes, decay, center, xi, exp_factor, scale, penalt
                 p = theta[q] - theta[target]
                 if shapes[i] == EXPONENTIAL:  # H = a e^{-k p} e^{-k L(k)} / (ξ + k), the hot path
                     acc += scale[i, q] * math.exp(-decay[i] * p) * exp_factor[i]
+                elif shapes[i] == LATTICE:
+                    acc += best_lattice_quote(lattice[i], lattice_rates[i], xi, scale[i, q], p)[2]
                 else:
                     acc += best_quote(shapes[i], decay[i], center[i], xi, scale[i, q], p)[2]
         out[q] = acc
 
 
 @njit(cache=True)
-def hjb_backward(t, shifts, shapes, decay, center, xi, scale, penalty, terminal, theta):
+def hjb_backward(t, shifts, shapes, decay, center, xi, scale, penalty, lattice, lattice_rates, terminal, theta):
     """Fill θ (N+1, S) backward from θ(T) = terminal; scale (K, N+1, S) and penalty
-    (N+1, S) are the terms at the grid times. Returns -1, or the step where θ stopped
-    being finite."""
+    (N+1, S) are the terms at the grid times, lattice (K, L) the lattice quotes (NaN-padded;
+    L = 0 without lattice jumps) and lattice_rates (K, N+1, L) their intensities per unit
+    scale. Returns -1, or the step where θ stopped being finite."""
     n = t.shape[0] - 1
     S = theta.shape[1]
     K = shifts.shape[0]
     k1, k2, k3, k4, w = np.empty(S), np.empty(S), np.empty(S), np.empty(S), np.empty(S)
     scale_mid = np.empty((K, S))
     penalty_mid = np.empty(S)
+    lattice_mid = np.empty((K, lattice.shape[1]))
     exp_factor = np.empty(K)
     for i in range(K):
         exp_factor[i] = math.exp(-decay[i] * _premium(decay[i], xi)) / (xi + decay[i])
@@ -130,13 +158,16 @@ def hjb_backward(t, shifts, shapes, decay, center, xi, scale, penalty, terminal,
         h = t[j] - t[j - 1]
         scale_mid[:] = 0.5 * (scale[:, j] + scale[:, j - 1])
         penalty_mid[:] = 0.5 * (penalty[j] + penalty[j - 1])
-        _hjb_rhs(theta[j], shifts, shapes, decay, center, xi, exp_factor, scale[:, j], penalty[j], k1)
+        lattice_mid[:] = 0.5 * (lattice_rates[:, j] + lattice_rates[:, j - 1])
+        _hjb_rhs(theta[j], shifts, shapes, decay, center, xi, exp_factor, scale[:, j], penalty[j], lattice,
+                 lattice_rates[:, j], k1)
         w[:] = theta[j] + 0.5 * h * k1
-        _hjb_rhs(w, shifts, shapes, decay, center, xi, exp_factor, scale_mid, penalty_mid, k2)
+        _hjb_rhs(w, shifts, shapes, decay, center, xi, exp_factor, scale_mid, penalty_mid, lattice, lattice_mid, k2)
         w[:] = theta[j] + 0.5 * h * k2
-        _hjb_rhs(w, shifts, shapes, decay, center, xi, exp_factor, scale_mid, penalty_mid, k3)
+        _hjb_rhs(w, shifts, shapes, decay, center, xi, exp_factor, scale_mid, penalty_mid, lattice, lattice_mid, k3)
         w[:] = theta[j] + h * k3
-        _hjb_rhs(w, shifts, shapes, decay, center, xi, exp_factor, scale[:, j - 1], penalty[j - 1], k4)
+        _hjb_rhs(w, shifts, shapes, decay, center, xi, exp_factor, scale[:, j - 1], penalty[j - 1], lattice,
+                 lattice_rates[:, j - 1], k4)
         for q in range(S):
             theta[j - 1, q] = theta[j, q] + h / 6.0 * (k1[q] + 2.0 * k2[q] + 2.0 * k3[q] + k4[q])
             if not math.isfinite(theta[j - 1, q]):
@@ -145,16 +176,21 @@ def hjb_backward(t, shifts, shapes, decay, center, xi, scale, penalty, terminal,
 
 
 @njit(cache=True)
-def controls(shifts, shapes, decay, center, xi, scale, theta, quotes, rates):
+def controls(shifts, shapes, decay, center, xi, scale, lattice, lattice_rates, theta, quotes, rates):
     """The optimal premia and their intensities at every node: quotes, rates (K, N+1, S);
-    NaN and 0 where the jump would leave the grid."""
+    NaN and 0 where the jump would leave the grid (or a lattice jump is not posted)."""
     K = shifts.shape[0]
     n1, S = theta.shape
     for i in range(K):
         for j in range(n1):
             for q in range(S):
                 target = q + shifts[i]
-                if 0 <= target < S:
+                if 0 <= target < S and shapes[i] == LATTICE:
+                    d, rate, _ = best_lattice_quote(lattice[i], lattice_rates[i, j], xi, scale[i, j, q],
+                                                    theta[j, q] - theta[j, target])
+                    quotes[i, j, q] = d
+                    rates[i, j, q] = rate
+                elif 0 <= target < S:
                     d, rate, _ = best_quote(shapes[i], decay[i], center[i], xi, scale[i, j, q],
                                             theta[j, q] - theta[j, target])
                     quotes[i, j, q] = d

@@ -9,7 +9,9 @@ jump kind i (a shift s_i: +1 for a bid filled, -1 for an ask filled) it chooses 
 time the premium δ_i(t, q) it asks for the jump; the jump then arrives with intensity
 
     Λ_i(t, q, δ) = a_i(t, q) ℓ_i(δ),   ℓ = e^{-k δ} (``"exponential"``) or
-    ℓ = 1 / (1 + e^{k (δ - c)}) (``"logistic"``),
+    ℓ = 1 / (1 + e^{k (δ - c)}) (``"logistic"``), or, for quotes on a tick lattice
+    (``"lattice"``), δ one of the jump's ``quotes`` δ_l with ℓ = λ_i(t, l) given by the model
+    at every time (a measured fill table, say),
 
 and pays δ. It pays a running penalty ψ(t, q) and receives θ_T(q) at T. With the risk
 parameter ξ >= 0 (ξ = γ for a CARA maker after Guéant's change of variables, 0 for a
@@ -56,7 +58,7 @@ from . import _jump_kernels as K
 from . import validation as check
 from ._fixed_point import METHODS, MFGConvergenceError, check_options, iterate  # noqa: F401 (METHODS re-exported)
 
-SHAPES = {"exponential": K.EXPONENTIAL, "logistic": K.LOGISTIC}
+SHAPES = {"exponential": K.EXPONENTIAL, "logistic": K.LOGISTIC, "lattice": K.LATTICE}
 
 
 @dataclass(frozen=True)
@@ -67,25 +69,40 @@ class Jump:
     ----------
     shift : int
         States moved by the jump (a nonzero integer; lots for makers).
-    decay : float
-        k > 0 of the intensity shape (per unit of the quote δ, e.g. per price unit).
-    shape : {"exponential", "logistic"}
-        The intensity shape ℓ(δ): e^{-k δ}, or 1/(1 + e^{k (δ - center)}).
+    decay : float or None
+        k > 0 of the intensity shape (per unit of the quote δ, e.g. per price unit); None for
+        the lattice shape.
+    shape : {"exponential", "logistic", "lattice"}
+        The intensity shape ℓ(δ): e^{-k δ}, 1/(1 + e^{k (δ - center)}), or a finite set of
+        quotes whose intensities the model gives at every time (``JumpTerms.lattice``).
     center : float
-        c of the logistic shape (units of δ); ignored by the exponential one.
+        c of the logistic shape (units of δ); ignored by the others.
+    quotes : tuple of float
+        The lattice shape's quotes δ_l, increasing (units of δ, e.g. ticks from the mid).
     """
 
     shift: int
-    decay: float
+    decay: float | None = None
     shape: str = "exponential"
     center: float = 0.0
+    quotes: tuple[float, ...] = ()
 
     def __post_init__(self):
         check.require(check.is_integer(self.shift) and self.shift != 0, "shift", self.shift,
                       "must be a nonzero integer (the change of state)")
         check.choice("shape", self.shape, tuple(SHAPES))
-        check.number("decay", self.decay, lo=0.0, lo_open=True)
         check.number("center", self.center)
+        quotes = tuple(self.quotes)
+        if self.shape == "lattice":
+            check.require(self.decay is None, "decay", self.decay, "the lattice shape has no decay (leave it None)")
+            check.require(len(quotes) >= 1, "quotes", quotes, "the lattice shape needs at least one quote")
+            for i, d in enumerate(quotes):
+                check.number(f"quotes[{i}]", d)
+            check.require(all(b > a for a, b in zip(quotes, quotes[1:])), "quotes", quotes, "must be increasing")
+            object.__setattr__(self, "quotes", tuple(float(d) for d in quotes))
+        else:
+            check.number("decay", self.decay, lo=0.0, lo_open=True)
+            check.require(not quotes, "quotes", quotes, f"only the lattice shape takes quotes, not {self.shape!r}")
 
 
 @dataclass(frozen=True)
@@ -98,10 +115,14 @@ class JumpTerms:
         Intensity scales a_i(t_n, q) >= 0 (jumps per time).
     penalty : numpy.ndarray of float64, shape (N+1, S)
         Running penalty ψ(t_n, q) (value units per time).
+    lattice : numpy.ndarray of float64, shape (K, N+1, L), optional
+        For lattice jumps: the intensity of each lattice quote per unit scale at each time
+        (jumps per time); L is the longest lattice, and rows of other jumps are ignored.
     """
 
     scale: np.ndarray
     penalty: np.ndarray
+    lattice: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -289,8 +310,13 @@ class _JumpSweeper:
         self.xi = float(xi)
         self.shifts = np.array([j.shift for j in jumps], dtype=np.int64)
         self.shapes = np.array([SHAPES[j.shape] for j in jumps], dtype=np.int64)
-        self.decay = np.array([j.decay for j in jumps], dtype=np.float64)
+        # a lattice jump has no decay: 1.0 stands in (the kernels never read it for that shape)
+        self.decay = np.array([1.0 if j.decay is None else j.decay for j in jumps], dtype=np.float64)
         self.center = np.array([j.center for j in jumps], dtype=np.float64)
+        width = max(len(j.quotes) for j in jumps)
+        self.lattice = np.full((len(jumps), width), np.nan)
+        for i, j in enumerate(jumps):
+            self.lattice[i, : len(j.quotes)] = j.quotes
         S, n1, Kn = states.size, t.size, len(jumps)
         self.m0 = _checked(np.asarray(model.initial_law(), dtype=np.float64), (S,), "initial_law()")
         if np.any(self.m0 < 0) or abs(self.m0.sum() - 1.0) > 1e-9:
@@ -310,13 +336,23 @@ class _JumpSweeper:
         penalty = _checked(np.asarray(terms.penalty, dtype=np.float64), (n1, S), "terms().penalty")
         if np.any(scale < 0):
             raise ValueError("terms().scale must be >= 0 (intensities)")
+        width = self.lattice.shape[1]
+        if width:
+            if terms.lattice is None:
+                raise ValueError("terms().lattice is missing: the model has lattice jumps, whose intensities it "
+                                 "must give at every time")
+            lattice_rates = _checked(np.asarray(terms.lattice, dtype=np.float64), (Kn, n1, width), "terms().lattice")
+            if np.any(lattice_rates < 0):
+                raise ValueError("terms().lattice must be >= 0 (intensities)")
+        else:
+            lattice_rates = np.zeros((Kn, n1, 0))
         failed = K.hjb_backward(t, self.shifts, self.shapes, self.decay, self.center, self.xi, scale, penalty,
-                                self.terminal, self.theta)
+                                self.lattice, lattice_rates, self.terminal, self.theta)
         if failed >= 0:
             raise ValueError(f"n_t={t.size - 1} too small for the jump intensities: the value θ stopped being "
                              f"finite at t={t[failed]:.4g} (or the model's terms overflow)")
-        K.controls(self.shifts, self.shapes, self.decay, self.center, self.xi, scale, self.theta, self.quotes,
-                   self.rates)
+        K.controls(self.shifts, self.shapes, self.decay, self.center, self.xi, scale, self.lattice, lattice_rates,
+                   self.theta, self.quotes, self.rates)
         stiffness = float(np.max(self.rates.sum(axis=0))) * float(np.max(np.diff(t)))
         if not stiffness <= 0.5:
             raise ValueError(f"n_t={t.size - 1} too small for the jump intensities: dt x max rate = "

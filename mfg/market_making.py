@@ -88,11 +88,7 @@ class MarketMakingMFG(JumpMFGModel):
         check.number("competition", self.competition, lo=0.0)
         Q = check.integer("max_inventory", self.max_inventory, lo=1)
         object.__setattr__(self, "max_inventory", Q)
-        if self.m0 is not None:
-            m0 = np.asarray(self.m0, dtype=np.float64)
-            if m0.shape != (2 * Q + 1,) or np.any(m0 < 0) or abs(m0.sum() - 1) > 1e-9:
-                raise ValueError(f"m0 must be 2Q+1 = {2 * Q + 1} non-negative weights summing to 1")
-            object.__setattr__(self, "m0", tuple(float(x) for x in m0))
+        object.__setattr__(self, "m0", _inventory_law(self.m0, Q))
 
     @property
     def q(self) -> np.ndarray:
@@ -104,11 +100,7 @@ class MarketMakingMFG(JumpMFGModel):
 
     def initial_law(self) -> np.ndarray:
         """Implements `JumpMFGModel.initial_law`: ``m0``, or a point mass at q = 0."""
-        if self.m0 is not None:
-            return np.asarray(self.m0)
-        m = np.zeros(2 * self.max_inventory + 1)
-        m[self.max_inventory] = 1.0
-        return m
+        return _initial_law(self.m0, self.max_inventory)
 
     # --- the jump game (mfg.jump): coupling = the mean quotes (2, N+1), bid then ask
     @property
@@ -138,13 +130,225 @@ class MarketMakingMFG(JumpMFGModel):
         return np.stack([_posted_mean(population.m, quote) for quote in population.quotes])
 
 
+# ---- makers on the tick lattice ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ExponentialIntensity:
+    """The smooth model's fill rate Λ(δ; δ̄) = A e^{-k δ - ε (δ - δ̄)}, read on a lattice.
+
+    Parameters
+    ----------
+    A : float
+        Fill rate at the mid when quoting the mean, > 0 (fills per time).
+    k : float
+        Decay > 0 (per tick).
+    competition : float
+        ε >= 0 (per tick).
+    """
+
+    A: float
+    k: float
+    competition: float = 0.0
+
+    def __post_init__(self):
+        check.number("A", self.A, lo=0.0, lo_open=True)
+        check.number("k", self.k, lo=0.0, lo_open=True)
+        check.number("competition", self.competition, lo=0.0)
+
+    def __call__(self, quotes: np.ndarray, mean_quote: np.ndarray) -> np.ndarray:
+        """Λ at every lattice quote and mean quote.
+
+        Parameters
+        ----------
+        quotes : numpy.ndarray of float64, shape (L,)
+            Distances from the mid (ticks).
+        mean_quote : numpy.ndarray of float64, shape (N,)
+            The population's mean quote δ̄ at each time (ticks).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (N, L)
+            Fills per time.
+        """
+        quotes = np.asarray(quotes, dtype=np.float64)[None, :]
+        mean = np.asarray(mean_quote, dtype=np.float64)[:, None]
+        return self.A * np.exp(-self.k * quotes - self.competition * (quotes - mean))
+
+
+@dataclass(frozen=True)
+class TabulatedIntensity:
+    """A measured fill table Λ(δ_l; δ̄), interpolated linearly in δ̄ (flat beyond the nodes).
+
+    Parameters
+    ----------
+    quotes : tuple of float
+        The lattice δ_l (ticks from the mid), increasing.
+    means : tuple of float
+        The mean-quote nodes δ̄_b (ticks), increasing.
+    rates : tuple of tuple of float
+        Λ at (δ_l, δ̄_b), shape (L, B), finite and >= 0 (fills per time): a level never
+        quoted has no rate and must be left off the lattice, not filled in.
+    """
+
+    quotes: tuple[float, ...]
+    means: tuple[float, ...]
+    rates: tuple[tuple[float, ...], ...]
+
+    def __post_init__(self):
+        quotes = tuple(float(check.number(f"quotes[{i}]", q)) for i, q in enumerate(self.quotes))
+        means = tuple(float(check.number(f"means[{i}]", m)) for i, m in enumerate(self.means))
+        check.require(len(quotes) >= 1 and all(b > a for a, b in zip(quotes, quotes[1:])), "quotes", quotes,
+                      "expected at least one quote, increasing")
+        check.require(len(means) >= 1 and all(b > a for a, b in zip(means, means[1:])), "means", means,
+                      "expected at least one mean-quote node, increasing")
+        rates = np.asarray(self.rates, dtype=np.float64)
+        check.require(rates.shape == (len(quotes), len(means)), "rates", rates.shape,
+                      f"expected shape (quotes, means) = ({len(quotes)}, {len(means)})")
+        bad = np.argwhere(~np.isfinite(rates) | (rates < 0))
+        if bad.size:
+            i, b = bad[0]
+            raise check.InvalidValue(f"rates[{i}][{b}]", float(rates[i, b]), "must be finite and >= 0",
+                                     f"level {quotes[i]} ticks was not measured at mean {means[b]}: leave it off "
+                                     "the lattice or measure it (more seeds)")
+        object.__setattr__(self, "quotes", quotes)
+        object.__setattr__(self, "means", means)
+        object.__setattr__(self, "rates", tuple(tuple(float(x) for x in row) for row in rates))
+
+    def __call__(self, quotes: np.ndarray, mean_quote: np.ndarray) -> np.ndarray:
+        """Λ at the table's quotes for every mean quote.
+
+        Parameters
+        ----------
+        quotes : numpy.ndarray of float64, shape (L,)
+            Must be the table's quotes.
+        mean_quote : numpy.ndarray of float64, shape (N,)
+            The population's mean quote at each time (ticks).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (N, L)
+            Fills per time.
+        """
+        check.require(np.array_equal(np.asarray(quotes, dtype=np.float64), self.quotes), "quotes", quotes,
+                      f"must be the table's quotes {self.quotes}")
+        table = np.asarray(self.rates)
+        means = np.asarray(self.means)
+        return np.stack([np.interp(mean_quote, means, row) for row in table], axis=1)
+
+
+@dataclass(frozen=True)
+class TickMarketMakingMFG(JumpMFGModel):
+    """Market makers whose quotes live on the tick lattice, with a fill rate given per level.
+
+    The control is a lattice quote δ_l (or not posting), the sup of the Hamiltonian a
+    maximum over the lattice; the fill rate Λ(δ_l; δ̄) depends on the population's mean
+    posted quote δ̄ of the side (the coupling). With :class:`ExponentialIntensity` on a
+    lattice of spacing h the game tends to :class:`MarketMakingMFG` as h -> 0.
+
+    Parameters
+    ----------
+    gamma : float
+        CARA risk aversion γ > 0 (per tick·quote).
+    sigma : float
+        Volatility of the mid > 0 (ticks per square-root time).
+    quotes : tuple of float
+        The lattice δ_l (ticks from the mid), increasing.
+    intensity : ExponentialIntensity or TabulatedIntensity
+        Λ(δ_l; δ̄) (fills per time); any callable (quotes, mean_quote) -> (N, L) does.
+    max_inventory : int
+        Q >= 1 (quotes).
+    T : float
+        Horizon > 0 (time units).
+    m0 : tuple of float or None
+        Initial inventory law on -Q..Q, or None for everyone flat.
+    """
+
+    gamma: float
+    sigma: float
+    quotes: tuple[float, ...]
+    intensity: object
+    max_inventory: int
+    T: float
+    m0: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        for name in ("gamma", "sigma", "T"):
+            check.number(name, getattr(self, name), lo=0.0, lo_open=True)
+        object.__setattr__(self, "max_inventory", check.integer("max_inventory", self.max_inventory, lo=1))
+        object.__setattr__(self, "quotes", Jump(+1, shape="lattice", quotes=tuple(self.quotes)).quotes)
+        check.require(callable(self.intensity), "intensity", self.intensity,
+                      "expected an ExponentialIntensity, a TabulatedIntensity or a callable (quotes, mean) -> rates")
+        object.__setattr__(self, "m0", _inventory_law(self.m0, self.max_inventory))
+
+    @property
+    def q(self) -> np.ndarray:
+        """Inventories -Q..Q (quotes), as floats."""
+        return self.states.astype(np.float64)
+
+    @property
+    def states(self) -> np.ndarray:
+        return np.arange(-self.max_inventory, self.max_inventory + 1, dtype=np.int64)
+
+    @property
+    def risk_aversion(self) -> float:
+        return self.gamma
+
+    @property
+    def jumps(self) -> tuple[Jump, ...]:
+        return (Jump(+1, shape="lattice", quotes=self.quotes), Jump(-1, shape="lattice", quotes=self.quotes))
+
+    def initial_law(self) -> np.ndarray:
+        """Implements `JumpMFGModel.initial_law`: ``m0``, or a point mass at q = 0."""
+        return _initial_law(self.m0, self.max_inventory)
+
+    def initial_coupling(self, t):
+        """Implements `JumpMFGModel.initial_coupling`: the myopic symmetric quote on both sides.
+
+        The lattice quote δ maximising Λ(δ; δ) (1 - e^{-γ δ})/γ: what a flat maker asks when
+        everyone asks the same.
+        """
+        quotes = np.asarray(self.quotes)
+        own = np.array([self.intensity(quotes, np.array([d]))[0, i] for i, d in enumerate(quotes)])
+        best = quotes[int(np.argmax(own * -np.expm1(-self.gamma * quotes) / self.gamma))]
+        return np.full((2, t.size), best)
+
+    def terms(self, mean_quotes, t):
+        """Implements `JumpMFGModel.terms`: unit scales, the lattice rates at the mean quotes, penalty γσ²q²/2."""
+        quotes = np.asarray(self.quotes)
+        lattice = np.stack([self.intensity(quotes, side) for side in np.asarray(mean_quotes)])
+        return JumpTerms(np.ones((2, t.size, self.q.size)),
+                         np.broadcast_to(0.5 * self.gamma * self.sigma**2 * self.q**2, (t.size, self.q.size)),
+                         lattice)
+
+    def coupling_from(self, population: SolvedPopulation, t):
+        """Implements `JumpMFGModel.coupling_from`: the population's mean posted bid and ask (2, N+1)."""
+        return np.stack([_posted_mean(population.m, quote) for quote in population.quotes])
+
+
+def _inventory_law(m0, Q: int) -> tuple[float, ...] | None:
+    """Check an initial inventory law on -Q..Q (None: everyone flat)."""
+    if m0 is None:
+        return None
+    m0 = np.asarray(m0, dtype=np.float64)
+    check.require(m0.shape == (2 * Q + 1,) and bool(np.all(m0 >= 0)) and abs(m0.sum() - 1) <= 1e-9, "m0",
+                  m0.tolist(), f"must be 2Q+1 = {2 * Q + 1} non-negative weights summing to 1")
+    return tuple(float(x) for x in m0)
+
+
+def _initial_law(m0, Q: int) -> np.ndarray:
+    if m0 is not None:
+        return np.asarray(m0)
+    m = np.zeros(2 * Q + 1)
+    m[Q] = 1.0
+    return m
+
+
 @dataclass(frozen=True)
 class MarketMakingSolution:
     """The market-making equilibrium on the time grid t_0..t_N.
 
     Parameters
     ----------
-    model : MarketMakingMFG
+    model : MarketMakingMFG or TickMarketMakingMFG
     t : numpy.ndarray of float64, shape (N+1,)
         Time grid.
     bid, ask : numpy.ndarray of float64, shape (N+1, 2Q+1)
@@ -159,7 +363,7 @@ class MarketMakingSolution:
         The general solver's solution (value θ, intensities, sweeps, timing).
     """
 
-    model: MarketMakingMFG
+    model: MarketMakingMFG | TickMarketMakingMFG
     t: np.ndarray
     bid: np.ndarray
     ask: np.ndarray
@@ -242,13 +446,14 @@ def _posted_mean(m, quote):
     return (m * np.nan_to_num(quote)).sum(axis=1) / np.maximum(weight, 1e-300)
 
 
-def solve_market_making(model: MarketMakingMFG, n_t: int = 1000, tol: float = 1e-10, max_iter: int = 200,
+def solve_market_making(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1000, tol: float = 1e-10, max_iter: int = 200,
                         damping: float = 0.7, method: str = "anderson") -> MarketMakingSolution:
     """The mean-field equilibrium: quotes, inventory law and mean quotes on ``n_t`` steps.
 
     Parameters
     ----------
-    model : MarketMakingMFG
+    model : MarketMakingMFG or TickMarketMakingMFG
+        Quotes anywhere, or on the tick lattice.
     n_t : int
         Time steps on [0, T].
     tol : float
