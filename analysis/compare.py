@@ -91,6 +91,33 @@ def cost_gap(run, model) -> float:
     float
         Model value units (price × inventory units); positive when agents did better.
     """
+    gains = realised_gains(run, model)
+    h0 = np.empty_like(gains["q0"])
+    for j in range(len(model.types)):
+        mask = gains["type"] == j
+        h0[mask] = model.value(0.0, gains["q0"][mask], j)
+    return float(np.mean(gains["gain"] - (gains["start_value"] + h0)))
+
+
+def realised_gains(run, model) -> dict:
+    """Each agent's realised gain and the value of its start inventory at the start price.
+
+    Gain of agent i: X_T + Q_T S_T - A_j Q_T² - φ_j ∫ Q² dt, in model units (see
+    :func:`cost_gap` for how S and ∫ Q² are read from a book or particle run). An MFG
+    value h(0, q0) is the expectation of the gain beyond ``start_value`` = q0 S0.
+
+    Parameters
+    ----------
+    run : simulator.market.MarketRun
+    model : mfg.closed_form.LQCrowding
+        For the types' penalties φ_j and A_j and the horizon.
+
+    Returns
+    -------
+    dict
+        ``gain`` and ``start_value`` (model value units), ``q0`` (model units) and
+        ``type`` (int), one entry per agent.
+    """
     t = np.asarray(run.market["t"], dtype=np.float64)
     inside = np.flatnonzero(t <= model.T * (1 + 1e-12))
     n_rec = t.size
@@ -106,9 +133,86 @@ def cost_gap(run, model) -> float:
     phi = np.array([p.phi for p in model.types])[types]
     A = np.array([p.A for p in model.types])[types]
     gain = cash[-1] + inv[-1] * price[-1] - A * inv[-1] ** 2 - phi * penalty
-    q0 = inv[0]
-    h0 = np.empty_like(q0)
-    for j in range(len(model.types)):
-        mask = types == j
-        h0[mask] = model.value(0.0, q0[mask], j)
-    return float(np.mean(gain - (q0 * price[0] + h0)))
+    return {"gain": gain, "start_value": inv[0] * price[0], "q0": inv[0], "type": types}
+
+
+def _interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    a = (1.0 - level) / 2.0
+    return float(np.quantile(draws, a)), float(np.quantile(draws, 1.0 - a))
+
+
+def outcome_gaps(runs, model, value_at_start, impact_times, impact_path, n_boot: int = 1000, level: float = 0.95,
+                 seed: int = 0, extra_penalty=None) -> dict:
+    """The book's costs and prices against a mean field's, relative, with intervals over seeds.
+
+    * ``cost_gap_rel`` = (mean realised gain - MFG value) / |MFG expected execution cost|,
+      gains and values beyond marking the start inventory at the start mid: the relative
+      error of the model's predicted cost of execution;
+    * ``price_error_rel`` = max over t of |mean book price move - model impact path| / max
+      over t |model impact path|, with the same statistic on each half of the seeds as a
+      noise gauge.
+
+    Intervals resample the runs (seeds) with replacement.
+
+    Parameters
+    ----------
+    runs : sequence of simulator.market.MarketRun
+        Runs of one market on different seeds.
+    model : mfg.closed_form.LQCrowding
+        For the types' penalties and the horizon.
+    value_at_start : callable
+        (q0, type) -> h(0, q0): the MFG's expected gain beyond q0 S0 of an agent starting
+        at q0 (model units; arrays of one entry per agent).
+    impact_times, impact_path : numpy.ndarray of float64
+        The model's impact path (model price units) at its times.
+    n_boot : int
+        Bootstrap resamples.
+    level : float
+        Interval coverage.
+    seed : int
+        Seed of the bootstrap.
+    extra_penalty : callable, optional
+        run -> per-agent penalty (model value units) the model's objective charges beyond
+        φ∫Q² and A Q_T² (a speed friction k∫|ν|^α the agents pay as a preference, not in
+        cash, say); subtracted from each realised gain.
+
+    Returns
+    -------
+    dict
+        cost_gap_rel, cost_gap_rel_lo, cost_gap_rel_hi, cost_gap (model value units per
+        agent), execution_cost (|mean h(0, q0)|), price_error_rel with _lo, _hi and
+        price_error_rel_halves (two values), and seeds.
+    """
+    gaps, costs, moves = [], [], []
+    t = None
+    for run in runs:
+        g = realised_gains(run, model)
+        h0 = np.asarray(value_at_start(g["q0"], g["type"]), dtype=np.float64)
+        gain = g["gain"] if extra_penalty is None else g["gain"] - np.asarray(extra_penalty(run), dtype=np.float64)
+        gaps.append(float(np.mean(gain - (g["start_value"] + h0))))
+        costs.append(float(np.mean(h0)))
+        times = np.asarray(run.market["t"], dtype=np.float64)
+        inside = times <= model.T * (1 + 1e-12)
+        mid = np.asarray(run.market["mid"], dtype=np.float64)[inside]
+        scale = 1.0 if run.penalty is not None else run.spec.tick_size * run.spec.crowd.lots_per_unit
+        moves.append((mid - mid[0]) * scale)
+        t = times[inside]
+    gaps, costs, moves = np.array(gaps), np.array(costs), np.stack(moves)
+    model_path = np.interp(t, np.asarray(impact_times, dtype=np.float64), np.asarray(impact_path, dtype=np.float64))
+    reach = max(float(np.max(np.abs(model_path))), 1e-300)
+
+    def cost_rel(rows):
+        return float(gaps[rows].mean() / abs(costs[rows].mean()))
+
+    def price_rel(rows):
+        return float(np.max(np.abs(moves[rows].mean(axis=0) - model_path)) / reach)
+
+    everyone = np.arange(len(gaps))
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(len(gaps), size=len(gaps)) for _ in range(n_boot)]
+    cost_lo, cost_hi = _interval(np.array([cost_rel(r) for r in draws]), level)
+    price_lo, price_hi = _interval(np.array([price_rel(r) for r in draws]), level)
+    return {"cost_gap_rel": cost_rel(everyone), "cost_gap_rel_lo": cost_lo, "cost_gap_rel_hi": cost_hi,
+            "cost_gap": float(gaps.mean()), "execution_cost": abs(float(costs.mean())),
+            "price_error_rel": price_rel(everyone), "price_error_rel_lo": price_lo, "price_error_rel_hi": price_hi,
+            "price_error_rel_halves": [price_rel(everyone[0::2]), price_rel(everyone[1::2])], "seeds": len(gaps)}

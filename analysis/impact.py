@@ -598,7 +598,7 @@ def _fit_relaxation(time: np.ndarray, path: np.ndarray) -> tuple[float, float]:
     return rho, sse(rho)[1]
 
 
-def minimise_on_grid(objective, grid: np.ndarray) -> float:
+def minimise_on_grid(objective, grid: np.ndarray, iterations: int = 40) -> float:
     """Minimise a one-dimensional objective: the best point of ``grid``, then a golden-section
     search of the bracket around it (no scipy needed).
 
@@ -608,17 +608,21 @@ def minimise_on_grid(objective, grid: np.ndarray) -> float:
         float -> float.
     grid : numpy.ndarray of float64
         Increasing points; the minimum should lie inside.
+    iterations : int
+        Golden-section steps (each shrinks the bracket by 0.618); 0 returns the best grid point.
 
     Returns
     -------
     float
-        The minimiser (to about 1e-8 of the bracket).
+        The minimiser (to about 1e-8 of the bracket after 40 steps).
     """
     errors = [objective(r) for r in grid]
     i = int(np.argmin(errors))
+    if iterations == 0:
+        return float(grid[i])
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     golden = (np.sqrt(5) - 1) / 2
-    for _ in range(40):
+    for _ in range(iterations):
         a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
         if objective(a) < objective(b):
             hi = b

@@ -15,8 +15,9 @@ is built on (DESIGN §6).
 * **Temporary cost.** The cost per unit traded against the pre-trade mid, pooled per agent
   and block (:func:`analysis.impact.execution_cells`), is ``a + k |ν|^(α-1) + c μ sign ν``:
   ``a`` is the half-spread (a fixed cost per share), ``k |ν|^α`` the depth slippage as a cost
-  rate, ``c`` the crowd's simultaneous orders. α is found on a grid refined by golden
-  section, (a, k, c) by least squares given α.
+  rate, ``c`` the crowd's simultaneous orders. α is found on a grid refined by a parabola,
+  (a, k, c) by least squares given α, all from per-run sums of the normal equations (so
+  that resampling runs costs no pass over the cells).
 * **Makers' fill table.** Λ(j; j̄): the fill rate of a quote j ticks from the mid when the
   makers' mean posted quote is j̄, counted from per-step fill indicators (a Poisson count
   while Λ dt ≪ 1); levels never quoted are reported as such (NaN), never filled in.
@@ -29,12 +30,13 @@ quantity and what to raise (seeds, horizon, N), rather than returning NaN.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mfg import validation as check
-from mfg.closed_form import decaying_impact
+from mfg.closed_form import decaying_impact, instantaneous_impact
 
 from .impact import ExecutionCells, minimise_on_grid
 
@@ -144,19 +146,23 @@ def impact_curve(name: str, markets, n_agents: int, lots_per_unit: int, tick_siz
 
 @dataclass(frozen=True)
 class Propagator:
-    """A fitted impact kernel G(τ) = G_∞ + Σ_i κ_i e^{-ρ_i τ}.
+    """A fitted nonlinear propagator: Y(t) = ∫ G(t - s) f(μ_s) ds, G(τ) = G_∞ + Σ_i κ_i e^{-ρ_i τ}.
+
+    f(μ) = sign(μ)|μ|^δ (:func:`mfg.closed_form.instantaneous_impact`); δ = 1 is linear.
 
     Parameters
     ----------
     permanent : float
-        G_∞ >= 0 (price per unit of inventory traded per agent).
+        G_∞ >= 0 (price per unit of f(μ) integrated over time).
     amplitudes : tuple of float
-        κ_i >= 0 (price per unit), ordered by increasing rate.
+        κ_i >= 0 (same units), ordered by increasing rate.
     rates : tuple of float
         ρ_i > 0 (per time), increasing.
-    permanent_se : float
+    exponent : float
+        δ > 0.
+    permanent_se, exponent_se : float
     amplitudes_se, rates_se : tuple of float
-        Bootstrap standard errors over seeds (NaN with a single seed per curve).
+        Bootstrap standard errors over seeds (NaN, or empty, without a bootstrap).
     curve_errors : dict of str to float
         Per fitted curve, the rms misfit over the largest |mean price| of the curve.
     """
@@ -164,9 +170,11 @@ class Propagator:
     permanent: float
     amplitudes: tuple[float, ...]
     rates: tuple[float, ...]
+    exponent: float = 1.0
     permanent_se: float = math.nan
     amplitudes_se: tuple[float, ...] = ()
     rates_se: tuple[float, ...] = ()
+    exponent_se: float = math.nan
     curve_errors: dict = field(default_factory=dict)
 
     def kernel(self, tau) -> np.ndarray:
@@ -180,7 +188,7 @@ class Propagator:
         Returns
         -------
         numpy.ndarray of float64
-            Price per unit, the shape of ``tau``.
+            The shape of ``tau``.
         """
         tau = np.asarray(tau, dtype=np.float64)
         return self.permanent + sum(a * np.exp(-r * tau) for a, r in zip(self.amplitudes, self.rates))
@@ -200,24 +208,26 @@ class Propagator:
         numpy.ndarray of float64, shape (n + 1,)
             Price move at the step edges (model price units).
         """
-        return _design(np.asarray(rates, dtype=np.float64), dt, self.rates) @ np.array(
-            (self.permanent,) + tuple(self.amplitudes))
+        flow = instantaneous_impact(np.asarray(rates, dtype=np.float64), self.exponent)
+        return _design(flow, dt, self.rates) @ np.array((self.permanent,) + tuple(self.amplitudes))
 
     def model_terms(self) -> dict:
-        """The kernel as the impact terms of :class:`mfg.closed_form.LQCrowding`.
+        """The kernel as the impact terms of :class:`mfg.closed_form.LQCrowding` and the FD model.
 
         Returns
         -------
         dict
-            ``kappa`` (the permanent part), ``rho`` (0) and ``transient`` (the exponentials).
+            ``kappa`` (the permanent part), ``rho`` (0), ``transient`` (the exponentials) and
+            ``impact_exponent`` (δ, for :class:`mfg.fd.LQCrowdingModel`).
         """
         return {"kappa": float(self.permanent), "rho": 0.0,
-                "transient": tuple((float(a), float(r)) for a, r in zip(self.amplitudes, self.rates))}
+                "transient": tuple((float(a), float(r)) for a, r in zip(self.amplitudes, self.rates)),
+                "impact_exponent": float(self.exponent)}
 
 
-def _design(rates: np.ndarray, dt: float, decay: tuple[float, ...] | np.ndarray) -> np.ndarray:
+def _design(flow: np.ndarray, dt: float, decay: tuple[float, ...] | np.ndarray) -> np.ndarray:
     """Columns: the path of unit permanent impact, then of a unit exponential of each rate."""
-    return np.stack([decaying_impact(rates, dt, 0.0)] + [decaying_impact(rates, dt, float(r)) for r in decay],
+    return np.stack([decaying_impact(flow, dt, 0.0)] + [decaying_impact(flow, dt, float(r)) for r in decay],
                     axis=1)
 
 
@@ -241,19 +251,25 @@ def _nonnegative_lstsq(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]
 
 
 class _Objective:
-    """The weighted misfit of all curves for given decay rates (amplitudes solved inside)."""
+    """The weighted misfit of all curves for given decay rates (amplitudes solved inside),
+    at one exponent δ of the instantaneous impact."""
 
-    def __init__(self, curves: list[ImpactCurve], weights: list[np.ndarray]):
+    def __init__(self, curves: list[ImpactCurve], weights: list[np.ndarray], exponent: float = 1.0):
         self.curves = curves
-        self.mean_rates = [c.rates.mean(axis=0) for c in curves]
-        sqrt_w = [np.sqrt(w) for w in weights]
-        self.sqrt_w = sqrt_w
-        self.y = np.concatenate([c.prices.mean(axis=0) * s for c, s in zip(curves, sqrt_w)])
+        self.weights = weights
+        self.exponent = exponent
+        self.flows = [instantaneous_impact(c.rates.mean(axis=0), exponent) for c in curves]
+        self.sqrt_w = [np.sqrt(w) for w in weights]
+        self.y = np.concatenate([c.prices.mean(axis=0) * s for c, s in zip(curves, self.sqrt_w)])
         self.n_points = self.y.size
 
+    def at(self, exponent: float) -> _Objective:
+        """The same curves and weights at another exponent."""
+        return _Objective(self.curves, self.weights, exponent)
+
     def solve(self, decay) -> tuple[np.ndarray, float]:
-        X = np.concatenate([_design(r, c.dt, decay) * s[:, None]
-                            for r, c, s in zip(self.mean_rates, self.curves, self.sqrt_w)])
+        X = np.concatenate([_design(f, c.dt, decay) * s[:, None]
+                            for f, c, s in zip(self.flows, self.curves, self.sqrt_w)])
         return _nonnegative_lstsq(X, self.y)
 
     def __call__(self, decay) -> float:
@@ -308,18 +324,53 @@ def _nested_fits(objective: _Objective, up_to: int, grid: np.ndarray) -> list[li
     return fits
 
 
+def _best_kernel(objective: _Objective, n_exponentials: int | None, grid: np.ndarray) -> tuple[list[float], float]:
+    """(decay rates, score) at the objective's exponent: BIC over 0..3 exponentials, or the
+    weighted SSE of ``n_exponentials`` of them (scores compare across exponents)."""
+    fits = _nested_fits(objective, MAX_EXPONENTIALS if n_exponentials is None else n_exponentials, grid)
+    n = objective.n_points
+    if n_exponentials is not None:
+        return fits[-1], objective(fits[-1])
+    bic = [n * math.log(max(objective(d), 1e-300) / n) + (2 * len(d) + 2) * math.log(n) for d in fits]
+    best = int(np.argmin(bic))
+    return fits[best], bic[best]
+
+
+_EXPONENT_GRID = np.linspace(0.2, 1.4, 13)
+
+
+def _parabola_vertex(points: np.ndarray, values: np.ndarray) -> float:
+    """The vertex of the parabola through the least of ``values`` on evenly spaced ``points``
+    and its two neighbours; the least point itself at the ends (or without curvature)."""
+    i = int(np.argmin(values))
+    if 0 < i < points.size - 1:
+        lo, mid, hi = values[i - 1: i + 2]
+        curvature = lo - 2 * mid + hi
+        if curvature > 0:
+            return float(points[i] + 0.5 * (points[1] - points[0]) * (lo - hi) / curvature)
+    return float(points[i])
+
+
+def _parabolic_minimum(objective, centre: float, step: float) -> float:
+    """:func:`_parabola_vertex` over five points ``step`` apart around ``centre`` (kept > 0)."""
+    points = centre + step * np.arange(-2, 3)
+    points = points[points > 0]
+    return _parabola_vertex(points, np.array([objective(x) for x in points]))
+
+
 def _propagator(objective: _Objective, decay: list[float]) -> Propagator:
     coef, _ = objective.solve(decay)
     errors = {}
-    for c, r in zip(objective.curves, objective.mean_rates):
+    for c, f in zip(objective.curves, objective.flows):
         mean = c.prices.mean(axis=0)
-        fit = _design(r, c.dt, decay) @ coef
+        fit = _design(f, c.dt, decay) @ coef
         errors[c.name] = float(np.sqrt(np.mean((fit - mean) ** 2)) / max(np.max(np.abs(mean)), 1e-300))
     return Propagator(float(coef[0]), tuple(float(a) for a in coef[1:]), tuple(float(r) for r in decay),
-                      curve_errors=errors)
+                      float(objective.exponent), curve_errors=errors)
 
 
-def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100, seed: int = 0) -> Propagator:
+def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100, seed: int = 0,
+                   shares=None, exponent: float | None = 1.0) -> Propagator:
     """Fit one propagator to several price paths jointly, with bootstrap errors over seeds.
 
     Parameters
@@ -332,6 +383,13 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
         Bootstrap resamples of each curve's seeds (0: no errors).
     seed : int
         Seed of the bootstrap.
+    shares : sequence of float, optional
+        Each curve's share of the total weight (normalised to sum to one); within a curve
+        the points keep their inverse-variance weights. By default every point weighs its
+        inverse variance, so long or precise curves count more.
+    exponent : float or None
+        δ of the instantaneous impact f(μ) = sign(μ)|μ|^δ: 1 for a linear propagator, None
+        to fit it (on a grid over [0.2, 1.4] refined by golden section).
 
     Returns
     -------
@@ -347,42 +405,54 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
                   "expected a non-empty sequence of ImpactCurve")
     if n_exponentials is not None:
         check.integer("n_exponentials", n_exponentials, lo=0, hi=MAX_EXPONENTIALS)
+    if exponent is not None:
+        check.number("exponent", exponent, lo=0.0, lo_open=True)
     check.integer("n_boot", n_boot, lo=0, hi=100_000)
     if not any(np.any(c.rates != 0) for c in curves):
         raise PrimitiveError("propagator: no curve has any trading (all rates are zero); raise the crowd's "
                              "inventory, the horizon or N")
-    objective = _Objective(curves, _weights(curves))
+    weights = _weights(curves)
+    if shares is not None:
+        shares = np.asarray(shares, dtype=np.float64)
+        check.require(shares.shape == (len(curves),) and bool(np.all(shares >= 0)) and shares.sum() > 0, "shares",
+                      shares.tolist(), f"expected {len(curves)} non-negative weights, not all zero")
+        weights = [w / w.sum() * share / shares.sum() for w, share in zip(weights, shares)]
+    objective = _Objective(curves, weights, 1.0 if exponent is None else exponent)
     if objective.n_points < 4 * (MAX_EXPONENTIALS + 1):
         raise PrimitiveError(f"propagator: {objective.n_points} price points cannot identify a kernel of up to "
-                             f"{2 * MAX_EXPONENTIALS + 1} parameters; record more steps (a longer horizon)")
+                             f"{2 * MAX_EXPONENTIALS + 2} parameters; record more steps (a longer horizon)")
     grid = _rate_grid(curves)
-    fits = _nested_fits(objective, MAX_EXPONENTIALS if n_exponentials is None else n_exponentials, grid)
-    if n_exponentials is None:
-        n = objective.n_points
-        bic = [n * math.log(max(objective(d), 1e-300) / n) + (2 * len(d) + 1) * math.log(n) for d in fits]
-        decay = fits[int(np.argmin(bic))]
-    else:
-        decay = fits[-1]
+    decay = _best_kernel(objective, n_exponentials, grid)[0]
+    if exponent is None:
+        # δ with the number of exponentials of the linear fit, each δ's rates refined from
+        # those; then the number of exponentials again at the best δ
+        def misfit(delta):
+            at = objective.at(delta)
+            return at(_refine(at, list(decay), grid, sweeps=2))
+
+        objective = objective.at(minimise_on_grid(misfit, _EXPONENT_GRID, iterations=10))
+        decay = _best_kernel(objective, n_exponentials, grid)[0]
     point = _propagator(objective, decay)
     if n_boot == 0 or all(c.seeds == 1 for c in curves):
         return point
     rng = np.random.default_rng(seed)
-    weights = objective.sqrt_w
     draws = []
     for _ in range(n_boot):
-        sample = _Objective([c.resampled(rng) for c in curves], [w**2 for w in weights])
+        sample = _Objective([c.resampled(rng) for c in curves], weights, point.exponent)
+        if exponent is None:  # δ: a parabola through a local grid with the rates held; then the rates
+            sample = sample.at(_parabolic_minimum(lambda d: sample.at(d)(decay), point.exponent, 0.05))
         boot_decay = _refine(sample, list(decay), grid, sweeps=1) if decay else []
         coef, _ = sample.solve(boot_decay)
-        draws.append(np.concatenate([coef, boot_decay]))
-    draws = np.array(draws)
-    se = draws.std(axis=0, ddof=1)
+        draws.append(np.concatenate([coef, boot_decay, [sample.exponent]]))
+    se = np.array(draws).std(axis=0, ddof=1)
     K = len(decay)
-    return Propagator(point.permanent, point.amplitudes, point.rates, float(se[0]),
-                      tuple(float(x) for x in se[1:1 + K]), tuple(float(x) for x in se[1 + K:]),
-                      point.curve_errors)
+    return dataclasses.replace(point, permanent_se=float(se[0]), amplitudes_se=tuple(float(x) for x in se[1:1 + K]),
+                               rates_se=tuple(float(x) for x in se[1 + K:1 + 2 * K]),
+                               exponent_se=float(se[-1]) if exponent is None else math.nan)
 
 
-def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tail: float = 0.2) -> dict:
+def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tail: float = 0.2,
+                   exponent: float | None = 1.0, shares=None) -> dict:
     """Fit the propagator without one curve and predict that curve's peak and plateau.
 
     Parameters
@@ -390,8 +460,8 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
     curves : sequence of ImpactCurve
     held_out : str
         The name of the curve left out; it must stop trading before its end.
-    n_exponentials : int, optional
-        As in :func:`fit_propagator`.
+    n_exponentials, exponent, shares
+        As in :func:`fit_propagator` (``shares`` for the curves kept, in their order).
     tail : float
         Fraction of the post-trading records averaged for the plateau.
 
@@ -411,7 +481,8 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
     if not 0 < end < n - 1:
         raise PrimitiveError(f"propagator: the held-out curve {held_out!r} has no relaxation after its trading "
                              "(record post_steps after the meta-order)")
-    fit = fit_propagator([c for c in curves if c.name != held_out], n_exponentials, n_boot=0)
+    fit = fit_propagator([c for c in curves if c.name != held_out], n_exponentials, n_boot=0, exponent=exponent,
+                         shares=shares)
     predicted = fit.impact(target.rates.mean(axis=0), target.dt)
     observed = target.prices.mean(axis=0)
     last = max(1, int(round(tail * (n - end))))
@@ -477,23 +548,42 @@ class TemporaryCost:
 _BETA_GRID = np.linspace(0.02, 1.0, 50)
 
 
-def _cost_fit(cost, rate, crowd, use_crowd: bool, beta=None):
-    """(a, k, c, β, sse, r2): least squares given β, β by grid and golden section in (0, 1]."""
-    def regress(b):
-        cols = [np.ones_like(rate), rate**b] + ([crowd] if use_crowd else [])
-        X = np.stack(cols, axis=1)
-        coef, *_ = np.linalg.lstsq(X, cost, rcond=None)
-        return coef, float(np.sum((X @ coef - cost) ** 2))
+def _cost_statistics(cost, rate, crowd, run, runs) -> np.ndarray:
+    """Per run and grid β, the sums the normal equations of y = a + k ν^β + c μ need:
+    X^T X (3 × 3), X^T y (3) and y^T y, shape (runs, grid, 13). A resample of the runs is
+    then a weighted sum of rows, which makes the bootstrap cheap."""
+    out = np.zeros((len(runs), _BETA_GRID.size, 13))
+    for r, label in enumerate(runs):
+        rows = run == label
+        y, nu, mu = cost[rows], rate[rows], crowd[rows]
+        for b, beta in enumerate(_BETA_GRID):
+            x = nu**beta
+            cols = (np.ones_like(y), x, mu)
+            xtx = [float(np.dot(ci, cj)) for ci in cols for cj in cols]
+            xty = [float(np.dot(ci, y)) for ci in cols]
+            out[r, b] = xtx + xty + [float(np.dot(y, y))]
+    return out
 
-    if beta is None:
-        beta = float(min(minimise_on_grid(lambda b: regress(b)[1], _BETA_GRID), 1.0))
-    coef, sse = regress(beta)
-    tss = float(np.sum((cost - cost.mean()) ** 2))
-    c = float(coef[2]) if use_crowd else 0.0
-    return float(coef[0]), float(coef[1]), c, beta, sse, (1.0 - sse / tss) if tss > 0 else math.nan
+
+def _cost_solution(stats: np.ndarray, use_crowd: bool) -> tuple[float, float, float, float, float]:
+    """(a, k, c, β, sse) from summed statistics (grid, 13): the grid β of least SSE, refined
+    by a parabola through it and its neighbours (coefficients at the nearest grid β)."""
+    n = 3 if use_crowd else 2
+    sse = np.empty(_BETA_GRID.size)
+    coefs = np.zeros((_BETA_GRID.size, 3))
+    for b in range(_BETA_GRID.size):
+        xtx = stats[b, :9].reshape(3, 3)[:n, :n]
+        xty = stats[b, 9:12][:n]
+        coef = np.linalg.solve(xtx, xty)
+        coefs[b, :n] = coef
+        sse[b] = stats[b, 12] - 2 * coef @ xty + coef @ xtx @ coef
+    i = int(np.argmin(sse))
+    beta = _parabola_vertex(_BETA_GRID, sse)
+    return float(coefs[i, 0]), float(coefs[i, 1]), float(coefs[i, 2]), beta, float(sse[i])
 
 
-def fit_temporary_cost(cells: ExecutionCells, crowd: bool = True, n_boot: int = 200, seed: int = 0) -> TemporaryCost:
+def fit_temporary_cost(cells: ExecutionCells, crowd: bool = True, n_boot: int = 200, seed: int = 0,
+                       require_slippage: bool = True) -> TemporaryCost:
     """Fit the cost per unit traded against the rate, from every fill against the pre-trade mid.
 
     Parameters
@@ -506,6 +596,9 @@ def fit_temporary_cost(cells: ExecutionCells, crowd: bool = True, n_boot: int = 
         Bootstrap resamples of the runs (0: no errors).
     seed : int
         Seed of the bootstrap.
+    require_slippage : bool
+        Refuse a fit whose slippage does not grow with the rate (k <= 0); False reports it
+        (a caller that does not use k, say).
 
     Returns
     -------
@@ -514,8 +607,8 @@ def fit_temporary_cost(cells: ExecutionCells, crowd: bool = True, n_boot: int = 
     Raises
     ------
     PrimitiveError
-        With too few cells, rates that do not vary, or a slippage that does not grow
-        with the rate (k <= 0).
+        With too few cells, rates that do not vary, or (``require_slippage``) a slippage
+        that does not grow with the rate.
     """
     check.integer("n_boot", n_boot, lo=0, hi=100_000)
     cost, rate, crowd_term, runs = (np.asarray(x) for x in (cells.cost, cells.rate, cells.crowd, cells.run))
@@ -527,19 +620,22 @@ def fit_temporary_cost(cells: ExecutionCells, crowd: bool = True, n_boot: int = 
     if np.ptp(np.log(rate)) < 0.1:
         raise PrimitiveError("temporary cost: the agents' trading rates hardly vary (spread of log rate < 0.1), "
                              "so the cost curve is not identified; give the crowd a wider initial law or more types")
-    a, k, c, beta, sse, r2 = _cost_fit(cost, rate, crowd_term, crowd)
-    if k <= 0:
+    unique_runs = np.unique(runs)
+    stats = _cost_statistics(cost, rate, crowd_term, runs, unique_runs)
+    a, k, c, beta, sse = _cost_solution(stats.sum(axis=0), crowd)
+    tss = float(np.sum((cost - cost.mean()) ** 2))
+    r2 = 1.0 - sse / tss if tss > 0 else math.nan
+    if k <= 0 and require_slippage:
         raise PrimitiveError(f"temporary cost: the depth slippage k={k:.3g} does not grow with the rate in these "
                              "runs; raise seeds or the spread of trading rates (N, the initial law)")
     se = (math.nan,) * 4
-    unique_runs = np.unique(runs)
     if n_boot and unique_runs.size > 1:
         rng = np.random.default_rng(seed)
-        by_run = [np.flatnonzero(runs == r) for r in unique_runs]
+        flat = stats.reshape(unique_runs.size, -1)
         draws = []
         for _ in range(n_boot):
-            rows = np.concatenate([by_run[i] for i in rng.integers(len(by_run), size=len(by_run))])
-            draws.append(_cost_fit(cost[rows], rate[rows], crowd_term[rows], crowd)[:4])
+            counts = np.bincount(rng.integers(unique_runs.size, size=unique_runs.size), minlength=unique_runs.size)
+            draws.append(_cost_solution((counts @ flat).reshape(stats.shape[1:]), crowd)[:4])
         se = tuple(float(x) for x in np.std(draws, axis=0, ddof=1))
     return TemporaryCost(a, se[0], k, se[1], 1.0 + beta, se[3], c, se[2], int(cost.size), r2)
 

@@ -25,6 +25,12 @@ class MFGConvergenceError(RuntimeError):
                          + ", ".join(f"{r:.3g}" for r in residuals[:8])
                          + (" ... " + ", ".join(f"{r:.3g}" for r in residuals[-4:]) if len(residuals) > 8 else ""))
         self.residuals = residuals
+        self.message = message
+
+    def __reduce__(self):
+        # a worker process sends the exception back pickled; the default would call
+        # __init__ with the formatted text alone and break the pool
+        return (type(self), (self.message, self.residuals))
 
 
 def check_options(method, damping, tol, max_iter, anderson_depth) -> None:

@@ -58,6 +58,7 @@ from functools import cached_property
 import numpy as np
 
 from . import validation as check
+from ._impact_kernels import decaying_sum
 from .laws import GaussianMixture
 
 # Gauss–Legendre nodes for the quadratures of h0 and of the noise variance.
@@ -141,6 +142,30 @@ def almgren_chriss_ratio(tau, tau0, gamma: float, lam: float, phi_T: float) -> n
     return np.exp(omega * (tau - tau0)) * g_scaled(tau) / g_scaled(tau0)
 
 
+def instantaneous_impact(mu, exponent: float = 1.0) -> np.ndarray:
+    """f(μ) = sign(μ) |μ|^δ: the flow a nonlinear propagator Y = ∫ G(t - s) f(μ_s) ds feeds its kernel.
+
+    δ = 1 is the linear propagator; δ < 1 a concave response (the square-root law of
+    meta-orders is δ ≈ 1/2 over their duration).
+
+    Parameters
+    ----------
+    mu : array_like of float
+        Trading rates (inventory units per time).
+    exponent : float
+        δ > 0.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        f(μ) (units^δ per time^δ), the shape of ``mu``.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    if exponent == 1.0:
+        return mu
+    return np.sign(mu) * np.abs(mu) ** exponent
+
+
 def decaying_impact(mu, dt: float, rho: float) -> np.ndarray:
     """Impact path of unit κ under dY = (κμ - ρY) dt, Y(0) = 0.
 
@@ -161,12 +186,12 @@ def decaying_impact(mu, dt: float, rho: float) -> np.ndarray:
     numpy.ndarray of float64
         G at the n + 1 step edges (shares; multiply by κ for price units).
     """
-    mu = np.asarray(mu, dtype=np.float64)
+    mu = np.ascontiguousarray(mu, dtype=np.float64).ravel()
     decay = math.exp(-rho * dt)
     gain = dt if rho == 0 else -math.expm1(-rho * dt) / rho
-    # G_{n+1} = Σ_{m<=n} gain decay^{n-m} μ_m: a convolution with decaying weights (stable)
-    weights = decay ** np.arange(mu.size)
-    return np.concatenate([[0.0], gain * np.convolve(mu, weights)[: mu.size]])
+    out = np.empty(mu.size + 1)
+    decaying_sum(mu, decay, gain, out)  # G_{n+1} = decay G_n + gain μ_n
+    return out
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 from . import _fd_kernels as K
 from . import validation as check
 from ._fixed_point import METHODS, MFGConvergenceError, check_options, iterate  # noqa: F401 (re-exported)
-from .closed_form import LQCrowding, decaying_impact
+from .closed_form import LQCrowding, decaying_impact, instantaneous_impact
 from .io import atomic_write
 from .laws import GaussianMixture
 
@@ -317,15 +317,22 @@ class LQCrowdingModel(MFGModel):
         α in (1, 2] of the trading cost a|ν| + k|ν|^α; the closed form is exact for 2 only.
     spread_cost : float
         a >= 0 of that cost (price per share); the closed form is exact for 0 only.
+    impact_exponent : float
+        δ > 0 of a nonlinear propagator: the impact is Y = Σ_i κ_i ∫ e^{-ρ_i (t-s)} f(μ_s) ds
+        with f(μ) = sign(μ)|μ|^δ (:func:`mfg.closed_form.instantaneous_impact`); the agents
+        take the crowd's price path as given, so only the trend changes. The closed form is
+        exact for 1 only.
     """
 
     closed_form: LQCrowding
     cost_exponent: float = 2.0
     spread_cost: float = 0.0
+    impact_exponent: float = 1.0
 
     def __post_init__(self):
         check.number("cost_exponent", self.cost_exponent, lo=1.0, hi=2.0, lo_open=True)
         check.number("spread_cost", self.spread_cost, lo=0.0)
+        check.number("impact_exponent", self.impact_exponent, lo=0.0, lo_open=True)
 
     @property
     def n_types(self):
@@ -371,8 +378,9 @@ class LQCrowdingModel(MFGModel):
     def impact_path(self, mu: np.ndarray, grid: Grid) -> np.ndarray:
         """The crowd's impact Y = Σ_i Y_i at the grid times for the step rates μ.
 
-        Y_i(0) = 0 and, over a step, ``Y_{n+1} = Y_n e^{-ρ dt} + κ μ_n (1 - e^{-ρ dt})/ρ``
-        for each term (κ, ρ) of the kernel (``Y_n + κ μ_n dt`` at ρ = 0).
+        Y_i(0) = 0 and, over a step, ``Y_{n+1} = Y_n e^{-ρ dt} + κ f(μ_n) (1 - e^{-ρ dt})/ρ``
+        for each term (κ, ρ) of the kernel (``Y_n + κ f(μ_n) dt`` at ρ = 0), f(μ) = μ unless
+        ``impact_exponent`` says otherwise.
 
         Parameters
         ----------
@@ -385,7 +393,8 @@ class LQCrowdingModel(MFGModel):
         numpy.ndarray of float64, shape (N+1,)
             Y (price units).
         """
-        return sum(kappa * decaying_impact(mu, grid.dt, rho) for kappa, rho in self.closed_form.impact_terms)
+        flow = instantaneous_impact(mu, self.impact_exponent)
+        return sum(kappa * decaying_impact(flow, grid.dt, rho) for kappa, rho in self.closed_form.impact_terms)
 
     def coupling_from(self, m, rates, grid):
         """Implements `MFGModel.coupling_from`: μ, the weighted mean of the types' rates."""

@@ -60,6 +60,11 @@ class InvalidValue(ValueError):
         self.field, self.value, self.allowed, self.fix = field, value, allowed, fix
         super().__init__(problem(field, value, allowed, fix))
 
+    def __reduce__(self):
+        # a worker process sends the exception back pickled; the default would call
+        # __init__ with the message alone and break the pool
+        return (type(self), (self.field, self.value, self.allowed, self.fix))
+
     def relabel(self, field: str) -> str:
         """The same message about another field name (e.g. the key path in a config file).
 

@@ -8,6 +8,8 @@ call for the markets they run.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from mfg.fd import Grid
@@ -85,3 +87,25 @@ def build_run(cfg: dict, source: str) -> dict:
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     return out
+
+
+def market_objects(cfg: dict, source: str):
+    """The model and market spec of a resolved config, set up for the impact estimators.
+
+    Recorded at every step and keeping every crowd execution, but no trades.
+
+    Parameters
+    ----------
+    cfg : dict
+        A resolved market config.
+    source : str
+        The file, for error messages.
+
+    Returns
+    -------
+    (model, spec) : tuple of (mfg.closed_form.LQCrowding, simulator.market.MarketSpec)
+    """
+    obj = build_run(cfg, source)
+    spec = dataclasses.replace(obj["spec"], max_executions_kept=obj["n_agents"] * obj["spec"].n_steps,
+                               record_every=1, max_trades_kept=0)
+    return obj["model"], spec

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from multiprocessing import get_context
 
 from mfg.closed_form import LQCrowding
+from mfg.fd import Grid, LQCrowdingModel, solve
 from mfg.laws import GaussianMixture
 from mfg.market_making import MarketMakingMFG, solve_market_making
 from simulator.agents import ExecutionCrowd
@@ -33,6 +34,7 @@ def warm_kernels() -> None:
     crowd = ExecutionCrowd(2, model)
     run_particles(ParticleSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1), seed=0)
     run_market(MarketSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1, warmup_steps=1), seed=0)
+    solve(LQCrowdingModel(model), Grid(-1.0, 3.0, 21, 1.0, 4))  # the FD sweeps of "mfg_fd"
 
 
 class EngineError(RuntimeError):

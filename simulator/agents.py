@@ -252,6 +252,12 @@ class ExecutionCrowd:
         An agent whose inventory reaches 0 stops (orders never cross 0).
     fd_grid : mfg.fd.Grid or None
         The grid for ``"mfg_fd"`` (the FD solution is interpolated in t and x).
+    cost_exponent : float
+        α in (1, 2] of the trading cost a|ν| + k|ν|^α that ``"mfg_fd"`` solves with.
+    spread_cost : float
+        a >= 0 of that cost (price per model unit), e.g. the measured half-spread.
+    impact_exponent : float
+        δ > 0 of the nonlinear propagator ``"mfg_fd"`` solves with (1: linear).
     """
 
     n_agents: int
@@ -262,6 +268,9 @@ class ExecutionCrowd:
     ioc_ticks: int = 5
     stop_at_target: bool = True
     fd_grid: object | None = None
+    cost_exponent: float = 2.0
+    spread_cost: float = 0.0
+    impact_exponent: float = 1.0
 
     def __post_init__(self):
         check.integer("crowd.n_agents", self.n_agents, lo=1)
@@ -274,6 +283,12 @@ class ExecutionCrowd:
             check.require(self.fd_grid is not None, "crowd.fd_grid", None,
                           "strategy 'mfg_fd' needs the solver's grid: a [crowd.fd_grid] table with x_min, x_max, "
                           "n_x and n_t in a campaign, or fd_grid=mfg.fd.Grid(...) in Python")
+        check.number("crowd.cost_exponent", self.cost_exponent, lo=1.0, hi=2.0, lo_open=True)
+        check.number("crowd.spread_cost", self.spread_cost, lo=0.0)
+        check.number("crowd.impact_exponent", self.impact_exponent, lo=0.0, lo_open=True)
+        if (self.cost_exponent, self.spread_cost, self.impact_exponent) != (2.0, 0.0, 1.0):
+            check.require(self.strategy == "mfg_fd", "crowd.strategy", self.strategy,
+                          "cost_exponent != 2, spread_cost > 0 or impact_exponent != 1 are solved by 'mfg_fd' only")
         if self.strategy.startswith("nash"):
             check.require(len(self.model.types) == 1 and self.model.c == 0 and self.model.rho == 0
                           and not self.model.transient, "crowd.strategy", self.strategy,
@@ -376,7 +391,8 @@ def strategy_tables(crowd: ExecutionCrowd, t: np.ndarray, dt: float) -> Strategy
     else:  # mfg_fd
         from mfg.fd import LQCrowdingModel, solve
 
-        sol = solve(LQCrowdingModel(model), crowd.fd_grid)
+        sol = solve(LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
+                                    impact_exponent=crowd.impact_exponent), crowd.fd_grid)
         g = sol.grid
         return _checked(StrategyTables(a, b, c, np.ascontiguousarray(sol.control), g.x_min, g.dx, g.dt), crowd, dt)
     return _checked(StrategyTables(a, b, c, empty), crowd, dt)

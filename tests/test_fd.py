@@ -318,3 +318,12 @@ def test_power_law_trading_cost_against_a_direct_optimisation():
     assert solve(LQCrowdingModel(cf, cost_exponent=1.5), grid).mean_inventory()[5] < quadratic.mean_inventory()[5]
     with pytest.raises(ValueError, match="cost_exponent"):
         LQCrowdingModel(cf, cost_exponent=1.0)
+
+
+def test_convergence_error_survives_pickling():
+    """A worker process sends its exception back pickled: it must come back whole."""
+    import pickle
+
+    err = MFGConvergenceError("did not converge", [1.0, 0.5])
+    back = pickle.loads(pickle.dumps(err))
+    assert isinstance(back, MFGConvergenceError) and back.residuals == [1.0, 0.5] and str(back) == str(err)

@@ -264,3 +264,14 @@ def test_the_agents_table_keeps_a_sample_of_agents(tmp_path):
         == [3, 3]
     mfg = scan(out, "mfg").collect()  # the metrics still use all 80 agents: W1 is small, not that of 3 draws
     assert mfg.filter(pl.col("N") == 80)["w1"].mean() < mfg.filter(pl.col("N") == 5)["w1"].mean()
+
+
+def test_validation_errors_survive_pickling():
+    """Worker processes send exceptions back pickled; one that cannot be rebuilt breaks the pool."""
+    import pickle
+
+    from mfg.validation import InvalidType, InvalidValue
+
+    for err in (InvalidValue("n", 0, "must be >= 1", "raise it"), InvalidType("price", 1.5, "must be an integer")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err) and back.field == err.field

@@ -51,11 +51,12 @@ from analysis.impact import (decay_profile, estimate_impact, impact_path_fit, ky
 from mfg.io import atomic_write
 from simulator.market import run_market
 
-from ..build import build_run
+from ..build import build_run, market_objects
 from ..config import output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
 from ..specs import resolve_point, sweep_points
+from . import measured
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,13 @@ class CalibrationSettings:
         Fed back from the book (among kappa, k, c, rho); the others stay fixed.
     impact : str
         How κ (and ρ) are measured: ``"blocks"`` (block regression) or a fit of the price path.
+    model : str
+        ``"parameters"``: the LQ model's (κ, k, c, ρ) are fed back; ``"measured"``: the book's
+        own primitives (:mod:`mfgsim.studies.measured`).
+    n_exponentials : int or None
+        The measured kernel's decaying terms (None: chosen by BIC on the first measurement).
+    n_boot : int
+        Bootstrap resamples of the seeds for the measured primitives' errors.
     """
 
     seeds: tuple[int, ...]
@@ -91,6 +99,9 @@ class CalibrationSettings:
     w1_records: int  # records used for the finite-N comparison
     parameters: tuple[str, ...] = ("kappa", "c")  # fed back from the book; the others stay fixed
     impact: str = "blocks"  # how κ (and ρ) are measured: block regression, or a fit of the price path
+    model: str = "parameters"
+    n_exponentials: int | None = None
+    n_boot: int = 100
 
 
 @dataclass(frozen=True)
@@ -159,12 +170,17 @@ class CalibrationResult:
         One row per sweep point and iteration (parameters, estimates with standard errors,
         the finite-N gap).
     meta_orders : list of dict
-        The meta-order rows (empty without ``[meta_orders]``).
+        The meta-order rows (empty without ``[meta_orders]``, and with ``model = "measured"``,
+        whose meta-orders are part of the loop).
+    held_out : list of dict
+        With ``model = "measured"``: per meta-order size, its peak and plateau predicted by
+        the kernel fitted without it.
     """
 
     plan: CalibrationPlan
     rows: list[dict]
     meta_orders: list[dict]
+    held_out: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def converged(self) -> bool:
@@ -192,12 +208,22 @@ def load(path: str | Path) -> CalibrationPlan:
     root = read_toml(path)
     cal = root.table("calibration")
     name = output_name(cal, path)
-    seeds = cal.integer("seeds", 4, lo=1)
+    seeds = cal.integer("seeds", 4, lo=1, hi=100_000)
+    model = cal.choice("model", ("parameters", "measured"), "parameters")
+    if model == "measured":
+        for key in ("parameters", "impact"):
+            if key in cal.data:
+                raise cal.error(key, cal.data[key], "not used with model = 'measured' (the book's primitives are "
+                                                    "all measured)", "remove it")
+    n_exponentials = cal.get("n_exponentials", None)
+    if n_exponentials is not None:
+        n_exponentials = cal.integer("n_exponentials", lo=0, hi=3)
     settings = CalibrationSettings(
         seeds=tuple(range(seeds)), damping=cal.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True),
         tol=cal.number("tol", 0.05, lo=0.0, lo_open=True), max_iter=cal.integer("max_iter", 10, lo=1),
         horizon=cal.integer("horizon", 10, lo=2), w1_records=cal.integer("w1_records", 11, lo=2),
-        parameters=_parameters(cal), impact=cal.choice("impact", ("blocks", "path"), "blocks"))
+        parameters=_parameters(cal), impact=cal.choice("impact", ("blocks", "path"), "blocks"), model=model,
+        n_exponentials=n_exponentials, n_boot=cal.integer("n_boot", 100, lo=2, hi=100_000))
     cal.done()
     meta = None
     if "meta_orders" in root.data:
@@ -208,6 +234,17 @@ def load(path: str | Path) -> CalibrationPlan:
         if any(s <= 0 for s in meta.sizes):
             raise mo.error("sizes", list(meta.sizes), "meta-order sizes must be > 0")
         mo.done()
+    if model == "measured":
+        if meta is None:
+            raise cal.error("model", "measured", "needs a [meta_orders] table: the kernel is fitted jointly to the "
+                                                 "crowd's path and to meta-orders of several sizes")
+        if len(meta.sizes) < 2:
+            raise mo.error("sizes", list(meta.sizes), "model = 'measured' needs at least two sizes (one is held "
+                                                      "out of the fit to check the kernel)")
+        crowd = root.data.get("crowd", {})
+        if "fd_grid" not in crowd:
+            raise root.table("crowd").error("fd_grid", None, "model = 'measured' trades on the FD solution: give "
+                                                             "a [crowd.fd_grid] table (x_min, x_max, n_x, n_t)")
     points = sweep_points(root.table("sweep", {}))
     base = {k: v for k, v in root.data.items() if k not in ("calibration", "meta_orders", "sweep")}
     base["campaign"] = {"kind": "market", "record_every": 1}
@@ -239,28 +276,6 @@ def with_params(cfg: dict, kappa: float, k: float, c: float, rho: float = 0.0) -
     out = copy.deepcopy(cfg)
     out["model"].update(kappa=float(kappa), k=float(k), c=float(c), rho=float(rho))
     return out
-
-
-def market_objects(cfg: dict, source: str):
-    """The model and market spec of a resolved config, set up for the impact estimators.
-
-    Recorded at every step and keeping every crowd execution, but no trades.
-
-    Parameters
-    ----------
-    cfg : dict
-        A resolved market config.
-    source : str
-        The file, for error messages.
-
-    Returns
-    -------
-    (model, spec) : tuple of (mfg.closed_form.LQCrowding, simulator.market.MarketSpec)
-    """
-    obj = build_run(cfg, source)
-    spec = dataclasses.replace(obj["spec"], max_executions_kept=obj["n_agents"] * obj["spec"].n_steps,
-                               record_every=1, max_trades_kept=0)
-    return obj["model"], spec
 
 
 def finite_n_gap(runs, model, spec, n_records: int) -> dict:
@@ -427,9 +442,25 @@ def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = No
                   f"distance {row['distance']:.3g}, price error {row['price_error']:.4g}, "
                   f"W1 {row['w1_mean']:.4g}", flush=True)
 
+    def say_measured(row):
+        if verbose:
+            print(f"point {row['point']} it {row['iteration']}: traded on {row['started_from']} -> book G_inf="
+                  f"{row['hat_permanent']:.4g}±{row['hat_permanent_se']:.2g} "
+                  + " ".join(f"(kappa={row[f'hat_amplitude_{i}']:.3g}, rho={row[f'hat_rate_{i}']:.3g})"
+                             for i in (1, 2, 3) if math.isfinite(row[f"hat_rate_{i}"]))
+                  + f" a={row['hat_spread']:.3g} k={row['hat_k']:.3g} alpha={row['hat_alpha']:.3g} "
+                  f"c={row['hat_crowd']:.3g}; distance {row['distance']:.3g}; cost_gap_rel "
+                  f"{row['cost_gap_rel']:+.3f}, price_error_rel {row['price_error_rel']:.3f}", flush=True)
+
     warm_kernels()
-    rows, meta_rows = [], []
+    rows, meta_rows, held_out = [], [], []
     with make_engine(workers, dask) as pool:
+        if plan.settings.model == "measured":
+            for i, cfg in enumerate(plan.points):
+                point_rows, point_held_out = measured.calibrate_point(cfg, plan, pool, i, say_measured)
+                rows += point_rows
+                held_out += point_held_out
+            return CalibrationResult(plan, rows, [], held_out)
         for i, cfg in enumerate(plan.points):
             rows += calibrate_point(cfg, plan, pool, i, say)
         if plan.meta_orders is not None:
@@ -457,6 +488,9 @@ def write(result: CalibrationResult, out_root: str | Path, verbose: bool = True)
     with output_lock(out):
         table = pl.DataFrame(result.rows)
         atomic_write(out / "calibration.parquet", table.write_parquet)
+        if result.plan.settings.model == "measured":
+            atomic_write(out / "held_out.parquet", pl.DataFrame(result.held_out).write_parquet)
+            return out
         save_figure(plot_calibration(table), out / "calibration")
         if result.meta_orders:
             meta = pl.DataFrame(result.meta_orders)
@@ -496,6 +530,14 @@ def summarize(table) -> str:
             status = f"NOT converged after {last['iteration']} iterations"
         else:
             status = "converged" + (" (estimates within 2 s.e.)" if last["within_noise"] else "")
+        if last.get("model") == "measured":
+            lines.append(f"point {point} {first['sweep']}: {status} (distance {last['distance']:.3g})")
+            for label, row in (("start (configured model)", first), ("fixed" if last["converged"] else "last", last)):
+                lines.append(f"  {label}: cost_gap_rel {row['cost_gap_rel']:+.3f} [{row['cost_gap_rel_lo']:+.3f}, "
+                             f"{row['cost_gap_rel_hi']:+.3f}]  price_error_rel {row['price_error_rel']:.3f} "
+                             f"[{row['price_error_rel_lo']:.3f}, {row['price_error_rel_hi']:.3f}] (halves "
+                             f"{row['price_error_rel_half_a']:.3f}, {row['price_error_rel_half_b']:.3f})")
+            continue
         first["abs_cost_gap"], last["abs_cost_gap"] = abs(first["cost_gap"]), abs(last["cost_gap"])
 
         def pct(key, first=first, last=last):

@@ -1,0 +1,432 @@
+"""The loop on the book's own primitives: book -> primitives -> MFG -> strategies -> book.
+
+``model = "measured"`` in a ``[calibration]`` table (``runs/closed_loop_measured.toml``)
+replaces the LQ parameters (κ, k, c, ρ) of :mod:`mfgsim.studies.calibration` by what the
+book itself shows (:mod:`analysis.primitives`):
+
+* the propagator Y = ∫ G(t - s) sign(μ_s)|μ_s|^δ ds, G(τ) = G_∞ + Σ κ_i e^{-ρ_i τ}, fitted
+  jointly to the crowd's mean price path of the iteration and to the meta-order paths of
+  ``[meta_orders]`` (TWAP sells of several sizes with their relaxation; run once, since a
+  TWAP does not depend on the model). The book's response is concave (δ ≈ 0.7 on the
+  latent book: the square-root law), which no linear kernel (δ = 1) reconciles across
+  the crowd and meta-orders of several sizes;
+* the temporary cost a + k|ν|^(α-1) + c μ sign ν per unit, from every fill of the crowd
+  against its pre-trade mid: the half-spread a and the crowd's term c are fed back; the
+  own-rate slippage k|ν|^α is measured and reported (``hat_k``, ``hat_alpha``) but not
+  fed back. Under mean-field scaling one agent's orders are a lot or two against a depth
+  that grows with N, so the book's own-rate slope is not identified (its bootstrap
+  interval holds zero), and an MFG with k -> 0 has no interior optimum: k and α stay the
+  agents' configured speed friction.
+
+The agents trade on the finite-difference MFG of those primitives (``strategy = "mfg_fd"``:
+the propagator as one impact state per exponential fed by f(μ) = sign(μ)|μ|^δ, the cost
+a|ν| + k|ν|^α with its no-trade zone, the crowd term c μ). Each iteration runs the book, measures the primitives
+with bootstrap errors over its seeds and moves a damped step towards them; it stops when
+they move by less than ``tol`` (relative) or when every component is within two standard
+errors of the current one (the book cannot tell them apart). The number of exponentials
+is chosen by BIC on the first measurement (or ``n_exponentials``) and then kept.
+
+Every iteration's primitives, the measured ones with their errors, and the outcomes of
+the model the agents traded on (``cost_gap_rel``, ``price_error_rel``) are rows of
+``calibration.parquet``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.compare import outcome_gaps
+from analysis.impact import execution_cells
+from analysis.primitives import (MAX_EXPONENTIALS, ImpactCurve, Propagator, TemporaryCost, fit_propagator,
+                                 fit_temporary_cost, held_out_error, impact_curve)
+from mfg.fd import LQCrowdingModel, solve
+from simulator.market import run_market
+
+from ..build import build_run, market_objects
+
+COST_NAMES = ("k", "alpha", "spread", "crowd")
+
+
+@dataclass(frozen=True)
+class Primitives:
+    """The market's primitives the MFG is built on.
+
+    Parameters
+    ----------
+    propagator : analysis.primitives.Propagator
+    temporary : analysis.primitives.TemporaryCost
+    """
+
+    propagator: Propagator
+    temporary: TemporaryCost
+
+    @property
+    def n_exponentials(self) -> int:
+        """Number of decaying terms of the kernel."""
+        return len(self.propagator.rates)
+
+    def vector(self) -> np.ndarray:
+        """The components fed back, which a damped step moves: G_∞, κ_i, log ρ_i, δ, a, c.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+        """
+        p, c = self.propagator, self.temporary
+        return np.array([p.permanent, *p.amplitudes, *np.log(p.rates), p.exponent, c.spread, c.crowd])
+
+    def errors(self) -> np.ndarray:
+        """Standard errors of :meth:`vector` (NaN where not bootstrapped).
+
+        Returns
+        -------
+        numpy.ndarray of float64
+        """
+        p, c = self.propagator, self.temporary
+        K = self.n_exponentials
+        amps = p.amplitudes_se or (math.nan,) * K
+        rates = (np.array(p.rates_se) / np.array(p.rates)) if p.rates_se else np.full(K, math.nan)
+        return np.array([p.permanent_se, *amps, *rates, p.exponent_se, c.spread_se, c.crowd_se])
+
+    def scales(self) -> np.ndarray:
+        """What counts as a relative change of each component of :meth:`vector`.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+        """
+        v = self.vector()
+        K = self.n_exponentials
+        kernel = 0.05 * max(v[0] + v[1:1 + K].sum(), 1e-12)  # 5% of G(0)
+        return np.concatenate([np.maximum(np.abs(v[:1 + K]), kernel), np.ones(K),
+                               np.maximum(np.abs(v[1 + 2 * K:]), [1.0, 1e-4, 0.05])])
+
+    def stepped(self, target: Primitives, damping: float) -> Primitives:
+        """The primitives a damped step ``damping`` of the way towards ``target`` (same K).
+
+        Parameters
+        ----------
+        target : Primitives
+        damping : float
+            In (0, 1].
+
+        Returns
+        -------
+        Primitives
+        """
+        v = self.vector() + damping * (target.vector() - self.vector())
+        K = self.n_exponentials
+        exponent, spread, crowd = v[1 + 2 * K:]
+        kernel = Propagator(max(v[0], 0.0), tuple(float(a) for a in np.maximum(v[1:1 + K], 0.0)),
+                            tuple(float(r) for r in np.exp(v[1 + K:1 + 2 * K])), float(max(exponent, 0.05)))
+        temporary = dataclasses.replace(target.temporary, spread=max(spread, 0.0), crowd=max(crowd, 0.0))
+        return Primitives(kernel, temporary)
+
+    def columns(self, prefix: str = "") -> dict:
+        """Flat columns for a Parquet row (up to three exponentials; NaN beyond K).
+
+        Parameters
+        ----------
+        prefix : str
+            Put before every name (``"hat_"`` for the measured primitives).
+
+        Returns
+        -------
+        dict
+        """
+        p, c = self.propagator, self.temporary
+        out = {f"{prefix}permanent": p.permanent, f"{prefix}permanent_se": p.permanent_se,
+               f"{prefix}exponent": p.exponent, f"{prefix}exponent_se": p.exponent_se}
+        for i in range(MAX_EXPONENTIALS):
+            present = i < len(p.rates)
+            out[f"{prefix}amplitude_{i + 1}"] = p.amplitudes[i] if present else math.nan
+            out[f"{prefix}rate_{i + 1}"] = p.rates[i] if present else math.nan
+            out[f"{prefix}amplitude_{i + 1}_se"] = p.amplitudes_se[i] if present and p.amplitudes_se else math.nan
+            out[f"{prefix}rate_{i + 1}_se"] = p.rates_se[i] if present and p.rates_se else math.nan
+        for name in COST_NAMES:
+            out[f"{prefix}{name}"] = getattr(c, name)
+            out[f"{prefix}{name}_se"] = getattr(c, f"{name}_se")
+        return {k: float(v) for k, v in out.items()}
+
+    def configured(self, cfg: dict) -> dict:
+        """A copy of a resolved config whose agents trade on the MFG of these primitives.
+
+        The kernel, the half-spread and the crowd term come from the primitives; k and the
+        cost exponent stay the configured ones (see the module docstring).
+
+        Parameters
+        ----------
+        cfg : dict
+            A resolved market config with a ``[crowd.fd_grid]``.
+
+        Returns
+        -------
+        dict
+        """
+        out = copy.deepcopy(cfg)
+        terms = self.propagator.model_terms()
+        out["model"].update(kappa=terms["kappa"], rho=terms["rho"], transient=[list(t) for t in terms["transient"]],
+                            c=float(self.temporary.crowd))
+        out["crowd"].update(strategy="mfg_fd", spread_cost=float(self.temporary.spread),
+                            impact_exponent=terms["impact_exponent"])
+        return out
+
+
+def meta_order_curves(cfg: dict, sizes, seeds, post_steps: int, source: str, pool) -> list[ImpactCurve]:
+    """Price paths of crowd meta-orders (TWAP sells of each size per agent) and their relaxation.
+
+    Each agent's size is drawn with the crowd's relative dispersion (the first type's m0),
+    so that the agents' lots arrive spread over the steps as the crowd's do.
+
+    Parameters
+    ----------
+    cfg : dict
+        A resolved market config.
+    sizes : sequence of float
+        Per-agent meta-order sizes (model units).
+    seeds : sequence of int
+    post_steps : int
+        Steps recorded after the orders end.
+    source : str
+        The file, for messages.
+    pool : concurrent.futures.Executor
+
+    Returns
+    -------
+    list of ImpactCurve
+        Named ``"meta <size>"``.
+    """
+    curves = []
+    m0 = cfg["model"]["types"][0]["m0"]
+    # the crowd's relative dispersion of inventories: with identical inventories every agent
+    # crosses a whole lot in the same step, and the book sees bursts every few steps
+    # instead of the crowd's steady flow (a quarter of the impact at the same mean rate)
+    spread = float(m0["stds"][0]) / abs(float(m0["means"][0])) if float(m0["means"][0]) else 0.0
+    for size in sizes:
+        sized = copy.deepcopy(cfg)
+        sized["model"]["types"] = [{**sized["model"]["types"][0],
+                                    "m0": {"means": [float(size)], "stds": [spread * float(size)]}, "weight": 1.0}]
+        sized["crowd"] = {key: value for key, value in sized["crowd"].items()
+                          if key not in ("fd_grid", "cost_exponent", "spread_cost", "impact_exponent")}
+        sized["crowd"].update(strategy="twap", stop_at_target=True)
+        spec = dataclasses.replace(build_run(sized, source)["spec"], post_steps=post_steps, record_every=1,
+                                   max_trades_kept=0)
+        runs = list(pool.map(run_market, [spec] * len(seeds), seeds))
+        crowd = spec.crowd
+        curves.append(impact_curve(f"meta {size:g}", [r.market for r in runs], crowd.n_agents, crowd.lots_per_unit,
+                                   spec.tick_size, spec.dt))
+    return curves
+
+
+def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n_boot: int,
+            seed: int = 0) -> Primitives:
+    """The primitives of a set of book runs of the crowd, with bootstrap errors over seeds.
+
+    Parameters
+    ----------
+    runs : sequence of simulator.market.MarketRun
+        Recorded at every step, with the crowd's executions.
+    spec : simulator.market.MarketSpec
+    meta_curves : sequence of ImpactCurve
+        Fitted jointly with the crowd's path.
+    n_exponentials : int or None
+        Decaying terms of the kernel (None: chosen by BIC).
+    horizon : int
+        Steps per block when pooling executions.
+    n_boot : int
+        Bootstrap resamples.
+    seed : int
+
+    Returns
+    -------
+    Primitives
+    """
+    crowd = spec.crowd
+    markets = [r.market for r in runs]
+    path = impact_curve("crowd", markets, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps)
+    propagator = fit_propagator([path, *meta_curves], n_exponentials, n_boot=n_boot, seed=seed, exponent=None)
+    cells = execution_cells([r.executions for r in runs], markets, crowd.n_agents, crowd.lots_per_unit,
+                            spec.tick_size, spec.dt, horizon)
+    # k is reported, not fed back (see the module docstring): a non-positive slope is a result
+    return Primitives(propagator, fit_temporary_cost(cells, n_boot=n_boot, seed=seed, require_slippage=False))
+
+
+def mean_field(model, crowd):
+    """The MFG the crowd trades on and what it predicts.
+
+    Parameters
+    ----------
+    model : mfg.closed_form.LQCrowding
+    crowd : simulator.agents.ExecutionCrowd
+
+    Returns
+    -------
+    (value_at_start, impact_times, impact_path, rate) : tuple
+        h(0, q0) as a function of (q0, type) (model units); the model's impact path (model
+        price units) at its times; and the feedback ν(t, q, type) (units per time, arrays
+        broadcast). From the FD solution for ``"mfg_fd"``, from the closed form otherwise.
+    """
+    if crowd.strategy != "mfg_fd":
+        t = np.linspace(0.0, model.T, 501)
+
+        def closed_value(q0, types):
+            return np.array([float(model.value(0.0, q, int(j))) for q, j in zip(q0, types)])
+
+        def closed_rate(times, q, types):
+            out = np.empty(np.broadcast(times, q).shape)
+            for j in range(len(model.types)):
+                mask = np.broadcast_to(types == j, out.shape)
+                out[mask] = np.broadcast_to(model.control(times, q, j), out.shape)[mask]
+            return out
+
+        return closed_value, t, model.price_impact(t), closed_rate
+    fd_model = LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
+                               impact_exponent=crowd.impact_exponent)
+    sol = solve(fd_model, crowd.fd_grid)
+    grid = sol.grid
+
+    def fd_value(q0, types):  # the FD value is a cost u = -h
+        return np.array([-np.interp(q, grid.x, sol.value[int(j), 0]) for q, j in zip(q0, types)])
+
+    def fd_rate(times, q, types):  # bilinear in (t, x) on the solver's grid, as the agents read it
+        times, q = np.broadcast_arrays(np.asarray(times, dtype=np.float64), np.asarray(q, dtype=np.float64))
+        types = np.broadcast_to(types, q.shape)
+        pos = np.clip(times / grid.dt, 0, grid.n_t)
+        lo = np.minimum(pos.astype(np.int64), grid.n_t - 1)
+        w = pos - lo
+        x = np.clip((q - grid.x_min) / grid.dx, 0, grid.n_x - 1)
+        i = np.minimum(x.astype(np.int64), grid.n_x - 2)
+        v = x - i
+        c = sol.control
+        return ((1 - w) * ((1 - v) * c[types, lo, i] + v * c[types, lo, i + 1])
+                + w * ((1 - v) * c[types, lo + 1, i] + v * c[types, lo + 1, i + 1]))
+
+    return fd_value, grid.t, fd_model.impact_path(sol.mean_rate, grid), fd_rate
+
+
+def speed_penalty(run, model, crowd, rate) -> np.ndarray:
+    """Each agent's speed friction k∫|ν|^α dt along its recorded path, ν the rate its strategy asked for.
+
+    The MFG charges k|ν|^α as the agents' preference (the book's own-rate slippage is not
+    identified; see the module docstring), so the realised gain compared with its value
+    pays it too, on the rate the feedback asked for rather than on the lot-rounded fills.
+
+    Parameters
+    ----------
+    run : simulator.market.MarketRun
+    model : mfg.closed_form.LQCrowding
+    crowd : simulator.agents.ExecutionCrowd
+    rate : callable
+        ν(t, q, type), as :func:`mean_field` returns it.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Model value units, one entry per agent.
+    """
+    t = np.asarray(run.market["t"], dtype=np.float64)
+    inside = t <= model.T * (1 + 1e-12)
+    n_rec = t.size
+    inv = np.asarray(run.agents["inventory"]).reshape(n_rec, -1)[inside]
+    types = np.asarray(run.agents["type"]).reshape(n_rec, -1)[0]
+    nu = rate(t[inside][:, None], inv, types[None, :])
+    return np.trapezoid(model.k * np.abs(nu) ** crowd.cost_exponent, t[inside], axis=0)
+
+
+def evaluate(runs, model, spec, n_boot: int = 1000, seed: int = 0) -> dict:
+    """``cost_gap_rel`` and ``price_error_rel`` of the runs against the MFG their agents traded on.
+
+    Parameters
+    ----------
+    runs : sequence of simulator.market.MarketRun
+    model : mfg.closed_form.LQCrowding
+    spec : simulator.market.MarketSpec
+    n_boot : int
+    seed : int
+
+    Returns
+    -------
+    dict
+        As :func:`analysis.compare.outcome_gaps`, the realised gains charged the agents'
+        speed friction (:func:`speed_penalty`).
+    """
+    value, times, path, rate = mean_field(model, spec.crowd)
+    return outcome_gaps(runs, model, value, times, path, n_boot=n_boot, seed=seed,
+                        extra_penalty=lambda run: speed_penalty(run, model, spec.crowd, rate))
+
+
+def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tuple[list[dict], list[dict]]:
+    """Iterate one sweep point's primitives to their fixed point.
+
+    Parameters
+    ----------
+    cfg : dict
+        The point's resolved config.
+    plan : mfgsim.studies.calibration.CalibrationPlan
+        Its settings and ``[meta_orders]``.
+    pool : concurrent.futures.Executor
+    point : int
+        The point's index (in the rows).
+    progress : callable, optional
+        Called with each row as it is made.
+
+    Returns
+    -------
+    (rows, held_out) : tuple of list of dict
+        One row per iteration: the primitives the agents traded on, the measured ones
+        (``hat_`` columns, with standard errors), the distance, the outcomes; and one row
+        per meta-order size: its peak and plateau predicted by the kernel fitted, at the
+        last iteration, without it (:func:`analysis.primitives.held_out_error`).
+    """
+    s, meta = plan.settings, plan.meta_orders
+    meta_curves = meta_order_curves(cfg, meta.sizes, meta.seeds, meta.post_steps, plan.source, pool)
+    theta: Primitives | None = None
+    n_exponentials = s.n_exponentials
+    rows = []
+    for it in range(s.max_iter + 1):
+        config = cfg if theta is None else theta.configured(cfg)
+        model, spec = market_objects(config, plan.source)
+        runs = list(pool.map(run_market, [spec] * len(s.seeds), s.seeds))
+        hat = measure(runs, spec, meta_curves, n_exponentials, s.horizon, s.n_boot, seed=it)
+        n_exponentials = hat.n_exponentials
+        outcome = evaluate(runs, model, spec, n_boot=200, seed=it)
+        if theta is None:  # the start is the configured LQ model: the first measurement replaces it
+            distance, within_noise, used = math.inf, False, hat
+        else:
+            gap = np.abs(hat.vector() - theta.vector())
+            distance = float(np.max(gap / theta.scales()))
+            within_noise = bool(np.all(gap <= 2 * hat.errors()))
+            used = theta
+        rows.append({"point": point, "sweep": plan.labels[point], "iteration": it, "model": "measured",
+                     "started_from": "configured" if theta is None else "primitives",
+                     **(used.columns() if theta is not None else _nan_columns(hat)), **hat.columns("hat_"),
+                     "distance": distance, "within_noise": within_noise, "converged": False,
+                     **{k: v for k, v in outcome.items() if k != "price_error_rel_halves"},
+                     "price_error_rel_half_a": outcome["price_error_rel_halves"][0],
+                     "price_error_rel_half_b": outcome["price_error_rel_halves"][1]})
+        if progress is not None:
+            progress(rows[-1])
+        if theta is not None and (distance < s.tol or within_noise):
+            rows[-1]["converged"] = True
+            break
+        if it < s.max_iter:
+            theta = hat if theta is None else theta.stepped(hat, s.damping)
+    crowd = spec.crowd
+    path = impact_curve("crowd", [r.market for r in runs], crowd.n_agents, crowd.lots_per_unit, spec.tick_size,
+                        spec.dt, spec.n_steps)
+    held_out = []
+    for curve in meta_curves:
+        check = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None)
+        held_out.append({"point": point, "held_out": curve.name,
+                         **{k: float(v) for k, v in check.items() if k != "propagator"}})
+    return rows, held_out
+
+
+def _nan_columns(template: Primitives) -> dict:
+    """The primitives columns of an iteration that traded on the configured model, not on primitives."""
+    return {key: math.nan for key in template.columns()}
