@@ -593,3 +593,47 @@ def plot_market_making(solution):
     axes[2].set(title="inventory law m(t, q)", xlabel="inventory q (quotes)", ylabel="time t")
     fig.colorbar(im, ax=axes[2], label="probability")
     return fig
+
+
+def plot_propagator_fit(curves, propagator, held_out: dict | None = None):
+    """Each price path against the propagator's prediction for its own trading.
+
+    Left: every curve (the crowd's, the meta-orders') as the seed-mean price move with a
+    ±2 s.e. band and the kernel's path, dashed. Right: the kernel G(τ) with the
+    instantaneous exponent δ in the title; with ``held_out``, the held-out peak and plateau
+    errors of each meta-order as a table under it.
+
+    Parameters
+    ----------
+    curves : sequence of analysis.primitives.ImpactCurve
+    propagator : analysis.primitives.Propagator
+    held_out : dict of str to (float, float), optional
+        Per curve name, (peak error, plateau error), relative.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    longest = 0.0
+    for i, c in enumerate(curves):
+        t = np.arange(c.prices.shape[1]) * c.dt
+        longest = max(longest, t[-1])
+        mean = c.prices.mean(axis=0)
+        se = c.prices.std(axis=0, ddof=1) / np.sqrt(c.seeds) if c.seeds > 1 else np.zeros_like(mean)
+        axes[0].fill_between(t, mean - 2 * se, mean + 2 * se, color=f"C{i}", alpha=0.15, lw=0)
+        axes[0].plot(t, mean, color=f"C{i}", label=c.name)
+        axes[0].plot(t, propagator.impact(c.rates.mean(axis=0), c.dt), "--", color=f"C{i}")
+    axes[0].set(title="price move: book (solid, ±2 s.e.) and kernel (dashed)", xlabel="t",
+                ylabel="price move (model price units)")
+    axes[0].legend(fontsize=8)
+    tau = np.linspace(0.0, longest, 400)
+    axes[1].plot(tau, propagator.kernel(tau), color="k")
+    axes[1].set(title=f"kernel G(τ), instantaneous exponent δ = {propagator.exponent:.2f}", xlabel="τ",
+                ylabel="G(τ)", ylim=(0, None))
+    if held_out:
+        rows = [[name, f"{peak:+.1%}", f"{plateau:+.1%}"] for name, (peak, plateau) in held_out.items()]
+        table = axes[1].table(cellText=rows, colLabels=["held out", "peak error", "plateau error"],
+                              loc="upper right", colWidths=[0.28, 0.22, 0.26])
+        table.set_fontsize(8)
+    return fig

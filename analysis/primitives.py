@@ -191,7 +191,7 @@ class Propagator:
             The shape of ``tau``.
         """
         tau = np.asarray(tau, dtype=np.float64)
-        return self.permanent + sum(a * np.exp(-r * tau) for a, r in zip(self.amplitudes, self.rates))
+        return np.full_like(tau, self.permanent) + sum(a * np.exp(-r * tau) for a, r in zip(self.amplitudes, self.rates))
 
     def impact(self, rates, dt: float) -> np.ndarray:
         """The price path of a rate constant on each step, exactly.

@@ -1,13 +1,21 @@
-"""The closed loop on the resilient book with the transient-impact MFG (κ, ρ, c) against
-the permanent-impact one (κ, c): both calibrated from the same start, then both fixed
-points evaluated on the same fresh seeds (JSON lines).
+"""The closed loop on the resilient book: the transient-impact MFG (κ, ρ, c), the
+permanent-impact one (κ, c) and the MFG on the book's own measured primitives (a nonlinear
+propagator, the half-spread and the crowd term), each calibrated from the same start, then
+every fixed point evaluated on the same fresh seeds (JSON lines).
 
-Prints, for the start and each fixed point, the price error (max over t of the mean book
-price move against the model's impact path, model price units) and the cost gap (mean
-realised gain against the MFG value), with the price error of each half of the seeds as
-a noise gauge.
+Prints, for the start and each fixed point:
 
-    python benchmarks/closed_loop_models.py            # 48 evaluation seeds (~1.5 min on 2 cores)
+* ``price_error`` (max over t of the mean book price move against the model's impact path,
+  model price units) and ``cost_gap`` (mean realised gain against the MFG value), as before;
+* ``price_error_rel`` = price_error / max |model impact path|, with a basic bootstrap
+  interval over seeds and the statistic on each half of the seeds as a noise gauge;
+* ``cost_gap_rel`` = (mean realised gain - MFG value) / |MFG expected execution cost|,
+  with a bootstrap interval; the realised gain is charged the agents' speed friction k∫ν²
+  as the model's objective is (see :mod:`mfgsim.studies.measured`);
+* for the measured model, the held-out meta-order errors of its kernel (peak, plateau) and
+  the cost decomposition, book against MFG, term by term (``cost_term``).
+
+    python benchmarks/closed_loop_models.py            # 48 evaluation seeds (~4 min on 2 cores)
     python benchmarks/closed_loop_models.py --quick    # 16
 """
 
@@ -18,39 +26,65 @@ import argparse
 from _common import ROOT, emit
 
 
-
 def main(argv=None):
     import polars as pl
 
+    from mfgsim.build import market_objects
     from mfgsim.engines import make_engine
-    from mfgsim.studies import calibration
+    from mfgsim.studies import calibration, measured
     from simulator.market import run_market
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="16 evaluation seeds")
     args = parser.parse_args(argv)
     seeds = list(range(1000, 1016 if args.quick else 1048))
-    points = {}
+    plan = calibration.load(ROOT / "runs" / "closed_loop.toml")
+    configs = {}
     for label, name in (("permanent", "closed_loop_permanent"), ("transient", "closed_loop")):
         result = calibration.run(calibration.load(ROOT / "runs" / f"{name}.toml"), verbose=False)
         table = pl.DataFrame(result.rows).sort("iteration")
         first, last = table.row(0, named=True), table.row(-1, named=True)
-        points["start"] = tuple(first[p] for p in ("kappa", "k", "c", "rho"))
-        points[label] = tuple(last[p] for p in ("kappa", "k", "c", "rho"))
+        configs["start"] = calibration.with_params(plan.points[0], *(first[p] for p in ("kappa", "k", "c", "rho")))
+        configs[label] = calibration.with_params(plan.points[0], *(last[p] for p in ("kappa", "k", "c", "rho")))
         emit("fixed_point", last["kappa"], "kappa", model=label, rho=round(last["rho"], 4), c=round(last["c"], 5),
              iterations=int(last["iteration"]), converged=result.converged)
-    plan = calibration.load(ROOT / "runs" / "closed_loop.toml")
+    measured_plan = calibration.load(ROOT / "runs" / "closed_loop_measured.toml")
+    result = calibration.run(measured_plan, verbose=False)
+    last = pl.DataFrame(result.rows).sort("iteration").row(-1, named=True)
+    fixed = measured.Primitives.from_columns(last)
+    configs["measured"] = fixed.configured(measured_plan.points[0])
+    kernel = fixed.propagator
+    emit("fixed_point", kernel.exponent, "impact exponent delta", model="measured",
+         permanent=round(kernel.permanent, 4), exponentials=[[round(a, 4), round(r, 4)] for a, r in
+                                                             zip(kernel.amplitudes, kernel.rates)],
+         spread=round(fixed.temporary.spread, 4), crowd=round(fixed.temporary.crowd, 5),
+         iterations=int(last["iteration"]), converged=result.converged)
+    for row in result.held_out:
+        emit("held_out_peak_error", row["peak_error"], "relative", model="measured", held_out=row["held_out"],
+             plateau_error=round(row["plateau_error"], 4))
     with make_engine() as pool:
-        for label, theta in points.items():
-            config = calibration.with_params(plan.points[0], *theta)
-            model, spec = calibration.market_objects(config, plan.source)
+        for label, config in configs.items():
+            model, spec = market_objects(config, plan.source)
             runs = list(pool.map(run_market, [spec] * len(seeds), seeds))
-            records = plan.settings.w1_records
-            gap = calibration.finite_n_gap(runs, model, spec, records)
-            halves = [calibration.finite_n_gap(runs[i::2], model, spec, records)["price_error"] for i in (0, 1)]
-            emit("price_error", gap["price_error"], "model price units", model=label, seeds=len(seeds),
-                 halves=[round(h, 4) for h in halves])
-            emit("cost_gap", gap["cost_gap"], "model units", model=label, seeds=len(seeds))
+            if label != "measured":  # the absolute metrics of the LQ models, as before
+                records = plan.settings.w1_records
+                gap = calibration.finite_n_gap(runs, model, spec, records)
+                halves = [calibration.finite_n_gap(runs[i::2], model, spec, records)["price_error"] for i in (0, 1)]
+                emit("price_error", gap["price_error"], "model price units", model=label, seeds=len(seeds),
+                     halves=[round(h, 4) for h in halves])
+                emit("cost_gap", gap["cost_gap"], "model units", model=label, seeds=len(seeds))
+            out = measured.evaluate(runs, model, spec)
+            emit("cost_gap_rel", out["cost_gap_rel"], "relative", model=label, seeds=len(seeds),
+                 interval=[round(out["cost_gap_rel_lo"], 4), round(out["cost_gap_rel_hi"], 4)],
+                 execution_cost=round(out["execution_cost"], 4))
+            emit("price_error_rel", out["price_error_rel"], "relative", model=label, seeds=len(seeds),
+                 interval=[round(out["price_error_rel_lo"], 4), round(out["price_error_rel_hi"], 4)],
+                 halves=[round(h, 4) for h in out["price_error_rel_halves"]])
+            if label == "measured":
+                parts = measured.cost_decomposition(runs, model, spec)
+                for term in measured.DECOMPOSITION:
+                    emit("cost_term", parts["book"][term], "model value units per agent", model=label, term=term,
+                         mfg=round(parts["model"][term], 5))
 
 
 if __name__ == "__main__":

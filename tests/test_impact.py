@@ -257,3 +257,48 @@ def test_impact_path_fit_recovers_kappa_and_rho():
     fit = impact_path_fit(markets, 5, 10, 0.01, dt, n, n_boot=60)
     assert fit.kappa == pytest.approx(kappa, abs=4 * fit.kappa_se + 0.05)
     assert fit.rho == pytest.approx(rho, abs=4 * fit.rho_se + 0.05) and fit.rho_se > 0
+
+
+MEASURED = CLOSED_LOOP.replace("horizon = 5\n", 'horizon = 5\nmodel = "measured"\nn_boot = 5\n').replace(
+    "stop_at_target = false\n", "stop_at_target = false\n\n[crowd.fd_grid]\nx_min = -0.6\nx_max = 2.2\nn_x = 57\nn_t = 25\n")
+
+
+def test_measured_loop_end_to_end(tmp_path, capsys):
+    """model = "measured": the book's primitives each iteration, the agents on their FD MFG,
+    every iteration's primitives and outcomes in calibration.parquet, one held-out row per
+    meta-order size, and an exit code that says whether the loop converged."""
+    from mfgsim.studies.measured import Primitives
+
+    path = tmp_path / "measured.toml"
+    path.write_text(MEASURED.format(tol=0.5, max_iter=2))
+    code = main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"])
+    out = tmp_path / "measured"
+    table = pl.read_parquet(out / "calibration.parquet")
+    assert code == (0 if table["converged"].any() else 1)
+    assert table["iteration"].to_list() == list(range(table.height)) and table.height >= 2
+    first, second = table.row(0, named=True), table.row(1, named=True)
+    assert first["started_from"] == "configured" and second["started_from"] == "primitives"
+    # the first measurement is what the second iteration traded on
+    assert Primitives.from_columns(second).vector() == pytest.approx(Primitives.from_columns(first, "hat_").vector())
+    for key in ("cost_gap_rel", "price_error_rel", "hat_exponent", "hat_spread", "hat_permanent_se"):
+        assert np.all(np.isfinite(table[key].to_numpy())), key
+    assert (table["price_error_rel_lo"] <= table["price_error_rel_hi"]).all()
+    held_out = pl.read_parquet(out / "held_out.parquet")
+    assert held_out["held_out"].to_list() == ["meta 0.5", "meta 1", "meta 2"]
+    printed = capsys.readouterr().out
+    assert "cost_gap_rel" in printed and "price_error_rel" in printed
+    assert (out / "propagator.png").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.split("[meta_orders]")[0], "needs a [meta_orders] table"),
+    (lambda t: t.replace("sizes = [0.5, 1.0, 2.0]", "sizes = [1.0]"), "at least two sizes"),
+    (lambda t: t.replace("[crowd.fd_grid]", "[crowd.grid]"), "crowd.fd_grid"),
+    (lambda t: t.replace('model = "measured"', 'model = "measured"\nparameters = ["kappa"]'), "not used with"),
+])
+def test_measured_loop_bad_files(tmp_path, capsys, change, message):
+    path = tmp_path / "measured.toml"
+    path.write_text(change(MEASURED.format(tol=0.5, max_iter=2)))
+    assert main(["calibrate", str(path), "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "measured").exists()

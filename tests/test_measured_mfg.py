@@ -160,3 +160,26 @@ def test_spread_cost_makes_a_no_trade_zone():
     np.testing.assert_allclose(sol.value[0, 0, inside], A * grid.x[inside] ** 2, atol=1e-12)
     outside = np.abs(grid.x) > a / (2 * A) + 0.2
     assert np.all(np.abs(sol.control[0][0, outside]) > 0)
+
+
+def test_cost_decomposition_of_the_model_adds_up_to_its_value():
+    """The model's cost terms (integrals of the FP law against the control and the impact
+    path) add up to the execution cost its HJB value gives, to the grid's first order."""
+    from mfgsim.studies.measured import DECOMPOSITION, cost_decomposition
+    from simulator.agents import ExecutionCrowd
+    from simulator.market import MarketSpec
+
+    m0 = GM.normal(1.0, 0.2)
+    cf = LQCrowding.single(k=1.0, kappa=1.0, phi=1.0, A=10.0, T=1.0, m0=m0, c=0.1, transient=((2.0, 5.0),))
+    errors = []
+    for r in (1, 2):
+        grid = Grid(-0.6, 2.2, 70 * r + 1, 1.0, 50 * r)
+        crowd = ExecutionCrowd(10, cf, strategy="mfg_fd", fd_grid=grid, spread_cost=0.3, impact_exponent=0.7)
+        spec = MarketSpec(T=1.0, dt=0.01, crowd=crowd)
+        parts = cost_decomposition([], cf, spec)["model"]
+        assert set(parts) == set(DECOMPOSITION) and parts["spread"] > 0 and parts["transient_impact"] > 0
+        fd = LQCrowdingModel(cf, spread_cost=0.3, impact_exponent=0.7)
+        sol = solve(fd, grid)
+        value = float((sol.value[0, 0] * grid.cell_masses(m0)).sum() * grid.dx)  # E[u(0, Q0)], a cost
+        errors.append(abs(parts["total"] / value - 1))
+    assert errors[1] < 0.6 * errors[0] and errors[1] < 0.02, errors

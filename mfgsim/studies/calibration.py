@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 
 from analysis.compare import compare_run
-from analysis.figures import plot_calibration, plot_meta_orders, save_figure
+from analysis.figures import plot_calibration, plot_meta_orders, plot_propagator_fit, save_figure
 from analysis.impact import (decay_profile, estimate_impact, impact_path_fit, kyle_lambda, order_flow_imbalance,
                              response_exponent)
 from mfg.io import atomic_write
@@ -175,12 +175,16 @@ class CalibrationResult:
     held_out : list of dict
         With ``model = "measured"``: per meta-order size, its peak and plateau predicted by
         the kernel fitted without it.
+    fits : list of dict
+        With ``model = "measured"``: per sweep point, the last iteration's curves and
+        measured propagator.
     """
 
     plan: CalibrationPlan
     rows: list[dict]
     meta_orders: list[dict]
     held_out: list[dict] = dataclasses.field(default_factory=list)
+    fits: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def converged(self) -> bool:
@@ -453,14 +457,15 @@ def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = No
                   f"{row['cost_gap_rel']:+.3f}, price_error_rel {row['price_error_rel']:.3f}", flush=True)
 
     warm_kernels()
-    rows, meta_rows, held_out = [], [], []
+    rows, meta_rows, held_out, fits = [], [], [], []
     with make_engine(workers, dask) as pool:
         if plan.settings.model == "measured":
             for i, cfg in enumerate(plan.points):
-                point_rows, point_held_out = measured.calibrate_point(cfg, plan, pool, i, say_measured)
+                point_rows, point_held_out, last = measured.calibrate_point(cfg, plan, pool, i, say_measured)
                 rows += point_rows
                 held_out += point_held_out
-            return CalibrationResult(plan, rows, [], held_out)
+                fits.append(last)
+            return CalibrationResult(plan, rows, [], held_out, fits)
         for i, cfg in enumerate(plan.points):
             rows += calibrate_point(cfg, plan, pool, i, say)
         if plan.meta_orders is not None:
@@ -489,7 +494,13 @@ def write(result: CalibrationResult, out_root: str | Path, verbose: bool = True)
         table = pl.DataFrame(result.rows)
         atomic_write(out / "calibration.parquet", table.write_parquet)
         if result.plan.settings.model == "measured":
-            atomic_write(out / "held_out.parquet", pl.DataFrame(result.held_out).write_parquet)
+            held_out = pl.DataFrame(result.held_out)
+            atomic_write(out / "held_out.parquet", held_out.write_parquet)
+            for i, fit in enumerate(result.fits):
+                errors = {r["held_out"]: (r["peak_error"], r["plateau_error"])
+                          for r in held_out.filter(pl.col("point") == i).iter_rows(named=True)}
+                save_figure(plot_propagator_fit(fit["curves"], fit["propagator"], errors),
+                            out / ("propagator" if len(result.fits) == 1 else f"propagator_point{i}"))
             return out
         save_figure(plot_calibration(table), out / "calibration")
         if result.meta_orders:

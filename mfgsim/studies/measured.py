@@ -40,10 +40,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.compare import outcome_gaps
+from analysis.compare import outcome_gaps, realised_gains
 from analysis.impact import execution_cells
 from analysis.primitives import (MAX_EXPONENTIALS, ImpactCurve, Propagator, TemporaryCost, fit_propagator,
                                  fit_temporary_cost, held_out_error, impact_curve)
+from mfg.closed_form import decaying_impact, instantaneous_impact
 from mfg.fd import LQCrowdingModel, solve
 from simulator.market import run_market
 
@@ -152,6 +153,31 @@ class Primitives:
             out[f"{prefix}{name}"] = getattr(c, name)
             out[f"{prefix}{name}_se"] = getattr(c, f"{name}_se")
         return {k: float(v) for k, v in out.items()}
+
+    @classmethod
+    def from_columns(cls, row: dict, prefix: str = "") -> Primitives:
+        """The primitives of a row written by :meth:`columns` (a calibration.parquet row, say).
+
+        Parameters
+        ----------
+        row : dict
+        prefix : str
+            ``"hat_"`` for the measured primitives, ``""`` for those the agents traded on.
+
+        Returns
+        -------
+        Primitives
+        """
+        def get(name):
+            return float(row[f"{prefix}{name}"])
+
+        present = [i for i in range(1, MAX_EXPONENTIALS + 1) if math.isfinite(get(f"rate_{i}"))]
+        propagator = Propagator(get("permanent"), tuple(get(f"amplitude_{i}") for i in present),
+                                tuple(get(f"rate_{i}") for i in present), get("exponent"), get("permanent_se"),
+                                tuple(get(f"amplitude_{i}_se") for i in present),
+                                tuple(get(f"rate_{i}_se") for i in present), get("exponent_se"))
+        costs = {name: get(name) for name in COST_NAMES} | {f"{name}_se": get(f"{name}_se") for name in COST_NAMES}
+        return cls(propagator, TemporaryCost(**costs, n_cells=0, r2=math.nan))
 
     def configured(self, cfg: dict) -> dict:
         """A copy of a resolved config whose agents trade on the MFG of these primitives.
@@ -360,7 +386,94 @@ def evaluate(runs, model, spec, n_boot: int = 1000, seed: int = 0) -> dict:
                         extra_penalty=lambda run: speed_penalty(run, model, spec.crowd, rate))
 
 
-def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tuple[list[dict], list[dict]]:
+DECOMPOSITION = ("spread", "temporary", "permanent_impact", "transient_impact", "unexplained_impact",
+                 "inventory_penalty", "speed_friction", "total")
+
+
+def cost_decomposition(runs, model, spec) -> dict:
+    """What execution cost the agents, book against model, term by term (per agent, model value units).
+
+    * ``spread``: book, Σ |fill| × the half-spread at the order's step; model, a ∫ E|ν| dt;
+    * ``temporary``: book, the rest of the shortfall against the pre-trade mid (the depth
+      the step's orders walked, the crowd's included); model, the crowd term c ∫ μ² dt;
+    * ``permanent_impact`` / ``transient_impact``: -∫ E(t) dY_i(t) over the kernel's
+      permanent part and its exponentials; in the book, the kernel applied to the book's
+      own mean flow, what it leaves of the book's impact cost being ``unexplained_impact``
+      (the book's impact cost is its execution cost less the shortfall and the penalties);
+    * ``inventory_penalty``: φ∫Q² + A Q_T²; ``speed_friction``: k∫|ν|^α (the agents' preference);
+    * ``total``: the execution cost, -(gain - q0 S0) with the penalties, which the model's
+      terms add up to (its value, up to the grid's error).
+
+    Parameters
+    ----------
+    runs : sequence of simulator.market.MarketRun
+        Recorded at every step, with every crowd execution.
+    model : mfg.closed_form.LQCrowding
+    spec : simulator.market.MarketSpec
+        Its crowd trades on ``"mfg_fd"``.
+
+    Returns
+    -------
+    dict
+        ``book`` and ``model``: {term: float} over :data:`DECOMPOSITION`.
+    """
+    crowd = spec.crowd
+    fd_model = LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
+                               impact_exponent=crowd.impact_exponent)
+    sol = solve(fd_model, crowd.fd_grid)
+    g = sol.grid
+    w = np.asarray(model.weights)[:, None, None]
+    m, nu = sol.m[:, 1:], sol.control[:, :-1]  # the implicit FP moves m^{n+1} with step n's control
+    E = sol.mean_inventory()
+    E_step = 0.5 * (E[1:] + E[:-1])
+    phi = np.array([p.phi for p in model.types])
+    A = np.array([p.A for p in model.types])
+    second = (sol.m * g.x**2).sum(axis=2) * g.dx  # E[Q²] per type and time
+    flow = instantaneous_impact(sol.mean_rate, crowd.impact_exponent)
+    terms = [-(E_step * np.diff(kappa * decaying_impact(flow, g.dt, rho))).sum() for kappa, rho in
+             model.impact_terms]
+    model_side = {
+        "spread": crowd.spread_cost * float((w * np.abs(nu) * m).sum() * g.dx * g.dt),
+        "temporary": model.c * float(np.sum(sol.mean_rate**2) * g.dt),
+        "permanent_impact": float(sum(t for t, (_, rho) in zip(terms, model.impact_terms) if rho == 0)),
+        "transient_impact": float(sum(t for t, (_, rho) in zip(terms, model.impact_terms) if rho > 0)),
+        "unexplained_impact": 0.0,
+        "inventory_penalty": float(model.weights @ (phi * np.trapezoid(second, g.t, axis=1) + A * second[:, -1])),
+        "speed_friction": model.k * float((w * np.abs(nu) ** crowd.cost_exponent * m).sum() * g.dx * g.dt),
+    }
+    model_side["total"] = sum(model_side.values())
+    value, _, _, rate = mean_field(model, crowd)
+    book = {key: [] for key in DECOMPOSITION}
+    for run in runs:
+        n = crowd.n_agents
+        market, ex = run.market, run.executions
+        half_spread = 0.5 * (np.asarray(market["best_ask"], float) - np.asarray(market["best_bid"], float))
+        step, filled = np.asarray(ex["step"]), np.asarray(ex["filled"], dtype=np.float64)
+        spread = float(np.sum(np.abs(filled) * half_spread[step]) * spec.tick_size / n)
+        shortfall = float(np.sum(ex["shortfall"]) * spec.tick_size / n)
+        g_run = realised_gains(run, model)
+        t = np.asarray(market["t"], dtype=np.float64)
+        inside = t <= model.T * (1 + 1e-12)
+        inv = np.asarray(run.agents["inventory"]).reshape(t.size, -1)[inside]
+        penalty = float(np.mean(g_run["penalty"]))
+        friction = float(np.mean(speed_penalty(run, model, crowd, rate)))
+        total = -float(np.mean(g_run["gain"] - g_run["start_value"])) + friction
+        impact = total - shortfall - penalty - friction
+        book_flow = instantaneous_impact(np.asarray(market["crowd_flow"], float)[1: spec.n_steps + 1]
+                                         / (n * crowd.lots_per_unit * spec.dt), crowd.impact_exponent)
+        mean_inv = inv.mean(axis=1)[: spec.n_steps]
+        parts = [-(mean_inv * np.diff(kappa * decaying_impact(book_flow, spec.dt, rho))).sum()
+                 for kappa, rho in model.impact_terms]
+        permanent = float(sum(x for x, (_, rho) in zip(parts, model.impact_terms) if rho == 0))
+        transient = float(sum(x for x, (_, rho) in zip(parts, model.impact_terms) if rho > 0))
+        for key, v in (("spread", spread), ("temporary", shortfall - spread), ("permanent_impact", permanent),
+                       ("transient_impact", transient), ("unexplained_impact", impact - permanent - transient),
+                       ("inventory_penalty", penalty), ("speed_friction", friction), ("total", total)):
+            book[key].append(v)
+    return {"book": {key: float(np.mean(v)) if v else math.nan for key, v in book.items()}, "model": model_side}
+
+
+def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tuple[list[dict], list[dict], dict]:
     """Iterate one sweep point's primitives to their fixed point.
 
     Parameters
@@ -377,11 +490,12 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
 
     Returns
     -------
-    (rows, held_out) : tuple of list of dict
+    (rows, held_out, last) : tuple of (list of dict, list of dict, dict)
         One row per iteration: the primitives the agents traded on, the measured ones
-        (``hat_`` columns, with standard errors), the distance, the outcomes; and one row
-        per meta-order size: its peak and plateau predicted by the kernel fitted, at the
-        last iteration, without it (:func:`analysis.primitives.held_out_error`).
+        (``hat_`` columns, with standard errors), the distance, the outcomes; one row per
+        meta-order size: its peak and plateau predicted by the kernel fitted, at the last
+        iteration, without it (:func:`analysis.primitives.held_out_error`); and the last
+        iteration's ``curves`` and measured ``propagator`` (for the figure).
     """
     s, meta = plan.settings, plan.meta_orders
     meta_curves = meta_order_curves(cfg, meta.sizes, meta.seeds, meta.post_steps, plan.source, pool)
@@ -424,7 +538,7 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
         check = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None)
         held_out.append({"point": point, "held_out": curve.name,
                          **{k: float(v) for k, v in check.items() if k != "propagator"}})
-    return rows, held_out
+    return rows, held_out, {"curves": [path, *meta_curves], "propagator": hat.propagator}
 
 
 def _nan_columns(template: Primitives) -> dict:
