@@ -191,7 +191,8 @@ class Propagator:
             The shape of ``tau``.
         """
         tau = np.asarray(tau, dtype=np.float64)
-        return np.full_like(tau, self.permanent) + sum(a * np.exp(-r * tau) for a, r in zip(self.amplitudes, self.rates))
+        decaying = sum(a * np.exp(-r * tau) for a, r in zip(self.amplitudes, self.rates))
+        return np.full_like(tau, self.permanent) + decaying
 
     def impact(self, rates, dt: float) -> np.ndarray:
         """The price path of a rate constant on each step, exactly.

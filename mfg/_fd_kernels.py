@@ -9,7 +9,8 @@ a >= 0 a cost per share such as the half-spread):
     F_n(x) = base(x) + slope_n x + dense_n(x)      (dense may be empty: shape (0, I))
 
 α = 2 with a = 0 is the quadratic case, H = (p + s)²/(4k). With a > 0 nobody trades where
-|p + s| <= a (the no-trade zone) and H is zero there; H stays convex, C¹ and minimal at 0. Every term below is written with the
+|p + s| <= a (the no-trade zone) and H is zero there; H stays convex, C¹ and minimal at 0.
+Every term below is written with the
 velocities ν* (= -H'(p)), so the monotone scheme, its Newton Jacobian and the FP adjoint
 hold for every α:
 

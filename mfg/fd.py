@@ -11,7 +11,8 @@ The running cost is ``a |ν| + k |ν|^α + s_n ν + F_n(x)`` with dynamics ``dX 
 share such as the half-spread): the Hamiltonian is
 ``H(x, p) = (α-1) k |ν*|^α - F_n(x)``, ``|ν*| = ((|p + s_n| - a)⁺/(α k))^{1/(α-1)}``
 (:func:`trading_hamiltonian`), which is ``(p + s_n)^2/(4k) - F_n`` for α = 2 and a = 0.
-With a > 0 an agent whose marginal value |p + s_n| is within a of zero does not trade. This covers the LQ crowding family (``s = c μ``,
+With a > 0 an agent whose marginal value |p + s_n| is within a of zero does not trade.
+This covers the LQ crowding family (``s = c μ``,
 ``F = φ x² - κ μ x``, or the trend of a decaying impact), its version with a concave
 per-share cost ``k|ν|^β`` (α = 1 + β: the square-root law's β = 1/2 makes α = 3/2), and
 congestion models (``F = V(x) + a m^b``). The implicit scheme has no CFL limit; what is checked is that

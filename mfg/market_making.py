@@ -446,8 +446,8 @@ def _posted_mean(m, quote):
     return (m * np.nan_to_num(quote)).sum(axis=1) / np.maximum(weight, 1e-300)
 
 
-def solve_market_making(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1000, tol: float = 1e-10, max_iter: int = 200,
-                        damping: float = 0.7, method: str = "anderson") -> MarketMakingSolution:
+def solve_market_making(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1000, tol: float = 1e-10,
+                        max_iter: int = 200, damping: float = 0.7, method: str = "anderson") -> MarketMakingSolution:
     """The mean-field equilibrium: quotes, inventory law and mean quotes on ``n_t`` steps.
 
     Parameters

@@ -260,7 +260,8 @@ def test_impact_path_fit_recovers_kappa_and_rho():
 
 
 MEASURED = CLOSED_LOOP.replace("horizon = 5\n", 'horizon = 5\nmodel = "measured"\nn_boot = 5\n').replace(
-    "stop_at_target = false\n", "stop_at_target = false\n\n[crowd.fd_grid]\nx_min = -0.6\nx_max = 2.2\nn_x = 57\nn_t = 25\n")
+    "stop_at_target = false\n",
+    "stop_at_target = false\n\n[crowd.fd_grid]\nx_min = -0.6\nx_max = 2.2\nn_x = 57\nn_t = 25\n")
 
 
 def test_measured_loop_end_to_end(tmp_path, capsys):

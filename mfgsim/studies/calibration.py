@@ -3,12 +3,16 @@
 ``mfgsim calibrate runs/closed_loop.toml`` (:func:`load`, :func:`run`, :func:`write`) starts
 from the model's (κ, k, c), runs the book with the crowd on that model's MFG feedback over
 several seeds, re-estimates (κ, k, c) from the book (:mod:`analysis.impact`), and moves
-the calibrated parameters (``parameters``, default κ and c) a damped step towards the estimates, until they change by less than
-``tol`` (relative) or by less than two standard errors of the estimates (the book cannot
-tell them apart), or ``max_iter`` is reached. With ``rho`` among the parameters the model
-is the transient-impact MFG (dY = (κμ - ρY) dt). ``impact = "path"`` measures κ (and ρ)
-by fitting the model's impact path to the book's mean price path (what the price error
-scores) instead of the block regression of mid changes on flow.
+the calibrated parameters (``parameters``, default κ and c) a damped step towards the
+estimates, until they change by less than ``tol`` (relative) or by less than two standard
+errors of the estimates (the book cannot tell them apart), or ``max_iter`` is reached. With
+``rho`` among the parameters the model is the transient-impact MFG (dY = (κμ - ρY) dt).
+``impact = "path"`` measures κ (and ρ) by fitting the model's impact path to the book's
+mean price path (what the price error scores) instead of the block regression of mid
+changes on flow.
+
+``model = "measured"`` replaces the LQ parameters by the book's own primitives (a nonlinear
+propagator, the half-spread, the crowd term): see :mod:`mfgsim.studies.measured`.
 
 Why k is not fed back by default: under mean-field scaling one agent's orders are a lot or
 two, so its own temporary impact is not identified (the fitted slope is ~0); what the book
