@@ -660,6 +660,10 @@ class FillTable:
         Fills and quoted maker-side-steps.
     dt : float
         The step (time units).
+    premium : numpy.ndarray of float64, shape (levels,)
+        What a fill at each level earned on average: the distance from the mid of the tick
+        the quote went to (a quote of j ticks may land half a tick further when the mid sits
+        between ticks); the level itself when not given.
     """
 
     levels: np.ndarray
@@ -670,6 +674,7 @@ class FillTable:
     fills: np.ndarray
     observations: np.ndarray
     dt: float
+    premium: np.ndarray | None = None
 
     @property
     def quoted(self) -> np.ndarray:
@@ -714,7 +719,8 @@ class FillTable:
         return float((1 - w) * row[j - 1] + w * row[j])
 
 
-def fill_table(distance, mean_distance, filled, dt: float, mean_bins: int = 4, lattice: float = 0.5) -> FillTable:
+def fill_table(distance, mean_distance, filled, dt: float, mean_bins: int = 4, lattice: float = 0.5,
+               mean_edges=None, earned=None) -> FillTable:
     """Count fills of posted quotes by their distance from the mid and the makers' mean quote.
 
     Parameters
@@ -732,6 +738,12 @@ def fill_table(distance, mean_distance, filled, dt: float, mean_bins: int = 4, l
         Equal-count bins of the mean quote.
     lattice : float
         The distances' lattice (ticks): half a tick when the mid can sit between ticks.
+    mean_edges : array_like of float, optional
+        Fixed edges of the mean-quote bins (ticks), instead of ``mean_bins`` equal-count bins
+        (to compare tables across iterations); means outside go to the end bins.
+    earned : array_like of float, optional
+        Per observation, what a fill would earn (the posted tick's distance from the mid);
+        its mean over the fills of each level is the table's ``premium``.
 
     Returns
     -------
@@ -748,14 +760,20 @@ def fill_table(distance, mean_distance, filled, dt: float, mean_bins: int = 4, l
     distance = np.asarray(distance, dtype=np.float64)
     mean_distance = np.asarray(mean_distance, dtype=np.float64)
     filled = np.asarray(filled, dtype=np.float64)
-    keep = np.isfinite(distance) & np.isfinite(mean_distance) & np.isfinite(filled)
-    distance, mean_distance, filled = distance[keep], mean_distance[keep], filled[keep]
+    earned = distance if earned is None else np.asarray(earned, dtype=np.float64)
+    keep = np.isfinite(distance) & np.isfinite(mean_distance) & np.isfinite(filled) & np.isfinite(earned)
+    distance, mean_distance, filled, earned = distance[keep], mean_distance[keep], filled[keep], earned[keep]
     if distance.size == 0 or filled.sum() == 0:
         raise PrimitiveError(f"fill table: {distance.size} posted quotes and {int(filled.sum())} fills; "
                              "raise seeds, steps or the makers' count")
     snapped = np.round(distance / lattice) * lattice
     levels = np.unique(snapped)
-    edges = np.unique(np.quantile(mean_distance, np.linspace(0, 1, mean_bins + 1)))
+    if mean_edges is not None:
+        edges = np.asarray(mean_edges, dtype=np.float64)
+        check.require(edges.ndim == 1 and edges.size >= 2 and bool(np.all(np.diff(edges) > 0)), "mean_edges",
+                      edges.tolist(), "expected at least two increasing edges")
+    else:
+        edges = np.unique(np.quantile(mean_distance, np.linspace(0, 1, mean_bins + 1)))
     if edges.size < 2:
         edges = np.array([mean_distance[0] - 0.5 * lattice, mean_distance[0] + 0.5 * lattice])
     column = np.clip(np.searchsorted(edges, mean_distance, side="right") - 1, 0, edges.size - 2)
@@ -764,10 +782,16 @@ def fill_table(distance, mean_distance, filled, dt: float, mean_bins: int = 4, l
     flat = row * shape[1] + column
     observations = np.bincount(flat, minlength=shape[0] * shape[1]).reshape(shape)
     fills = np.bincount(flat, filled, minlength=shape[0] * shape[1]).reshape(shape)
-    centres = np.bincount(column, mean_distance, minlength=shape[1]) / np.maximum(np.bincount(column,
-                                                                                              minlength=shape[1]), 1)
+    counts = np.bincount(column, minlength=shape[1])
+    centres = np.where(counts > 0, np.bincount(column, mean_distance, minlength=shape[1]) / np.maximum(counts, 1),
+                       0.5 * (edges[:-1] + edges[1:]))  # an empty bin: its middle
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(observations > 0, fills / (observations * dt), np.nan)
         rate_se = np.where(observations > 0, np.sqrt(fills) / (observations * dt), np.nan)
+    fills_by_level = np.bincount(row, filled, minlength=levels.size)
+    posts_by_level = np.bincount(row, minlength=levels.size)
+    premium = np.where(fills_by_level > 0,  # what fills earned; without fills, what posts would have
+                       np.bincount(row, filled * earned, minlength=levels.size) / np.maximum(fills_by_level, 1),
+                       np.bincount(row, earned, minlength=levels.size) / np.maximum(posts_by_level, 1))
     return FillTable(levels, edges, centres, rate, rate_se, fills.astype(np.int64), observations.astype(np.int64),
-                     float(dt))
+                     float(dt), premium)

@@ -20,7 +20,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from analysis.figures import plot_market_making, plot_realism, plot_solution, save_figure
 from analysis.readers import manifest
@@ -253,7 +252,7 @@ def _study(module, args):
 
 def _cmd_calibrate(args) -> int:
     result, out = _study(calibration, args)
-    print(calibration.summarize(pl.DataFrame(result.rows)))
+    print(calibration.summary_text(result))
     print(f"wrote {out / 'calibration.parquet'} and figures in {out}")
     return 0 if result.converged else 1
 

@@ -333,8 +333,11 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                     n_msg += 1
             qi = int(np.round(inv[acc] / quote_size))
             qi = min(max(qi, -max_q), max_q)
-            bid = int(np.floor(mid - bid_offset[row, qi + max_q]))
-            ask = int(np.ceil(mid + ask_offset[row, qi + max_q]))
+            # a NaN offset is a side the quotes leave empty (a tick maker that would lose on it)
+            bid_at = bid_offset[row, qi + max_q]
+            ask_at = ask_offset[row, qi + max_q]
+            bid = int(np.floor(mid - bid_at)) if np.isfinite(bid_at) else -1
+            ask = int(np.ceil(mid + ask_at)) if np.isfinite(ask_at) else n_ticks
             maker_bid[m] = -1
             maker_ask[m] = -1
             if inv[acc] < max_q * quote_size and 0 <= bid < n_ticks:

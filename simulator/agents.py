@@ -22,10 +22,12 @@ import numpy as np
 
 from mfg import validation as check
 from mfg.closed_form import AlmgrenChriss, LQCrowding
-from mfg.market_making import avellaneda_stoikov_quotes, glft_asymptotic_quotes, glft_quotes
+from mfg.jump import Jump
+from mfg.market_making import (ExponentialIntensity, TabulatedIntensity, avellaneda_stoikov_quotes,
+                               glft_asymptotic_quotes, glft_quotes)
 
 STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed")
-MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic", "mfg")
+MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic", "mfg", "mfg_tick")
 # a unit of model inventory is a handful to a few thousand lots; beyond this the crowd's
 # position in lots outgrows any book the noise can fill
 MAX_LOTS_PER_UNIT = 1_000_000
@@ -131,7 +133,20 @@ class MarketMakers:
     max_inventory : int
         Q, quotes on either side.
     competition : float
-        ε >= 0 (per tick), for the ``"mfg"`` model.
+        ε >= 0 (per tick), for the ``"mfg"`` and ``"mfg_tick"`` models.
+    lattice : tuple of float
+        For ``"mfg_tick"``: the quotes a maker may post, ticks from the mid (the equilibrium
+        of :class:`mfg.market_making.TickMarketMakingMFG`); a bid at δ goes to the tick
+        floor(mid - δ), an ask to ceil(mid + δ).
+    premia : tuple of float
+        For ``"mfg_tick"``: what a fill at each lattice quote earns, ticks (the tick a quote
+        of δ goes to is half a tick further when the mid sits between ticks); the MFG's
+        quotes are these, the book's postings the lattice. Empty: the lattice itself.
+    table_means, table_rates : tuple
+        For ``"mfg_tick"``: a measured fill table Λ(π_l; δ̄) by premium π_l and the makers'
+        mean posted distance δ̄: the mean nodes (ticks) and the rates (L × B, fills per time);
+        empty for the exponential ``fill_intensity · exp(-fill_decay δ - competition (δ - δ̄))``
+        read on the premia.
     """
 
     count: int = 2
@@ -143,6 +158,10 @@ class MarketMakers:
     quote_size: int = 5
     max_inventory: int = 10
     competition: float = 0.0
+    lattice: tuple[float, ...] = ()
+    premia: tuple[float, ...] = ()
+    table_means: tuple[float, ...] = ()
+    table_rates: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self):
         check.integer("market.makers.count", self.count, lo=0)
@@ -152,6 +171,37 @@ class MarketMakers:
         check.integer("market.makers.quote_size", self.quote_size, lo=1)
         check.integer("market.makers.max_inventory", self.max_inventory, lo=1)
         check.number("market.makers.competition", self.competition, lo=0.0)
+        for name in ("lattice", "premia", "table_means"):
+            object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
+        object.__setattr__(self, "table_rates", tuple(tuple(float(x) for x in row) for row in self.table_rates))
+        if self.model == "mfg_tick":
+            check.require(len(self.lattice) >= 1, "market.makers.lattice", list(self.lattice),
+                          "model 'mfg_tick' needs the quotes it may post (ticks from the mid)")
+            check.require(not self.premia or len(self.premia) == len(self.lattice), "market.makers.premia",
+                          list(self.premia), f"expected one premium per lattice quote ({len(self.lattice)})")
+            self.intensity()  # checks the quotes and the table
+        else:
+            check.require(not (self.lattice or self.premia or self.table_means or self.table_rates),
+                          "market.makers.lattice", list(self.lattice),
+                          "only model 'mfg_tick' takes a lattice, premia and a fill table")
+
+    def intensity(self):
+        """The fill rate the ``"mfg_tick"`` makers expect at each lattice quote.
+
+        Returns
+        -------
+        mfg.market_making.TabulatedIntensity or mfg.market_making.ExponentialIntensity
+            The measured table when given, else the exponential read on the lattice.
+        """
+        Jump(+1, shape="lattice", quotes=self.quotes)  # the MFG's quotes must increase
+        if self.table_means:
+            return TabulatedIntensity(self.quotes, self.table_means, self.table_rates)
+        return ExponentialIntensity(self.fill_intensity, self.fill_decay, self.competition)
+
+    @property
+    def quotes(self) -> tuple[float, ...]:
+        """The ``"mfg_tick"`` MFG's quotes: the premia, or the lattice (ticks)."""
+        return self.premia or self.lattice
 
     def mean_field(self, T: float, n_steps: int):
         """The market-making MFG of these makers (all flat at t = 0) on [0, T].
@@ -194,24 +244,38 @@ class MarketMakers:
             return avellaneda_stoikov_quotes(tau, g, k, s, Q)
         if self.model == "glft_asymptotic":
             return glft_asymptotic_quotes(tau, g, A, k, s, Q)
-        if self.model == "mfg":
+        if self.model in ("mfg", "mfg_tick"):
             tau = np.asarray(tau, dtype=np.float64)
             steps = tau.shape[0]
             sol, sub = self.mean_field(float(tau[0]), steps)
             bid, ask = sol.bid[: steps * sub: sub].copy(), sol.ask[: steps * sub: sub].copy()
             bid[:, -1] = bid[:, -2]
             ask[:, 0] = ask[:, 1]
+            if self.model == "mfg_tick" and self.premia:  # the MFG's quotes are premia: post their lattice quotes
+                return (_posting_offsets(self.premia, self.lattice, bid),
+                        _posting_offsets(self.premia, self.lattice, ask))
             return bid, ask
         return glft_quotes(tau, g, A, k, s, Q)
 
 
+def _posting_offsets(premia: tuple, lattice: tuple, quotes: np.ndarray) -> np.ndarray:
+    """The lattice quote of each MFG quote (a premium); NaN stays NaN (not posted)."""
+    index = np.searchsorted(np.asarray(premia), np.nan_to_num(quotes, nan=premia[0]))
+    index = np.clip(index, 0, len(premia) - 1)
+    return np.where(np.isnan(quotes), np.nan, np.asarray(lattice)[index])
+
+
 @lru_cache(maxsize=32)
 def _maker_mean_field(makers: MarketMakers, T: float, n_steps: int):
-    from mfg.market_making import MarketMakingMFG, solve_market_making
+    from mfg.market_making import MarketMakingMFG, TickMarketMakingMFG, solve_market_making
 
-    model = MarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, A=makers.fill_intensity,
-                            k=makers.fill_decay, competition=makers.competition, max_inventory=makers.max_inventory,
-                            T=T)
+    if makers.model == "mfg_tick":
+        model = TickMarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, quotes=makers.quotes,
+                                    intensity=makers.intensity(), max_inventory=makers.max_inventory, T=T)
+    else:
+        model = MarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, A=makers.fill_intensity,
+                                k=makers.fill_decay, competition=makers.competition,
+                                max_inventory=makers.max_inventory, T=T)
     # the sweeps are stable for dt x (a maker's total fill rate) <= 0.5 and accurate to
     # ~1e-6 for <= 0.1; at the mean quote a side's rate is A e^{-k δ̄} <= A, so start
     # there and refine until the solved rates allow it (a maker quoting well inside the

@@ -101,7 +101,8 @@ def test_mfgsim_run_routes_every_shipped_study_file():
 
     from mfgsim.cli import study_command
 
-    expected = {"closed_loop": "calibrate", "closed_loop_depth_sweep": "calibrate", "closed_loop_measured": "calibrate",
+    expected = {"closed_loop": "calibrate", "closed_loop_depth_sweep": "calibrate",
+                "closed_loop_measured": "calibrate", "makers_loop": "calibrate",
                 "closed_loop_permanent": "calibrate", "experiment_d_makers": "makers",
                 "experiment_d_makers_fine_tick": "makers", "impact_square_root": "impact"}
     for path in sorted(Path(__file__).parent.parent.glob("runs/*.toml")):

@@ -60,7 +60,7 @@ from ..config import output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
 from ..specs import resolve_point, sweep_points
-from . import measured
+from . import makers_loop, measured
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,8 @@ def load(path: str | Path) -> CalibrationPlan:
     root = read_toml(path)
     cal = root.table("calibration")
     name = output_name(cal, path)
+    if cal.choice("population", ("crowd", "makers"), "crowd") == "makers":
+        return makers_loop.load(root, cal, name)
     seeds = cal.integer("seeds", 4, lo=1, hi=100_000)
     model = cal.choice("model", ("parameters", "measured"), "parameters")
     if model == "measured":
@@ -461,6 +463,9 @@ def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = No
                   f"{row['cost_gap_rel']:+.3f}, price_error_rel {row['price_error_rel']:.3f}", flush=True)
 
     warm_kernels()
+    if isinstance(plan, makers_loop.MakersLoopPlan):
+        with make_engine(workers, dask) as pool:
+            return makers_loop.run(plan, pool, verbose)
     rows, meta_rows, held_out, fits = [], [], [], []
     with make_engine(workers, dask) as pool:
         if plan.settings.model == "measured":
@@ -495,6 +500,9 @@ def write(result: CalibrationResult, out_root: str | Path, verbose: bool = True)
     """
     out = check_writable(Path(out_root) / result.plan.name, "calibration output folder")
     with output_lock(out):
+        if isinstance(result, makers_loop.MakersLoopResult):
+            makers_loop.write(result, out)
+            return out
         table = pl.DataFrame(result.rows)
         atomic_write(out / "calibration.parquet", table.write_parquet)
         if result.plan.settings.model == "measured":
@@ -522,6 +530,22 @@ def write(result: CalibrationResult, out_root: str | Path, verbose: bool = True)
                 print(f"meta-orders: {meta.height - measured.height} size(s) moved the price less than the noise "
                       "(no positive peak); `mfgsim impact` measures the impact law with many seeds")
     return out
+
+
+def summary_text(result) -> str:
+    """The summary a calibration prints: :func:`summarize` of its rows, or the makers loop's.
+
+    Parameters
+    ----------
+    result : CalibrationResult or mfgsim.studies.makers_loop.MakersLoopResult
+
+    Returns
+    -------
+    str
+    """
+    if isinstance(result, makers_loop.MakersLoopResult):
+        return makers_loop.summary_text(result)
+    return summarize(pl.DataFrame(result.rows))
 
 
 def summarize(table) -> str:

@@ -143,11 +143,24 @@ def load(path: str | Path) -> MakersStudy:
         raise ConfigError(f"{root.source}: [market] must be a table")
     root.done()
     out = MakersStudy(name, root.source, tuple(n_makers), tuple(range(seeds)), market, fit, fit_competition)
-    _spec(out, n_makers[0])  # validates
+    market_spec(out, n_makers[0])  # validates
     return out
 
 
-def _spec(study: MakersStudy, n: int):
+def market_spec(study, n: int):
+    """The book of a makers study (or loop) with ``n`` makers, liquidity scaled with them.
+
+    Parameters
+    ----------
+    study : MakersStudy or mfgsim.studies.makers_loop.MakersLoopPlan
+        Anything with the ``market`` table and its ``source``.
+    n : int
+        Number of makers.
+
+    Returns
+    -------
+    simulator.market.MarketSpec
+    """
     sec = Section(copy.deepcopy(study.market), "market", study.source)
     with sec.located():
         noise = sec.table("noise", {}).dataclass(NoiseFlow)
@@ -163,12 +176,41 @@ def _spec(study: MakersStudy, n: int):
     return spec
 
 
-def _run(args) -> dict:
-    """One run: the makers' metrics against their mean field."""
+def run_metrics(args) -> dict:
+    """One run: the makers' metrics against their mean field.
+
+    Parameters
+    ----------
+    args : tuple of (simulator.market.MarketSpec, int)
+        The spec (its makers quote an MFG: ``"mfg"`` or ``"mfg_tick"``) and the seed.
+
+    Returns
+    -------
+    dict
+        N, seed, w1, mean_quote_error, spread and mf_spread (ticks), pnl and mf_pnl (ticks ×
+        quotes per maker), inventory_sd and mf_inventory_sd (quotes).
+    """
     spec, seed = args
+    return metrics(spec, seed, run_market(spec, seed))
+
+
+def metrics(spec, seed: int, run) -> dict:
+    """The makers' metrics of a run against their mean field (see :func:`run_metrics`).
+
+    Parameters
+    ----------
+    spec : simulator.market.MarketSpec
+    seed : int
+    run : simulator.market.MarketRun
+        The run of ``spec`` on ``seed``.
+
+    Returns
+    -------
+    dict
+        As :func:`run_metrics`.
+    """
     makers = spec.makers
     sol, sub = makers.mean_field(spec.T, spec.n_steps)
-    run = run_market(spec, seed)
     steps = run.market["step"]
     Q, size = makers.max_inventory, makers.quote_size
     inv = run.accounts_inventory[:, 1:1 + makers.count] / size
@@ -192,9 +234,23 @@ def _run(args) -> dict:
             "mf_inventory_sd": float(np.sqrt(law[-1] @ q_grid**2 - (law[-1] @ q_grid) ** 2))}
 
 
-def _posted_distances(spec, run):
-    """Per step and maker, the distance (ticks) of the posted bid and ask from the mid and
-    whether each side was filled in that step; from a run recorded at every step."""
+def posted_quotes(spec, run) -> dict:
+    """Per step and maker, the quotes posted and whether each side was filled in that step.
+
+    From a run recorded at every step. ``bid`` / ``ask`` are the intended distances from the
+    mid (the quote tables, ticks; NaN where a side is not posted), ``bid_posted`` /
+    ``ask_posted`` the distances of the ticks they went to (floor(mid - δ), ceil(mid + δ)).
+
+    Parameters
+    ----------
+    spec : simulator.market.MarketSpec
+    run : simulator.market.MarketRun
+
+    Returns
+    -------
+    dict
+        bid, ask, bid_posted, ask_posted (float64, steps × makers) and bought, sold (bool).
+    """
     makers = spec.makers
     Q, size = makers.max_inventory, makers.quote_size
     bid_off, ask_off = makers.quote_offsets(spec.T - np.arange(spec.n_steps) * spec.dt)
@@ -202,10 +258,11 @@ def _posted_distances(spec, run):
     mid = run.market["mid"][:-1, None]
     q = np.clip(np.round(inv[:-1] / size).astype(int), -Q, Q)
     rows = np.arange(spec.n_steps)[:, None]
-    bid = np.where(q < Q, mid - np.floor(mid - bid_off[rows, q + Q]), np.nan)
-    ask = np.where(q > -Q, np.ceil(mid + ask_off[rows, q + Q]) - mid, np.nan)
+    bid = np.where(q < Q, bid_off[rows, q + Q], np.nan)
+    ask = np.where(q > -Q, ask_off[rows, q + Q], np.nan)
     change = np.diff(inv, axis=0)
-    return bid, ask, change > 0, change < 0
+    return {"bid": bid, "ask": ask, "bid_posted": mid - np.floor(mid - bid), "ask_posted": np.ceil(mid + ask) - mid,
+            "bought": change > 0, "sold": change < 0}
 
 
 def fill_sensitivity(spec, seeds, bins: int = 12) -> FillSensitivity:
@@ -230,8 +287,8 @@ def fill_sensitivity(spec, seeds, bins: int = 12) -> FillSensitivity:
     spec = dataclasses.replace(spec, record_every=1)
     xs, ys = [], []
     for seed in seeds:
-        bid, ask, bought, sold = _posted_distances(spec, run_market(spec, seed))
-        for dist, filled in ((bid, bought), (ask, sold)):
+        quotes = posted_quotes(spec, run_market(spec, seed))
+        for dist, filled in ((quotes["bid_posted"], quotes["bought"]), (quotes["ask_posted"], quotes["sold"])):
             posted = ~np.isnan(dist)
             rel = dist - np.nanmean(dist, axis=1, keepdims=True)
             xs.append(rel[posted])
@@ -267,7 +324,7 @@ def fit_intensity(study: MakersStudy, pool) -> tuple[MakersStudy, list[float], l
     a_path = [float(makers.get("fill_intensity", 100.0))]
     eps_path = [float(makers.get("competition", 0.0))]
     for _ in range(study.fit_intensity):
-        spec = _spec(study, study.n_makers[-1])
+        spec = market_spec(study, study.n_makers[-1])
         makers = spec.makers
         sol, sub = makers.mean_field(spec.T, spec.n_steps)
         rate = float(np.mean(list(pool.map(_fill_rate, [(spec, seed) for seed in study.seeds]))))
@@ -303,10 +360,10 @@ def run(study: MakersStudy, workers: int | None = None, dask: str | None = None)
     warm_kernels()
     with make_engine(workers, dask) as pool:
         study, intensity_path, competition_path = fit_intensity(study, pool)
-        jobs = [(_spec(study, n), seed) for n in study.n_makers for seed in study.seeds]
-        rows = list(pool.map(_run, jobs))
-    final = _spec(study, study.n_makers[-1]).makers
-    sensitivity = fill_sensitivity(_spec(study, study.n_makers[-1]), study.seeds[:4])
+        jobs = [(market_spec(study, n), seed) for n in study.n_makers for seed in study.seeds]
+        rows = list(pool.map(run_metrics, jobs))
+    final = market_spec(study, study.n_makers[-1]).makers
+    sensitivity = fill_sensitivity(market_spec(study, study.n_makers[-1]), study.seeds[:4])
     runs = pl.DataFrame(rows).with_columns(pnl_gap=(pl.col("pnl") - pl.col("mf_pnl")).abs(),
                                            spread_gap=(pl.col("spread") - pl.col("mf_spread")).abs())
     fits, curves = [], {}

@@ -1,0 +1,50 @@
+"""The makers' loop on the book's own fill table (runs/makers_loop.toml): the fill table
+measured from the book, the tick MFG solved on it, to a fixed point; then the fixed point
+at every N on fresh seeds (JSON lines).
+
+Prints ``pnl_gap_rel`` = (book P&L per maker - MFG expected P&L) / MFG expected P&L at the
+loop's N (start and fixed point) and at every N, with 95% bootstrap intervals over seeds;
+and ``w1_bias``, the b of W1(N) = b + C N^-r with its bootstrap interval.
+
+    python benchmarks/makers_loop.py            # N up to 300, 16 seeds per N (~1 min on 2 cores)
+    python benchmarks/makers_loop.py --quick    # N up to 100, 8 seeds per N
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from _common import ROOT, emit
+
+
+def main(argv=None):
+    from mfgsim.engines import make_engine, warm_kernels
+    from mfgsim.studies import calibration, makers_loop
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="N up to 100, 8 seeds per N")
+    args = parser.parse_args(argv)
+    plan = calibration.load(ROOT / "runs" / "makers_loop.toml")
+    if not args.quick:
+        plan = dataclasses.replace(plan, scaling=plan.scaling + (300,),
+                                   scaling_seeds=tuple(range(100, 116)))
+    warm_kernels()
+    with make_engine() as pool:
+        result = makers_loop.run(plan, pool, verbose=False)
+    first, last = result.rows[0], result.rows[-1]
+    for label, row in (("start", first), ("fixed_point", last)):
+        emit("pnl_gap_rel", row["pnl_gap_rel"], "relative", at=label, N=plan.n_makers, seeds=len(plan.seeds),
+             interval=[round(row["pnl_gap_rel_lo"], 4), round(row["pnl_gap_rel_hi"], 4)],
+             book_pnl=round(row["pnl"], 3), mfg_pnl=round(row["mf_pnl"], 3), w1=round(row["w1"], 4),
+             iterations=int(last["iteration"]), converged=result.converged)
+    s = result.summary
+    for n in plan.scaling:
+        emit("pnl_gap_rel", s[f"pnl_gap_rel_N{n}"], "relative", at="fixed_point", N=n, seeds=len(plan.scaling_seeds),
+             interval=[round(s[f"pnl_gap_rel_lo_N{n}"], 4), round(s[f"pnl_gap_rel_hi_N{n}"], 4)])
+    emit("w1_bias", s["w1_bias"], "quotes", N=list(plan.scaling), seeds=len(plan.scaling_seeds),
+         interval=[round(s["w1_bias_lo"], 4), round(s["w1_bias_hi"], 4)], rate=round(s["w1_rate"], 3))
+
+
+if __name__ == "__main__":
+    main()

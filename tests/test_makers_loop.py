@@ -1,0 +1,79 @@
+"""The makers' loop on the book's own fill table, end to end on a tiny book."""
+
+import polars as pl
+import pytest
+
+from mfgsim.cli import main
+
+LOOP = """
+[calibration]
+population = "makers"
+n_makers = 4
+seeds = 2
+damping = 0.5
+tol = {tol}
+max_iter = {max_iter}
+mean_bins = 2
+scaling = [2, 3, 4]
+scaling_seeds = 2
+
+[market]
+T = 0.2
+dt = 0.002
+n_ticks = 1024
+initial_mid = 512
+
+[market.noise]
+limit_rate = 0.0
+market_rate = 40.0
+cancel_rate = 0.0
+max_size = 1
+
+[market.makers]
+model = "mfg_tick"
+lattice = [1.0, 2.0, 3.0]
+risk_aversion = 0.05
+fill_intensity = 100.0
+fill_decay = 0.8
+volatility = 2.0
+quote_size = 1
+max_inventory = 5
+"""
+
+
+def test_makers_loop_end_to_end(tmp_path, capsys):
+    """Each iteration's table and outcomes on disk, the fixed point across N, the tick MFG
+    quoting the measured premia: the second iteration trades on the first measurement."""
+    path = tmp_path / "makers.toml"
+    path.write_text(LOOP.format(tol=0.5, max_iter=3))
+    code = main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"])
+    out = tmp_path / "makers"
+    rows = pl.read_parquet(out / "calibration.parquet")
+    assert code == (0 if rows["converged"][-1] else 1)
+    assert rows["iteration"].to_list() == list(range(rows.height)) and rows.height >= 2
+    assert rows["traded_on"].to_list()[:2] == ["configured", "measured"]
+    tables = pl.read_parquet(out / "fill_tables.parquet")
+    assert set(tables["iteration"]) == set(rows["iteration"])
+    # a level posted with fills has a rate and a premium of at least its own distance
+    filled = tables.filter(pl.col("fills") > 0)
+    assert (filled["premium"] >= filled["level"]).all() and (filled["rate"] > 0).all()
+    scaling = pl.read_parquet(out / "scaling.parquet")
+    assert sorted(set(scaling["N"])) == [2, 3, 4] and scaling.height == 6
+    assert (out / "makers_w1.png").exists()
+    printed = capsys.readouterr().out
+    assert "pnl_gap_rel" in printed and "W1 = b + C N^-r" in printed
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.replace('model = "mfg_tick"', 'model = "mfg"'), "model = 'mfg_tick'"),
+    (lambda t: t.replace("scaling = [2, 3, 4]", "scaling = [2, 3]"), "calibration.scaling"),
+    (lambda t: t.replace("lattice = [1.0, 2.0, 3.0]", "lattice = [1.0, 2.0, 3.0]\npremia = [1.0, 2.0, 3.0]"),
+     "the loop measures it"),
+    (lambda t: t.replace("lattice = [1.0, 2.0, 3.0]", "lattice = [2.0, 1.0]"), "increasing"),
+])
+def test_makers_loop_bad_files(tmp_path, capsys, change, message):
+    path = tmp_path / "makers.toml"
+    path.write_text(change(LOOP.format(tol=0.5, max_iter=2)))
+    assert main(["calibrate", str(path), "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "makers").exists()
