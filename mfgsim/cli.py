@@ -251,7 +251,11 @@ def _study(module, args):
 
 
 def _cmd_calibrate(args) -> int:
-    result, out = _study(calibration, args)
+    plan = calibration.load(args.config)
+    out = check_writable(Path(args.out) / plan.name, "study output folder")
+    # every iteration goes to disk as it is made: a loop that dies keeps what it did
+    result = calibration.run(plan, workers=args.workers, dask=args.dask, checkpoint=out)
+    out = calibration.write(result, args.out)
     print(calibration.summary_text(result))
     print(f"wrote {out / 'calibration.parquet'} and figures in {out}")
     return 0 if result.converged else 1

@@ -271,7 +271,9 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     from mfgsim.studies.measured import Primitives
 
     path = tmp_path / "measured.toml"
-    path.write_text(MEASURED.format(tol=0.5, max_iter=2))
+    path.write_text(MEASURED.format(tol=0.5, max_iter=2).replace("n_boot = 5\n",
+                                                                 "n_boot = 5\nscaling = [10, 20, 30]\n"
+                                                                 "scaling_seeds = 2\n"))
     code = main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"])
     out = tmp_path / "measured"
     table = pl.read_parquet(out / "calibration.parquet")
@@ -289,6 +291,11 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "cost_gap_rel" in printed and "price_error_rel" in printed
     assert (out / "propagator.png").exists()
+    # the fixed point against N: one row per N and seed, one per N pooled, and the figures
+    runs, by_n = pl.read_parquet(out / "scaling_runs.parquet"), pl.read_parquet(out / "scaling.parquet")
+    assert runs.height == 6 and by_n["N"].to_list() == [10, 20, 30]
+    assert (by_n["cost_gap_rel_lo"] <= by_n["cost_gap_rel_hi"]).all()
+    assert (out / "scaling_cost_gap_rel.png").exists() and "against N" in printed
 
 
 @pytest.mark.parametrize("change, message", [
@@ -303,3 +310,26 @@ def test_measured_loop_bad_files(tmp_path, capsys, change, message):
     assert main(["calibrate", str(path), "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "measured").exists()
+
+
+def test_a_calibration_that_dies_keeps_its_iterations(tmp_path, monkeypatch, capsys):
+    """Each iteration is on disk as soon as it is made: a loop that fails in its second
+    iteration leaves the first one in calibration.parquet and exits with the error."""
+    from mfgsim.studies import calibration
+
+    real = calibration.estimate_impact
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise ValueError("the book fell over")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(calibration, "estimate_impact", failing)
+    path = tmp_path / "loop.toml"
+    path.write_text(CLOSED_LOOP.format(tol=1e-9, max_iter=3).split("[meta_orders]")[0])
+    assert main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"]) == 2
+    assert "the book fell over" in capsys.readouterr().err
+    kept = pl.read_parquet(tmp_path / "loop" / "calibration.parquet")
+    assert kept["iteration"].to_list() == [0]

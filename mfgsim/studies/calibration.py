@@ -49,7 +49,8 @@ import numpy as np
 import polars as pl
 
 from analysis.compare import compare_run
-from analysis.figures import plot_calibration, plot_meta_orders, plot_propagator_fit, save_figure
+from analysis.convergence import fit_power_law, fit_with_bias
+from analysis.figures import plot_calibration, plot_convergence, plot_meta_orders, plot_propagator_fit, save_figure
 from analysis.impact import (decay_profile, estimate_impact, impact_path_fit, kyle_lambda, order_flow_imbalance,
                              response_exponent)
 from mfg.io import atomic_write
@@ -93,6 +94,10 @@ class CalibrationSettings:
         The measured kernel's decaying terms (None: chosen by BIC on the first measurement).
     n_boot : int
         Bootstrap resamples of the seeds for the measured primitives' errors.
+    scaling : tuple of int
+        With ``model = "measured"``: the N at which the fixed point is evaluated (liquidity
+        scaled with N), on ``scaling_seeds`` fresh seeds; empty for none.
+    scaling_seeds : tuple of int
     """
 
     seeds: tuple[int, ...]
@@ -106,6 +111,8 @@ class CalibrationSettings:
     model: str = "parameters"
     n_exponentials: int | None = None
     n_boot: int = 100
+    scaling: tuple[int, ...] = ()
+    scaling_seeds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,11 @@ class CalibrationResult:
     fits : list of dict
         With ``model = "measured"``: per sweep point, the last iteration's curves and
         measured propagator.
+    scaling : list of dict
+        With ``scaling``: per sweep point, N and seed, the run's cost_gap_rel and
+        price_error_rel at the fixed point.
+    scaling_by_n : list of dict
+        The same pooled over seeds per N, with intervals.
     """
 
     plan: CalibrationPlan
@@ -189,6 +201,8 @@ class CalibrationResult:
     meta_orders: list[dict]
     held_out: list[dict] = dataclasses.field(default_factory=list)
     fits: list[dict] = dataclasses.field(default_factory=list)
+    scaling: list[dict] = dataclasses.field(default_factory=list)
+    scaling_by_n: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def converged(self) -> bool:
@@ -228,12 +242,20 @@ def load(path: str | Path) -> CalibrationPlan:
     n_exponentials = cal.get("n_exponentials", None)
     if n_exponentials is not None:
         n_exponentials = cal.integer("n_exponentials", lo=0, hi=3)
+    scaling = cal.get("scaling", [])
+    if scaling and (model != "measured" or not isinstance(scaling, list) or len(scaling) < 3
+                    or not all(isinstance(n, int) and not isinstance(n, bool) and 2 <= n <= 1_000_000 for n in scaling)
+                    or scaling != sorted(set(scaling))):
+        raise cal.error("scaling", scaling, "expected at least 3 increasing integers in [2, 1000000] (the N of the "
+                                            "evaluation at the fixed point), with model = 'measured'")
+    scaling_seeds = cal.integer("scaling_seeds", seeds, lo=2, hi=100_000)
     settings = CalibrationSettings(
         seeds=tuple(range(seeds)), damping=cal.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True),
         tol=cal.number("tol", 0.05, lo=0.0, lo_open=True), max_iter=cal.integer("max_iter", 10, lo=1),
         horizon=cal.integer("horizon", 10, lo=2), w1_records=cal.integer("w1_records", 11, lo=2),
         parameters=_parameters(cal), impact=cal.choice("impact", ("blocks", "path"), "blocks"), model=model,
-        n_exponentials=n_exponentials, n_boot=cal.integer("n_boot", 100, lo=2, hi=100_000))
+        n_exponentials=n_exponentials, n_boot=cal.integer("n_boot", 100, lo=2, hi=100_000), scaling=tuple(scaling),
+        scaling_seeds=tuple(range(10_000, 10_000 + scaling_seeds)))
     cal.done()
     meta = None
     if "meta_orders" in root.data:
@@ -426,24 +448,36 @@ def meta_order_study(cfg: dict, plan: CalibrationPlan, pool, kappa: float, k: fl
     return rows
 
 
-def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = None,
-        verbose: bool = True) -> CalibrationResult:
+def run(plan, workers: int | None = None, dask: str | None = None, verbose: bool = True,
+        checkpoint: str | Path | None = None):
     """Calibrate every sweep point to its fixed point, then (with ``[meta_orders]``) run the
     meta-orders at the last point's parameters.
 
     Parameters
     ----------
-    plan : CalibrationPlan
+    plan : CalibrationPlan or mfgsim.studies.makers_loop.MakersLoopPlan
     workers, dask
         As in :func:`mfgsim.engines.make_engine`.
     verbose : bool
         Print one line per iteration.
+    checkpoint : str or os.PathLike, optional
+        A folder where ``calibration.parquet`` is rewritten (atomically) after every
+        iteration, so that a loop that dies or never converges keeps every iteration on disk.
 
     Returns
     -------
-    CalibrationResult
+    CalibrationResult or mfgsim.studies.makers_loop.MakersLoopResult
     """
+    seen: list[dict] = []
+
+    def keep(row):
+        seen.append(row)
+        if checkpoint is not None:
+            with output_lock(checkpoint):
+                atomic_write(Path(checkpoint) / "calibration.parquet", pl.DataFrame(seen).write_parquet)
+
     def say(row):
+        keep(row)
         if verbose:
             print(f"point {row['point']} it {row['iteration']}: kappa={row['kappa']:.4g} k={row['k']:.4g} "
                   f"c={row['c']:.4g} rho={row['rho']:.4g} -> book kappa={row['kappa_hat']:.4g}±{row['kappa_se']:.2g} "
@@ -453,6 +487,7 @@ def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = No
                   f"W1 {row['w1_mean']:.4g}", flush=True)
 
     def say_measured(row):
+        keep(row)
         if verbose:
             print(f"point {row['point']} it {row['iteration']}: traded on {row['started_from']} -> book G_inf="
                   f"{row['hat_permanent']:.4g}±{row['hat_permanent_se']:.2g} "
@@ -465,16 +500,23 @@ def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = No
     warm_kernels()
     if isinstance(plan, makers_loop.MakersLoopPlan):
         with make_engine(workers, dask) as pool:
-            return makers_loop.run(plan, pool, verbose)
+            return makers_loop.run(plan, pool, verbose, keep)
     rows, meta_rows, held_out, fits = [], [], [], []
     with make_engine(workers, dask) as pool:
         if plan.settings.model == "measured":
+            scaling_runs, scaling_by_n = [], []
             for i, cfg in enumerate(plan.points):
                 point_rows, point_held_out, last = measured.calibrate_point(cfg, plan, pool, i, say_measured)
                 rows += point_rows
                 held_out += point_held_out
                 fits.append(last)
-            return CalibrationResult(plan, rows, [], held_out, fits)
+                if plan.settings.scaling:
+                    fixed = (measured.Primitives.from_columns(point_rows[-1])
+                             if point_rows[-1]["started_from"] == "primitives" else None)
+                    runs_n, by_n = measured.scaling(cfg, plan, fixed, pool)
+                    scaling_runs += [{"point": i, **r} for r in runs_n]
+                    scaling_by_n += [{"point": i, **r} for r in by_n]
+            return CalibrationResult(plan, rows, [], held_out, fits, scaling_runs, scaling_by_n)
         for i, cfg in enumerate(plan.points):
             rows += calibrate_point(cfg, plan, pool, i, say)
         if plan.meta_orders is not None:
@@ -483,12 +525,12 @@ def run(plan: CalibrationPlan, workers: int | None = None, dask: str | None = No
     return CalibrationResult(plan, rows, meta_rows)
 
 
-def write(result: CalibrationResult, out_root: str | Path, verbose: bool = True) -> Path:
+def write(result, out_root: str | Path, verbose: bool = True) -> Path:
     """Write ``calibration.parquet``, ``meta_orders.parquet`` and the figures under ``out_root / <name>``.
 
     Parameters
     ----------
-    result : CalibrationResult
+    result : CalibrationResult or mfgsim.studies.makers_loop.MakersLoopResult
     out_root : str or os.PathLike
     verbose : bool
         Print the meta-order fit.
@@ -513,6 +555,18 @@ def write(result: CalibrationResult, out_root: str | Path, verbose: bool = True)
                           for r in held_out.filter(pl.col("point") == i).iter_rows(named=True)}
                 save_figure(plot_propagator_fit(fit["curves"], fit["propagator"], errors),
                             out / ("propagator" if len(result.fits) == 1 else f"propagator_point{i}"))
+            if result.scaling:
+                runs = pl.DataFrame(result.scaling)
+                atomic_write(out / "scaling_runs.parquet", runs.write_parquet)
+                atomic_write(out / "scaling.parquet", pl.DataFrame(result.scaling_by_n).write_parquet)
+                for (point,), g in runs.group_by("point", maintain_order=True):
+                    n = g["N"].to_numpy()
+                    for metric in ("cost_gap_rel", "price_error_rel"):
+                        values = np.abs(g[metric].to_numpy())
+                        fig = plot_convergence(n, values, fit_power_law(n, values), metric=f"|{metric}|",
+                                               bias_fit=fit_with_bias(n, values))
+                        save_figure(fig, out / (f"scaling_{metric}" + ("" if len(result.fits) == 1
+                                                                       else f"_point{point}")))
             return out
         save_figure(plot_calibration(table), out / "calibration")
         if result.meta_orders:
@@ -545,7 +599,28 @@ def summary_text(result) -> str:
     """
     if isinstance(result, makers_loop.MakersLoopResult):
         return makers_loop.summary_text(result)
-    return summarize(pl.DataFrame(result.rows))
+    text = summarize(pl.DataFrame(result.rows))
+    if result.scaling:
+        text += "\n" + _scaling_text(pl.DataFrame(result.scaling), pl.DataFrame(result.scaling_by_n))
+    return text
+
+
+def _scaling_text(runs: pl.DataFrame, by_n: pl.DataFrame) -> str:
+    """The fixed point against N: the pooled outcomes per N and the fitted biases b + C N^-r."""
+    lines = []
+    for (point,), g in by_n.group_by("point", maintain_order=True):
+        lines.append(f"point {point} at the fixed point, against N (liquidity scaled):")
+        for r in g.iter_rows(named=True):
+            lines.append(f"  N={r['N']:>5}: cost_gap_rel {r['cost_gap_rel']:+.3f} [{r['cost_gap_rel_lo']:+.3f}, "
+                         f"{r['cost_gap_rel_hi']:+.3f}]  price_error_rel {r['price_error_rel']:.3f} "
+                         f"[{r['price_error_rel_lo']:.3f}, {r['price_error_rel_hi']:.3f}]")
+        one = runs.filter(pl.col("point") == point)
+        n = one["N"].to_numpy()
+        for metric in ("cost_gap_rel", "price_error_rel"):
+            fit = fit_power_law(n, np.abs(one[metric].to_numpy()))
+            lines.append(f"  |{metric}| per run ~ N^slope: slope {fit.slope:+.3f} [{fit.slope_ci[0]:+.3f}, "
+                         f"{fit.slope_ci[1]:+.3f}]")
+    return "\n".join(lines)
 
 
 def summarize(table) -> str:

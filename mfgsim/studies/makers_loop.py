@@ -378,7 +378,7 @@ class MakersLoopResult:
         return bool(self.rows[-1]["converged"])
 
 
-def run(plan: MakersLoopPlan, pool, verbose: bool = True) -> MakersLoopResult:
+def run(plan: MakersLoopPlan, pool, verbose: bool = True, keep=None) -> MakersLoopResult:
     """The loop to its fixed point, then the fixed point at every N of ``scaling``.
 
     Parameters
@@ -387,12 +387,16 @@ def run(plan: MakersLoopPlan, pool, verbose: bool = True) -> MakersLoopResult:
     pool : concurrent.futures.Executor
     verbose : bool
         Print one line per iteration.
+    keep : callable, optional
+        Called with each iteration's row as it is made (a checkpoint, say).
 
     Returns
     -------
     MakersLoopResult
     """
     def say(row):
+        if keep is not None:
+            keep(row)
         if verbose:
             print(f"it {row['iteration']}: traded on {row['traded_on']} -> {row['levels']} quotes measured "
                   f"(never posted: {row['dropped']}); distance {row['distance']:.3g}; pnl_gap_rel "

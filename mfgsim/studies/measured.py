@@ -473,6 +473,22 @@ def cost_decomposition(runs, model, spec) -> dict:
     return {"book": {key: float(np.mean(v)) if v else math.nan for key, v in book.items()}, "model": model_side}
 
 
+def flat_outcome(outcome: dict) -> dict:
+    """An :func:`analysis.compare.outcome_gaps` dict as Parquet columns (the halves as two columns).
+
+    Parameters
+    ----------
+    outcome : dict
+
+    Returns
+    -------
+    dict
+    """
+    halves = outcome["price_error_rel_halves"]
+    return {**{k: v for k, v in outcome.items() if k != "price_error_rel_halves"},
+            "price_error_rel_half_a": halves[0], "price_error_rel_half_b": halves[1]}
+
+
 def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tuple[list[dict], list[dict], dict]:
     """Iterate one sweep point's primitives to their fixed point.
 
@@ -520,9 +536,7 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
                      "started_from": "configured" if theta is None else "primitives",
                      **(used.columns() if theta is not None else _nan_columns(hat)), **hat.columns("hat_"),
                      "distance": distance, "within_noise": within_noise, "converged": False,
-                     **{k: v for k, v in outcome.items() if k != "price_error_rel_halves"},
-                     "price_error_rel_half_a": outcome["price_error_rel_halves"][0],
-                     "price_error_rel_half_b": outcome["price_error_rel_halves"][1]})
+                     **flat_outcome(outcome)})
         if progress is not None:
             progress(rows[-1])
         if theta is not None and (distance < s.tol or within_noise):
@@ -539,6 +553,47 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
         held_out.append({"point": point, "held_out": curve.name,
                          **{k: float(v) for k, v in check.items() if k != "propagator"}})
     return rows, held_out, {"curves": [path, *meta_curves], "propagator": hat.propagator}
+
+
+def scaling(cfg: dict, plan, primitives: Primitives | None, pool) -> tuple[list[dict], list[dict]]:
+    """The agents on the MFG of fixed primitives at every N of ``scaling``, liquidity scaled, fresh seeds.
+
+    Parameters
+    ----------
+    cfg : dict
+        The sweep point's resolved config.
+    plan : mfgsim.studies.calibration.CalibrationPlan
+        Its ``scaling`` and ``scaling_seeds``.
+    primitives : Primitives or None
+        The fixed point (None: the configured model).
+    pool : concurrent.futures.Executor
+
+    Returns
+    -------
+    (runs, by_n) : tuple of list of dict
+        One row per N and seed (that run's cost_gap_rel and price_error_rel); and one row per
+        N with the seeds pooled (:func:`evaluate`, with intervals).
+    """
+    s = plan.settings
+    base = cfg if primitives is None else primitives.configured(cfg)
+    run_rows, by_n = [], []
+    for n in s.scaling:
+        config = copy.deepcopy(base)
+        config["crowd"]["n_agents"] = int(n)
+        model, spec = market_objects(config, plan.source)
+        runs = list(pool.map(run_market, [spec] * len(s.scaling_seeds), s.scaling_seeds))
+        value, times, path, rate = mean_field(model, spec.crowd)
+
+        def penalty(run, model=model, spec=spec, rate=rate):
+            return speed_penalty(run, model, spec.crowd, rate)
+
+        for seed, run in zip(s.scaling_seeds, runs):
+            one = outcome_gaps([run], model, value, times, path, n_boot=0, extra_penalty=penalty)
+            run_rows.append({"N": int(n), "seed": int(seed), "cost_gap_rel": one["cost_gap_rel"],
+                             "price_error_rel": one["price_error_rel"]})
+        pooled = outcome_gaps(runs, model, value, times, path, n_boot=1000, extra_penalty=penalty)
+        by_n.append({"N": int(n), **flat_outcome(pooled)})
+    return run_rows, by_n
 
 
 def _nan_columns(template: Primitives) -> dict:
