@@ -12,10 +12,13 @@ Prints, for the start and each fixed point:
 * ``cost_gap_rel`` = (mean realised gain - MFG value) / |MFG expected execution cost|,
   with a bootstrap interval; the realised gain is charged the agents' speed friction k∫ν²
   as the model's objective is (see :mod:`mfgsim.studies.measured`);
-* for the measured model, the held-out meta-order errors of its kernel (peak, plateau) and
-  the cost decomposition, book against MFG, term by term (``cost_term``).
+* for the measured model, the held-out meta-order errors of its kernel (peak, plateau), the
+  cost decomposition, book against MFG, term by term (``cost_term``), the fixed point
+  against N (``cost_gap_rel`` and ``price_error_rel`` with ``N``), the seconds of one
+  MFG solve on the measured primitives (``mfg_solve_seconds``, median of 5) and of one
+  calibration iteration of each loop (``iteration_seconds``).
 
-    python benchmarks/closed_loop_models.py            # 48 evaluation seeds (~4 min on 2 cores)
+    python benchmarks/closed_loop_models.py            # 48 evaluation seeds (~6 min on 2 cores)
     python benchmarks/closed_loop_models.py --quick    # 16
 """
 
@@ -29,6 +32,11 @@ from _common import ROOT, emit
 def main(argv=None):
     import polars as pl
 
+    import dataclasses
+    import statistics
+    import time
+
+    from mfg.fd import LQCrowdingModel, solve
     from mfgsim.build import market_objects
     from mfgsim.engines import make_engine
     from mfgsim.studies import calibration, measured
@@ -41,18 +49,37 @@ def main(argv=None):
     plan = calibration.load(ROOT / "runs" / "closed_loop.toml")
     configs = {}
     for label, name in (("permanent", "closed_loop_permanent"), ("transient", "closed_loop")):
+        start = time.perf_counter()
         result = calibration.run(calibration.load(ROOT / "runs" / f"{name}.toml"), verbose=False)
         table = pl.DataFrame(result.rows).sort("iteration")
+        emit("iteration_seconds", (time.perf_counter() - start) / table.height, "s", model=label,
+             iterations=table.height)
         first, last = table.row(0, named=True), table.row(-1, named=True)
         configs["start"] = calibration.with_params(plan.points[0], *(first[p] for p in ("kappa", "k", "c", "rho")))
         configs[label] = calibration.with_params(plan.points[0], *(last[p] for p in ("kappa", "k", "c", "rho")))
         emit("fixed_point", last["kappa"], "kappa", model=label, rho=round(last["rho"], 4), c=round(last["c"], 5),
              iterations=int(last["iteration"]), converged=result.converged)
     measured_plan = calibration.load(ROOT / "runs" / "closed_loop_measured.toml")
-    result = calibration.run(measured_plan, verbose=False)
+    scaling = measured_plan.settings.scaling
+    loop_only = dataclasses.replace(measured_plan, settings=dataclasses.replace(measured_plan.settings, scaling=()))
+    start = time.perf_counter()
+    result = calibration.run(loop_only, verbose=False)
+    emit("iteration_seconds", (time.perf_counter() - start) / len(result.rows), "s", model="measured",
+         iterations=len(result.rows), note="includes the meta-orders, run once")
     last = pl.DataFrame(result.rows).sort("iteration").row(-1, named=True)
     fixed = measured.Primitives.from_columns(last)
     configs["measured"] = fixed.configured(measured_plan.points[0])
+    model, spec = market_objects(configs["measured"], plan.source)
+    crowd = spec.crowd
+    fd_model = LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
+                               impact_exponent=crowd.impact_exponent)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        solve(fd_model, crowd.fd_grid)
+        times.append(time.perf_counter() - start)
+    emit("mfg_solve_seconds", statistics.median(times), "s", model="measured", grid=[crowd.fd_grid.n_x,
+                                                                                      crowd.fd_grid.n_t])
     kernel = fixed.propagator
     emit("fixed_point", kernel.exponent, "impact exponent delta", model="measured",
          permanent=round(kernel.permanent, 4), exponentials=[[round(a, 4), round(r, 4)] for a, r in
@@ -63,6 +90,15 @@ def main(argv=None):
         emit("held_out_peak_error", row["peak_error"], "relative", model="measured", held_out=row["held_out"],
              plateau_error=round(row["plateau_error"], 4))
     with make_engine() as pool:
+        if scaling:
+            _, by_n = measured.scaling(measured_plan.points[0], measured_plan, fixed, pool)
+            for row in by_n:
+                emit("cost_gap_rel", row["cost_gap_rel"], "relative", model="measured", N=row["N"],
+                     seeds=row["seeds"], interval=[round(row["cost_gap_rel_lo"], 4), round(row["cost_gap_rel_hi"], 4)])
+                emit("price_error_rel", row["price_error_rel"], "relative", model="measured", N=row["N"],
+                     seeds=row["seeds"], interval=[round(row["price_error_rel_lo"], 4),
+                                                   round(row["price_error_rel_hi"], 4)],
+                     halves=[round(row["price_error_rel_half_a"], 4), round(row["price_error_rel_half_b"], 4)])
         for label, config in configs.items():
             model, spec = market_objects(config, plan.source)
             runs = list(pool.map(run_market, [spec] * len(seeds), seeds))
@@ -79,7 +115,8 @@ def main(argv=None):
                  execution_cost=round(out["execution_cost"], 4))
             emit("price_error_rel", out["price_error_rel"], "relative", model=label, seeds=len(seeds),
                  interval=[round(out["price_error_rel_lo"], 4), round(out["price_error_rel_hi"], 4)],
-                 halves=[round(h, 4) for h in out["price_error_rel_halves"]])
+                 halves=[round(h, 4) for h in out["price_error_rel_halves"]],
+                 debiased=round(out["price_error_rel_debiased"], 4))
             if label == "measured":
                 parts = measured.cost_decomposition(runs, model, spec)
                 for term in measured.DECOMPOSITION:
