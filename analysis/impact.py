@@ -622,12 +622,17 @@ def minimise_on_grid(objective, grid: np.ndarray, iterations: int = 40) -> float
         return float(grid[i])
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     golden = (np.sqrt(5) - 1) / 2
-    for _ in range(iterations):
-        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
-        if objective(a) < objective(b):
-            hi = b
+    a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+    fa, fb = objective(a), objective(b)
+    for _ in range(iterations):  # one new evaluation per step: the other interior point is kept
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - golden * (hi - lo)
+            fa = objective(a)
         else:
-            lo = a
+            lo, a, fa = a, b, fb
+            b = lo + golden * (hi - lo)
+            fb = objective(b)
     return 0.5 * (lo + hi)
 
 

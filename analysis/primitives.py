@@ -233,21 +233,34 @@ def _design(flow: np.ndarray, dt: float, decay: tuple[float, ...] | np.ndarray) 
 
 
 def _nonnegative_lstsq(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """min |X b - y|² over b >= 0, exactly, by trying every support (at most 2^4 here)."""
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    """min |X b - y|² over b >= 0, exactly, by trying every support (at most 2^4 here), on
+    the normal equations (X has a handful of columns and thousands of rows)."""
+    xtx, xty, yty = X.T @ X, X.T @ y, float(y @ y)
+
+    def sse(b):
+        return max(yty - 2.0 * float(b @ xty) + float(b @ xtx @ b), 0.0)
+
+    p = X.shape[1]
+    try:
+        coef = np.linalg.solve(xtx, xty)
+    except np.linalg.LinAlgError:
+        coef = np.full(p, -1.0)
     if np.all(coef >= 0):
-        return coef, float(np.sum((X @ coef - y) ** 2))
-    best, best_sse = np.zeros(X.shape[1]), float(y @ y)
-    for mask in range(1, 2 ** X.shape[1]):
-        cols = [j for j in range(X.shape[1]) if mask >> j & 1]
-        sub, *_ = np.linalg.lstsq(X[:, cols], y, rcond=None)
+        return coef, sse(coef)
+    best, best_sse = np.zeros(p), yty
+    for mask in range(1, 2**p):
+        cols = [j for j in range(p) if mask >> j & 1]
+        try:
+            sub = np.linalg.solve(xtx[np.ix_(cols, cols)], xty[cols])
+        except np.linalg.LinAlgError:
+            continue
         if np.any(sub < 0):
             continue
-        sse = float(np.sum((X[:, cols] @ sub - y) ** 2))
-        if sse < best_sse:
-            best_sse = sse
-            best = np.zeros(X.shape[1])
-            best[cols] = sub
+        trial = np.zeros(p)
+        trial[cols] = sub
+        value = sse(trial)
+        if value < best_sse:
+            best, best_sse = trial, value
     return best, best_sse
 
 
@@ -263,14 +276,24 @@ class _Objective:
         self.sqrt_w = [np.sqrt(w) for w in weights]
         self.y = np.concatenate([c.prices.mean(axis=0) * s for c, s in zip(curves, self.sqrt_w)])
         self.n_points = self.y.size
+        self._columns: dict[float, np.ndarray] = {}  # the weighted column of each decay rate seen
 
     def at(self, exponent: float) -> _Objective:
         """The same curves and weights at another exponent."""
         return _Objective(self.curves, self.weights, exponent)
 
+    def column(self, rate: float) -> np.ndarray:
+        """The weighted path of a unit exponential of ``rate`` (0: permanent) over all curves."""
+        rate = float(rate)
+        if rate not in self._columns:
+            if len(self._columns) > 256:  # a search visits each rate once or twice
+                self._columns.clear()
+            self._columns[rate] = np.concatenate([decaying_impact(f, c.dt, rate) * s
+                                                  for f, c, s in zip(self.flows, self.curves, self.sqrt_w)])
+        return self._columns[rate]
+
     def solve(self, decay) -> tuple[np.ndarray, float]:
-        X = np.concatenate([_design(f, c.dt, decay) * s[:, None]
-                            for f, c, s in zip(self.flows, self.curves, self.sqrt_w)])
+        X = np.stack([self.column(0.0)] + [self.column(r) for r in decay], axis=1)
         return _nonnegative_lstsq(X, self.y)
 
     def __call__(self, decay) -> float:
@@ -297,8 +320,9 @@ def _rate_grid(curves: list[ImpactCurve]) -> np.ndarray:
     return np.geomspace(0.05 / span, 0.5 / dt, 60)
 
 
-def _refine(objective: _Objective, decay: list[float], grid: np.ndarray, sweeps: int) -> list[float]:
-    """Coordinate descent on log ρ_i, each a golden search of the bracket around it."""
+def _refine(objective: _Objective, decay: list[float], grid: np.ndarray, sweeps: int,
+            iterations: int = 30) -> list[float]:
+    """Coordinate descent on log ρ_i, each a golden search (``iterations`` steps) of the bracket around it."""
     lo, hi = np.log(grid[0]), np.log(grid[-1])
     for _ in range(sweeps):
         for i in range(len(decay)):
@@ -310,7 +334,7 @@ def _refine(objective: _Objective, decay: list[float], grid: np.ndarray, sweeps:
                 trial[i] = r
                 return objective(trial)
 
-            decay[i] = float(minimise_on_grid(with_rate, local))
+            decay[i] = float(minimise_on_grid(with_rate, local, iterations=iterations))
     return sorted(decay)
 
 
@@ -442,7 +466,7 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
         sample = _Objective([c.resampled(rng) for c in curves], weights, point.exponent)
         if exponent is None:  # δ: a parabola through a local grid with the rates held; then the rates
             sample = sample.at(_parabolic_minimum(lambda d: sample.at(d)(decay), point.exponent, 0.05))
-        boot_decay = _refine(sample, list(decay), grid, sweeps=1) if decay else []
+        boot_decay = _refine(sample, list(decay), grid, sweeps=1, iterations=15) if decay else []
         coef, _ = sample.solve(boot_decay)
         draws.append(np.concatenate([coef, boot_decay, [sample.exponent]]))
     se = np.array(draws).std(axis=0, ddof=1)

@@ -42,6 +42,7 @@ import copy
 import dataclasses
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,8 @@ class CalibrationSettings:
         With ``model = "measured"``: the N at which the fixed point is evaluated (liquidity
         scaled with N), on ``scaling_seeds`` fresh seeds; empty for none.
     scaling_seeds : tuple of int
+    crowd_share : float
+        With ``model = "measured"``: the crowd's path's share of the kernel fit's weight.
     """
 
     seeds: tuple[int, ...]
@@ -113,6 +116,7 @@ class CalibrationSettings:
     n_boot: int = 100
     scaling: tuple[int, ...] = ()
     scaling_seeds: tuple[int, ...] = ()
+    crowd_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,8 @@ def load(path: str | Path) -> CalibrationPlan:
         horizon=cal.integer("horizon", 10, lo=2), w1_records=cal.integer("w1_records", 11, lo=2),
         parameters=_parameters(cal), impact=cal.choice("impact", ("blocks", "path"), "blocks"), model=model,
         n_exponentials=n_exponentials, n_boot=cal.integer("n_boot", 100, lo=2, hi=100_000), scaling=tuple(scaling),
-        scaling_seeds=tuple(range(10_000, 10_000 + scaling_seeds)))
+        scaling_seeds=tuple(range(10_000, 10_000 + scaling_seeds)),
+        crowd_share=cal.number("crowd_share", 0.5, lo=0.0, hi=1.0, lo_open=True))
     cal.done()
     meta = None
     if "meta_orders" in root.data:
@@ -370,6 +375,7 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
     transient = "rho" in s.parameters or theta[3] > 0
     rows = []
     for it in range(s.max_iter + 1):
+        started = time.perf_counter()
         model, spec = market_objects(with_params(cfg, *theta), plan.source)
         runs = list(pool.map(run_market, [spec] * len(s.seeds), s.seeds))
         crowd = spec.crowd
@@ -390,7 +396,7 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
         within_noise = bool(np.all((np.abs(hat - theta) <= 2 * se)[free]))
         markets = [r.market for r in runs]
         rows.append({
-            "point": point, "sweep": plan.labels[point], "iteration": it,
+            "point": point, "sweep": plan.labels[point], "iteration": it, "seconds": time.perf_counter() - started,
             "kappa": theta[0], "k": theta[1], "c": theta[2], "rho": theta[3],
             "kappa_hat": hat[0], "kappa_se": se[0], "k_hat": est.k, "k_se": est.k_se,
             "rho_hat": hat[3], "rho_se": se[3],

@@ -23,8 +23,10 @@ the propagator as one impact state per exponential fed by f(μ) = sign(μ)|μ|^�
 a|ν| + k|ν|^α with its no-trade zone, the crowd term c μ). Each iteration runs the book, measures the primitives
 with bootstrap errors over its seeds and moves a damped step towards them; it stops when
 they move by less than ``tol`` (relative) or when every component is within two standard
-errors of the current one (the book cannot tell them apart). The number of exponentials
-is chosen by BIC on the first measurement (or ``n_exponentials``) and then kept.
+errors of the current one (the book cannot tell them apart), from the third iteration on
+(the first measurement is of the configured LQ model's path, the second of a path the
+primitives made). The number of exponentials is chosen by BIC on the first measurement
+(or ``n_exponentials``) and then kept.
 
 Every iteration's primitives, the measured ones with their errors, and the outcomes of
 the model the agents traded on (``cost_gap_rel``, ``price_error_rel``) are rows of
@@ -36,6 +38,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -249,8 +252,25 @@ def meta_order_curves(cfg: dict, sizes, seeds, post_steps: int, source: str, poo
     return curves
 
 
+def crowd_shares(n_meta: int, crowd_share: float) -> list[float]:
+    """Weight shares of the crowd's path and of ``n_meta`` meta-order paths in the kernel fit.
+
+    Parameters
+    ----------
+    n_meta : int
+        Meta-order curves (after the crowd's).
+    crowd_share : float
+        The crowd's share, in (0, 1]; the meta-orders share the rest equally.
+
+    Returns
+    -------
+    list of float
+    """
+    return [crowd_share] + [(1.0 - crowd_share) / max(n_meta, 1)] * n_meta
+
+
 def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n_boot: int,
-            seed: int = 0) -> Primitives:
+            seed: int = 0, crowd_share: float = 0.5) -> Primitives:
     """The primitives of a set of book runs of the crowd, with bootstrap errors over seeds.
 
     Parameters
@@ -267,6 +287,9 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     n_boot : int
         Bootstrap resamples.
     seed : int
+    crowd_share : float
+        The crowd's path's share of the fit's weight (the meta-orders share the rest): the
+        crowd's own price is what the MFG predicts, the meta-orders pin the kernel's shape.
 
     Returns
     -------
@@ -275,7 +298,8 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     crowd = spec.crowd
     markets = [r.market for r in runs]
     path = impact_curve("crowd", markets, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps)
-    propagator = fit_propagator([path, *meta_curves], n_exponentials, n_boot=n_boot, seed=seed, exponent=None)
+    propagator = fit_propagator([path, *meta_curves], n_exponentials, n_boot=n_boot, seed=seed, exponent=None,
+                                shares=crowd_shares(len(meta_curves), crowd_share))
     cells = execution_cells([r.executions for r in runs], markets, crowd.n_agents, crowd.lots_per_unit,
                             spec.tick_size, spec.dt, horizon)
     # k is reported, not fed back (see the module docstring): a non-positive slope is a result
@@ -519,10 +543,12 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
     n_exponentials = s.n_exponentials
     rows = []
     for it in range(s.max_iter + 1):
+        started = time.perf_counter()
         config = cfg if theta is None else theta.configured(cfg)
         model, spec = market_objects(config, plan.source)
         runs = list(pool.map(run_market, [spec] * len(s.seeds), s.seeds))
-        hat = measure(runs, spec, meta_curves, n_exponentials, s.horizon, s.n_boot, seed=it)
+        hat = measure(runs, spec, meta_curves, n_exponentials, s.horizon, s.n_boot, seed=it,
+                      crowd_share=s.crowd_share)
         n_exponentials = hat.n_exponentials
         outcome = evaluate(runs, model, spec, n_boot=200, seed=it)
         if theta is None:  # the start is the configured LQ model: the first measurement replaces it
@@ -533,13 +559,16 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
             within_noise = bool(np.all(gap <= 2 * hat.errors()))
             used = theta
         rows.append({"point": point, "sweep": plan.labels[point], "iteration": it, "model": "measured",
+                     "seconds": time.perf_counter() - started,
                      "started_from": "configured" if theta is None else "primitives",
                      **(used.columns() if theta is not None else _nan_columns(hat)), **hat.columns("hat_"),
                      "distance": distance, "within_noise": within_noise, "converged": False,
                      **flat_outcome(outcome)})
         if progress is not None:
             progress(rows[-1])
-        if theta is not None and (distance < s.tol or within_noise):
+        # the first primitives come from the configured model's path: stop only once the
+        # agents have traded on primitives measured from trading on primitives
+        if it >= 2 and (distance < s.tol or within_noise):
             rows[-1]["converged"] = True
             break
         if it < s.max_iter:
@@ -549,7 +578,8 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
                         spec.dt, spec.n_steps)
     held_out = []
     for curve in meta_curves:
-        check = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None)
+        check = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None,
+                               shares=crowd_shares(len(meta_curves) - 1, s.crowd_share))
         held_out.append({"point": point, "held_out": curve.name,
                          **{k: float(v) for k, v in check.items() if k != "propagator"}})
     return rows, held_out, {"curves": [path, *meta_curves], "propagator": hat.propagator}
