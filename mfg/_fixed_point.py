@@ -38,8 +38,8 @@ def check_options(method, damping, tol, max_iter, anderson_depth) -> None:
     check.choice("method", method, METHODS)
     check.number("damping", damping, lo=0.0, hi=1.0, lo_open=True)
     check.number("tol", tol, lo=0.0, lo_open=True)
-    check.integer("max_iter", max_iter, lo=1)
-    check.integer("anderson_depth", anderson_depth, lo=0)
+    check.integer("max_iter", max_iter, lo=1, hi=10**6)
+    check.integer("anderson_depth", anderson_depth, lo=0, hi=100)
 
 
 def iterate(phi, c: np.ndarray, *, method: str, damping: float, tol: float, max_iter: int,

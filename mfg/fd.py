@@ -97,7 +97,7 @@ class Grid:
             check.number(f"grid.{name}", getattr(self, name))
         check.require(self.x_max > self.x_min, "grid.x_max", self.x_max, f"must exceed grid.x_min={self.x_min}")
         for name, least in (("n_x", 5), ("n_t", 1)):
-            object.__setattr__(self, name, check.integer(f"grid.{name}", getattr(self, name), lo=least))
+            object.__setattr__(self, name, check.integer(f"grid.{name}", getattr(self, name), lo=least, hi=10**7))
         check.number("grid.T", self.T, lo=0.0, lo_open=True)
 
     @property
@@ -697,7 +697,7 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
         return _richardson(coarse, fine)
     check_options(method, damping, tol, max_iter, anderson_depth)
     check.number("newton_tol", newton_tol, lo=0.0, lo_open=True)
-    check.integer("max_newton", max_newton, lo=1)
+    check.integer("max_newton", max_newton, lo=1, hi=10_000)
     if abs(grid.T - model.T) > 1e-12 * model.T:
         raise ValueError(f"grid.T={grid.T} differs from the model's horizon T={model.T}")
     t0 = time.perf_counter()

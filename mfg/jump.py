@@ -388,7 +388,7 @@ def time_grid(T: float, n_t: int) -> np.ndarray:
     -------
     numpy.ndarray of float64, shape (n_t + 1,)
     """
-    return np.linspace(0.0, float(T), check.integer("n_t", n_t, lo=10) + 1)
+    return np.linspace(0.0, float(T), check.integer("n_t", n_t, lo=10, hi=10**8) + 1)
 
 
 def best_response(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray) -> JumpSolution:

@@ -86,7 +86,7 @@ class MarketMakingMFG(JumpMFGModel):
         for name in ("gamma", "sigma", "A", "k", "T"):
             check.number(name, getattr(self, name), lo=0.0, lo_open=True)
         check.number("competition", self.competition, lo=0.0)
-        Q = check.integer("max_inventory", self.max_inventory, lo=1)
+        Q = check.integer("max_inventory", self.max_inventory, lo=1, hi=10**6)
         object.__setattr__(self, "max_inventory", Q)
         object.__setattr__(self, "m0", _inventory_law(self.m0, Q))
 
@@ -273,7 +273,7 @@ class TickMarketMakingMFG(JumpMFGModel):
     def __post_init__(self):
         for name in ("gamma", "sigma", "T"):
             check.number(name, getattr(self, name), lo=0.0, lo_open=True)
-        object.__setattr__(self, "max_inventory", check.integer("max_inventory", self.max_inventory, lo=1))
+        object.__setattr__(self, "max_inventory", check.integer("max_inventory", self.max_inventory, lo=1, hi=10**6))
         object.__setattr__(self, "quotes", Jump(+1, shape="lattice", quotes=tuple(self.quotes)).quotes)
         check.require(callable(self.intensity), "intensity", self.intensity,
                       "expected an ExponentialIntensity, a TabulatedIntensity or a callable (quotes, mean) -> rates")
@@ -518,7 +518,7 @@ class RiskNeutralMakers(JumpMFGModel):
             check.number(name, getattr(self, name), lo=0.0, lo_open=True)
         for name in ("phi", "ell"):
             check.number(name, getattr(self, name), lo=0.0)
-        check.integer("max_inventory", self.max_inventory, lo=1)
+        check.integer("max_inventory", self.max_inventory, lo=1, hi=10**6)
 
     @property
     def risk_aversion(self) -> float:

@@ -70,7 +70,7 @@ class OpenLoopNash:
 
     def __post_init__(self):
         p = _single_type(self.model)
-        n = check.integer("n_players", self.n_players, lo=2)
+        n = check.integer("n_players", self.n_players, lo=2, hi=10**9)
         object.__setattr__(self, "n_players", n)
         if p.A - self.model.kappa / (2 * n) < 0:
             raise ValueError(f"A - kappa/(2N) = {p.A - self.model.kappa / (2 * n):.3g} < 0 for N={n}: "
@@ -307,8 +307,8 @@ def closed_loop(model: LQCrowding, n_players: int, n_steps: int = 2000) -> Close
         If the Riccati system blows up.
     """
     p = _single_type(model)
-    n = check.integer("n_players", n_players, lo=2)
-    check.integer("n_steps", n_steps, lo=10)
+    n = check.integer("n_players", n_players, lo=2, hi=10**9)
+    check.integer("n_steps", n_steps, lo=10, hi=10**7)
     k, kappa, phi = model.k, model.kappa, p.phi
     t = np.linspace(0.0, model.T, n_steps + 1)
     h = model.T / n_steps
@@ -379,7 +379,7 @@ def nash_gaps(model: LQCrowding, n_players: int, kind: str = "closed", n_steps: 
     NashGaps
     """
     check.choice("kind", kind, ("closed", "open"))
-    n = check.integer("n_players", n_players, lo=2)
+    n = check.integer("n_players", n_players, lo=2, hi=10**9)
     t = np.linspace(0.0, model.T, n_steps + 1)
     E, mu = model.mean_inventory(t), model.mean_rate(t)
     gain = -model.h2(t) / (2 * model.k)

@@ -53,16 +53,16 @@ def build_run(cfg: dict, source: str) -> dict:
     kind = camp.choice("kind", KINDS)
     for key in BOOKKEEPING:  # read by load_campaign
         camp.get(key, None)
-    record_every = camp.integer("record_every", 10, lo=1)
+    record_every = camp.integer("record_every", 10, lo=1, hi=10**9)
     camp.done()
     model_sec = root.table("model")
     model = lq_model(model_sec)
     crowd_sec = root.table("crowd")
-    n_agents = crowd_sec.integer("n_agents", lo=1 if kind != "nash" else 2)
+    n_agents = crowd_sec.integer("n_agents", lo=1 if kind != "nash" else 2, hi=10**9)
     out = {"kind": kind, "model": model, "n_agents": n_agents, "record_every": record_every}
     if kind == "nash":
         nash = root.table("nash", {})
-        out["n_steps"] = nash.integer("n_steps", 2000, lo=10)
+        out["n_steps"] = nash.integer("n_steps", 2000, lo=10, hi=10**7)
         nash.done()
         crowd_sec.done()
         root.done()

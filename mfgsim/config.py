@@ -442,7 +442,7 @@ def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfi
     method = solver.choice("method", METHODS, "anderson")
     damping = solver.number("damping", 0.7, lo=0.0, hi=1.0, lo_open=True)
     tol = solver.number("tol", 1e-10, lo=0.0, lo_open=True)
-    max_iter = solver.integer("max_iter", 200, lo=1)
+    max_iter = solver.integer("max_iter", 200, lo=1, hi=10**6)
     solver.done()
     output = root.table("output", {})
     out_dir = Path(output.get("dir", str(Path("runs/out") / Path(path).stem)))
@@ -491,7 +491,7 @@ def parse_solve_config(path: str | Path) -> SolveConfig:
     method = solver.choice("method", METHODS, "anderson")
     damping = solver.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True)
     tol = solver.number("tol", 1e-8, lo=0.0, lo_open=True)
-    max_iter = solver.integer("max_iter", 500, lo=1)
+    max_iter = solver.integer("max_iter", 500, lo=1, hi=10**6)
     order = solver.integer("order", 1, lo=1, hi=2)
     solver.done()
 

@@ -192,7 +192,7 @@ def load_campaign(campaign: str | Path | dict) -> CampaignSpec:
     if kind == "nash":
         camp.get("seeds", 1)
     keep_trades = camp.boolean("keep_trades", False)
-    agents_kept = camp.integer("agents_kept", 1000, lo=0)
+    agents_kept = camp.integer("agents_kept", 1000, lo=0, hi=10**9)
     points = sweep_points(root.table("sweep", {}))
     if len(points) * len(seeds) > MAX_RUNS:
         raise ConfigError(f"{source}: the sweep gives {len(points)} points x {len(seeds)} seeds = "

@@ -65,7 +65,7 @@ class NoiseFlow:
         for name in ("limit_rate", "market_rate", "cancel_rate"):
             check.number(f"market.noise.{name}", getattr(self, name), lo=0.0)
         check.number("market.noise.mean_depth", self.mean_depth, lo=1.0)
-        check.integer("market.noise.max_size", self.max_size, lo=1)
+        check.integer("market.noise.max_size", self.max_size, lo=1, hi=10**6)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class LatentLiquidity:
         for name in ("deposit_rate", "cancel_rate"):
             check.number(f"market.latent.{name}", getattr(self, name), lo=0.0, lo_open=True)
         for name in ("band", "reveal_ticks"):  # ticks
-            check.integer(f"market.latent.{name}", getattr(self, name), lo=1)
+            check.integer(f"market.latent.{name}", getattr(self, name), lo=1, hi=10**7)
         check.require(self.reveal_ticks <= self.band, "market.latent.reveal_ticks", self.reveal_ticks,
                       f"must not exceed market.latent.band = {self.band}")
 
@@ -164,12 +164,12 @@ class MarketMakers:
     table_rates: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self):
-        check.integer("market.makers.count", self.count, lo=0)
+        check.integer("market.makers.count", self.count, lo=0, hi=10**6)
         check.choice("market.makers.model", self.model, MAKER_MODELS)
         for name in ("risk_aversion", "fill_intensity", "fill_decay", "volatility"):
             check.number(f"market.makers.{name}", getattr(self, name), lo=0.0, lo_open=True)
-        check.integer("market.makers.quote_size", self.quote_size, lo=1)
-        check.integer("market.makers.max_inventory", self.max_inventory, lo=1)
+        check.integer("market.makers.quote_size", self.quote_size, lo=1, hi=10**6)
+        check.integer("market.makers.max_inventory", self.max_inventory, lo=1, hi=10**6)
         check.number("market.makers.competition", self.competition, lo=0.0)
         for name in ("lattice", "premia", "table_means"):
             object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
@@ -337,11 +337,11 @@ class ExecutionCrowd:
     impact_exponent: float = 1.0
 
     def __post_init__(self):
-        check.integer("crowd.n_agents", self.n_agents, lo=1)
+        check.integer("crowd.n_agents", self.n_agents, lo=1, hi=10**9)
         check.choice("crowd.strategy", self.strategy, STRATEGIES)
         check.integer("crowd.lots_per_unit", self.lots_per_unit, lo=1, hi=MAX_LOTS_PER_UNIT)  # lots per model unit
         check.choice("crowd.order_type", self.order_type, ("market", "ioc"))
-        check.integer("crowd.ioc_ticks", self.ioc_ticks, lo=0)
+        check.integer("crowd.ioc_ticks", self.ioc_ticks, lo=0, hi=10**8)
         check.boolean("crowd.stop_at_target", self.stop_at_target)
         if self.strategy == "mfg_fd":
             check.require(self.fd_grid is not None, "crowd.fd_grid", None,

@@ -26,7 +26,7 @@ from mfg import validation as check
 
 from . import _market_kernels as MK
 from .agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow, strategy_tables
-from .book import TRADE_DTYPE
+from .book import MAX_TICKS, TRADE_DTYPE
 
 
 DEPTH_LEVELS = 10  # depth profile recorded per side, in ticks behind the best quote
@@ -107,9 +107,10 @@ class MarketSpec:
         check.choice("scale_with", self.scale_with, ("crowd", "makers"))
         check.number("tick_size", self.tick_size, lo=0.0, lo_open=True)
         check.boolean("scale_liquidity", self.scale_liquidity)
-        for name, lo in (("n_ticks", 16), ("initial_mid", 1), ("warmup_steps", 0), ("record_every", 1),
-                         ("max_trades_kept", 0), ("post_steps", 0), ("max_executions_kept", 0)):
-            check.integer(name, getattr(self, name), lo=lo)
+        for name, lo, hi in (("n_ticks", 16, MAX_TICKS), ("initial_mid", 1, MAX_TICKS), ("warmup_steps", 0, 10**9),
+                             ("record_every", 1, 10**9), ("max_trades_kept", 0, 10**10), ("post_steps", 0, 10**9),
+                             ("max_executions_kept", 0, 10**10)):
+            check.integer(name, getattr(self, name), lo=lo, hi=hi)
         check.require((self.n_steps + self.post_steps) % self.record_every == 0, "record_every", self.record_every,
                       f"must divide the {self.n_steps + self.post_steps} steps (n_steps + post_steps)")
         if self.crowd is not None and abs(self.crowd.model.T - self.T) > 1e-12 * self.T:
@@ -402,7 +403,7 @@ class ParticleSpec:
 
     def __post_init__(self):
         check.time_step(self.T, self.dt)
-        check.integer("record_every", self.record_every, lo=1)
+        check.integer("record_every", self.record_every, lo=1, hi=10**9)
         check.require(self.n_steps % self.record_every == 0, "record_every", self.record_every,
                       f"must divide the {self.n_steps} steps")
         check.number("sigma0", self.sigma0, lo=0.0)

@@ -106,10 +106,14 @@ def test_huge_seed_counts_and_crowds_are_refused_up_front(tmp_path, capsys):
     assert code == 2
     assert_one_line(err, "campaign.seeds")
     huge = PARTICLES.replace('grid = { "crowd.n_agents" = [5, 20, 80] }',
-                             'grid = { "crowd.n_agents" = [5, 1000000000000] }')
+                             'grid = { "crowd.n_agents" = [5, 100000000] }')
     code, err = run_cli(capsys, "run", str(write(tmp_path, huge, "p")), "--out", str(tmp_path / "out"))
     assert code == 2
-    assert_one_line(err, "crowd.n_agents=1000000000000 needs about", "GiB per run")
+    assert_one_line(err, "crowd.n_agents=100000000 needs about", "GiB per run")
+    beyond = huge.replace("100000000", "1000000000000")
+    code, err = run_cli(capsys, "run", str(write(tmp_path, beyond, "p")), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert_one_line(err, "crowd.n_agents=1000000000000 is not allowed", "in [1, 1000000000]")
     assert not (tmp_path / "out").exists()
 
 

@@ -43,7 +43,8 @@ def test_a_dict_campaign_must_name_its_folder_and_is_checked_like_a_file():
     data["campaign"]["name"] = "x"
     data["crowd"]["n_agents"] = 0
     data.pop("sweep")
-    with pytest.raises(mfgsim.ConfigError, match=r"<dict>: crowd.n_agents=0 is not allowed; must be an integer >= 1"):
+    with pytest.raises(mfgsim.ConfigError,
+                       match=r"<dict>: crowd.n_agents=0 is not allowed; must be an integer in \[1, 1000000000\]"):
         mfgsim.load_campaign(data)
 
 

@@ -255,8 +255,8 @@ def load(path: str | Path) -> CalibrationPlan:
     scaling_seeds = cal.integer("scaling_seeds", seeds, lo=2, hi=100_000)
     settings = CalibrationSettings(
         seeds=tuple(range(seeds)), damping=cal.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True),
-        tol=cal.number("tol", 0.05, lo=0.0, lo_open=True), max_iter=cal.integer("max_iter", 10, lo=1),
-        horizon=cal.integer("horizon", 10, lo=2), w1_records=cal.integer("w1_records", 11, lo=2),
+        tol=cal.number("tol", 0.05, lo=0.0, lo_open=True), max_iter=cal.integer("max_iter", 10, lo=1, hi=1000),
+        horizon=cal.integer("horizon", 10, lo=2, hi=10**6), w1_records=cal.integer("w1_records", 11, lo=2, hi=10**6),
         parameters=_parameters(cal), impact=cal.choice("impact", ("blocks", "path"), "blocks"), model=model,
         n_exponentials=n_exponentials, n_boot=cal.integer("n_boot", 100, lo=2, hi=100_000), scaling=tuple(scaling),
         scaling_seeds=tuple(range(10_000, 10_000 + scaling_seeds)),
@@ -265,9 +265,9 @@ def load(path: str | Path) -> CalibrationPlan:
     meta = None
     if "meta_orders" in root.data:
         mo = root.table("meta_orders")
-        n_seeds = mo.integer("seeds", 4, lo=1)
+        n_seeds = mo.integer("seeds", 4, lo=1, hi=100_000)
         meta = MetaOrderSettings(sizes=mo.numbers("sizes"), seeds=tuple(range(n_seeds)),
-                                 post_steps=mo.integer("post_steps", 250, lo=1))
+                                 post_steps=mo.integer("post_steps", 250, lo=1, hi=10**8))
         if any(s <= 0 for s in meta.sizes):
             raise mo.error("sizes", list(meta.sizes), "meta-order sizes must be > 0")
         mo.done()

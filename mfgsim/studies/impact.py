@@ -33,6 +33,7 @@ from mfg.closed_form import LQCrowding
 from mfg.io import atomic_write
 from mfg.laws import GaussianMixture
 from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow
+from simulator.book import MAX_TICKS
 from simulator.market import MarketSpec, run_market
 
 from ..config import ConfigError, Section, output_name, read_toml
@@ -136,7 +137,7 @@ def load(path: str | Path) -> ImpactStudy:
     agents = study.integer("agents", 10, lo=1, hi=1_000_000)
     lots = study.integer("lots_per_unit", 100, lo=1, hi=1_000_000)
     horizon = study.number("T", 1.0, lo=0.0, lo_open=True)
-    post = study.integer("post_steps", 400, lo=4)
+    post = study.integer("post_steps", 400, lo=4, hi=10**8)
     study.done()
     base = root.get("market", {})
     if not isinstance(base, dict):
@@ -172,9 +173,10 @@ def _spec(study: ImpactStudy, book: Book, size: float):
         model = LQCrowding.single(1.0, 0.0, 0.0, 0.0, study.horizon, GaussianMixture.normal(size, 0.0))
         crowd = ExecutionCrowd(study.agents, model, "twap", lots_per_unit=study.lots_per_unit)
         spec = MarketSpec(T=study.horizon, dt=sec.number("dt", lo=0.0, lo_open=True),
-                          n_ticks=sec.integer("n_ticks", 65536, lo=16), initial_mid=sec.integer("initial_mid", 32768),
+                          n_ticks=sec.integer("n_ticks", 65536, lo=16, hi=MAX_TICKS),
+                          initial_mid=sec.integer("initial_mid", 32768, lo=0, hi=MAX_TICKS),
                           noise=noise, makers=makers if makers is not None and makers.count else None, latent=latent,
-                          crowd=crowd, warmup_steps=sec.integer("warmup_steps", 1500, lo=0),
+                          crowd=crowd, warmup_steps=sec.integer("warmup_steps", 1500, lo=0, hi=10**8),
                           post_steps=study.post_steps, record_every=1, max_trades_kept=0)
         sec.done()
     return spec

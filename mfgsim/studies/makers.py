@@ -41,6 +41,7 @@ from analysis.figures import plot_convergence, plot_fill_sensitivity, save_figur
 from analysis.impact import FillSensitivity, fit_fill_sensitivity
 from mfg.io import atomic_write
 from simulator.agents import MarketMakers, NoiseFlow
+from simulator.book import MAX_TICKS
 from simulator.market import MarketSpec, run_market
 
 from ..config import ConfigError, Section, output_name, read_toml
@@ -169,9 +170,10 @@ def market_spec(study, n: int):
         makers_sec.data.setdefault("model", "mfg")
         makers = makers_sec.dataclass(MarketMakers)
         spec = MarketSpec(T=sec.number("T", 1.0, lo=0.0, lo_open=True), dt=sec.number("dt", lo=0.0, lo_open=True),
-                          n_ticks=sec.integer("n_ticks", 4096, lo=16), initial_mid=sec.integer("initial_mid", 2048),
+                          n_ticks=sec.integer("n_ticks", 4096, lo=16, hi=MAX_TICKS),
+                          initial_mid=sec.integer("initial_mid", 2048, lo=0, hi=MAX_TICKS),
                           noise=noise, makers=makers, crowd=None, warmup_steps=0, scale_with="makers",
-                          record_every=sec.integer("record_every", 10, lo=1), max_trades_kept=0)
+                          record_every=sec.integer("record_every", 10, lo=1, hi=10**9), max_trades_kept=0)
         sec.done()
     return spec
 
