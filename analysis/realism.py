@@ -263,6 +263,38 @@ def _stylized_facts(mids, spreads, signs, flow_signs, depth_profile) -> dict:
             "depth_profile": depth_profile}
 
 
+def memory_estimate(outdir, n_agents: int | None = None) -> int:
+    """Rough peak memory of :func:`realism_table`: the market, trades and depth rows it reads.
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        A market campaign's output folder.
+    n_agents : int or None
+        As in :func:`realism_table`.
+
+    Returns
+    -------
+    int
+        Bytes (each row's columns as 8 bytes, three copies: read, sorted, grouped).
+    """
+    import polars as pl
+
+    from .readers import manifest, scan
+    from .schemas import TABLES
+
+    man = manifest(outdir).filter(pl.col("status") == "done")
+    if man.is_empty():
+        return 0
+    n = int(man["N"].max()) if n_agents is None else int(n_agents)
+    need = 0
+    for table in ("market", "trades", "depth"):
+        if (Path(outdir) / table).is_dir():
+            rows = scan(outdir, table).filter(pl.col("N") == n).select(pl.len()).collect().item()
+            need += 3 * 8 * rows * (len(TABLES[table]) + 2)
+    return int(need)
+
+
 def realism_table(outdir, n_agents: int | None = None):
     """The stylized facts of a market campaign's runs at one N, pooled over seeds.
 

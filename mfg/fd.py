@@ -184,6 +184,9 @@ class MFGModel(ABC):
     spread_cost : float
         a >= 0, a cost per share traded whatever the rate (the half-spread), making the
         trading cost a|ν| + k|ν|^α and a no-trade zone |p + s| <= a (price per share).
+    coupling_per_node : bool
+        The coupling has a value per time step and node (a density), not per time step
+        only; it sizes the fixed point's memory (:func:`memory_estimate`).
     """
 
     n_types: int = 1
@@ -192,6 +195,7 @@ class MFGModel(ABC):
     T: float
     cost_exponent: float = 2.0
     spread_cost: float = 0.0
+    coupling_per_node: bool = False  # the coupling is (N, I), a density, not (N,) rates
 
     @property
     def weights(self) -> np.ndarray:
@@ -437,6 +441,7 @@ class CrowdAversionModel(MFGModel):
     m0: GaussianMixture
     sigma: float = 0.0
     beta: float = 1.0
+    coupling_per_node = True
 
     def __post_init__(self):
         for name in ("k", "T", "beta"):
@@ -637,6 +642,36 @@ class _Sweeper:
         return (f"{where}: scaled residual {r:.3g} after max_newton={self.max_newton} iterations "
                 f"(newton_tol={self.newton_tol:g}); raise max_newton or newton_tol, or take smaller time "
                 "steps (n_t) if the upwind direction keeps switching")
+
+
+def memory_estimate(model: MFGModel, grid: Grid, order: int = 1, anderson_depth: int = 6) -> int:
+    """Rough peak memory of :func:`solve` and of writing its solution as Parquet.
+
+    Per type and node of the (N+1) × I grid: the sweeps' value, velocities and density, the
+    solution's copies and its long table; per time step (and node, for a coupling per node)
+    the fixed point's history. ``order=2`` adds the solve on the grid refined twice.
+
+    Parameters
+    ----------
+    model : MFGModel
+    grid : Grid
+    order : int
+        1 or 2, as :func:`solve`.
+    anderson_depth : int
+        Iterates kept by the Anderson mixing.
+
+    Returns
+    -------
+    int
+        Bytes.
+    """
+    cells = model.n_types * (grid.n_t + 1) * grid.n_x
+    per_step = grid.n_x if model.coupling_per_node else 1
+    need = 8 * (18 * cells + (2 * anderson_depth + 8) * grid.n_t * per_step)
+    if order == 2:
+        fine = Grid(grid.x_min, grid.x_max, 2 * grid.n_x - 1, grid.T, 2 * grid.n_t)
+        need += memory_estimate(model, fine, 1, anderson_depth)
+    return int(need)
 
 
 def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: float = 0.5,

@@ -48,3 +48,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def memory_limit() -> int | None:
+    """The memory one piece of work may take: 80% of this machine's physical memory.
+
+    Returns
+    -------
+    int or None
+        Bytes; None where the platform does not say (no check then).
+    """
+    try:
+        return int(0.8 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None

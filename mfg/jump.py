@@ -374,6 +374,30 @@ def _checked(a: np.ndarray, shape: tuple, what: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def memory_estimate(model: JumpMFGModel, n_t: int, anderson_depth: int = 6) -> int:
+    """Rough peak memory of :func:`solve_jumps` on ``n_t`` steps and of writing its solution.
+
+    Per time and state: the value, the law, the quotes, rates and intensity scales of every
+    jump, the solution's copies and its long table; per time and lattice quote, the lattice
+    intensities; the fixed point's history of the coupling.
+
+    Parameters
+    ----------
+    model : JumpMFGModel
+    n_t : int
+        Time steps.
+    anderson_depth : int
+
+    Returns
+    -------
+    int
+        Bytes.
+    """
+    n1, S, K = n_t + 1, len(model.states), len(model.jumps)
+    width = max(len(j.quotes) for j in model.jumps)
+    return int(8 * (n1 * S * (6 * K + 10) + 2 * n1 * K * width + (2 * anderson_depth + 4) * K * n1))
+
+
 def time_grid(T: float, n_t: int) -> np.ndarray:
     """The uniform time grid of ``n_t`` steps on [0, T].
 

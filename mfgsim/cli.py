@@ -23,6 +23,7 @@ import numpy as np
 
 from analysis.figures import plot_market_making, plot_realism, plot_solution, save_figure
 from analysis.readers import manifest
+from analysis.realism import memory_estimate as realism_memory_estimate
 from analysis.realism import realism_table
 from analysis.report import format_table
 from mfg.fd import LQCrowdingModel, MFGConvergenceError, solve
@@ -30,7 +31,7 @@ from mfg.io import atomic_write
 from mfg.market_making import solve_market_making
 
 from .campaign import CampaignOutput, run_campaign
-from .config import ConfigError, parse_solve_config, read_toml
+from .config import ConfigError, check_memory, parse_solve_config, read_toml
 from .demo import demo_campaigns
 from .engines import EngineError
 from .io import OutputError, check_writable
@@ -269,6 +270,9 @@ def _cmd_impact(args) -> int:
 
 
 def _cmd_realism(args) -> int:
+    check_memory(realism_memory_estimate(args.outdir, args.N), str(args.outdir),
+                 f"the market, trades and depth tables at N={args.N or 'the largest N'}",
+                 "choose a smaller N (--N), or keep fewer records or trades in the campaign")
     facts, table = realism_table(args.outdir, args.N)
     print(f"{'fact':<46}{'run':>10}   {'literature':<16}{'':<8}source")
     for r in table.iter_rows(named=True):

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from mfg import validation as check
+from mfg.io import memory_limit
 from mfg.closed_form import LQCrowding, PreferenceType
 from mfg.fd import METHODS, CrowdAversionModel, Grid, LQCrowdingModel
+from mfg.fd import memory_estimate as fd_memory_estimate
+from mfg.jump import memory_estimate as jump_memory_estimate
 from mfg.laws import GaussianMixture
 from mfg.market_making import MarketMakingMFG
 
@@ -305,6 +308,33 @@ def _key_path(path: str, field: str) -> str:
     return ".".join(here + there[shared:])
 
 
+def check_memory(need: int, source: str, what: str, fix: str, per: str = "") -> None:
+    """Refuse up front work that cannot fit in this machine's memory, in one line.
+
+    Parameters
+    ----------
+    need : int
+        The work's estimated peak (bytes).
+    source : str
+        The file, for the message.
+    what : str
+        What needs it (``"crowd.n_agents=100000"``, ``"grid.n_x=2001, grid.n_t=1000"``).
+    fix : str
+        Which keys to lower.
+    per : str
+        What the amount is for (``"per run"``), when not the whole command.
+
+    Raises
+    ------
+    ConfigError
+        ``<source>: <what> needs about X GiB [per], more than this machine's Y GiB allow; <fix>``.
+    """
+    limit = memory_limit()
+    if limit is not None and need > limit:
+        raise ConfigError(f"{source}: {what} needs about {need / 2**30:.3g} GiB{' ' + per if per else ''}, more "
+                          f"than this machine's {limit / 0.8 / 2**30:.3g} GiB allow; {fix}")
+
+
 def output_name(sec: Section, path: str | Path) -> str:
     """The ``name`` of a campaign or study: the folder its outputs go to under the output root.
 
@@ -448,6 +478,9 @@ def _market_making_config(root: Section, model_sec: Section, path) -> SolveConfi
     out_dir = Path(output.get("dir", str(Path("runs/out") / Path(path).stem)))
     output.done()
     root.done()
+    check_memory(jump_memory_estimate(model, n_t), root.source,
+                 f"model.max_inventory={model.max_inventory} with grid.n_t={n_t}",
+                 "lower grid.n_t or model.max_inventory")
     return SolveConfig(model, None, method, damping, tol, max_iter, out_dir, n_t)
 
 
@@ -499,4 +532,7 @@ def parse_solve_config(path: str | Path) -> SolveConfig:
     out_dir = Path(output.get("dir", str(Path("runs/out") / Path(path).stem)))
     output.done()
     root.done()
+    check_memory(fd_memory_estimate(model, grid, order), root.source,
+                 f"grid.n_x={grid.n_x} x grid.n_t={grid.n_t}" + (" (order 2)" if order == 2 else ""),
+                 "lower grid.n_x or grid.n_t")
     return SolveConfig(model, grid, method, damping, tol, max_iter, out_dir, order=order)

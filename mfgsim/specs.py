@@ -13,7 +13,6 @@ import copy
 import hashlib
 import itertools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from analysis.schemas import SCHEMA_VERSION
 from mfg import validation as check
 
 from .build import BOOKKEEPING, KINDS, build_run
-from .config import ConfigError, Section, output_name, read_toml
+from .config import ConfigError, Section, check_memory, output_name, read_toml
 
 DICT_SOURCE = "<dict>"  # the source named in messages about a campaign given as a dict
 
@@ -238,11 +237,5 @@ def _has_path(cfg: dict, dotted: str) -> bool:
 def _check_memory(largest: tuple[int, int | None], source: str) -> None:
     """Refuse up front a run that cannot fit in this machine's memory."""
     need, n_agents = largest
-    try:
-        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):  # not POSIX: no check
-        return
-    if need > 0.8 * have:
-        raise ConfigError(f"{source}: crowd.n_agents={n_agents} needs about {need / 2**30:.3g} GiB per run, more "
-                          f"than this machine's {have / 2**30:.3g} GiB allow; lower n_agents or record_every's "
-                          "number of records")
+    check_memory(need, source, f"crowd.n_agents={n_agents}", "lower n_agents or record_every's number of records",
+                 per="per run")

@@ -21,10 +21,11 @@ from functools import lru_cache
 import numpy as np
 
 from mfg import validation as check
+from mfg.io import memory_limit
 from mfg.closed_form import AlmgrenChriss, LQCrowding
-from mfg.jump import Jump
-from mfg.market_making import (ExponentialIntensity, TabulatedIntensity, avellaneda_stoikov_quotes,
-                               glft_asymptotic_quotes, glft_quotes)
+from mfg.jump import Jump, memory_estimate
+from mfg.market_making import (ExponentialIntensity, MarketMakingMFG, TabulatedIntensity, TickMarketMakingMFG,
+                               avellaneda_stoikov_quotes, glft_asymptotic_quotes, glft_quotes, solve_market_making)
 
 STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed")
 MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic", "mfg", "mfg_tick")
@@ -222,6 +223,31 @@ class MarketMakers:
         """
         return _maker_mean_field(self, float(T), int(n_steps))
 
+    def memory_estimate(self, T: float, n_steps: int) -> int:
+        """Rough peak memory of these makers' quote tables for a run of ``n_steps`` steps,
+        and of their mean field (``"mfg"``, ``"mfg_tick"``) on the steps it needs.
+
+        Parameters
+        ----------
+        T : float
+            Horizon (time units).
+        n_steps : int
+            The run's steps.
+
+        Returns
+        -------
+        int
+            Bytes.
+        """
+        states = 2 * self.max_inventory + 1
+        tables = 8 * 4 * n_steps * states  # bid and ask offsets, and their copies
+        if self.model not in ("mfg", "mfg_tick"):
+            return tables
+        # the time grid the mean field starts from: when the fill rates force a finer one, the
+        # solve checks each refinement against the memory before it allocates
+        sub = _first_refinement(self, T, n_steps)
+        return int(1.25 * (tables + memory_estimate(_mean_field_model(self, T), max(n_steps * sub, 10 * sub))))
+
     def quote_offsets(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bid and ask distances from the mid by inventory -Q..Q.
 
@@ -265,25 +291,41 @@ def _posting_offsets(premia: tuple, lattice: tuple, quotes: np.ndarray) -> np.nd
     return np.where(np.isnan(quotes), np.nan, np.asarray(lattice)[index])
 
 
+def _mean_field_model(makers: MarketMakers, T: float):
+    """The market-making MFG these makers quote (``"mfg"`` or ``"mfg_tick"``)."""
+    if makers.model == "mfg_tick":
+        return TickMarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, quotes=makers.quotes,
+                                   intensity=makers.intensity(), max_inventory=makers.max_inventory, T=T)
+    return MarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, A=makers.fill_intensity,
+                           k=makers.fill_decay, competition=makers.competition, max_inventory=makers.max_inventory,
+                           T=T)
+
+
+def _first_refinement(makers: MarketMakers, T: float, n_steps: int) -> int:
+    """Sub-steps per run step the makers' mean field starts from.
+
+    The sweeps are stable for dt × (a maker's total fill rate) <= 0.5 and accurate to ~1e-6
+    for <= 0.1; at the mean quote a side's rate is A e^{-k δ̄} <= A, so the solve starts
+    there and refines until the solved rates allow it (a maker quoting well inside the crowd
+    is filled faster).
+    """
+    return max(1, math.ceil(2 * makers.fill_intensity * T / max(n_steps, 1)))
+
+
 @lru_cache(maxsize=32)
 def _maker_mean_field(makers: MarketMakers, T: float, n_steps: int):
-    from mfg.market_making import MarketMakingMFG, TickMarketMakingMFG, solve_market_making
-
-    if makers.model == "mfg_tick":
-        model = TickMarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, quotes=makers.quotes,
-                                    intensity=makers.intensity(), max_inventory=makers.max_inventory, T=T)
-    else:
-        model = MarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, A=makers.fill_intensity,
-                                k=makers.fill_decay, competition=makers.competition,
-                                max_inventory=makers.max_inventory, T=T)
-    # the sweeps are stable for dt x (a maker's total fill rate) <= 0.5 and accurate to
-    # ~1e-6 for <= 0.1; at the mean quote a side's rate is A e^{-k δ̄} <= A, so start
-    # there and refine until the solved rates allow it (a maker quoting well inside the
-    # crowd is filled faster)
-    sub = max(1, math.ceil(2 * makers.fill_intensity * T / max(n_steps, 1)))
+    model = _mean_field_model(makers, T)
+    sub = _first_refinement(makers, T, n_steps)
+    limit = memory_limit()
     while True:
+        n_t = max(n_steps * sub, 10 * sub)
+        if limit is not None and memory_estimate(model, n_t) > limit:
+            raise ValueError(f"market.makers.max_inventory={makers.max_inventory}: the makers' mean field needs "
+                             f"{n_t} time steps (their fill rates at the inventory limits are that fast) and about "
+                             f"{memory_estimate(model, n_t) / 2**30:.3g} GiB, more than this machine allows; lower "
+                             "max_inventory or risk_aversion")
         try:
-            sol = solve_market_making(model, n_t=max(n_steps * sub, 10 * sub))
+            sol = solve_market_making(model, n_t=n_t)
             rate_dt = float(sol.jump_solution.rates.sum(axis=0).max()) * (sol.t[1] - sol.t[0])
         except ValueError as exc:
             if "too small" not in str(exc) or sub > 2**16:

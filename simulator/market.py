@@ -150,7 +150,8 @@ class MarketSpec:
         """Rough peak memory of one run.
 
         Per agent its state and its records (kernel arrays, the agents table and the
-        comparison), plus the book's resting orders.
+        comparison), plus the book's resting orders, every account's records, the kept
+        trades and executions, and the makers' quote tables and mean field.
 
         Returns
         -------
@@ -163,8 +164,11 @@ class MarketSpec:
         # resting orders level off at rate/cancel rate; the order pool doubles when full
         resting = noise.limit_rate * self.liquidity_scale * min(horizon, 1.0 / max(noise.cancel_rate, 1e-300))
         latent = 0 if self.latent is None else 4 * 8 * self.n_ticks  # volumes and read times, both sides
+        makers = 0 if self.makers is None else self.makers.memory_estimate(self.T, self.n_steps)
+        accounts = 2 + self.n_agents + (0 if self.makers is None else self.makers.count)
+        records = 8 * n_rec * (3 * accounts + 2 * DEPTH_LEVELS + 13)  # accounts, depth, market
         return int(_BYTES_PER_AGENT_RECORD * self.n_agents * n_rec + 300 * self.n_agents + 2 * 64 * resting
-                   + 80 * self.max_trades_kept + latent)
+                   + 80 * self.max_trades_kept + 80 * self.max_executions_kept + latent + makers + records)
 
     def price_margin(self) -> int:
         """Ticks the price may travel: a generous bound.

@@ -1,6 +1,7 @@
 """Bad inputs and hostile surroundings: one clear line, a nonzero exit, nothing half-written."""
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -156,6 +157,81 @@ def test_memory_estimates_bound_a_measured_run(kind, sigma, n):
     grown, estimate = map(int, result.stdout.split())
     assert grown > 0.2 * estimate  # the run dominates the peak: the comparison means something
     assert grown < estimate
+
+
+MEASURE_SOLVERS = """
+import os, sys, tempfile
+from mfg.closed_form import LQCrowding
+from mfg.fd import Grid, LQCrowdingModel, memory_estimate as fd_memory, solve
+from mfg.jump import memory_estimate as jump_memory
+from mfg.laws import GaussianMixture
+from mfg.market_making import MarketMakingMFG, solve_market_making
+from simulator.agents import MarketMakers, NoiseFlow
+from simulator.market import MarketSpec, run_market
+
+model = LQCrowding.single(1.0, 2.0, 1.0, 10.0, 1.0, GaussianMixture.normal(1.0, 0.2), sigma=0.3)
+# load the kernels first: their memory is not the work's
+solve(LQCrowdingModel(model), Grid(-1.5, 2.5, 21, 1.0, 5))
+solve_market_making(MarketMakingMFG(0.05, 2.0, 10.0, 0.8, 0.5, 2, 1.0), n_t=200)
+makers = MarketMakers(count=2, model="mfg", max_inventory=2, fill_intensity=5.0)
+run_market(MarketSpec(T=1.0, dt=0.1, makers=makers, record_every=1, warmup_steps=1), seed=0)
+out = os.path.join(tempfile.mkdtemp(), "solution.parquet")
+
+
+def peak():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM"))
+
+
+kind, a, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+before = peak()
+if kind == "fd":
+    grid, fd_model = Grid(-1.5, 2.5, a, 1.0, b), LQCrowdingModel(model)
+    solve(fd_model, grid).write_parquet(out)
+    estimate = fd_memory(fd_model, grid)
+elif kind == "jump":
+    mm = MarketMakingMFG(0.05, 2.0, 10.0, 0.8, 0.5, a, 1.0)
+    solve_market_making(mm, n_t=b).to_polars().write_parquet(out)
+    estimate = jump_memory(mm, b)
+else:
+    makers = MarketMakers(count=4, model="mfg", max_inventory=a, fill_intensity=20.0, quote_size=1)
+    noise = NoiseFlow(limit_rate=0.0, market_rate=40.0, cancel_rate=0.0, max_size=1)
+    spec = MarketSpec(T=1.0, dt=1.0 / b, makers=makers, noise=noise, scale_with="makers", record_every=1,
+                      warmup_steps=0, max_trades_kept=0)
+    run_market(spec, seed=1)
+    estimate = spec.memory_estimate()
+print(peak() - before, estimate)
+"""
+
+
+@pytest.mark.parametrize("kind, a, b", [("fd", 801, 800), ("jump", 100, 5000), ("makers", 40, 4000)])
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from /proc")
+def test_memory_estimates_bound_the_solvers_and_makers(kind, a, b):
+    """The estimates `mfgsim solve` and the makers' studies check are upper bounds on the
+    measured peak (an FD solve and its Parquet file, a jump solve, a book of MFG makers)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", MEASURE_SOLVERS, kind, str(a), str(b)], env=env,
+                            capture_output=True, text=True, timeout=300, check=True)
+    grown, estimate = map(int, result.stdout.split())
+    assert 0.2 * estimate < grown < estimate
+
+
+def test_solve_and_makers_refuse_work_that_will_not_fit(tmp_path, capsys):
+    """The sizes of the issue: a 10^6 x 10^6 FD grid, makers with 100000 quotes of inventory."""
+    solve_file = (ROOT / "runs" / "solve_lq_crowding.toml").read_text()
+    big = re.sub(r"n_x = \d+", "n_x = 1000000", re.sub(r"n_t = \d+", "n_t = 1000000", solve_file))
+    path = tmp_path / "big_solve.toml"
+    path.write_text(big)
+    code, err = run_cli(capsys, "solve", str(path))
+    assert code == 2
+    assert_one_line(err, "grid.n_x=1000000 x grid.n_t=1000000 needs about", "lower grid.n_x or grid.n_t")
+    makers_file = (ROOT / "runs" / "experiment_d_makers.toml").read_text()
+    path = tmp_path / "big_makers.toml"
+    path.write_text(makers_file.replace("max_inventory = 10", "max_inventory = 100000"))
+    code, err = run_cli(capsys, "makers", str(path), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert_one_line(err, "market.makers.max_inventory=100000 needs about", "GiB per run")
+    assert not (tmp_path / "out").exists()
 
 
 # ---- Ctrl-C --------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ from mfg.io import atomic_write
 from simulator.market import run_market
 
 from ..build import build_run, market_objects
-from ..config import output_name, read_toml
+from ..config import check_memory, output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
 from ..specs import resolve_point, sweep_points
@@ -291,6 +291,18 @@ def load(path: str | Path) -> CalibrationPlan:
         build_run(cfg, root.source)
         resolved.append(cfg)
         labels.append(json.dumps(point, sort_keys=True))
+        # the driver holds an iteration's runs (recorded at every step) while it measures them
+        _, spec = market_objects(cfg, root.source)
+        check_memory((len(settings.seeds) + 1) * spec.memory_estimate(), root.source,
+                     f"crowd.n_agents={spec.n_agents} over calibration.seeds={len(settings.seeds)}",
+                     "lower crowd.n_agents, calibration.seeds or the steps (T/dt)", per="per iteration")
+        if settings.scaling:
+            big = copy.deepcopy(cfg)
+            big["crowd"]["n_agents"] = settings.scaling[-1]
+            _, spec = market_objects(big, root.source)
+            check_memory((len(settings.scaling_seeds) + 1) * spec.memory_estimate(), root.source,
+                         f"calibration.scaling up to N={settings.scaling[-1]} over "
+                         f"{len(settings.scaling_seeds)} seeds", "lower the largest N or calibration.scaling_seeds")
     return CalibrationPlan(name, root.source, settings, tuple(resolved), tuple(labels), meta)
 
 

@@ -36,7 +36,7 @@ from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, Nois
 from simulator.book import MAX_TICKS
 from simulator.market import MarketSpec, run_market
 
-from ..config import ConfigError, Section, output_name, read_toml
+from ..config import ConfigError, Section, check_memory, output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
 
@@ -159,7 +159,11 @@ def load(path: str | Path) -> ImpactStudy:
     out = ImpactStudy(name, root.source, tuple(sizes), tuple(range(seeds)), agents, lots, horizon, post, tuple(books))
     for book in out.books:
         for size in (sizes[0], sizes[-1]):
-            _spec(out, book, size)  # validates the book's market at both ends of the sweep
+            spec = _spec(out, book, size)  # validates the book's market at both ends of the sweep
+        # a worker holds one run; the driver keeps each run's path (steps + post_steps)
+        paths = 8 * len(out.sizes) * len(out.seeds) * (spec.n_steps + spec.post_steps + 1)
+        check_memory(spec.memory_estimate() + paths, root.source, f"books.{book.name} with study.agents={agents}",
+                     "lower study.agents, the steps (T/dt, study.post_steps) or the seeds", per="per run")
     return out
 
 

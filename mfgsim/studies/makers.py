@@ -44,7 +44,7 @@ from simulator.agents import MarketMakers, NoiseFlow
 from simulator.book import MAX_TICKS
 from simulator.market import MarketSpec, run_market
 
-from ..config import ConfigError, Section, output_name, read_toml
+from ..config import ConfigError, Section, check_memory, output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
 
@@ -145,6 +145,10 @@ def load(path: str | Path) -> MakersStudy:
     root.done()
     out = MakersStudy(name, root.source, tuple(n_makers), tuple(range(seeds)), market, fit, fit_competition)
     market_spec(out, n_makers[0])  # validates
+    largest = market_spec(out, n_makers[-1])
+    check_memory(largest.memory_estimate(), root.source,
+                 f"n_makers={n_makers[-1]} with market.makers.max_inventory={largest.makers.max_inventory}",
+                 "lower n_makers, market.makers.max_inventory or the steps (T/dt)", per="per run")
     return out
 
 

@@ -40,6 +40,7 @@ from analysis.convergence import fit_with_bias
 from analysis.primitives import FillTable, PrimitiveError, fill_table
 from simulator.market import run_market
 
+from ..config import check_memory
 from .makers import market_spec, metrics, posted_quotes
 
 
@@ -131,7 +132,14 @@ def load(root, cal, name: str) -> MakersLoopPlan:
         if key in makers.data:
             raise makers.error(key, makers.data[key], "the loop measures it", "remove it")
     root.done()
-    spec_at(plan, plan.n_makers, None)  # validates the market
+    spec = spec_at(plan, plan.n_makers, None)  # validates the market
+    check_memory((len(plan.seeds) + 1) * spec.memory_estimate(), root.source,
+                 f"calibration.n_makers={plan.n_makers} over calibration.seeds={len(plan.seeds)}",
+                 "lower n_makers, seeds, market.makers.max_inventory or the steps (T/dt)", per="per iteration")
+    spec = spec_at(plan, plan.scaling[-1], None)
+    check_memory((len(plan.scaling_seeds) + 1) * spec.memory_estimate(), root.source,
+                 f"calibration.scaling up to N={plan.scaling[-1]} over {len(plan.scaling_seeds)} seeds",
+                 "lower the largest N, scaling_seeds or the steps (T/dt)")
     return plan
 
 
