@@ -472,8 +472,11 @@ def plot_impact_law(laws: dict):
         if guide is None:
             mid = len(x) // 2
             guide = (x, y[mid] * np.sqrt(x / x[mid]))
-    ax.loglog(*guide, "k--", lw=1, label="√(Q/V) guide")
     ax.set(xlabel="participation Q/V", ylabel="peak impact (ticks)", title="meta-order impact against size")
+    if guide is None:  # no book had a law: say so instead of an empty legend
+        ax.text(0.5, 0.5, "no book's peak impact could be fitted", transform=ax.transAxes, ha="center")
+        return fig
+    ax.loglog(*guide, "k--", lw=1, label="√(Q/V) guide")
     ax.legend(fontsize=8)
     return fig
 

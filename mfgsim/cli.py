@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -259,14 +260,17 @@ def _cmd_calibrate(args) -> int:
     out = calibration.write(result, args.out)
     print(calibration.summary_text(result))
     print(f"wrote {out / 'calibration.parquet'} and figures in {out}")
-    return 0 if result.converged else 1
+    status = _headline("calibrate", calibration.missing_estimates(result))
+    return 0 if result.converged and status == 0 else 1
 
 
 def _cmd_impact(args) -> int:
     result, out = _study(impact, args)
     print(impact.format_laws(result.laws))
     print(f"wrote {out / 'impact_sizes.parquet'}, {out / 'impact_laws.parquet'} and figures in {out}")
-    return 0
+    return _headline("impact", [f"the impact exponent of book {r['book']} could not be computed ({r['note'] or 'NaN'})"
+                                "; raise the seeds or widen the sizes" for r in result.laws
+                                if not math.isfinite(r["impact_exponent"])])
 
 
 def _cmd_realism(args) -> int:
@@ -307,7 +311,20 @@ def _cmd_makers(args) -> int:
     print(f"fill sensitivity to the quote relative to the others' (per tick): book {f['book_sensitivity']:.3f} "
           f"+- {f['book_sensitivity_se']:.3f}, model k + eps = {f['model_sensitivity']:.3f}")
     print(f"wrote {out / 'makers_runs.parquet'}, {out / 'makers_fits.parquet'} and figures in {out}")
-    return 0
+    missing = [f"the makers' {f['metric']} against N could not be fitted (slope {f['slope']}); raise the seeds or "
+               "the range of N" for f in fits if not math.isfinite(f["slope"])]
+    if not math.isfinite(f["book_sensitivity"]):
+        missing.append("the book's fill sensitivity could not be fitted (the makers' quotes did not vary or nobody "
+                       "was filled); raise the seeds or the flow (market.noise.market_rate)")
+    return _headline("makers", missing)
+
+
+def _headline(command: str, missing: list[str]) -> int:
+    """Exit 1, one line each on stderr, when a study's headline figures could not be computed
+    (its outputs are written: the numbers that exist are kept)."""
+    for line in missing:
+        print(f"mfgsim {command}: {line}", file=sys.stderr)
+    return 1 if missing else 0
 
 
 def _cmd_demo(args) -> int:

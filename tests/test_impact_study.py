@@ -83,3 +83,23 @@ def test_bad_study_files(tmp_path, change, message):
     path.write_text(STUDY.replace(*change))
     with pytest.raises(ConfigError, match=message):
         load(path)
+
+
+def test_an_impact_exponent_that_cannot_be_computed_exits_non_zero(tmp_path, capsys, monkeypatch):
+    """When the law cannot be fitted (too few resamples with positive impacts, say), the
+    study still writes what it has, names the quantity and the cause, and exits 1."""
+    from mfgsim.studies import impact
+
+    def no_law(*args, **kwargs):
+        raise ValueError("too few resamples with positive impacts at every size")
+
+    monkeypatch.setattr(impact, "impact_law", no_law)
+    path = tmp_path / "tiny.toml"
+    path.write_text(STUDY.split("[[books]]\nname = \"zero")[0])
+    code = main(["impact", str(path), "--out", str(tmp_path / "out"), "--workers", "1"])
+    err = capsys.readouterr().err
+    laws = pl.read_parquet(tmp_path / "out" / "tiny_impact" / "impact_laws.parquet")
+    assert np.isnan(laws["impact_exponent"][0]) and np.isfinite(laws["decay_time"][0])  # the rest is kept
+    assert code == 1
+    assert err.strip() == ("mfgsim impact: the impact exponent of book latent could not be computed (too few "
+                           "resamples with positive impacts at every size); raise the seeds or widen the sizes")

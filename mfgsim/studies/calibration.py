@@ -604,6 +604,42 @@ def write(result, out_root: str | Path, verbose: bool = True) -> Path:
     return out
 
 
+def missing_estimates(result) -> list[str]:
+    """What a calibration could not estimate at its last iteration, one line each.
+
+    Parameters
+    ----------
+    result : CalibrationResult or mfgsim.studies.makers_loop.MakersLoopResult
+
+    Returns
+    -------
+    list of str
+        Empty when every headline estimate is finite.
+    """
+    if isinstance(result, makers_loop.MakersLoopResult):
+        keys = ("pnl_gap_rel", "w1")
+        rows = [result.rows[-1]]
+        extra = [] if math.isfinite(result.summary["w1_bias"]) else ["the W1 bias across N could not be fitted; "
+                                                                    "raise scaling_seeds or the range of N"]
+    else:
+        last = {}
+        for row in result.rows:
+            last[row["point"]] = row
+        rows = list(last.values())
+        measured_loop = result.plan.settings.model == "measured"
+        keys = (("hat_permanent", "hat_exponent", "hat_spread", "cost_gap_rel", "price_error_rel") if measured_loop
+                else ("kappa_hat", "c_hat", "price_error", "cost_gap"))
+        extra = []
+    out = []
+    for row in rows:
+        bad = [key for key in keys if not math.isfinite(row[key])]
+        if bad:
+            where = f"point {row['point']} " if "point" in row else ""
+            out.append(f"{where}iteration {row['iteration']}: {', '.join(bad)} could not be estimated (NaN); "
+                       "raise the seeds, N or the horizon")
+    return out + extra
+
+
 def summary_text(result) -> str:
     """The summary a calibration prints: :func:`summarize` of its rows, or the makers loop's.
 
