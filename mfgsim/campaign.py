@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import time
 from concurrent.futures import Executor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -42,7 +44,7 @@ from mfg.nash import NASH_GAP_COLUMNS, nash_gap_columns
 from simulator.market import run_market, run_particles
 
 from .build import build_run
-from .engines import make_engine, warm_kernels
+from .engines import RestartablePool, make_engine, warm_kernels
 from .io import check_writable, output_lock
 from .specs import CampaignSpec, RunSpec, load_campaign
 
@@ -153,8 +155,22 @@ def execute_run(run: RunSpec, out_dir: str, keep_trades: bool = False, agents_ke
     FloatingPointError
         The summary is not finite; nothing is written, and a rerun tries again.
     """
-    t0 = time.perf_counter()
     out = Path(out_dir)
+    # a marker while the run is in flight: if its worker dies, the driver knows who was running
+    marker = out / RUNNING / run.run_id
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
+    try:
+        return _execute(run, out, keep_trades, agents_kept)
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+RUNNING = ".running"  # the folder of the in-flight markers, inside a campaign's output folder
+
+
+def _execute(run: RunSpec, out: Path, keep_trades: bool, agents_kept: int | None) -> dict:
+    t0 = time.perf_counter()
     objects = build_run(json.loads(run.config), run.campaign)
     model = objects["model"]
     nan = float("nan")
@@ -290,35 +306,93 @@ def run_campaign(campaign: CampaignSpec | str | Path | dict, out_root: str | Pat
             warm_kernels()  # compile once here so that the workers load from the cache
             engine = stack.enter_context(make_engine(workers, dask))  # before writing: it may fail
         stack.enter_context(output_lock(out))
-        for stale in out.rglob(".*.tmp"):  # left by a killed writer; nobody else writes here now
+        for stale in [*out.rglob(".*.tmp"), *(out / RUNNING).glob("*")]:  # left by a killed run or writer
             stale.unlink(missing_ok=True)
         _write_manifest(out, rows)
         if todo:
             _consume(engine, campaign, todo, out, rows, progress)
+        markers = out / RUNNING
+        if markers.is_dir() and not any(markers.iterdir()):  # only in-flight runs leave a trace there
+            markers.rmdir()
     return CampaignOutput(out)
 
 
 def _consume(pool: Executor, campaign: CampaignSpec, todo: list[RunSpec], out: Path, rows: dict[str, dict],
              progress: bool) -> None:
-    """Submit the runs, record each outcome in the manifest as it arrives."""
-    failures = 0
-    futures = {pool.submit(execute_run, run, str(out), campaign.keep_trades, campaign.agents_kept): run
-               for run in todo}
+    """Submit the runs, record each outcome in the manifest as it arrives.
+
+    When a pool worker dies, every pending run fails with ``BrokenProcessPool``: the pool is
+    started afresh, the runs that were not running go back in the queue, and those that were
+    running (their in-flight markers say which) are retried once each, alone, so that a run
+    that kills its worker again is the one recorded as failed ("worker died: signal 9 (out of
+    memory?)") and the others go on.
+    """
     with tqdm(total=len(campaign.runs), initial=len(campaign.runs) - len(todo), disable=not progress,
               desc=campaign.name, unit="run") as bar:
-        try:
-            for fut in as_completed(futures):
-                run = futures[fut]
-                try:
-                    rec = fut.result()
-                except Exception as exc:  # noqa: BLE001 - recorded per run, the others go on
-                    rec = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": math.nan}
-                    failures += 1
-                rows[run.run_id].update(status=rec["status"], error=rec["error"], seconds=rec["seconds"])
-                _write_manifest(out, rows)
-                bar.update(1)
-                bar.set_postfix(failed=failures)
-        except KeyboardInterrupt:
-            for fut in futures:
-                fut.cancel()
-            raise
+        state = {"failures": 0}
+
+        def record(run: RunSpec, rec: dict) -> None:
+            if rec["status"] == "failed":
+                state["failures"] += 1
+            rows[run.run_id].update(status=rec["status"], error=rec["error"], seconds=rec["seconds"])
+            _write_manifest(out, rows)
+            bar.update(1)
+            bar.set_postfix(failed=state["failures"])
+
+        queue, suspects = list(todo), []
+        while queue or suspects:
+            for run in suspects:  # each alone: if the pool breaks now, this run broke it
+                broken, codes = _submit(pool, [run], campaign, out, record)
+                if broken:
+                    record(run, {"status": "failed", "seconds": math.nan,
+                                 "error": f"worker died twice: {_death_cause(codes)}"})
+            suspects = []
+            if queue:
+                broken, codes = _submit(pool, queue, campaign, out, record)
+                running = {path.name for path in (out / RUNNING).glob("*")} if broken else set()
+                for path in (out / RUNNING).glob("*"):
+                    path.unlink(missing_ok=True)
+                # without markers (a worker that died between runs) every lost run is a suspect:
+                # alone, each either finishes or is found out, so the loop always ends
+                suspects = [run for run in broken if run.run_id in running] or broken
+                queue = [run for run in broken if run not in suspects]
+                if broken and not isinstance(pool, RestartablePool):  # an engine we cannot restart
+                    for run in broken:
+                        record(run, {"status": "failed", "seconds": math.nan,
+                                     "error": f"worker died: {_death_cause(codes)}"})
+                    return
+
+
+def _submit(pool: Executor, runs: list[RunSpec], campaign: CampaignSpec, out: Path, record) -> tuple[list, list]:
+    """Run ``runs`` on the pool, recording each outcome; (runs lost to a dead worker, exit codes)."""
+    futures = {pool.submit(execute_run, run, str(out), campaign.keep_trades, campaign.agents_kept): run
+               for run in runs}
+    broken = []
+    try:
+        for fut in as_completed(futures):
+            run = futures[fut]
+            try:
+                rec = fut.result()
+            except BrokenProcessPool:
+                broken.append(run)
+                continue
+            except Exception as exc:  # noqa: BLE001 - recorded per run, the others go on
+                rec = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": math.nan}
+            record(run, rec)
+    except KeyboardInterrupt:
+        for fut in futures:
+            fut.cancel()
+        raise
+    codes = pool.restart() if broken and isinstance(pool, RestartablePool) else []
+    return broken, codes
+
+
+def _death_cause(codes: list[int]) -> str:
+    """How a worker ended, in words: ``signal 9 (out of memory?)``."""
+    if not codes:
+        return "the worker process ended abruptly (killed, or out of memory?)"
+    # the pool itself ends its other workers with SIGTERM once one has died: not the cause
+    code = next((c for c in codes if c != -15), codes[0])
+    if code < 0:
+        return f"signal {-code}" + (" (out of memory?)" if -code == 9 else "")
+    return f"exit code {code}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from multiprocessing import get_context
 
@@ -115,6 +115,65 @@ def make_engine(workers: int | None = None, dask: str | None = None):
             if cluster is not None:
                 cluster.close()
         return
-    n = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+    pool = RestartablePool(workers or os.cpu_count() or 1)
+    try:
         yield pool
+    finally:
+        pool.shutdown()
+
+
+class RestartablePool(Executor):
+    """A spawn process pool that can be started afresh after one of its workers died.
+
+    When a worker dies (a signal, the out-of-memory killer) the stdlib pool is broken: every
+    pending future fails with ``BrokenProcessPool``. :meth:`restart` reports how the dead
+    workers ended and replaces the pool, so that the driver can retry what was in flight.
+
+    Parameters
+    ----------
+    workers : int
+        Processes of the pool.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = int(workers)
+        self._pool = self._start()
+        self._processes: dict = {}  # every worker seen, kept past a break (the pool forgets them)
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"), initializer=_worker_init)
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Submit to the current pool (see :class:`concurrent.futures.Executor`).
+
+        Returns
+        -------
+        concurrent.futures.Future
+        """
+        future = self._pool.submit(fn, *args, **kwargs)
+        self._processes.update(getattr(self._pool, "_processes", None) or {})  # the stdlib's, started on submit
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Shut the current pool down (see :class:`concurrent.futures.Executor`)."""
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def restart(self) -> list[int]:
+        """Replace a broken pool by a fresh one.
+
+        Returns
+        -------
+        list of int
+            The exit codes of the workers that died (negative: the signal), as far as the
+            stdlib pool says.
+        """
+        codes = []
+        for process in self._processes.values():
+            if not process.is_alive():
+                process.join(timeout=1.0)
+                if process.exitcode not in (None, 0):
+                    codes.append(process.exitcode)
+        self._processes = {}
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._start()
+        return codes

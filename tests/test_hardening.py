@@ -355,3 +355,60 @@ def test_validation_errors_survive_pickling():
     for err in (InvalidValue("n", 0, "must be >= 1", "raise it"), InvalidType("price", 1.5, "must be an integer")):
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is type(err) and str(back) == str(err) and back.field == err.field
+
+
+# ---- a worker that dies -------------------------------------------------------------------
+KILLER = """
+import os
+import signal
+from pathlib import Path
+
+
+def _install():
+    import mfgsim.campaign as campaign
+
+    real = campaign._execute
+    victim, once = os.environ["MFGSIM_TEST_VICTIM"], Path(os.environ["MFGSIM_TEST_ONCE"])
+
+    def dying(run, *args):
+        if run.n_agents == int(victim) and run.seed == 0:
+            if os.environ.get("MFGSIM_TEST_ALWAYS") or not once.exists():
+                once.touch()
+                os.kill(os.getpid(), signal.SIGKILL)  # what the out-of-memory killer does
+        return real(run, *args)
+
+    campaign._execute = dying
+
+
+if os.environ.get("MFGSIM_TEST_VICTIM"):
+    _install()
+"""
+
+
+@pytest.mark.parametrize("always", [False, True])
+def test_a_dying_worker_costs_at_most_its_own_run(tmp_path, always):
+    """A worker killed mid-run (SIGKILL, as the out-of-memory killer does) breaks the stdlib
+    pool: the driver starts a fresh one and retries the runs in flight; a run that kills its
+    worker again is recorded as failed with the cause, every other run finishes, and the exit
+    code says whether anything failed. (sitecustomize installs the fault in the spawned workers.)"""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(KILLER)
+    path = write(tmp_path, PARTICLES, "tiny_particles")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{ROOT}", MFGSIM_TEST_VICTIM="20",
+               MFGSIM_TEST_ONCE=str(tmp_path / "killed"))
+    if always:
+        env["MFGSIM_TEST_ALWAYS"] = "1"
+    result = subprocess.run([sys.executable, "-m", "mfgsim.cli", "run", str(path), "--workers", "2", "--quiet",
+                             "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "killed").exists()  # the fault did strike
+    runs = pl.read_parquet(tmp_path / "out" / "tiny_particles" / "manifest.parquet")
+    failed = runs.filter(pl.col("status") == "failed")
+    if always:
+        assert result.returncode == 1
+        assert failed.height == 1 and failed["N"][0] == 20 and failed["seed"][0] == 0
+        assert failed["error"][0] == "worker died twice: signal 9 (out of memory?)"
+        assert (runs["status"] == "done").sum() == runs.height - 1
+    else:
+        assert result.returncode == 0, result.stderr
+        assert (runs["status"] == "done").all()
+    assert not (tmp_path / "out" / "tiny_particles" / ".running").exists()
