@@ -44,7 +44,7 @@ from mfg.nash import NASH_GAP_COLUMNS, nash_gap_columns
 from simulator.market import run_market, run_particles
 
 from .build import build_run
-from .engines import RestartablePool, make_engine, warm_kernels
+from .engines import RestartablePool, death_cause, make_engine, warm_kernels
 from .io import check_writable, output_lock
 from .specs import CampaignSpec, RunSpec, load_campaign
 
@@ -345,7 +345,7 @@ def _consume(pool: Executor, campaign: CampaignSpec, todo: list[RunSpec], out: P
                 broken, codes = _submit(pool, [run], campaign, out, record)
                 if broken:
                     record(run, {"status": "failed", "seconds": math.nan,
-                                 "error": f"worker died twice: {_death_cause(codes)}"})
+                                 "error": f"worker died twice: {death_cause(codes)}"})
             suspects = []
             if queue:
                 broken, codes = _submit(pool, queue, campaign, out, record)
@@ -359,7 +359,7 @@ def _consume(pool: Executor, campaign: CampaignSpec, todo: list[RunSpec], out: P
                 if broken and not isinstance(pool, RestartablePool):  # an engine we cannot restart
                     for run in broken:
                         record(run, {"status": "failed", "seconds": math.nan,
-                                     "error": f"worker died: {_death_cause(codes)}"})
+                                     "error": f"worker died: {death_cause(codes)}"})
                     return
 
 
@@ -385,14 +385,3 @@ def _submit(pool: Executor, runs: list[RunSpec], campaign: CampaignSpec, out: Pa
         raise
     codes = pool.restart() if broken and isinstance(pool, RestartablePool) else []
     return broken, codes
-
-
-def _death_cause(codes: list[int]) -> str:
-    """How a worker ended, in words: ``signal 9 (out of memory?)``."""
-    if not codes:
-        return "the worker process ended abruptly (killed, or out of memory?)"
-    # the pool itself ends its other workers with SIGTERM once one has died: not the cause
-    code = next((c for c in codes if c != -15), codes[0])
-    if code < 0:
-        return f"signal {-code}" + (" (out of memory?)" if -code == 9 else "")
-    return f"exit code {code}"

@@ -34,7 +34,7 @@ from mfg.market_making import solve_market_making
 from .campaign import CampaignOutput, run_campaign
 from .config import ConfigError, check_memory, parse_solve_config, read_toml
 from .demo import demo_campaigns
-from .engines import EngineError
+from .engines import EngineError, WorkerDied
 from .io import OutputError, check_writable
 from .specs import load_campaign
 from .studies import calibration, impact, makers
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mfgsim {args.command}: interrupted; finished work is kept (rerun the same command to resume)",
               file=sys.stderr)
         return 130
-    except (ConfigError, OutputError, EngineError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, OutputError, EngineError, WorkerDied, ValueError, FileNotFoundError) as exc:
         print(f"mfgsim {args.command}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the file system refused: say so in one line, not a traceback

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing import get_context
 
@@ -122,6 +123,31 @@ def make_engine(workers: int | None = None, dask: str | None = None):
         pool.shutdown()
 
 
+class WorkerDied(RuntimeError):
+    """A piece of work killed its worker process twice (a signal, the out-of-memory killer)."""
+
+
+def death_cause(codes: list[int]) -> str:
+    """How a worker ended, in words: ``signal 9 (out of memory?)``.
+
+    Parameters
+    ----------
+    codes : list of int
+        Exit codes of the dead workers (negative: the signal), as :meth:`RestartablePool.restart` says.
+
+    Returns
+    -------
+    str
+    """
+    if not codes:
+        return "the worker process ended abruptly (killed, or out of memory?)"
+    # the pool itself ends its other workers with SIGTERM once one has died: not the cause
+    code = next((c for c in codes if c != -15), codes[0])
+    if code < 0:
+        return f"signal {-code}" + (" (out of memory?)" if -code == 9 else "")
+    return f"exit code {code}"
+
+
 class RestartablePool(Executor):
     """A spawn process pool that can be started afresh after one of its workers died.
 
@@ -154,6 +180,35 @@ class RestartablePool(Executor):
         self._processes.update(getattr(self._pool, "_processes", None) or {})  # the stdlib's, started on submit
         return future
 
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        """Like :meth:`concurrent.futures.Executor.map`, surviving a dead worker.
+
+        The items lost with a broken pool are retried once, each alone on a fresh pool; an
+        item that kills its worker again raises :class:`WorkerDied`.
+
+        Returns
+        -------
+        iterator
+            The results, in the items' order.
+        """
+        items = list(zip(*iterables))
+        futures = [self.submit(fn, *item) for item in items]
+        results, lost = {}, []
+        for i, fut in enumerate(futures):
+            try:
+                results[i] = fut.result(timeout)
+            except BrokenProcessPool:
+                lost.append(i)
+        if lost:
+            self.restart()
+            for i in lost:  # alone: if the pool breaks now, this item broke it
+                try:
+                    results[i] = self.submit(fn, *items[i]).result(timeout)
+                except BrokenProcessPool:
+                    raise WorkerDied(f"a worker died twice running {getattr(fn, '__name__', fn)} on item {i} of "
+                                     f"{len(items)}: {death_cause(self.restart())}") from None
+        return iter([results[i] for i in range(len(items))])
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Shut the current pool down (see :class:`concurrent.futures.Executor`)."""
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
@@ -167,6 +222,7 @@ class RestartablePool(Executor):
             The exit codes of the workers that died (negative: the signal), as far as the
             stdlib pool says.
         """
+        self._processes.update(getattr(self._pool, "_processes", None) or {})  # those spawned after submit
         codes = []
         for process in self._processes.values():
             if not process.is_alive():

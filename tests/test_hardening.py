@@ -412,3 +412,28 @@ def test_a_dying_worker_costs_at_most_its_own_run(tmp_path, always):
         assert result.returncode == 0, result.stderr
         assert (runs["status"] == "done").all()
     assert not (tmp_path / "out" / "tiny_particles" / ".running").exists()
+
+
+def _suicide(x):
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
+def _suicide_once(x, flag):
+    if x == 3 and not Path(flag).exists():
+        Path(flag).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
+def test_a_study_pool_survives_a_dead_worker_and_names_one_that_dies_twice(tmp_path):
+    """The studies map their runs on the pool: the items lost with a dead worker are retried
+    alone; an item that kills its worker twice stops the study with one clear error."""
+    from mfgsim.engines import WorkerDied, make_engine
+
+    flag = str(tmp_path / "once")
+    with make_engine(2) as pool:
+        assert list(pool.map(_suicide_once, range(6), [flag] * 6)) == [x * x for x in range(6)]
+        with pytest.raises(WorkerDied, match=r"a worker died twice running _suicide on item 3 of 6: signal 9"):
+            list(pool.map(_suicide, range(6)))
