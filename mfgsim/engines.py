@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -223,12 +224,13 @@ class RestartablePool(Executor):
             stdlib pool says.
         """
         self._processes.update(getattr(self._pool, "_processes", None) or {})  # those spawned after submit
-        codes = []
-        for process in self._processes.values():
-            if not process.is_alive():
-                process.join(timeout=1.0)
-                if process.exitcode not in (None, 0):
-                    codes.append(process.exitcode)
+        # the pool's own thread reaps the dead worker concurrently: wait a moment for its code
+        deadline = time.monotonic() + 2.0
+        while True:
+            codes = [p.exitcode for p in self._processes.values() if p.exitcode not in (None, 0)]
+            if codes or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         self._processes = {}
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._start()
