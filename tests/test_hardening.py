@@ -170,12 +170,12 @@ from simulator.agents import MarketMakers, NoiseFlow
 from simulator.market import MarketSpec, run_market
 
 model = LQCrowding.single(1.0, 2.0, 1.0, 10.0, 1.0, GaussianMixture.normal(1.0, 0.2), sigma=0.3)
-# load the kernels first: their memory is not the work's
-solve(LQCrowdingModel(model), Grid(-1.5, 2.5, 21, 1.0, 5))
-solve_market_making(MarketMakingMFG(0.05, 2.0, 10.0, 0.8, 0.5, 2, 1.0), n_t=200)
+# load the kernels and the Parquet writer first: their memory is not the work's
+out = os.path.join(tempfile.mkdtemp(), "solution.parquet")
+solve(LQCrowdingModel(model), Grid(-1.5, 2.5, 21, 1.0, 5)).write_parquet(out)
+solve_market_making(MarketMakingMFG(0.05, 2.0, 10.0, 0.8, 0.5, 2, 1.0), n_t=200).to_polars().write_parquet(out)
 makers = MarketMakers(count=2, model="mfg", max_inventory=2, fill_intensity=5.0)
 run_market(MarketSpec(T=1.0, dt=0.1, makers=makers, record_every=1, warmup_steps=1), seed=0)
-out = os.path.join(tempfile.mkdtemp(), "solution.parquet")
 
 
 def peak():

@@ -333,3 +333,22 @@ def test_a_calibration_that_dies_keeps_its_iterations(tmp_path, monkeypatch, cap
     assert "the book fell over" in capsys.readouterr().err
     kept = pl.read_parquet(tmp_path / "loop" / "calibration.parquet")
     assert kept["iteration"].to_list() == [0]
+
+
+def test_missing_estimates_name_what_could_not_be_computed():
+    """A calibration whose last iteration has a NaN headline estimate says which, per point."""
+    from mfgsim.studies import calibration
+
+    class Plan:
+        class settings:
+            model = "parameters"
+
+    rows = [{"point": 0, "iteration": 0, "kappa_hat": 1.0, "c_hat": 0.1, "price_error": 0.2, "cost_gap": 0.1},
+            {"point": 0, "iteration": 1, "kappa_hat": float("nan"), "c_hat": 0.1, "price_error": 0.2,
+             "cost_gap": 0.1},
+            {"point": 1, "iteration": 0, "kappa_hat": 2.0, "c_hat": 0.1, "price_error": 0.2, "cost_gap": 0.1}]
+    result = calibration.CalibrationResult(Plan, rows, [])
+    assert calibration.missing_estimates(result) == [
+        "point 0 iteration 1: kappa_hat could not be estimated (NaN); raise the seeds, N or the horizon"]
+    rows[1]["kappa_hat"] = 1.5
+    assert calibration.missing_estimates(result) == []
