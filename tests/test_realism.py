@@ -1,5 +1,7 @@
 """Stylized-fact estimators on synthetic series with known answers, and the report."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,43 @@ def test_realism_command_on_a_tiny_book_campaign(tmp_path, capsys):
     assert table.height == 7 and table["available"].any()
     # the price moves with the net flow: the response R(l) is positive
     assert np.nanmean(facts["response"]) > 0
+
+
+REALISM_PEAK = """
+import sys
+import polars as pl
+from analysis.realism import memory_estimate, realism_table
+
+
+def peak():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM"))
+
+
+out = sys.argv[1]
+realism_table(out, 10)  # load the readers and the kernels: their memory is not the work's
+before = peak()
+realism_table(out)
+print(peak() - before, memory_estimate(out))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from /proc")
+def test_realism_memory_estimate_bounds_its_peak(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import MARKET, ROOT, write
+    from mfgsim.cli import main
+
+    text = (MARKET.replace("record_every = 10", "record_every = 1").replace("dt = 0.02", "dt = 0.001")
+            .replace('grid = { "crowd.n_agents" = [5, 10, 20] }', 'grid = { "crowd.n_agents" = [10, 400] }')
+            .replace("seeds = 1", "seeds = 4"))
+    assert main(["run", str(write(tmp_path, text, "tiny_market")), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    capsys.readouterr()
+    result = subprocess.run([sys.executable, "-c", REALISM_PEAK, str(tmp_path / "out" / "tiny_market")],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300,
+                            check=True)
+    grown, estimate = map(int, result.stdout.split())
+    assert 0.2 * estimate < grown < estimate
