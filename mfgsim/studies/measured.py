@@ -552,16 +552,15 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
         n_exponentials = hat.n_exponentials
         outcome = evaluate(runs, model, spec, n_boot=200, seed=it)
         if theta is None:  # the start is the configured LQ model: the first measurement replaces it
-            distance, within_noise, used = math.inf, False, hat
+            distance, within_noise = math.inf, False
         else:
             gap = np.abs(hat.vector() - theta.vector())
             distance = float(np.max(gap / theta.scales()))
             within_noise = bool(np.all(gap <= 2 * hat.errors()))
-            used = theta
         rows.append({"point": point, "sweep": plan.labels[point], "iteration": it, "model": "measured",
                      "seconds": time.perf_counter() - started,
                      "started_from": "configured" if theta is None else "primitives",
-                     **(used.columns() if theta is not None else _nan_columns(hat)), **hat.columns("hat_"),
+                     **(theta.columns() if theta is not None else _nan_columns(hat)), **hat.columns("hat_"),
                      "distance": distance, "within_noise": within_noise, "converged": False,
                      **flat_outcome(outcome)})
         if progress is not None:
@@ -578,10 +577,10 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
                         spec.dt, spec.n_steps)
     held_out = []
     for curve in meta_curves:
-        check = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None,
-                               shares=crowd_shares(len(meta_curves) - 1, s.crowd_share))
+        errors = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None,
+                                shares=crowd_shares(len(meta_curves) - 1, s.crowd_share))
         held_out.append({"point": point, "held_out": curve.name,
-                         **{k: float(v) for k, v in check.items() if k != "propagator"}})
+                         **{k: float(v) for k, v in errors.items() if k != "propagator"}})
     return rows, held_out, {"curves": [path, *meta_curves], "propagator": hat.propagator}
 
 
