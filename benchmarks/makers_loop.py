@@ -6,7 +6,7 @@ Prints ``pnl_gap_rel`` = (book P&L per maker - MFG expected P&L) / MFG expected 
 loop's N (start and fixed point) and at every N, with 95% bootstrap intervals over seeds;
 and ``w1_bias``, the b of W1(N) = b + C N^-r with its bootstrap interval.
 
-    python benchmarks/makers_loop.py            # N up to 300, 16 seeds per N (~1 min on 2 cores)
+    python benchmarks/makers_loop.py            # N up to 300, 16 seeds per N (~10 s on 2 cores)
     python benchmarks/makers_loop.py --quick    # N up to 100, 8 seeds per N
 """
 

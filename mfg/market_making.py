@@ -47,8 +47,39 @@ from . import validation as check
 from .jump import Jump, JumpMFGModel, JumpSolution, JumpTerms, SolvedPopulation, best_response, solve_jumps
 
 
+class _MakersPopulation:
+    """What every makers' game shares: inventories -Q..Q (quotes), CARA risk γ, the inventory
+    risk γσ²q²/2 as the running penalty, the coupling through the mean posted quotes.
+    The dataclasses below supply ``gamma``, ``sigma``, ``max_inventory`` and ``m0``."""
+
+    @property
+    def q(self) -> np.ndarray:
+        """Inventories -Q..Q (quotes), as floats."""
+        return self.states.astype(np.float64)
+
+    @property
+    def states(self) -> np.ndarray:
+        return np.arange(-self.max_inventory, self.max_inventory + 1, dtype=np.int64)
+
+    @property
+    def risk_aversion(self) -> float:
+        return self.gamma
+
+    def initial_law(self) -> np.ndarray:
+        """Implements `JumpMFGModel.initial_law`: ``m0``, or a point mass at q = 0."""
+        return _initial_law(self.m0, self.max_inventory)
+
+    def coupling_from(self, population: SolvedPopulation, t):
+        """Implements `JumpMFGModel.coupling_from`: the population's mean posted bid and ask (2, N+1)."""
+        return np.stack([_posted_mean(population.m, quote) for quote in population.quotes])
+
+    def _inventory_risk(self, t) -> np.ndarray:
+        """The running penalty γσ²q²/2 at every time of ``t`` and inventory, (N+1, 2Q+1)."""
+        return np.broadcast_to(0.5 * self.gamma * self.sigma**2 * self.q**2, (t.size, self.q.size))
+
+
 @dataclass(frozen=True)
-class MarketMakingMFG(JumpMFGModel):
+class MarketMakingMFG(_MakersPopulation, JumpMFGModel):
     """The market-making mean-field game (see the module docstring).
 
     Parameters
@@ -91,26 +122,10 @@ class MarketMakingMFG(JumpMFGModel):
         object.__setattr__(self, "m0", _inventory_law(self.m0, Q))
 
     @property
-    def q(self) -> np.ndarray:
-        return np.arange(-self.max_inventory, self.max_inventory + 1, dtype=np.float64)
-
-    @property
     def k_eff(self) -> float:
         return self.k + self.competition
 
-    def initial_law(self) -> np.ndarray:
-        """Implements `JumpMFGModel.initial_law`: ``m0``, or a point mass at q = 0."""
-        return _initial_law(self.m0, self.max_inventory)
-
     # --- the jump game (mfg.jump): coupling = the mean quotes (2, N+1), bid then ask
-    @property
-    def states(self) -> np.ndarray:
-        return np.arange(-self.max_inventory, self.max_inventory + 1, dtype=np.int64)
-
-    @property
-    def risk_aversion(self) -> float:
-        return self.gamma
-
     @property
     def jumps(self) -> tuple[Jump, ...]:
         return (Jump(+1, self.k_eff), Jump(-1, self.k_eff))  # a bid filled buys one, an ask sells one
@@ -122,12 +137,7 @@ class MarketMakingMFG(JumpMFGModel):
     def terms(self, mean_quotes, t):
         """Implements `JumpMFGModel.terms` for the mean quotes (2, N+1): scales A e^{ε δ̄}, penalty γσ²q²/2."""
         scale = self.A * np.exp(self.competition * np.asarray(mean_quotes))
-        return JumpTerms(np.repeat(scale[:, :, None], self.q.size, axis=2),
-                         np.broadcast_to(0.5 * self.gamma * self.sigma**2 * self.q**2, (t.size, self.q.size)))
-
-    def coupling_from(self, population: SolvedPopulation, t):
-        """Implements `JumpMFGModel.coupling_from`: the population's mean posted bid and ask (2, N+1)."""
-        return np.stack([_posted_mean(population.m, quote) for quote in population.quotes])
+        return JumpTerms(np.repeat(scale[:, :, None], self.q.size, axis=2), self._inventory_risk(t))
 
 
 # ---- makers on the tick lattice ---------------------------------------------------------------
@@ -236,7 +246,7 @@ class TabulatedIntensity:
 
 
 @dataclass(frozen=True)
-class TickMarketMakingMFG(JumpMFGModel):
+class TickMarketMakingMFG(_MakersPopulation, JumpMFGModel):
     """Market makers whose quotes live on the tick lattice, with a fill rate given per level.
 
     The control is a lattice quote δ_l (or not posting), the sup of the Hamiltonian a
@@ -280,25 +290,8 @@ class TickMarketMakingMFG(JumpMFGModel):
         object.__setattr__(self, "m0", _inventory_law(self.m0, self.max_inventory))
 
     @property
-    def q(self) -> np.ndarray:
-        """Inventories -Q..Q (quotes), as floats."""
-        return self.states.astype(np.float64)
-
-    @property
-    def states(self) -> np.ndarray:
-        return np.arange(-self.max_inventory, self.max_inventory + 1, dtype=np.int64)
-
-    @property
-    def risk_aversion(self) -> float:
-        return self.gamma
-
-    @property
     def jumps(self) -> tuple[Jump, ...]:
         return (Jump(+1, shape="lattice", quotes=self.quotes), Jump(-1, shape="lattice", quotes=self.quotes))
-
-    def initial_law(self) -> np.ndarray:
-        """Implements `JumpMFGModel.initial_law`: ``m0``, or a point mass at q = 0."""
-        return _initial_law(self.m0, self.max_inventory)
 
     def initial_coupling(self, t):
         """Implements `JumpMFGModel.initial_coupling`: the myopic symmetric quote on both sides.
@@ -315,13 +308,7 @@ class TickMarketMakingMFG(JumpMFGModel):
         """Implements `JumpMFGModel.terms`: unit scales, the lattice rates at the mean quotes, penalty γσ²q²/2."""
         quotes = np.asarray(self.quotes)
         lattice = np.stack([self.intensity(quotes, side) for side in np.asarray(mean_quotes)])
-        return JumpTerms(np.ones((2, t.size, self.q.size)),
-                         np.broadcast_to(0.5 * self.gamma * self.sigma**2 * self.q**2, (t.size, self.q.size)),
-                         lattice)
-
-    def coupling_from(self, population: SolvedPopulation, t):
-        """Implements `JumpMFGModel.coupling_from`: the population's mean posted bid and ask (2, N+1)."""
-        return np.stack([_posted_mean(population.m, quote) for quote in population.quotes])
+        return JumpTerms(np.ones((2, t.size, self.q.size)), self._inventory_risk(t), lattice)
 
 
 def _inventory_law(m0, Q: int) -> tuple[float, ...] | None:

@@ -115,8 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Start from the model's (kappa, k, c, rho); run the book with the crowd on that model's MFG\n"
         "feedback over several seeds; estimate the parameters the config names from the book; take\n"
         "a damped step towards the estimates; repeat until they change by less than tol. Writes\n"
-        "OUT/<name>/calibration.parquet (one row per iteration), meta_orders.parquet and figures.\n"
-        "Exit code 1 when a point does not converge.\n\n"
+        "OUT/<name>/calibration.parquet (one row per iteration, written as each ends),\n"
+        "meta_orders.parquet and figures. With model = \"measured\" the book's own primitives are fed\n"
+        "back instead (held_out.parquet, scaling*.parquet); with population = \"makers\" its fill\n"
+        "table (fill_tables.parquet, scaling.parquet). Exit code 1 when a point does not converge or\n"
+        "a headline estimate is NaN.\n\n"
         "example: mfgsim calibrate runs/closed_loop.toml")
     _config_command(
         sub, "impact", _cmd_impact, "study TOML file (see runs/impact_square_root.toml)",

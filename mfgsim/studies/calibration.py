@@ -288,11 +288,10 @@ def load(path: str | Path) -> CalibrationPlan:
     resolved, labels = [], []
     for point in points:
         cfg = resolve_point(base, point, root.source)
-        build_run(cfg, root.source)
+        _, spec = market_objects(cfg, root.source)  # builds the run: every value is checked
         resolved.append(cfg)
         labels.append(json.dumps(point, sort_keys=True))
         # the driver holds an iteration's runs (recorded at every step) while it measures them
-        _, spec = market_objects(cfg, root.source)
         check_memory((len(settings.seeds) + 1) * spec.memory_estimate(), root.source,
                      f"crowd.n_agents={spec.n_agents} over calibration.seeds={len(settings.seeds)}",
                      "lower crowd.n_agents, calibration.seeds or the steps (T/dt)", per="per iteration")
@@ -544,7 +543,13 @@ def run(plan, workers: int | None = None, dask: str | None = None, verbose: bool
 
 
 def write(result, out_root: str | Path, verbose: bool = True) -> Path:
-    """Write ``calibration.parquet``, ``meta_orders.parquet`` and the figures under ``out_root / <name>``.
+    """Write a calibration's tables and figures under ``out_root / <name>``.
+
+    The parameter loop: ``calibration.parquet``, ``meta_orders.parquet``, figures
+    ``calibration`` and ``meta_orders``. The measured loop: ``calibration.parquet``,
+    ``held_out.parquet``, the figure ``propagator`` and, with ``scaling``,
+    ``scaling_runs.parquet``, ``scaling.parquet`` and their figures. The makers' loop: see
+    :func:`mfgsim.studies.makers_loop.write`.
 
     Parameters
     ----------

@@ -36,8 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from analysis.convergence import fit_with_bias
+from analysis.convergence import fit_power_law, fit_with_bias
+from analysis.figures import plot_convergence, save_figure
 from analysis.primitives import FillTable, PrimitiveError, fill_table
+from mfg.io import atomic_write
 from simulator.market import run_market
 
 from ..config import check_memory
@@ -424,17 +426,12 @@ def write(result: MakersLoopResult, out) -> None:
     result : MakersLoopResult
     out : pathlib.Path
     """
-    from analysis.convergence import fit_with_bias as bias_fit
-    from analysis.convergence import fit_power_law
-    from analysis.figures import plot_convergence, save_figure
-    from mfg.io import atomic_write
-
     atomic_write(out / "calibration.parquet", pl.DataFrame(result.rows).write_parquet)
     atomic_write(out / "fill_tables.parquet", pl.DataFrame(result.tables).write_parquet)
     runs = pl.DataFrame(result.scaling)
     atomic_write(out / "scaling.parquet", runs.write_parquet)
     n, w1 = runs["N"].to_numpy(), runs["w1"].to_numpy()
-    save_figure(plot_convergence(n, w1, fit_power_law(n, w1), metric="w1", bias_fit=bias_fit(n, w1)),
+    save_figure(plot_convergence(n, w1, fit_power_law(n, w1), metric="w1", bias_fit=fit_with_bias(n, w1)),
                 out / "makers_w1")
 
 

@@ -7,7 +7,7 @@ book itself shows (:mod:`analysis.primitives`):
 * the propagator Y = ∫ G(t - s) sign(μ_s)|μ_s|^δ ds, G(τ) = G_∞ + Σ κ_i e^{-ρ_i τ}, fitted
   jointly to the crowd's mean price path of the iteration and to the meta-order paths of
   ``[meta_orders]`` (TWAP sells of several sizes with their relaxation; run once, since a
-  TWAP does not depend on the model). The book's response is concave (δ ≈ 0.7 on the
+  TWAP does not depend on the model). The book's response is concave (δ ≈ 0.6–0.7 on the
   latent book: the square-root law), which no linear kernel (δ = 1) reconciles across
   the crowd and meta-orders of several sizes;
 * the temporary cost a + k|ν|^(α-1) + c μ sign ν per unit, from every fill of the crowd
@@ -39,7 +39,9 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,7 +50,7 @@ from analysis.impact import execution_cells
 from analysis.primitives import (MAX_EXPONENTIALS, ImpactCurve, Propagator, TemporaryCost, fit_propagator,
                                  fit_temporary_cost, held_out_error, impact_curve)
 from mfg.closed_form import decaying_impact, instantaneous_impact
-from mfg.fd import LQCrowdingModel, solve
+from mfg.fd import LQCrowdingModel, MFGSolution, solve
 from simulator.market import run_market
 
 from ..build import build_run, market_objects
@@ -306,8 +308,30 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     return Primitives(propagator, fit_temporary_cost(cells, n_boot=n_boot, seed=seed, require_slippage=False))
 
 
-def mean_field(model, crowd):
-    """The MFG the crowd trades on and what it predicts.
+class MeanField(NamedTuple):
+    """What the MFG the crowd trades on predicts (:func:`mean_field`).
+
+    Attributes
+    ----------
+    value_at_start : callable
+        h(0, q0) as a function of (q0, type) (model units).
+    times, impact : numpy.ndarray of float64
+        The model's impact path (model price units) at its times.
+    rate : callable
+        The feedback ν(t, q, type) (units per time, arrays broadcast).
+    solution : mfg.fd.MFGSolution or None
+        The FD solution (None for the closed form).
+    """
+
+    value_at_start: Callable
+    times: np.ndarray
+    impact: np.ndarray
+    rate: Callable
+    solution: MFGSolution | None
+
+
+def mean_field(model, crowd) -> MeanField:
+    """The MFG the crowd trades on and what it predicts, solved once.
 
     Parameters
     ----------
@@ -316,10 +340,8 @@ def mean_field(model, crowd):
 
     Returns
     -------
-    (value_at_start, impact_times, impact_path, rate) : tuple
-        h(0, q0) as a function of (q0, type) (model units); the model's impact path (model
-        price units) at its times; and the feedback ν(t, q, type) (units per time, arrays
-        broadcast). From the FD solution for ``"mfg_fd"``, from the closed form otherwise.
+    MeanField
+        From the FD solution for ``"mfg_fd"``, from the closed form otherwise.
     """
     if crowd.strategy != "mfg_fd":
         t = np.linspace(0.0, model.T, 501)
@@ -334,7 +356,7 @@ def mean_field(model, crowd):
                 out[mask] = np.broadcast_to(model.control(times, q, j), out.shape)[mask]
             return out
 
-        return closed_value, t, model.price_impact(t), closed_rate
+        return MeanField(closed_value, t, model.price_impact(t), closed_rate, None)
     fd_model = LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
                                impact_exponent=crowd.impact_exponent)
     sol = solve(fd_model, crowd.fd_grid)
@@ -356,7 +378,7 @@ def mean_field(model, crowd):
         return ((1 - w) * ((1 - v) * c[types, lo, i] + v * c[types, lo, i + 1])
                 + w * ((1 - v) * c[types, lo + 1, i] + v * c[types, lo + 1, i + 1]))
 
-    return fd_value, grid.t, fd_model.impact_path(sol.mean_rate, grid), fd_rate
+    return MeanField(fd_value, grid.t, fd_model.impact_path(sol.mean_rate, grid), fd_rate, sol)
 
 
 def speed_penalty(run, model, crowd, rate) -> np.ndarray:
@@ -405,9 +427,9 @@ def evaluate(runs, model, spec, n_boot: int = 1000, seed: int = 0) -> dict:
         As :func:`analysis.compare.outcome_gaps`, the realised gains charged the agents'
         speed friction (:func:`speed_penalty`).
     """
-    value, times, path, rate = mean_field(model, spec.crowd)
-    return outcome_gaps(runs, model, value, times, path, n_boot=n_boot, seed=seed,
-                        extra_penalty=lambda run: speed_penalty(run, model, spec.crowd, rate))
+    mf = mean_field(model, spec.crowd)
+    return outcome_gaps(runs, model, mf.value_at_start, mf.times, mf.impact, n_boot=n_boot, seed=seed,
+                        extra_penalty=lambda run: speed_penalty(run, model, spec.crowd, mf.rate))
 
 
 DECOMPOSITION = ("spread", "temporary", "permanent_impact", "transient_impact", "unexplained_impact",
@@ -442,9 +464,8 @@ def cost_decomposition(runs, model, spec) -> dict:
         ``book`` and ``model``: {term: float} over :data:`DECOMPOSITION`.
     """
     crowd = spec.crowd
-    fd_model = LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
-                               impact_exponent=crowd.impact_exponent)
-    sol = solve(fd_model, crowd.fd_grid)
+    mf = mean_field(model, crowd)
+    sol = mf.solution
     g = sol.grid
     w = np.asarray(model.weights)[:, None, None]
     m, nu = sol.m[:, 1:], sol.control[:, :-1]  # the implicit FP moves m^{n+1} with step n's control
@@ -466,7 +487,6 @@ def cost_decomposition(runs, model, spec) -> dict:
         "speed_friction": model.k * float((w * np.abs(nu) ** crowd.cost_exponent * m).sum() * g.dx * g.dt),
     }
     model_side["total"] = sum(model_side.values())
-    value, _, _, rate = mean_field(model, crowd)
     book = {key: [] for key in DECOMPOSITION}
     for run in runs:
         n = crowd.n_agents
@@ -480,7 +500,7 @@ def cost_decomposition(runs, model, spec) -> dict:
         inside = t <= model.T * (1 + 1e-12)
         inv = np.asarray(run.agents["inventory"]).reshape(t.size, -1)[inside]
         penalty = float(np.mean(g_run["penalty"]))
-        friction = float(np.mean(speed_penalty(run, model, crowd, rate)))
+        friction = float(np.mean(speed_penalty(run, model, crowd, mf.rate)))
         total = -float(np.mean(g_run["gain"] - g_run["start_value"])) + friction
         impact = total - shortfall - penalty - friction
         book_flow = instantaneous_impact(np.asarray(market["crowd_flow"], float)[1: spec.n_steps + 1]
@@ -611,16 +631,17 @@ def scaling(cfg: dict, plan, primitives: Primitives | None, pool) -> tuple[list[
         config["crowd"]["n_agents"] = int(n)
         model, spec = market_objects(config, plan.source)
         runs = list(pool.map(run_market, [spec] * len(s.scaling_seeds), s.scaling_seeds))
-        value, times, path, rate = mean_field(model, spec.crowd)
+        mf = mean_field(model, spec.crowd)
 
-        def penalty(run, model=model, spec=spec, rate=rate):
+        def penalty(run, model=model, spec=spec, rate=mf.rate):
             return speed_penalty(run, model, spec.crowd, rate)
 
         for seed, run in zip(s.scaling_seeds, runs):
-            one = outcome_gaps([run], model, value, times, path, n_boot=0, extra_penalty=penalty)
+            one = outcome_gaps([run], model, mf.value_at_start, mf.times, mf.impact, n_boot=0, extra_penalty=penalty)
             run_rows.append({"N": int(n), "seed": int(seed), "cost_gap_rel": one["cost_gap_rel"],
                              "price_error_rel": one["price_error_rel"]})
-        pooled = outcome_gaps(runs, model, value, times, path, n_boot=1000, extra_penalty=penalty)
+        pooled = outcome_gaps(runs, model, mf.value_at_start, mf.times, mf.impact, n_boot=1000,
+                              extra_penalty=penalty)
         by_n.append({"N": int(n), **flat_outcome(pooled)})
     return run_rows, by_n
 
