@@ -1,11 +1,14 @@
 """mfgsim simulator: compiled limit order book, agent populations, market loop."""
 
 from .book import (
+    EXPIRED_DTYPE,
     MESSAGE_DTYPE,
+    NO_LIMIT,
     REJECT_DTYPE,
     TRADE_DTYPE,
     BatchResult,
     DepthSnapshot,
+    ExpiryReason,
     MessageKind,
     OrderBook,
     OrderInfo,
@@ -15,6 +18,6 @@ from .book import (
 )
 
 __all__ = [
-    "MESSAGE_DTYPE", "REJECT_DTYPE", "TRADE_DTYPE", "BatchResult", "DepthSnapshot",
-    "MessageKind", "OrderBook", "OrderInfo", "RejectReason", "make_messages", "match_messages",
+    "EXPIRED_DTYPE", "MESSAGE_DTYPE", "NO_LIMIT", "REJECT_DTYPE", "TRADE_DTYPE", "BatchResult", "DepthSnapshot",
+    "ExpiryReason", "MessageKind", "OrderBook", "OrderInfo", "RejectReason", "make_messages", "match_messages",
 ]

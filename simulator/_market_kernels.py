@@ -36,6 +36,7 @@ MARKET_FIELDS = 13
 # execution record columns: one row per crowd order
 X_STEP, X_AGENT, X_REQUESTED, X_FILLED, X_SHORTFALL = range(5)
 EXECUTION_FIELDS = 5
+MESSAGE_ROWS = 7  # kind, side, price, qty, order id, agent, stop price
 # status codes
 OK = 0
 HIT_GRID_EDGE = 1
@@ -63,8 +64,9 @@ def _strategy_rate(j, n, t, q, q_sum, a, b, c, grid, gx0, gdx, gdt):
 
 @njit(cache=True)
 def _push(buf, n, kind, sign, price, qty, oid, agent):
+    """Append a message (no stop price: the populations send no stop orders)."""
     if n >= buf.shape[1]:
-        new = np.empty((6, 2 * buf.shape[1] + 16), dtype=np.int64)
+        new = np.zeros((MESSAGE_ROWS, 2 * buf.shape[1] + 16), dtype=np.int64)
         new[:, :n] = buf[:, :n]
         buf = new
     buf[0, n] = kind
@@ -74,6 +76,24 @@ def _push(buf, n, kind, sign, price, qty, oid, agent):
     buf[4, n] = oid
     buf[5, n] = agent
     return buf
+
+
+@njit(cache=True)
+def _amend_quote(msgs, n_msg, next_oid, table, live_id, wanted, sign, price, qty, agent):
+    """One side of a maker's quote, amended: a REPLACE of the live quote ``live_id`` (at the
+    same price and size it keeps its place in the queue), a cancel when the side is no
+    longer ``wanted``, a new post-only order when no quote is live. A REPLACE that would
+    cross is rejected and leaves the old quote, as an exchange would.
+    Returns (msgs, n_msg, next_oid, the side's quote id or -1)."""
+    live = live_id >= 0 and K.table_find(table, live_id) != K.NIL
+    if live and wanted:
+        return _push(msgs, n_msg, K.REPLACE, sign, price, qty, live_id, agent), n_msg + 1, next_oid, live_id
+    if live:
+        return _push(msgs, n_msg, K.CANCEL, 0, 0, 0, live_id, agent), n_msg + 1, next_oid, -1
+    if not wanted:
+        return msgs, n_msg, next_oid, -1
+    msgs = _push(msgs, n_msg, K.POST_ONLY, sign, price, qty, next_oid, agent)
+    return msgs, n_msg + 1, next_oid + 1, next_oid
 
 
 @njit(cache=True)
@@ -115,7 +135,7 @@ def _grow(buf, n):
 @njit(cache=True)
 def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, initial_mid,
                noise_rates, noise_mean_depth, noise_max_size, latent_params,
-               n_makers, quote_size, max_q, bid_offset, ask_offset,
+               n_makers, quote_size, max_q, bid_offset, ask_offset, maker_replace,
                agent_type, initial_lots, lots_per_unit, a, b, c, grid, gx0, gdx, gdt,
                ioc, ioc_ticks, stop_at_target, max_trades_kept,
                rec_market, rec_depth, rec_inventory, rec_cash, rec_filled, kept_trades, executions, counters):
@@ -159,8 +179,8 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     maker_ask = np.full(n_makers, -1, dtype=np.int64)
     noise_ids = np.empty(1024, dtype=np.int64)
     n_noise_ids = 0
-    levels, blocks, meta, pool, table, trades, rejects = K.new_book(n_ticks, 1024, 1024)
-    msgs = np.empty((6, n_agents + 4 * n_makers + 64), dtype=np.int64)
+    levels, blocks, meta, pool, table, trades, rejects, expired = K.new_book(n_ticks, 1024, 1024)
+    msgs = np.zeros((MESSAGE_ROWS, n_agents + 4 * n_makers + 64), dtype=np.int64)
     next_oid = 0
     mid = float(initial_mid)
     limit_rate, market_rate, cancel_rate = noise_rates[0], noise_rates[1], noise_rates[2]
@@ -255,7 +275,7 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                 maker_live += 1
             if maker_ask[m] >= 0 and K.table_find(table, maker_ask[m]) != K.NIL:
                 maker_live += 1
-        noise_live = meta[K.N_LIVE] - maker_live - n_live_revealed
+        noise_live = meta[K.N_BIDS] + meta[K.N_ASKS] - maker_live - n_live_revealed
         for _ in range(np.random.poisson(cancel_rate * noise_live * dt) if noise_live > 0 else 0):
             while n_noise_ids > 0:  # random live noise order; dead ids are dropped on sight
                 j = np.random.randint(n_noise_ids)
@@ -323,14 +343,10 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                     next_cut[j] += np.random.exponential(1.0 / (latent_cancel * dt * left)) if left > 0 else 0.0
                 msgs = _push(msgs, n_msg, K.REDUCE, 0, 0, gone, revealed[j], latent_acc)
                 n_msg += 1
-        # ---- market makers: cancel, re-quote ----
+        # ---- market makers: amend (or cancel and re-post) their quotes ----
         row = max(step, 0) if step < n_steps else 0  # after the horizon: long-horizon quotes
         for m in range(n_makers):
             acc = 1 + m
-            for old in (maker_bid[m], maker_ask[m]):
-                if old >= 0 and K.table_find(table, old) != K.NIL:
-                    msgs = _push(msgs, n_msg, K.CANCEL, 0, 0, 0, old, acc)
-                    n_msg += 1
             qi = int(np.round(inv[acc] / quote_size))
             qi = min(max(qi, -max_q), max_q)
             # a NaN offset is a side the quotes leave empty (a tick maker that would lose on it)
@@ -338,18 +354,30 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
             ask_at = ask_offset[row, qi + max_q]
             bid = int(np.floor(mid - bid_at)) if np.isfinite(bid_at) else -1
             ask = int(np.ceil(mid + ask_at)) if np.isfinite(ask_at) else n_ticks
-            maker_bid[m] = -1
-            maker_ask[m] = -1
-            if inv[acc] < max_q * quote_size and 0 <= bid < n_ticks:
-                msgs = _push(msgs, n_msg, K.POST_ONLY, 1, bid, quote_size, next_oid, acc)
-                maker_bid[m] = next_oid
-                n_msg += 1
-                next_oid += 1
-            if inv[acc] > -max_q * quote_size and 0 <= ask < n_ticks:
-                msgs = _push(msgs, n_msg, K.POST_ONLY, -1, ask, quote_size, next_oid, acc)
-                maker_ask[m] = next_oid
-                n_msg += 1
-                next_oid += 1
+            want_bid = inv[acc] < max_q * quote_size and 0 <= bid < n_ticks
+            want_ask = inv[acc] > -max_q * quote_size and 0 <= ask < n_ticks
+            if maker_replace:
+                msgs, n_msg, next_oid, maker_bid[m] = _amend_quote(msgs, n_msg, next_oid, table, maker_bid[m],
+                                                                   want_bid, 1, bid, quote_size, acc)
+                msgs, n_msg, next_oid, maker_ask[m] = _amend_quote(msgs, n_msg, next_oid, table, maker_ask[m],
+                                                                   want_ask, -1, ask, quote_size, acc)
+            else:
+                for old in (maker_bid[m], maker_ask[m]):
+                    if old >= 0 and K.table_find(table, old) != K.NIL:
+                        msgs = _push(msgs, n_msg, K.CANCEL, 0, 0, 0, old, acc)
+                        n_msg += 1
+                maker_bid[m] = -1
+                maker_ask[m] = -1
+                if want_bid:
+                    msgs = _push(msgs, n_msg, K.POST_ONLY, 1, bid, quote_size, next_oid, acc)
+                    maker_bid[m] = next_oid
+                    n_msg += 1
+                    next_oid += 1
+                if want_ask:
+                    msgs = _push(msgs, n_msg, K.POST_ONLY, -1, ask, quote_size, next_oid, acc)
+                    maker_ask[m] = next_oid
+                    n_msg += 1
+                    next_oid += 1
             if m == 0 and step >= 0 and step % record_every == 0:
                 # the quotes the first maker posts from the mid of this record
                 rec_market[rec - 1, M_MAKER_BID] = bid if maker_bid[m] >= 0 else np.nan
@@ -395,16 +423,17 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
         # ---- random order inside the step, then the book ----
         for i in range(n_msg - 1, 0, -1):
             j = np.random.randint(i + 1)
-            for f in range(6):
+            for f in range(MESSAGE_ROWS - 1):  # the stop price row is all zeros
                 tmp = msgs[f, i]
                 msgs[f, i] = msgs[f, j]
                 msgs[f, j] = tmp
         meta[K.N_TRADES] = 0
         meta[K.N_REJECTS] = 0
-        pool, table, trades, rejects = K.process_batch(
-            levels, blocks, meta, pool, table, trades, rejects,
+        meta[K.N_EXPIRED] = 0
+        pool, table, trades, rejects, expired = K.process_batch(
+            levels, blocks, meta, pool, table, trades, rejects, expired,
             msgs[0, :n_msg], msgs[1, :n_msg], msgs[2, :n_msg], msgs[3, :n_msg], msgs[4, :n_msg], msgs[5, :n_msg],
-            step)
+            msgs[6, :n_msg], step)
         n_msgs_total += n_msg
         msgs_in_interval += n_msg
         # ---- route fills back to the accounts ----

@@ -148,6 +148,11 @@ class MarketMakers:
         mean posted distance δ̄: the mean nodes (ticks) and the rates (L × B, fills per time);
         empty for the exponential ``fill_intensity · exp(-fill_decay δ - competition (δ - δ̄))``
         read on the premia.
+    amend : str
+        How a maker moves its quotes each step: ``"replace"`` (a REPLACE message per side:
+        a quote whose price and size are unchanged keeps its place in the queue, as on an
+        exchange) or ``"cancel"`` (cancel, then a new post-only order at the back of the
+        queue, as before the book had REPLACE).
     """
 
     count: int = 2
@@ -163,10 +168,12 @@ class MarketMakers:
     premia: tuple[float, ...] = ()
     table_means: tuple[float, ...] = ()
     table_rates: tuple[tuple[float, ...], ...] = ()
+    amend: str = "replace"
 
     def __post_init__(self):
         check.integer("market.makers.count", self.count, lo=0, hi=10**6)
         check.choice("market.makers.model", self.model, MAKER_MODELS)
+        check.choice("market.makers.amend", self.amend, ("replace", "cancel"))
         for name in ("risk_aversion", "fill_intensity", "fill_decay", "volatility"):
             check.number(f"market.makers.{name}", getattr(self, name), lo=0.0, lo_open=True)
         check.integer("market.makers.quote_size", self.quote_size, lo=1, hi=10**6)

@@ -14,15 +14,39 @@ Two entry points share the same kernels:
 Message kinds
 -------------
 ``LIMIT``      match up to ``price``; the remainder rests at ``price``.
-``MARKET``     match at any price; the remainder is dropped (``price`` is ignored).
-``IOC``        match up to ``price``; the remainder is dropped.
+``MARKET``     match at any price; the remainder expires (``price`` is ignored).
+``IOC``        match up to ``price``; the remainder expires.
+``FOK``        fill-or-kill: fill all ``qty`` lots at prices up to ``price``, or nothing
+               happens and the order is rejected (``NOT_FILLABLE``).
 ``POST_ONLY``  rest at ``price``; rejected (``WOULD_CROSS``) if it would trade.
-``CANCEL``     remove the live order ``order_id`` (``agent`` must own it).
+``CANCEL``     remove the live order (or pending stop) ``order_id`` (``agent`` must own it).
 ``REDUCE``     take ``qty`` lots off the live order ``order_id``, keeping its time
                priority; reducing by its whole remainder or more removes it.
+``REPLACE``    amend the resting order ``order_id`` to ``qty`` lots (its new open size) at
+               ``price``, keeping its id. A smaller size at the same price keeps its time
+               priority (as ``REDUCE``); a new price or a larger size puts it at the back of
+               the queue at the new price, and a price that crosses trades as a new limit
+               order would. A post-only order stays post-only: a replace of it that would
+               cross is rejected and leaves it as it was. Pending stops cannot be replaced
+               (``PENDING_STOP``: cancel and send a new one). ``side`` is ignored.
+``STOP``       a stop order with trigger ``stop_price``: a stop-market order when ``price``
+               is ``NO_LIMIT`` (-1), else a stop-limit order with limit ``price`` (a buy's
+               limit at or above its stop, a sell's at or below). A buy stop triggers when
+               the last trade price reaches or passes ``stop_price`` from below, a sell stop
+               from above; one whose stop the last trade has already reached enters at once.
+               Pending stops are not in the depth; ``order`` shows them with their state.
 
-A message that cannot be applied leaves the book unchanged and produces a reject record
-with a :class:`RejectReason`; it never raises.
+Stop triggering is deterministic. A message's trades are walked in order; each trade
+triggers the pending buy stops at or below its price (lowest stop first) or the sell stops
+at or above it (highest first), first come first served within one stop price. When the
+message itself is done, the triggered orders enter one at a time in the order they were
+triggered; the stops that their trades trigger join the back of the queue (a cascade). All
+their trades and expiries belong to the triggering message and carry its ``seq``.
+
+Every unfilled remainder of a market, IOC or triggered stop-market order is an expiry
+record (:data:`EXPIRED_DTYPE`, with an :class:`ExpiryReason`). A message that cannot be
+applied leaves the book unchanged and produces a reject record with a
+:class:`RejectReason`; it never raises.
 """
 
 from __future__ import annotations
@@ -45,7 +69,7 @@ class MessageKind(enum.IntEnum):
 
     Attributes
     ----------
-    LIMIT, MARKET, IOC, CANCEL, REDUCE, POST_ONLY : int
+    LIMIT, MARKET, IOC, CANCEL, REDUCE, POST_ONLY, REPLACE, FOK, STOP : int
         The codes, as the methods of :class:`OrderBook` of the same names use them.
     """
 
@@ -55,6 +79,9 @@ class MessageKind(enum.IntEnum):
     CANCEL = K.CANCEL
     REDUCE = K.REDUCE
     POST_ONLY = K.POST_ONLY
+    REPLACE = K.REPLACE
+    FOK = K.FOK
+    STOP = K.STOP
 
 
 class RejectReason(enum.IntEnum):
@@ -63,9 +90,9 @@ class RejectReason(enum.IntEnum):
     Attributes
     ----------
     UNKNOWN_ORDER : int
-        Cancel or reduce of an id that is not live.
+        Cancel, reduce or replace of an id that is not live.
     BAD_QTY : int
-        Quantity <= 0.
+        Quantity <= 0 (a new order, a reduce, or the new size of a replace).
     PRICE_OFF_GRID : int
         Price outside 0 .. n_ticks - 1.
     DUPLICATE_ID : int
@@ -73,13 +100,21 @@ class RejectReason(enum.IntEnum):
     BAD_SIDE : int
         Side not +1 or -1.
     WOULD_CROSS : int
-        A post-only order that would trade on arrival.
+        A post-only order (or a replace of one) that would trade on arrival.
     NOT_OWNER : int
-        Cancel or reduce by an agent that does not own the order.
+        Cancel, reduce or replace by an agent that does not own the order.
     BAD_KIND : int
         Unknown message kind.
     BAD_ID : int
         A negative order id.
+    NOT_FILLABLE : int
+        A fill-or-kill order the book cannot fill in full at prices up to its limit.
+    STOP_OFF_GRID : int
+        A stop price outside 0 .. n_ticks - 1.
+    STOP_LIMIT_WRONG_SIDE : int
+        A buy stop-limit priced below its stop price, or a sell stop-limit above it.
+    PENDING_STOP : int
+        A replace of a stop order that has not triggered (cancel it and send a new one).
     """
 
     UNKNOWN_ORDER = K.REJ_UNKNOWN_ORDER
@@ -91,11 +126,37 @@ class RejectReason(enum.IntEnum):
     NOT_OWNER = K.REJ_NOT_OWNER
     BAD_KIND = K.REJ_BAD_KIND
     BAD_ID = K.REJ_BAD_ID
+    NOT_FILLABLE = K.REJ_NOT_FILLABLE
+    STOP_OFF_GRID = K.REJ_STOP_OFF_GRID
+    STOP_LIMIT_WRONG_SIDE = K.REJ_STOP_LIMIT_WRONG_SIDE
+    PENDING_STOP = K.REJ_PENDING_STOP
 
 
-MESSAGE_FIELDS = ("kind", "side", "price", "qty", "order_id", "agent")
+class ExpiryReason(enum.IntEnum):
+    """Reason codes of the ``reason`` field of expiry records.
+
+    Attributes
+    ----------
+    BOOK_EXHAUSTED : int
+        The opposite side of the book emptied before the order was filled.
+    LIMIT_REACHED : int
+        No volume was left at or inside the order's limit price.
+    """
+
+    BOOK_EXHAUSTED = K.EXP_BOOK_EXHAUSTED
+    LIMIT_REACHED = K.EXP_LIMIT_REACHED
+
+
+NO_LIMIT = K.NO_LIMIT
+"""The ``price`` of a ``STOP`` message that is a stop-market order."""
+
+
+MESSAGE_FIELDS = ("kind", "side", "price", "qty", "order_id", "agent", "stop_price")
 MESSAGE_DTYPE = np.dtype([(f, np.int64) for f in MESSAGE_FIELDS])
-"""Structured dtype of a message array (all fields int64; ``price`` in ticks)."""
+"""Structured dtype of a message array (all fields int64; ``price`` and ``stop_price`` in
+ticks). ``stop_price`` is read by ``STOP`` messages only and may be left out of an input
+array or mapping (it is then 0)."""
+OPTIONAL_FIELDS = ("stop_price",)
 
 TRADE_FIELDS = (
     "step", "seq", "price", "qty", "side",
@@ -107,6 +168,12 @@ TRADE_DTYPE = np.dtype([(f, np.int64) for f in TRADE_FIELDS])
 
 REJECT_FIELDS = ("seq", "order_id", "agent", "kind", "reason")
 REJECT_DTYPE = np.dtype([(f, np.int64) for f in REJECT_FIELDS])
+"""Structured dtype of rejects (``reason`` a :class:`RejectReason`)."""
+
+EXPIRED_FIELDS = ("seq", "order_id", "agent", "kind", "qty", "reason")
+EXPIRED_DTYPE = np.dtype([(f, np.int64) for f in EXPIRED_FIELDS])
+"""Structured dtype of expiries: the unfilled remainder ``qty`` (lots) of a market, IOC or
+triggered stop-market order (``kind``), with an :class:`ExpiryReason`."""
 
 MAX_TICKS = 50_000_000
 
@@ -118,6 +185,7 @@ _INVARIANTS = {
     5: "broken FIFO links in a level",
     6: "live-order count or id map disagrees with the levels",
     7: "a resting order has non-positive quantity",
+    8: "a pending stop has been reached by the last trade price",
 }
 
 
@@ -163,29 +231,35 @@ def _as_int_column(name: str, values, n: int) -> np.ndarray:
 
 
 def _columns(messages) -> tuple[np.ndarray, ...]:
-    """Contiguous int64 columns in kernel order from a structured array or a mapping."""
+    """The int64 message columns in kernel order, from a structured array or a mapping.
+
+    An array of :data:`MESSAGE_DTYPE` is not copied: its fields go to the kernel as strided
+    views (a message's fields then share a cache line; the copy cost as much as a sixth of
+    the matching). Anything else is checked and converted into an array of that dtype first.
+    """
     if isinstance(messages, np.ndarray) and messages.dtype.names is not None:
-        missing = [f for f in MESSAGE_FIELDS if f not in messages.dtype.names]
-        if missing:
-            raise ValueError(f"message array lacks field(s) {missing}; expected {MESSAGE_FIELDS}")
+        names = messages.dtype.names
         n = messages.shape[0]
-        return tuple(np.ascontiguousarray(_as_int_column(f, messages[f], n)) for f in MESSAGE_FIELDS)
-    if isinstance(messages, Mapping):
-        missing = [f for f in MESSAGE_FIELDS if f not in messages]
-        if missing:
-            raise ValueError(f"message columns lack {missing}; expected {MESSAGE_FIELDS}")
-        n = len(messages["kind"])
-        return tuple(np.ascontiguousarray(_as_int_column(f, messages[f], n)) for f in MESSAGE_FIELDS)
-    raise TypeError("messages must be a structured array with MESSAGE_DTYPE fields or a mapping of columns")
-
-
-def _to_records(buf: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:
-    """Copy the first ``n`` rows of an int64 buffer out as a structured array."""
-    return buf[:n].copy().view(dtype).reshape(n)
+    elif isinstance(messages, Mapping):
+        names = tuple(messages)
+        n = len(messages["kind"]) if "kind" in messages else 0
+    else:
+        raise TypeError("messages must be a structured array with MESSAGE_DTYPE fields or a mapping of columns")
+    missing = [f for f in MESSAGE_FIELDS if f not in names and f not in OPTIONAL_FIELDS]
+    if missing:
+        raise ValueError(f"messages lack field(s) {missing}; expected {MESSAGE_FIELDS} "
+                         f"({', '.join(OPTIONAL_FIELDS)} optional)")
+    if not (isinstance(messages, np.ndarray) and messages.dtype == MESSAGE_DTYPE and messages.ndim == 1):
+        converted = np.zeros(n, dtype=MESSAGE_DTYPE)
+        for f in MESSAGE_FIELDS:
+            if f in names:
+                converted[f] = _as_int_column(f, messages[f], n)
+        messages = converted
+    return tuple(messages[f] for f in MESSAGE_FIELDS)
 
 
 class BatchResult(NamedTuple):
-    """Trades and rejects produced by one call (structured arrays, in book order).
+    """Trades, rejects and expiries produced by one call (structured arrays, in book order).
 
     A named tuple rather than a dataclass: the single-message methods build one per message,
     and this is the cheapest immutable record Python has.
@@ -196,10 +270,14 @@ class BatchResult(NamedTuple):
         Structured array of :data:`TRADE_DTYPE` (prices in ticks, quantities in lots).
     rejects : numpy.ndarray
         Structured array of :data:`REJECT_DTYPE` (``reason`` a :class:`RejectReason`).
+    expired : numpy.ndarray
+        Structured array of :data:`EXPIRED_DTYPE`: the unfilled remainders of market, IOC
+        and triggered stop-market orders (``reason`` an :class:`ExpiryReason`).
     """
 
     trades: np.ndarray
     rejects: np.ndarray
+    expired: np.ndarray
 
     @property
     def traded_qty(self) -> int:
@@ -207,14 +285,15 @@ class BatchResult(NamedTuple):
         return int(self.trades["qty"].sum())
 
 
-_NOTHING = BatchResult(np.empty(0, dtype=TRADE_DTYPE), np.empty(0, dtype=REJECT_DTYPE))
-_NOTHING.trades.flags.writeable = False
-_NOTHING.rejects.flags.writeable = False
+_NOTHING = BatchResult(np.empty(0, dtype=TRADE_DTYPE), np.empty(0, dtype=REJECT_DTYPE),
+                       np.empty(0, dtype=EXPIRED_DTYPE))
+for _empty in _NOTHING:
+    _empty.flags.writeable = False
 
 
 @dataclass(frozen=True)
 class OrderInfo:
-    """A live resting order.
+    """A live order: resting in the book, or a stop order waiting for its trigger.
 
     Attributes
     ----------
@@ -222,21 +301,31 @@ class OrderInfo:
     agent : int
         The owner.
     side : int
-        +1 (bid) or -1 (ask).
-    price : int
-        Ticks.
+        +1 (bid, buy stop) or -1 (ask, sell stop).
+    price : int or None
+        Ticks: the resting price, or a stop-limit's limit; None for a stop-market order.
     qty : int
         Lots remaining.
     queue_position : int
-        0 for the first order in its level's FIFO.
+        0 for the first order in its level's FIFO (for a stop, among the stops at its stop
+        price).
+    state : str
+        ``"resting"`` or ``"pending_stop"``.
+    stop_price : int or None
+        A pending stop's trigger price in ticks; None for a resting order.
+    post_only : bool
+        A resting post-only order (a replace that would cross is rejected).
     """
 
     order_id: int
     agent: int
     side: int
-    price: int
+    price: int | None
     qty: int
     queue_position: int  # 0 = first in its level's FIFO
+    state: str = "resting"
+    stop_price: int | None = None
+    post_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -274,32 +363,37 @@ _PROCESS_ONE = _entry_point(K.process_one)
 # generated per message kind, as namedtuple generates its methods, because a second Python
 # call per message costs as much as the matching.
 _METHOD = """
-def {name}(self, {params}):
+def {name}(self, {params}):{prologue}
     if {checks}:
-        return self._one({kind}, {side}, {price}, {qty}, order_id, agent)
+        return self._one({kind}, {side}, {price}, {qty}, order_id, agent, {stop_price})
     try:
-        out = _process(self._handles_address, {kind}, {side}, {price}, {qty}, order_id, agent)
+        out = _process(self._handles_address, {kind}, {side}, {price}, {qty}, order_id, agent, {stop_price})
     except OverflowError:  # an int beyond int64: the general path names it
-        return self._one({kind}, {side}, {price}, {qty}, order_id, agent)
+        return self._one({kind}, {side}, {price}, {qty}, order_id, agent, {stop_price})
     if out == 0:
         return _nothing
     if out < 0:
-        return self._collect(out, {kind}, {side}, {price}, {qty}, order_id, agent)
+        return self._collect(out, {kind}, {side}, {price}, {qty}, order_id, agent, {stop_price})
 {results}"""
 
-# what a message produced: views of the rows it appended (``out`` = 2 trades + rejects)
+# what a message produced: views of the rows it appended
+# (``out`` = trades << 32 | expired << 1 | rejects)
 _RESULTS = """
     self._handed_out = True
-    trades, rejects = _nothing
-    if out > 1:
+    trades, rejects, expired = _nothing
+    if out >> 32:
         start = self._trades_end
-        self._trades_end = end = start + (out >> 1)
+        self._trades_end = end = start + (out >> 32)
         trades = self._trade_records[start:end]
     if out & 1:
         start = self._rejects_end
         self._rejects_end = start + 1
         rejects = self._reject_records[start:start + 1]
-    return _new(_Result, (trades, rejects))
+    if out & 0xFFFFFFFE:
+        start = self._expired_end
+        self._expired_end = end = start + ((out & 0xFFFFFFFF) >> 1)
+        expired = self._expired_records[start:end]
+    return _new(_Result, (trades, rejects, expired))
 """
 
 
@@ -318,19 +412,29 @@ _PARAMETER_DOCS = {
     "side": "side : int\n    +1 buy (bid), -1 sell (ask).",
     "price": "price : int\n    Limit price in ticks, 0 .. n_ticks - 1.",
     "qty": "qty : int\n    Lots, > 0.",
+    "stop_price": "stop_price : int\n    Trigger price in ticks, 0 .. n_ticks - 1.",
 }
+
+_STOP_PRICE_DOC = ("price : int or None\n    The limit in ticks of a stop-limit order (a buy's at or above "
+                   "``stop_price``, a sell's at or below); None for a stop-market order.")
 
 
 def _message_method(name: str, kind: int, params: tuple[str, ...], doc: str):
-    fields = {field: (field if field in params else "0") for field in ("side", "price", "qty")}
-    source = _METHOD.format(name=name, params=", ".join(params), kind=int(kind), results=_RESULTS,
-                            checks=" or ".join(f"type({p}) is not int" for p in params), **fields)
+    fields = {field: (field if field in params else "0") for field in ("side", "price", "qty", "stop_price")}
+    stop = kind == K.STOP  # the limit price is optional: None is a stop-market order
+    source = _METHOD.format(name=name, params=", ".join(params) + ("=None" if stop else ""), kind=int(kind),
+                            results=_RESULTS, checks=" or ".join(f"type({p}) is not int" for p in params),
+                            prologue=f"\n    if price is None:\n        price = {K.NO_LIMIT}" if stop else "",
+                            **fields)
     method = _compile(source, name)
-    method.__doc__ = (f"{doc}\n\nParameters\n----------\n" + "\n".join(_PARAMETER_DOCS[p] for p in params)
-                      + "\n\nReturns\n-------\nBatchResult\n    The message's trades and rejects (a reject is "
-                      "not an exception).")
+    docs = [_STOP_PRICE_DOC if stop and p == "price" else _PARAMETER_DOCS[p] for p in params]
+    method.__doc__ = (f"{doc}\n\nParameters\n----------\n" + "\n".join(docs)
+                      + "\n\nReturns\n-------\nBatchResult\n    The message's trades, reject and expiries (a "
+                      "reject is not an exception), including those of the stops it triggers.")
     method.__qualname__ = f"OrderBook.{name}"
     method.__annotations__ = {**{p: int for p in params}, "return": BatchResult}
+    if stop:
+        method.__annotations__["price"] = int | None
     return method
 
 
@@ -345,9 +449,9 @@ class OrderBook:
     """
 
     # slots: the single-message methods read a few attributes per message
-    __slots__ = ("n_ticks", "_levels", "_blocks", "_meta", "_pool", "_table", "_trades", "_rejects", "_handles",
-                 "_handles_address", "_trade_records", "_reject_records", "_trades_end", "_rejects_end",
-                 "_handed_out")
+    __slots__ = ("n_ticks", "_levels", "_blocks", "_meta", "_pool", "_table", "_trades", "_rejects", "_expired",
+                 "_handles", "_handles_address", "_trade_records", "_reject_records", "_expired_records",
+                 "_trades_end", "_rejects_end", "_expired_end", "_handed_out")
 
     def __init__(self, n_ticks: int, order_capacity: int = 1024, trade_capacity: int = 1024):
         n_ticks = check.integer("n_ticks", n_ticks, lo=2, hi=MAX_TICKS, wrong_type=TypeError)
@@ -355,7 +459,7 @@ class OrderBook:
         trade_capacity = check.integer("trade_capacity", trade_capacity, lo=1, hi=2**40, wrong_type=TypeError)
         self.n_ticks = n_ticks
         (self._levels, self._blocks, self._meta, self._pool, self._table,
-         self._trades, self._rejects) = K.new_book(n_ticks, order_capacity, trade_capacity)
+         self._trades, self._rejects, self._expired) = K.new_book(n_ticks, order_capacity, trade_capacity)
         # addresses and shapes of the arrays, for the single-message kernel (see
         # simulator._book_kernels.process_one); refreshed whenever an array is reallocated
         self._handles = np.zeros(K.HANDLES_SIZE, dtype=np.int64)
@@ -363,7 +467,7 @@ class OrderBook:
         self._refresh_handles()
         # single messages append to the output buffers and return views of their rows,
         # which are never overwritten: a full buffer is replaced, not reused
-        self._trades_end = self._rejects_end = 0
+        self._trades_end = self._rejects_end = self._expired_end = 0
         self._handed_out = False
 
     def _fresh_output_buffers(self) -> None:
@@ -372,8 +476,9 @@ class OrderBook:
         self._trades = np.empty((max(self._trades.shape[0], 2 * (int(meta[K.N_LIVE]) + 1)), K.TRADE_FIELDS),
                                 dtype=np.int64)
         self._rejects = np.empty((self._rejects.shape[0], K.REJECT_FIELDS), dtype=np.int64)
-        meta[K.N_TRADES] = meta[K.N_REJECTS] = 0
-        self._trades_end = self._rejects_end = 0
+        self._expired = np.empty((self._expired.shape[0], K.EXPIRED_FIELDS), dtype=np.int64)
+        meta[K.N_TRADES] = meta[K.N_REJECTS] = meta[K.N_EXPIRED] = 0
+        self._trades_end = self._rejects_end = self._expired_end = 0
         self._handed_out = False
         self._refresh_handles()
 
@@ -383,13 +488,15 @@ class OrderBook:
                                   (K.H_META, None, self._meta), (K.H_POOL, K.H_POOL_ROWS, self._pool),
                                   (K.H_TABLE, K.H_TABLE_ROWS, self._table),
                                   (K.H_TRADES, K.H_TRADES_ROWS, self._trades),
-                                  (K.H_REJECTS, K.H_REJECTS_ROWS, self._rejects)):
+                                  (K.H_REJECTS, K.H_REJECTS_ROWS, self._rejects),
+                                  (K.H_EXPIRED, K.H_EXPIRED_ROWS, self._expired)):
             assert array.flags.c_contiguous and array.dtype == np.int64
             h[slot] = array.ctypes.data
             if rows is not None:
                 h[rows] = array.shape[1] if array is self._levels or array is self._blocks else array.shape[0]
         self._trade_records = self._trades.view(TRADE_DTYPE).reshape(-1)
         self._reject_records = self._rejects.view(REJECT_DTYPE).reshape(-1)
+        self._expired_records = self._expired.view(EXPIRED_DTYPE).reshape(-1)
 
     # ---- batch path -------------------------------------------------------------------
     def process(self, messages, step: int = 0) -> BatchResult:
@@ -406,7 +513,7 @@ class OrderBook:
         Returns
         -------
         BatchResult
-            The trades and rejects, in book order.
+            The trades, rejects and expiries, in book order.
         """
         cols = _columns(messages)
         return self._run(cols, int(step))
@@ -415,37 +522,37 @@ class OrderBook:
         meta = self._meta
         if self._handed_out:  # single-message results are views of the buffers: keep them
             self._fresh_output_buffers()
-        meta[K.N_TRADES] = 0
-        meta[K.N_REJECTS] = 0
-        self._pool, self._table, self._trades, self._rejects = K.process_batch(
-            self._levels, self._blocks, meta, self._pool, self._table, self._trades, self._rejects,
+        meta[K.N_TRADES] = meta[K.N_REJECTS] = meta[K.N_EXPIRED] = 0
+        self._pool, self._table, self._trades, self._rejects, self._expired = K.process_batch(
+            self._levels, self._blocks, meta, self._pool, self._table, self._trades, self._rejects, self._expired,
             *cols, step,
         )
         self._refresh_handles()
-        n_trades, n_rejects = int(meta[K.N_TRADES]), int(meta[K.N_REJECTS])
-        self._trades_end, self._rejects_end = n_trades, n_rejects
-        if n_trades == 0 and n_rejects == 0:
+        counts = int(meta[K.N_TRADES]), int(meta[K.N_REJECTS]), int(meta[K.N_EXPIRED])
+        self._trades_end, self._rejects_end, self._expired_end = counts
+        if not any(counts):
             return _NOTHING
-        return BatchResult(
-            _to_records(self._trades, n_trades, TRADE_DTYPE),
-            _to_records(self._rejects, n_rejects, REJECT_DTYPE),
-        )
+        # views of the buffers, not copies (a copy of a large batch's trades cost as much as
+        # matching them): the next batch writes into fresh buffers, as after single messages
+        self._handed_out = True
+        return BatchResult(self._trade_records[:counts[0]], self._reject_records[:counts[1]],
+                           self._expired_records[:counts[2]])
 
     # ---- single messages --------------------------------------------------------------
-    def _one(self, kind, side, price, qty, order_id, agent) -> BatchResult:
+    def _one(self, kind, side, price, qty, order_id, agent, stop_price) -> BatchResult:
         """The general path of the single-message methods: conversions, errors, growth."""
-        side, price, qty, order_id, agent = _message_ints(side, price, qty, order_id, agent)
-        return self._collect(_PROCESS_ONE(self._handles_address, kind, side, price, qty, order_id, agent),
-                             kind, side, price, qty, order_id, agent)
+        side, price, qty, order_id, agent, stop_price = _message_ints(side, price, qty, order_id, agent, stop_price)
+        return self._collect(_PROCESS_ONE(self._handles_address, kind, side, price, qty, order_id, agent, stop_price),
+                             kind, side, price, qty, order_id, agent, stop_price)
 
-    def _collect(self, out, kind, side, price, qty, order_id, agent) -> BatchResult:
+    def _collect(self, out, kind, side, price, qty, order_id, agent, stop_price) -> BatchResult:
         """The result of a message the kernel took, growing the book first if it asked to."""
         while out == K.NEEDS_CAPACITY:
             self._fresh_output_buffers()  # the usual cause: the trade buffer is full
-            self._pool, self._table, self._trades, self._rejects = K.ensure_capacity(
-                self._meta, self._pool, self._table, self._trades, self._rejects)
+            self._pool, self._table, self._trades, self._rejects, self._expired = K.ensure_capacity(
+                self._meta, self._pool, self._table, self._trades, self._rejects, self._expired)
             self._refresh_handles()
-            out = _PROCESS_ONE(self._handles_address, kind, side, price, qty, order_id, agent)
+            out = _PROCESS_ONE(self._handles_address, kind, side, price, qty, order_id, agent, stop_price)
         return _NOTHING if out == 0 else _results(self, out)
 
     limit = _message_method("limit", K.LIMIT, ("order_id", "agent", "side", "price", "qty"),
@@ -453,9 +560,20 @@ class OrderBook:
     post_only = _message_method("post_only", K.POST_ONLY, ("order_id", "agent", "side", "price", "qty"),
                                 "Passive limit order, rejected if it would trade on arrival.")
     ioc = _message_method("ioc", K.IOC, ("order_id", "agent", "side", "price", "qty"),
-                          "Immediate-or-cancel limit order: trade up to ``price`` ticks, drop the rest.")
+                          "Immediate-or-cancel limit order: trade up to ``price`` ticks; the rest expires.")
+    fok = _message_method("fok", K.FOK, ("order_id", "agent", "side", "price", "qty"),
+                          "Fill-or-kill order: all ``qty`` lots at prices up to ``price`` ticks, or nothing "
+                          "(a ``NOT_FILLABLE`` reject).")
     market = _message_method("market", K.MARKET, ("order_id", "agent", "side", "qty"),
-                             "Market order: trade ``qty`` lots at any price; what the book lacks is dropped.")
+                             "Market order: trade ``qty`` lots at any price; what the book lacks expires.")
+    stop = _message_method("stop", K.STOP, ("order_id", "agent", "side", "stop_price", "qty", "price"),
+                           "Stop order: enters as a market order (``price`` None) or a limit order at ``price`` "
+                           "once the last trade price reaches ``stop_price`` (from below for a buy, from above "
+                           "for a sell); at once if it already has.")
+    replace = _message_method("replace", K.REPLACE, ("order_id", "agent", "price", "qty"),
+                              "Amend resting order ``order_id`` to ``qty`` lots at ``price`` ticks, keeping its "
+                              "id. A smaller size at the same price keeps its time priority; a new price or a "
+                              "larger size goes to the back of the queue, and trades if it crosses.")
     cancel = _message_method("cancel", K.CANCEL, ("order_id", "agent"),
                              "Cancel live order ``order_id`` owned by ``agent``.")
     reduce = _message_method("reduce", K.REDUCE, ("order_id", "agent", "qty"),
@@ -488,8 +606,8 @@ class OrderBook:
 
     @property
     def n_orders(self) -> int:
-        """Number of live resting orders."""
-        return int(self._meta[K.N_LIVE])
+        """Number of live resting orders (pending stops not included)."""
+        return int(self._meta[K.N_BIDS] + self._meta[K.N_ASKS])
 
     @property
     def messages_processed(self) -> int:
@@ -513,6 +631,17 @@ class OrderBook:
         """
         check.integer("price", price, lo=0, hi=self.n_ticks - 1, wrong_type=TypeError)
         return int(self._levels[_side_index(side), price, K.VOLUME])
+
+    @property
+    def last_price(self) -> int | None:
+        """Tick of the last trade (what stop orders trigger on), or None before the first."""
+        t = int(self._meta[K.LAST_PRICE])
+        return None if t < 0 else t
+
+    @property
+    def n_stops(self) -> int:
+        """Number of pending (not yet triggered) stop orders."""
+        return int(self._meta[K.N_SELL_STOPS] + self._meta[K.N_BUY_STOPS])
 
     def depth(self, k: int = 5) -> DepthSnapshot:
         """The top ``k`` non-empty levels of each side, best first.
@@ -558,7 +687,7 @@ class OrderBook:
         return out
 
     def order(self, order_id: int) -> OrderInfo | None:
-        """The live order with this id.
+        """The live order (resting, or a pending stop) with this id.
 
         Parameters
         ----------
@@ -583,11 +712,14 @@ class OrderBook:
 
     def _info(self, slot: int, position: int) -> OrderInfo:
         p = self._pool[slot]
-        return OrderInfo(
-            order_id=int(p[K.P_OID]), agent=int(p[K.P_AGENT]),
-            side=1 if p[K.P_SIDE] == K.BID else -1, price=int(p[K.P_TICK]),
-            qty=int(p[K.P_QTY]), queue_position=position,
-        )
+        side = int(p[K.P_SIDE])
+        common = dict(order_id=int(p[K.P_OID]), agent=int(p[K.P_AGENT]),
+                      side=1 if side in (K.BID, K.BUY_STOP) else -1, qty=int(p[K.P_QTY]), queue_position=position)
+        if side in (K.BID, K.ASK):
+            return OrderInfo(price=int(p[K.P_TICK]), post_only=bool(p[K.P_AUX]), **common)
+        limit = int(p[K.P_AUX])
+        return OrderInfo(price=None if limit == K.NO_LIMIT else limit, state="pending_stop",
+                         stop_price=int(p[K.P_TICK]), **common)
 
     def check_invariants(self) -> None:
         """Check every book invariant (O(n_ticks + orders)).
@@ -627,16 +759,17 @@ def match_messages(messages, n_ticks: int, step: int = 0) -> tuple[BatchResult, 
     (result, book) : tuple of (BatchResult, OrderBook)
     """
     cols = _columns(messages)
-    n_limit = int(np.count_nonzero((cols[0] == K.LIMIT) | (cols[0] == K.POST_ONLY)))
-    book = OrderBook(n_ticks, order_capacity=max(1024, n_limit // 8), trade_capacity=max(1024, len(cols[0]) // 4))
+    n = len(cols[0])
+    # one trade row per message is virtual memory until written, and saves regrowing (a copy)
+    book = OrderBook(n_ticks, order_capacity=max(1024, n // 8), trade_capacity=max(1024, n))
     return book._run(cols, int(step)), book
 
 
-def _message_ints(side, price, qty, order_id, agent) -> tuple[int, ...]:
+def _message_ints(side, price, qty, order_id, agent, stop_price) -> tuple[int, ...]:
     """The message fields as Python ints; floats, strings and bools are refused (TypeError), not truncated."""
     return tuple(check.integer(name, value, lo=-(2**63), hi=2**63 - 1, wrong_type=TypeError)
                  for name, value in (("side", side), ("price", price), ("qty", qty), ("order_id", order_id),
-                                     ("agent", agent)))
+                                     ("agent", agent), ("stop_price", stop_price)))
 
 
 def _side_index(side: int) -> int:
@@ -664,7 +797,7 @@ def compiled_call_floor(n: int = 200_000) -> float:
         Seconds per call.
     """
     book = OrderBook(1024)
-    calls = [(K.process_one, (book._handles_address, K.CANCEL, 0, 0, 0, 10**12, 0))] * n
+    calls = [(K.process_one, (book._handles_address, K.CANCEL, 0, 0, 0, 10**12, 0, 0))] * n
     t0 = time.perf_counter()
     for method, args in calls:
         method(*args)

@@ -164,11 +164,12 @@ class MarketSpec:
         # resting orders level off at rate/cancel rate; the order pool doubles when full
         resting = noise.limit_rate * self.liquidity_scale * min(horizon, 1.0 / max(noise.cancel_rate, 1e-300))
         latent = 0 if self.latent is None else 4 * 8 * self.n_ticks  # volumes and read times, both sides
+        levels = 8 * 16 * self.n_ticks  # the book's level arrays: 4 sides (bids, asks, stops) x 4 int64
         makers = 0 if self.makers is None else self.makers.memory_estimate(self.T, self.n_steps)
         accounts = 2 + self.n_agents + (0 if self.makers is None else self.makers.count)
         records = 8 * n_rec * (3 * accounts + 2 * DEPTH_LEVELS + 13)  # accounts, depth, market
         return int(_BYTES_PER_AGENT_RECORD * self.n_agents * n_rec + 300 * self.n_agents + 2 * 64 * resting
-                   + 80 * self.max_trades_kept + 80 * self.max_executions_kept + latent + makers + records)
+                   + 80 * self.max_trades_kept + 80 * self.max_executions_kept + latent + levels + makers + records)
 
     def price_margin(self) -> int:
         """Ticks the price may travel: a generous bound.
@@ -339,6 +340,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         int(spec.n_ticks), int(spec.initial_mid), rates, float(noise.mean_depth), int(noise.max_size), latent_params,
         int(n_makers), int(makers.quote_size * (s if spec.scale_with == "crowd" else 1)), int(makers.max_inventory),
         np.ascontiguousarray(bid_off, dtype=np.float64), np.ascontiguousarray(ask_off, dtype=np.float64),
+        makers.amend == "replace",
         types.astype(np.int64), lots, int(L), *(np.ascontiguousarray(x, dtype=np.float64) for x in (a, b, c, grid)),
         float(gx0), float(gdx), float(gdt),
         bool(crowd is not None and crowd.order_type == "ioc"), int(crowd.ioc_ticks if crowd is not None else 0),

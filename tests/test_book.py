@@ -124,7 +124,7 @@ def test_bad_input_raises_clear_errors():
         make_messages(kind=[0], qty=[1.5])
     with pytest.raises(ValueError, match="unknown message field"):
         make_messages(size=[1])
-    with pytest.raises(ValueError, match="lacks field"):
+    with pytest.raises(ValueError, match="lack field"):
         OrderBook(10).process(np.zeros(2, dtype=[("kind", "i8")]))
     with pytest.raises(TypeError):
         OrderBook(10).process([1, 2, 3])
@@ -145,7 +145,10 @@ def test_single_message_fields_must_be_integers(field, value):
 
 
 def test_message_kinds_are_stable():
-    assert [int(k) for k in MessageKind] == [0, 1, 2, 3, 4, 5]
+    """Codes are part of the message contract: new kinds are appended, never renumbered."""
+    assert [(k.name, int(k)) for k in MessageKind] == [
+        ("LIMIT", 0), ("MARKET", 1), ("IOC", 2), ("CANCEL", 3), ("REDUCE", 4), ("POST_ONLY", 5), ("REPLACE", 6),
+        ("FOK", 7), ("STOP", 8)]
 
 
 def test_counters_of_the_book_and_the_batch():

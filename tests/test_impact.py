@@ -154,7 +154,10 @@ def test_calibrate_end_to_end(tmp_path, capsys):
 
 def test_calibrate_reports_non_convergence(tmp_path, capsys):
     path = tmp_path / "loop.toml"
-    path.write_text(CLOSED_LOOP.format(tol=1e-9, max_iter=1).split("[meta_orders]")[0])
+    # a start far from the book's kappa, so that one damped step cannot land within the
+    # estimates' noise either
+    path.write_text(CLOSED_LOOP.format(tol=1e-9, max_iter=1).split("[meta_orders]")[0]
+                    .replace("kappa = 5.0", "kappa = 50.0"))
     assert main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"]) == 1
     printed = capsys.readouterr().out
     assert "NOT converged after 1 iterations" in printed

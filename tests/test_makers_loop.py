@@ -38,6 +38,7 @@ fill_decay = 0.8
 volatility = 2.0
 quote_size = 1
 max_inventory = 5
+amend = "cancel"
 """
 
 

@@ -96,7 +96,9 @@ def price_impact(n, scale):
     for crowd in (None, ExecutionCrowd(n, model, "twap", lots_per_unit=10)):
         s = n if crowd is None and scale else 1
         noise = NoiseFlow(40.0 * s, 20.0 * s, 2.0, 4.0, 5) if crowd is None else NoiseFlow()
-        makers = MarketMakers(quote_size=5 * s) if crowd is None else MarketMakers()
+        # cancel-and-repost makers: the bounds below were set on them (2 seeds sit at the edge
+        # of the noise; amending by REPLACE moves the 2-seed means within it)
+        makers = MarketMakers(quote_size=5 * s, amend="cancel") if crowd is None else MarketMakers(amend="cancel")
         m = MarketSpec(T=1.0, dt=0.005, n_ticks=200_000, initial_mid=100_000, crowd=crowd, noise=noise,
                        makers=makers, scale_liquidity=scale, record_every=200)
         mids = np.mean([run_market(m, seed=k).market["mid"][-1] - m.initial_mid for k in range(2)])

@@ -174,6 +174,7 @@ max_size = 1
 quote_size = 1
 max_inventory = 5
 competition = 0.5
+amend = "cancel"
 """
     path = tmp_path / "d.toml"
     path.write_text(text)
