@@ -139,12 +139,10 @@ R_KIND = 3
 R_REASON = 4
 REJECT_FIELDS = 5
 
-E_SEQ = 0
-E_OID = 1
-E_AGENT = 2
-E_KIND = 3  # MARKET, IOC or STOP
-E_QTY = 4  # lots not filled
-E_REASON = 5
+# an expiry row starts as a reject row does (R_SEQ .. R_REASON), then:
+E_KIND = R_KIND  # MARKET, IOC or STOP
+E_REASON = R_REASON  # an EXP_ code
+E_QTY = 5  # lots not filled
 EXPIRED_FIELDS = 6
 
 EMPTY_KEY = -1
@@ -528,15 +526,22 @@ def _after_trades(levels, blocks, meta, pool, trades, first):
 
 
 @hot
+def _record(meta, counter, buf, order_id, agent, kind, reason):
+    """Append (seq, order id, agent, kind, reason) to the reject or expiry buffer whose row
+    count is ``meta[counter]``; return the row."""
+    n = meta[counter]
+    buf[n, R_SEQ] = meta[SEQ]
+    buf[n, R_OID] = order_id
+    buf[n, R_AGENT] = agent
+    buf[n, R_KIND] = kind
+    buf[n, R_REASON] = reason
+    meta[counter] = n + 1
+    return n
+
+
+@hot
 def _expire(meta, expired, order_id, agent, kind, qty, reason):
-    n = meta[N_EXPIRED]
-    expired[n, E_SEQ] = meta[SEQ]
-    expired[n, E_OID] = order_id
-    expired[n, E_AGENT] = agent
-    expired[n, E_KIND] = kind
-    expired[n, E_QTY] = qty
-    expired[n, E_REASON] = reason
-    meta[N_EXPIRED] = n + 1
+    expired[_record(meta, N_EXPIRED, expired, order_id, agent, kind, reason), E_QTY] = qty
 
 
 @inlined
@@ -589,18 +594,6 @@ def _drain_triggered(levels, blocks, meta, pool, table, trades, expired, step):
 
 
 # ---- messages ------------------------------------------------------------------------
-@hot
-def _reject(meta, rejects, order_id, agent, kind, reason):
-    n = meta[N_REJECTS]
-    rejects[n, R_SEQ] = meta[SEQ]
-    rejects[n, R_OID] = order_id
-    rejects[n, R_AGENT] = agent
-    rejects[n, R_KIND] = kind
-    rejects[n, R_REASON] = reason
-    meta[N_REJECTS] = n + 1
-    return reason
-
-
 @hot
 def _new_order_reason(levels, blocks, meta, table, kind, sign, price, qty, order_id, stop_price):
     """The reject reason of a new order (LIMIT, MARKET, IOC, POST_ONLY, FOK, STOP), or 0."""
@@ -705,7 +698,7 @@ def _apply_message(levels, blocks, meta, pool, table, trades, rejects, expired,
     else:
         reason = REJ_BAD_KIND
     if reason != 0:
-        _reject(meta, rejects, order_id, agent, kind, reason)
+        _record(meta, N_REJECTS, rejects, order_id, agent, kind, reason)
     elif meta[TRIG_HEAD] != NIL:
         _drain_triggered(levels, blocks, meta, pool, table, trades, expired, step)
     meta[SEQ] += 1

@@ -170,10 +170,11 @@ REJECT_FIELDS = ("seq", "order_id", "agent", "kind", "reason")
 REJECT_DTYPE = np.dtype([(f, np.int64) for f in REJECT_FIELDS])
 """Structured dtype of rejects (``reason`` a :class:`RejectReason`)."""
 
-EXPIRED_FIELDS = ("seq", "order_id", "agent", "kind", "qty", "reason")
+EXPIRED_FIELDS = ("seq", "order_id", "agent", "kind", "reason", "qty")
 EXPIRED_DTYPE = np.dtype([(f, np.int64) for f in EXPIRED_FIELDS])
 """Structured dtype of expiries: the unfilled remainder ``qty`` (lots) of a market, IOC or
-triggered stop-market order (``kind``), with an :class:`ExpiryReason`."""
+triggered stop-market order (``kind``), with an :class:`ExpiryReason` (the first five
+fields are those of a reject)."""
 
 MAX_TICKS = 50_000_000
 

@@ -46,7 +46,7 @@ class ReferenceBook:
         self.seq = 0
         self.trades: list[tuple] = []  # (step, seq, price, qty, side, taker, taker_agent, maker, maker_agent)
         self.rejects: list[tuple] = []  # (seq, order_id, agent, kind, reason)
-        self.expired: list[tuple] = []  # (seq, order_id, agent, kind, qty, reason)
+        self.expired: list[tuple] = []  # (seq, order_id, agent, kind, reason, qty)
 
     # ---- queries ----
     def best_bid(self):
@@ -174,7 +174,7 @@ class ReferenceBook:
         else:
             opposite = self.asks if side == 1 else self.bids
             reason = ER.LIMIT_REACHED if opposite else ER.BOOK_EXHAUSTED
-            self.expired.append((self.seq, order_id, agent, int(kind), rest, int(reason)))
+            self.expired.append((self.seq, order_id, agent, int(kind), int(reason), rest))
 
     def _enter_stop(self, order, triggered, step):
         limit = None if order.price == NO_LIMIT else order.price

@@ -33,15 +33,20 @@ def state(book: OrderBook, ids) -> tuple:
     return depth(book), [book.order(i) for i in ids], book.last_price, book.n_stops
 
 
+def two_sided(bids, asks) -> OrderBook:
+    """A book with resting (order id, price, lots) bids then asks, all from agent 0, in that order."""
+    book = OrderBook(N_TICKS)
+    for side, orders in ((1, bids), (-1, asks)):
+        for order_id, price, qty in orders:
+            assert not book.limit(order_id, 0, side, price, qty).trades.size
+    return book
+
+
 # ---- replace ---------------------------------------------------------------------------
 def test_replace_size_increase_liquibook():
     """Liquibook TestReplaceSizeIncrease: bid 1250x100 -> 125, ask 1252x300 -> 350."""
-    book = OrderBook(N_TICKS)
     bid0, bid1, ask0, ask1 = 1, 2, 3, 4
-    book.limit(bid0, 0, 1, 1250, 100)
-    book.limit(bid1, 0, 1, 1249, 100)
-    book.limit(ask0, 0, -1, 1252, 300)
-    book.limit(ask1, 0, -1, 1251, 200)
+    book = two_sided([(bid0, 1250, 100), (bid1, 1249, 100)], [(ask0, 1252, 300), (ask1, 1251, 200)])
     assert not book.replace(bid0, 0, 1250, 125).trades.size
     book.replace(ask0, 0, 1252, 350)
     assert depth(book) == ([(1250, 1, 125), (1249, 1, 100)], [(1251, 1, 200), (1252, 1, 350)])
@@ -51,12 +56,8 @@ def test_replace_size_increase_liquibook():
 def test_replace_size_decrease_keeps_priority_liquibook():
     """Liquibook TestReplaceSizeDecrease: bid 1250x100 -> 40, ask 1252x300 -> 150 (first
     of two at 1252); a cut in place keeps the order first in its queue."""
-    book = OrderBook(N_TICKS)
     bid0, bid1, ask0, ask1 = 1, 2, 3, 4
-    book.limit(bid0, 0, 1, 1250, 100)
-    book.limit(bid1, 0, 1, 1251, 100)
-    book.limit(ask0, 0, -1, 1252, 300)
-    book.limit(ask1, 0, -1, 1252, 200)
+    book = two_sided([(bid0, 1250, 100), (bid1, 1251, 100)], [(ask0, 1252, 300), (ask1, 1252, 200)])
     book.replace(bid0, 0, 1250, 40)
     book.replace(ask0, 0, 1252, 150)
     assert depth(book) == ([(1251, 1, 100), (1250, 1, 40)], [(1252, 2, 350)])
@@ -67,12 +68,8 @@ def test_replace_size_decrease_keeps_priority_liquibook():
 def test_replace_price_change_goes_to_the_back_liquibook():
     """Liquibook TestReplaceBidPriceChange: bid 1250 -> 1251 joins behind the bid there;
     then that bid moves 1251 -> 1250."""
-    book = OrderBook(N_TICKS)
     ask0, ask1, bid1, bid0 = 1, 2, 3, 4
-    book.limit(bid0, 0, 1, 1250, 120)
-    book.limit(bid1, 0, 1, 1251, 140)
-    book.limit(ask0, 0, -1, 1253, 300)
-    book.limit(ask1, 0, -1, 1252, 200)
+    book = two_sided([(bid0, 1250, 120), (bid1, 1251, 140)], [(ask0, 1253, 300), (ask1, 1252, 200)])
     book.replace(bid0, 0, 1251, 120)
     assert [o.order_id for o in book.level_orders(1, 1251)] == [bid1, bid0]
     assert depth(book) == ([(1251, 2, 260)], [(1252, 1, 200), (1253, 1, 300)])
@@ -84,12 +81,8 @@ def test_replace_price_change_goes_to_the_back_liquibook():
 def test_replace_that_crosses_trades_liquibook():
     """Liquibook TestReplaceBidMatch: bid 1250 -> 1252 (new best, no trade), then bid
     1251x140 -> 1253 trades 140 against the ask at 1253."""
-    book = OrderBook(N_TICKS)
     ask1, ask0, bid1, bid0 = 1, 2, 3, 4
-    book.limit(bid0, 0, 1, 1250, 120)
-    book.limit(bid1, 0, 1, 1251, 140)
-    book.limit(ask0, 0, -1, 1253, 300)
-    book.limit(ask1, 0, -1, 1254, 200)
+    book = two_sided([(bid0, 1250, 120), (bid1, 1251, 140)], [(ask0, 1253, 300), (ask1, 1254, 200)])
     assert not book.replace(bid0, 0, 1252, 120).trades.size
     assert depth(book) == ([(1252, 1, 120), (1251, 1, 140)], [(1253, 1, 300), (1254, 1, 200)])
     result = book.replace(bid1, 0, 1253, 140)
@@ -127,14 +120,10 @@ def test_replace_keeps_post_only():
 
 
 # ---- fill-or-kill and IOC ----------------------------------------------------------------
-def fok_book(ask_sizes=(100, 100, 100), asks=(1250, 1251, 1252)):
-    book = OrderBook(N_TICKS)
-    for i, (price, qty) in enumerate(zip(asks, ask_sizes)):
-        if qty:
-            book.limit(10 + i, 0, -1, price, qty)
-    book.limit(20, 0, 1, 1249, 100)
-    book.limit(21, 0, 1, 1248, 100)
-    return book
+def fok_book(ask_sizes=(100, 100, 100)):
+    """Liquibook's FOK/IOC book: asks 10, 11, 12 at 1250, 1251, 1252 (size 0: left out), bids at 1249, 1248."""
+    asks = [(10 + i, 1250 + i, qty) for i, qty in enumerate(ask_sizes) if qty]
+    return two_sided([(20, 1249, 100), (21, 1248, 100)], asks)
 
 
 @pytest.mark.parametrize("asks, order, expected_fills, asks_after", [
