@@ -1,0 +1,467 @@
+"""Learning the equilibrium of the LQ trade-crowding game: best response, fictitious play and
+online mirror descent, with the exploitability of every iterate computed exactly.
+
+The game on a time grid
+-----------------------
+:class:`LQLearningGame` puts :class:`mfg.closed_form.LQCrowding` (transient impact and
+preference types included) on ``n_t`` steps of length dt. A policy is each type's mean
+trading rate, constant over each step: ``nu`` of shape (J, n_t), shares per time. Only the
+means are learned: the dispersion part of the equilibrium feedback,
+``-h2/(2k) (q - E)``, does not depend on the population (see :mod:`mfg.closed_form`), so a
+learner that knows its own costs has it from the start, and it adds nothing to any gain
+difference. The population a policy produces is the crowd's rate ``mu = sum_j w_j nu_j``.
+
+Facing a crowd ``mu``, the price moves by ``dS_n = sum_i (Y_i(t_{n+1}) - Y_i(t_n))`` over step
+n, with ``Y_i' = kappa_i mu - rho_i Y_i`` integrated exactly for ``mu`` constant on the step.
+A type-j agent whose mean inventory is ``E_0 = E0_j``, ``E_{n+1} = E_n + nu_n dt``, gains
+
+    J_j(nu; mu) = sum_n [ (E_n + E_{n+1})/2 dS_n - dt phi_j (E_n^2 + E_{n+1}^2)/2
+                          - dt (k nu_n^2 + c mu_n nu_n) ] - A_j E_N^2,
+
+the mean part of ``E[X_T + Q_T S_T - A Q_T^2 - phi ∫ Q^2 dt]`` by the trapezoidal rule. It is
+a strictly concave quadratic in ``nu``: the best response is one linear solve, and the
+**exploitability** of a policy,
+
+    sum_j w_j [ max_nu' J_j(nu'; mu(nu)) - J_j(nu_j; mu(nu)) ]     (price x shares per agent),
+
+is exact. It is zero only at the equilibrium, which :meth:`LQLearningGame.equilibrium`
+solves directly; as dt -> 0 it tends to the closed form's mean rates (tested).
+
+The learners
+------------
+* best response (Picard), plain (``damping=1``) or damped: ``nu <- (1-a) nu + a BR(mu(nu))``;
+* fictitious play: the same with ``a_i = 1/(i+1)`` (the average of all best responses so
+  far; for this game, whose dynamics are linear, averaging the policies averages the
+  populations they produce), or any schedule ``a_i``;
+* online mirror descent (Pérolat et al. 2021) with the Euclidean mirror map: the dual
+  variable sums the gradients of each player's gain against the population of the moment,
+  ``y <- y + eta grad J(nu; mu(nu))``, and the policy is ``nu_0 + y``.
+
+The best-response map is affine, ``BR(mu(nu)) = B nu + b``. Picard converges when the
+spectral radius of B is below one; its eigenvalues are nearly imaginary here (a crowd that
+sells faster at time s makes a player hold more before s and less after), and their
+modulus grows like kappa / k, so plain best response diverges once kappa passes a
+threshold (:meth:`LQLearningGame.picard_radius`). Fictitious play only needs
+``Re(lambda) < 1``: its steps ``1/(i+1)`` shrink until they contract, and its error then
+falls like ``i^-Re(1 - lambda)``, so its exploitability (quadratic in the error) like
+``i^-2`` here, faster than the ``O(1/t)`` of fictitious play in general MFGs (Perrin et al.
+2020).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from . import validation as check
+from .closed_form import LQCrowding
+
+METHODS = ("best_response", "fictitious_play", "mirror_descent")
+
+
+@dataclass(frozen=True)
+class LearningHistory:
+    """What a learner did, iteration by iteration.
+
+    Attributes
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    exploitability : numpy.ndarray of float64
+        Of the policy at each iterate, from the starting policy on (price x shares per agent).
+    distance : numpy.ndarray of float64
+        Sup over time of |mu_i - mu*|, the crowd's rate against the equilibrium's (shares
+        per time).
+    policy : numpy.ndarray of float64, shape (J, n_t)
+        The last policy (mean rates per type and step, shares per time).
+    diverged : bool
+        True when the learner stopped because its exploitability left any bound (it
+        exceeded 1e12 times the starting one, or stopped being finite).
+    settings : dict
+        The learner's parameters (damping, schedule name, step).
+    """
+
+    method: str
+    exploitability: np.ndarray
+    distance: np.ndarray
+    policy: np.ndarray
+    diverged: bool
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def iterations(self) -> int:
+        """Learning steps taken."""
+        return int(self.exploitability.size - 1)
+
+    def slope(self, start: int = 10, stop: int | None = None) -> tuple[float, float]:
+        """Least-squares slope of log exploitability against log iteration, with its standard error.
+
+        Parameters
+        ----------
+        start, stop : int
+            The iterations fitted, ``start .. stop`` (default: to the last).
+
+        Returns
+        -------
+        (float, float)
+            The slope and its standard error (from the residuals of the fit).
+        """
+        stop = self.iterations if stop is None else stop
+        i = np.arange(start, stop + 1)
+        e = self.exploitability[start:stop + 1]
+        keep = e > 0
+        x, y = np.log(i[keep]), np.log(e[keep])
+        if x.size < 3:
+            raise ValueError(f"the slope needs at least 3 iterations with positive exploitability in "
+                             f"{start}..{stop}; got {x.size}")
+        X = np.column_stack([np.ones_like(x), x])
+        coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+        resid = y - X @ coef
+        s2 = float(resid @ resid) / max(x.size - 2, 1)
+        se = math.sqrt(s2 * np.linalg.inv(X.T @ X)[1, 1])
+        return float(coef[1]), se
+
+
+@dataclass(frozen=True)
+class LQLearningGame:
+    """The LQ crowding game on a time grid, for learners (see the module docstring).
+
+    Parameters
+    ----------
+    model : LQCrowding
+        The game: impacts k, kappa, c and the transient terms, the preference types.
+    n_t : int
+        Time steps, >= 2.
+    """
+
+    model: LQCrowding
+    n_t: int = 200
+
+    def __post_init__(self):
+        check.require(isinstance(self.model, LQCrowding), "model", type(self.model).__name__,
+                      "must be an mfg.closed_form.LQCrowding")
+        check.integer("n_t", self.n_t, lo=2, hi=20_000)
+
+    # ---- the grid's linear algebra -------------------------------------------------------
+    @property
+    def dt(self) -> float:
+        """Step length (time units)."""
+        return self.model.T / self.n_t
+
+    @property
+    def t(self) -> np.ndarray:
+        """Step midpoints, where a policy's rates sit (time units)."""
+        return (np.arange(self.n_t) + 0.5) * self.dt
+
+    @cached_property
+    def _operators(self):
+        n, dt, model = self.n_t, self.dt, self.model
+        # E = E0 + L nu at the nodes 0..n
+        L = np.tril(np.ones((n + 1, n)), -1) * dt
+        left, right = L[:-1], L[1:]
+        mid = 0.5 * (left + right)
+        # price moves over each step from the crowd's rates: dS = G mu (exact per step)
+        G = np.zeros((n, n))
+        steps = np.arange(n)
+        for kappa, rho in model.impact_terms:
+            if kappa == 0.0:
+                continue
+            if rho == 0.0:
+                G[steps, steps] += kappa * dt
+                continue
+            decay = math.exp(-rho * dt)
+            gain = kappa * (1.0 - decay) / rho  # Y after one step of unit mu from Y = 0
+            # Y_{m+1} = decay Y_m + gain mu_m, so Y_{m} = sum_{l<m} decay^(m-1-l) gain mu_l
+            lags = steps[:, None] - steps[None, :]
+            Y = np.where(lags >= 0, gain * decay ** np.maximum(lags, 0), 0.0)  # Y_{m+1} in row m
+            previous = np.vstack([np.zeros((1, n)), Y[:-1]])
+            G += Y - previous
+        hessians, factors, constants = [], [], []
+        for p in model.types:
+            H = dt * p.phi * (left.T @ left + right.T @ right) + 2 * dt * model.k * np.eye(n) \
+                + 2 * p.A * np.outer(L[n], L[n])
+            E0 = p.m0.mean
+            # linear part of the gain not from the crowd: -dt phi E0 (left + right)^T 1 - 2 A E0 L_n
+            constants.append(-dt * p.phi * E0 * (left + right).T @ np.ones(n) - 2 * p.A * E0 * L[n])
+            hessians.append(H)
+            factors.append(np.linalg.cholesky(H))
+        # the crowd's part of the linear term: (mid^T G - dt c I) mu
+        crowd = mid.T @ G - dt * model.c * np.eye(n)
+        return L, G, np.array(hessians), np.array(factors), np.array(constants), crowd
+
+    def population(self, policy: np.ndarray) -> np.ndarray:
+        """The crowd's rate mu = sum_j w_j nu_j that a policy produces.
+
+        Parameters
+        ----------
+        policy : numpy.ndarray of float64, shape (J, n_t)
+            Mean rates per type and step (shares per time).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n_t,)
+            Shares per time.
+        """
+        return self.model.weights @ self._policy(policy)
+
+    def _policy(self, policy) -> np.ndarray:
+        policy = np.asarray(policy, dtype=np.float64)
+        shape = (len(self.model.types), self.n_t)
+        if policy.shape != shape or not np.all(np.isfinite(policy)):
+            raise check.InvalidValue("policy", f"array of shape {policy.shape}", f"finite, of shape {shape} "
+                                     "(types x steps)")
+        return policy
+
+    def price_moves(self, mu: np.ndarray) -> np.ndarray:
+        """Price move over each step caused by the crowd's rates (price units).
+
+        Parameters
+        ----------
+        mu : numpy.ndarray of float64, shape (n_t,)
+            The crowd's rate per step (shares per time).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n_t,)
+        """
+        return self._operators[1] @ np.asarray(mu, dtype=np.float64)
+
+    def gains(self, policy: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """Each type's gain J_j(nu_j; mu), computed along the inventory path (no matrices).
+
+        Parameters
+        ----------
+        policy : numpy.ndarray of float64, shape (J, n_t)
+            Mean rates (shares per time).
+        mu : numpy.ndarray of float64, shape (n_t,)
+            The crowd's rate the players face (shares per time).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (J,)
+            Price x shares per agent.
+        """
+        policy, dt, model = self._policy(policy), self.dt, self.model
+        mu = np.asarray(mu, dtype=np.float64)
+        dS = self.price_moves(mu)
+        out = np.empty(len(model.types))
+        for j, p in enumerate(model.types):
+            E = p.m0.mean + np.concatenate([[0.0], np.cumsum(policy[j]) * dt])
+            out[j] = (np.sum(0.5 * (E[:-1] + E[1:]) * dS) - dt * p.phi * np.sum(0.5 * (E[:-1] ** 2 + E[1:] ** 2))
+                      - dt * np.sum(model.k * policy[j] ** 2 + model.c * mu * policy[j]) - p.A * E[-1] ** 2)
+        return out
+
+    def best_response(self, mu: np.ndarray) -> np.ndarray:
+        """Every type's best response to the crowd's rates (one linear solve per type).
+
+        Parameters
+        ----------
+        mu : numpy.ndarray of float64, shape (n_t,)
+            Shares per time.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (J, n_t)
+            Mean rates (shares per time).
+        """
+        _, _, _, factors, constants, crowd = self._operators
+        linear = constants + (crowd @ np.asarray(mu, dtype=np.float64))[None, :]
+        out = np.empty_like(linear)
+        for j, C in enumerate(factors):
+            out[j] = np.linalg.solve(C.T, np.linalg.solve(C, linear[j]))
+        return out
+
+    def gradient(self, policy: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """The gradient of each type's gain in its own rates, against ``mu`` (per unit of dt).
+
+        Divided by dt so that it is a rate per time step that does not vanish as the grid
+        is refined (price per share per ... of the rate).
+
+        Parameters
+        ----------
+        policy : numpy.ndarray of float64, shape (J, n_t)
+        mu : numpy.ndarray of float64, shape (n_t,)
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (J, n_t)
+        """
+        _, _, hessians, _, constants, crowd = self._operators
+        policy = self._policy(policy)
+        linear = constants + (crowd @ np.asarray(mu, dtype=np.float64))[None, :]
+        return (linear - np.einsum("jab,jb->ja", hessians, policy)) / self.dt
+
+    def exploitability(self, policy: np.ndarray) -> float:
+        """What a best response gains over ``policy`` against the crowd ``policy`` makes.
+
+        Parameters
+        ----------
+        policy : numpy.ndarray of float64, shape (J, n_t)
+
+        Returns
+        -------
+        float
+            sum_j w_j [J_j(BR; mu) - J_j(nu_j; mu)] >= 0 (price x shares per agent).
+        """
+        mu = self.population(policy)
+        return float(self.model.weights @ (self.gains(self.best_response(mu), mu) - self.gains(policy, mu)))
+
+    @cached_property
+    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """BR(mu(nu)) = B nu + b on the stacked policy (J n_t,)."""
+        J, n = len(self.model.types), self.n_t
+        zero = self.best_response(np.zeros(n))
+        B = np.zeros((J * n, J * n))
+        for i in range(n):
+            unit = np.zeros(n)
+            unit[i] = 1.0
+            column = (self.best_response(unit) - zero).ravel()  # response to the crowd's rate at step i
+            for j, w in enumerate(self.model.weights):
+                B[:, j * n + i] = w * column
+        return B, zero.ravel()
+
+    def equilibrium(self) -> np.ndarray:
+        """The policy that is its own best response, by a direct solve of (I - B) nu = b.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (J, n_t)
+            Mean rates (shares per time).
+        """
+        B, b = self._affine
+        return np.linalg.solve(np.eye(B.shape[0]) - B, b).reshape(len(self.model.types), self.n_t)
+
+    def picard_radius(self) -> float:
+        """Spectral radius of the best-response map: plain best response converges iff it is below 1.
+
+        Returns
+        -------
+        float
+        """
+        return float(np.max(np.abs(np.linalg.eigvals(self._affine[0]))))
+
+    def start(self) -> np.ndarray:
+        """The default starting policy: each type trades its initial inventory down at a constant
+        rate (TWAP), as a learner that knows nothing of the crowd would.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (J, n_t)
+        """
+        return np.array([np.full(self.n_t, -p.m0.mean / self.model.T) for p in self.model.types])
+
+
+def _learn(game: LQLearningGame, iterations: int, start, method: str, step: Callable[[np.ndarray, int], np.ndarray],
+           settings: dict) -> LearningHistory:
+    """Run ``policy <- step(policy, i)``, recording exploitability and distance to the equilibrium."""
+    check.integer("iterations", iterations, lo=1, hi=10_000_000)
+    policy = game.start() if start is None else game._policy(start)
+    target = game.population(game.equilibrium())
+    exploitability = [game.exploitability(policy)]
+    distance = [float(np.max(np.abs(game.population(policy) - target)))]
+    bound = 1e12 * max(exploitability[0], 1e-300)
+    diverged = False
+    for i in range(iterations):
+        policy = step(policy, i)
+        e = game.exploitability(policy) if np.all(np.isfinite(policy)) else math.inf
+        exploitability.append(e)
+        distance.append(float(np.max(np.abs(game.population(policy) - target))) if math.isfinite(e) else math.inf)
+        if not math.isfinite(e) or e > bound:
+            diverged = True
+            break
+    return LearningHistory(method, np.array(exploitability), np.array(distance), policy, diverged, settings)
+
+
+def best_response_learning(game: LQLearningGame, iterations: int, *, damping: float = 1.0,
+                           start: np.ndarray | None = None) -> LearningHistory:
+    """Best-response iteration: ``nu <- (1 - a) nu + a BR(mu(nu))`` with a fixed ``a``.
+
+    Parameters
+    ----------
+    game : LQLearningGame
+    iterations : int
+        Learning steps, >= 1.
+    damping : float
+        a in (0, 1]: 1 is plain best response (Picard).
+    start : numpy.ndarray of float64, shape (J, n_t), optional
+        The first policy (default :meth:`LQLearningGame.start`).
+
+    Returns
+    -------
+    LearningHistory
+    """
+    a = check.number("damping", damping, lo=0.0, hi=1.0, lo_open=True)
+
+    def step(policy, i):
+        return (1 - a) * policy + a * game.best_response(game.population(policy))
+
+    return _learn(game, iterations, start, "best_response", step, {"damping": a})
+
+
+def fictitious_play(game: LQLearningGame, iterations: int, *, schedule: Callable[[int], float] | None = None,
+                    start: np.ndarray | None = None) -> LearningHistory:
+    """Fictitious play: ``nu <- (1 - a_i) nu + a_i BR(mu(nu))``, by default ``a_i = 1/(i+1)``.
+
+    With ``a_i = 1/(i+1)`` the policy after i steps is the average of the best responses so
+    far (the starting policy weighs like one of them); so is the crowd, for this game.
+
+    Parameters
+    ----------
+    game : LQLearningGame
+    iterations : int
+        Learning steps, >= 1.
+    schedule : callable, optional
+        i -> a_i in (0, 1] (i = 1, 2, ...); default ``1/(i+1)``.
+    start : numpy.ndarray of float64, shape (J, n_t), optional
+
+    Returns
+    -------
+    LearningHistory
+    """
+    weights = schedule or (lambda i: 1.0 / (i + 1))
+
+    def step(policy, i):
+        a = weights(i + 1)
+        if not (isinstance(a, float | int) and 0 < a <= 1):
+            raise check.InvalidValue(f"schedule({i + 1})", a, "a weight in (0, 1]")
+        return (1 - a) * policy + a * game.best_response(game.population(policy))
+
+    name = "1/(i+1)" if schedule is None else getattr(schedule, "__name__", "custom")
+    return _learn(game, iterations, start, "fictitious_play", step, {"schedule": name})
+
+
+def mirror_descent(game: LQLearningGame, iterations: int, *, step_size: float,
+                   start: np.ndarray | None = None) -> LearningHistory:
+    """Online mirror descent with the Euclidean mirror map (dual averaging of the gradients).
+
+    ``y <- y + eta grad J(nu; mu(nu))`` and ``nu = nu_0 + y``: each player climbs its own gain
+    against the population of the moment.
+
+    Parameters
+    ----------
+    game : LQLearningGame
+    iterations : int
+        Learning steps, >= 1.
+    step_size : float
+        eta > 0 (rate per unit of gradient per step). Stable below 2 / (the largest eigenvalue
+        of the gain's Hessian per dt), about 1/k on fine grids.
+    start : numpy.ndarray of float64, shape (J, n_t), optional
+
+    Returns
+    -------
+    LearningHistory
+    """
+    eta = check.number("step_size", step_size, lo=0.0, lo_open=True)
+    first = game.start() if start is None else game._policy(start)
+    dual = np.zeros_like(first)
+
+    def step(policy, i):
+        nonlocal dual
+        dual = dual + eta * game.gradient(policy, game.population(policy))
+        return first + dual
+
+    return _learn(game, iterations, first, "mirror_descent", step, {"step_size": eta})

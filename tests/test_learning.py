@@ -1,0 +1,92 @@
+"""Learning the LQ crowding equilibrium (mfg.learning): the grid game against the closed form,
+the best response against a numerical optimiser, and what each learner does."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from mfg.closed_form import LQCrowding, PreferenceType
+from mfg.laws import GaussianMixture as GM
+from mfg.learning import LQLearningGame, best_response_learning, fictitious_play, mirror_descent
+from mfg.validation import InvalidValue
+
+
+def crowd(kappa=1.0, **extra) -> LQCrowding:
+    return LQCrowding.single(k=0.1, kappa=kappa, phi=1.0, A=10.0, T=1.0, m0=GM.normal(1.0, 0.2), **extra)
+
+
+@pytest.mark.parametrize("model", [
+    crowd(c=0.05),
+    crowd(rho=0.5, transient=((2.0, 3.0),)),
+    LQCrowding(k=0.2, kappa=2.0, T=1.0, types=(PreferenceType(1.0, 10.0, GM.normal(1.0, 0.1), 2.0),
+                                              PreferenceType(0.2, 2.0, GM.normal(-0.5, 0.1), 1.0))),
+], ids=["permanent", "transient", "two_types"])
+def test_grid_equilibrium_converges_to_the_closed_form_at_second_order(model):
+    """The closed form solves the continuous-time BVP by its eigenmodes; the grid game's
+    equilibrium is a direct linear solve of its own best-response fixed point."""
+    errors = []
+    for n in (100, 200):
+        game = LQLearningGame(model, n)
+        eq = game.equilibrium()
+        assert game.exploitability(eq) < 1e-10
+        errors.append(np.max(np.abs(game.population(eq) - model.mean_rate(game.t))))
+    assert errors[1] < 5e-3 * max(1.0, np.max(np.abs(model.mean_rate(game.t))))
+    assert 3.0 < errors[0] / errors[1] < 5.0  # second order in dt
+
+
+def test_best_response_is_the_maximiser_a_numerical_optimiser_finds():
+    game = LQLearningGame(crowd(kappa=3.0, c=0.05, rho=1.0), 40)
+    rng = np.random.default_rng(1)
+    policy = game.start() + rng.normal(0, 0.3, size=(1, 40))
+    mu = game.population(policy)
+    found = minimize(lambda nu: -game.gains(nu[None], mu)[0], policy[0], method="L-BFGS-B",
+                     options={"maxiter": 20_000, "ftol": 1e-15, "gtol": 1e-12})
+    best = game.best_response(mu)
+    assert game.gains(best, mu)[0] == pytest.approx(-found.fun, abs=1e-7)
+    np.testing.assert_allclose(best[0], found.x, atol=1e-3)
+    assert np.max(np.abs(game.gradient(best, mu))) < 1e-9
+    # exploitability is the optimiser's gain over the policy
+    assert game.exploitability(policy) == pytest.approx(-found.fun - game.gains(policy, mu)[0], rel=1e-6)
+    for _ in range(5):
+        assert game.gains(best + rng.normal(0, 0.01, best.shape), mu)[0] < game.gains(best, mu)[0]
+
+
+def test_plain_best_response_diverges_past_the_threshold_and_fictitious_play_still_converges():
+    calm, crowded = LQLearningGame(crowd(kappa=1.0), 100), LQLearningGame(crowd(kappa=5.0), 100)
+    assert calm.picard_radius() < 1.0 < crowded.picard_radius()
+    assert not best_response_learning(calm, 60).diverged
+    assert best_response_learning(calm, 60).exploitability[-1] < 1e-10
+    picard = best_response_learning(crowded, 60)
+    assert picard.diverged and np.all(np.diff(picard.exploitability[1:]) > 0)
+    fp = fictitious_play(crowded, 1000)
+    assert not fp.diverged and fp.exploitability[-1] < 1e-3 * fp.exploitability[0]
+    slope, se = fp.slope(10)
+    assert slope + 2 * se < -0.8
+    # fictitious play's iterate is the running average of the best responses
+    two = fictitious_play(crowded, 2)
+    first = crowded.best_response(crowded.population(crowded.start()))
+    np.testing.assert_allclose(fictitious_play(crowded, 1).policy, 0.5 * (crowded.start() + first))
+    assert two.iterations == 2
+
+
+def test_damped_best_response_and_mirror_descent_converge_with_small_steps():
+    game = LQLearningGame(crowd(kappa=5.0), 100)
+    damped = best_response_learning(game, 400, damping=0.05)
+    assert damped.exploitability[-1] < 1e-8 and damped.distance[-1] < 1e-4
+    omd = mirror_descent(game, 2000, step_size=0.05)
+    assert omd.exploitability[-1] < 1e-6 and not omd.diverged
+    assert mirror_descent(game, 50, step_size=1.0).diverged  # past 2 / (largest curvature)
+
+
+def test_bad_input_names_the_field():
+    game = LQLearningGame(crowd(), 20)
+    with pytest.raises(InvalidValue, match="policy"):
+        game.exploitability(np.zeros((2, 20)))
+    with pytest.raises(InvalidValue, match="schedule"):
+        fictitious_play(game, 3, schedule=lambda i: 0.0)
+    with pytest.raises(InvalidValue, match="iterations"):
+        fictitious_play(game, 0)
+    with pytest.raises(InvalidValue, match="damping"):
+        best_response_learning(game, 3, damping=1.5)
+    with pytest.raises(InvalidValue, match="n_t"):
+        LQLearningGame(crowd(), 1)
