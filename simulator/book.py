@@ -514,14 +514,15 @@ class OrderBook:
         Returns
         -------
         BatchResult
-            The trades, rejects and expiries, in book order.
+            The trades, rejects and expiries, in book order: views of buffers that later
+            messages do not write to.
         """
         cols = _columns(messages)
         return self._run(cols, int(step))
 
     def _run(self, cols, step: int) -> BatchResult:
         meta = self._meta
-        if self._handed_out:  # single-message results are views of the buffers: keep them
+        if self._handed_out:  # the results handed out are views of the buffers: keep them
             self._fresh_output_buffers()
         meta[K.N_TRADES] = meta[K.N_REJECTS] = meta[K.N_EXPIRED] = 0
         self._pool, self._table, self._trades, self._rejects, self._expired = K.process_batch(

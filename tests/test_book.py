@@ -157,3 +157,18 @@ def test_counters_of_the_book_and_the_batch():
     result = book.process(make_messages(kind=[1, 3], side=[1, 0], qty=[3, 0], order_id=[2, 1], agent=[1, 0]))
     assert result.traded_qty == 3
     assert book.messages_processed == 3  # rejects and cancels count too
+
+
+def test_batch_results_survive_later_messages():
+    """A batch's results are views of the book's buffers: later batches and single messages
+    must write elsewhere."""
+    book = OrderBook(100)
+    book.limit(1, 0, -1, 50, 10)
+    first = book.process(make_messages(kind=[1, 1, 2], side=[1, 1, 1], price=[0, 0, 49], qty=[2, 3, 5],
+                                       order_id=[2, 3, 4], agent=[1, 1, 1]))
+    kept = [r.copy() for r in first]
+    book.market(5, 2, 1, 1)
+    book.process(make_messages(kind=[1, 0], side=[1, -1], price=[0, 60], qty=[9, 1], order_id=[6, 7], agent=[3, 3]))
+    for before, now in zip(kept, first):
+        np.testing.assert_array_equal(before, now)
+    assert first.trades["qty"].tolist() == [2, 3] and first.expired["qty"].tolist() == [5]
