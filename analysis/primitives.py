@@ -38,6 +38,7 @@ import numpy as np
 from mfg import validation as check
 from mfg.closed_form import decaying_impact, instantaneous_impact
 
+from ._nnls_kernels import nnls_normal
 from .impact import ExecutionCells, minimise_on_grid
 
 MAX_EXPONENTIALS = 3
@@ -232,38 +233,6 @@ def _design(flow: np.ndarray, dt: float, decay: tuple[float, ...] | np.ndarray) 
                     axis=1)
 
 
-def _nonnegative_lstsq(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """min |X b - y|² over b >= 0, exactly, by trying every support (at most 2^4 here), on
-    the normal equations (X has a handful of columns and thousands of rows)."""
-    xtx, xty, yty = X.T @ X, X.T @ y, float(y @ y)
-
-    def sse(b):
-        return max(yty - 2.0 * float(b @ xty) + float(b @ xtx @ b), 0.0)
-
-    p = X.shape[1]
-    try:
-        coef = np.linalg.solve(xtx, xty)
-    except np.linalg.LinAlgError:
-        coef = np.full(p, -1.0)
-    if np.all(coef >= 0):
-        return coef, sse(coef)
-    best, best_sse = np.zeros(p), yty
-    for mask in range(1, 2**p):
-        cols = [j for j in range(p) if mask >> j & 1]
-        try:
-            sub = np.linalg.solve(xtx[np.ix_(cols, cols)], xty[cols])
-        except np.linalg.LinAlgError:
-            continue
-        if np.any(sub < 0):
-            continue
-        trial = np.zeros(p)
-        trial[cols] = sub
-        value = sse(trial)
-        if value < best_sse:
-            best, best_sse = trial, value
-    return best, best_sse
-
-
 class _Objective:
     """The weighted misfit of all curves for given decay rates (amplitudes solved inside),
     at one exponent δ of the instantaneous impact."""
@@ -276,7 +245,9 @@ class _Objective:
         self.sqrt_w = [np.sqrt(w) for w in weights]
         self.y = np.concatenate([c.prices.mean(axis=0) * s for c, s in zip(curves, self.sqrt_w)])
         self.n_points = self.y.size
+        self.yty = float(self.y @ self.y)
         self._columns: dict[float, np.ndarray] = {}  # the weighted column of each decay rate seen
+        self._dots: dict[tuple[float, float], float] = {}  # their inner products (rate, rate or y)
 
     def at(self, exponent: float) -> _Objective:
         """The same curves and weights at another exponent."""
@@ -292,9 +263,24 @@ class _Objective:
                                                   for f, c, s in zip(self.flows, self.curves, self.sqrt_w)])
         return self._columns[rate]
 
+    def _dot(self, a: float, b: float | None) -> float:
+        """column(a) · column(b), or column(a) · y when b is None (cached: a search revisits them)."""
+        key = (a, math.inf if b is None else b) if b is None or a <= b else (b, a)
+        if key not in self._dots:
+            if len(self._dots) > 65536:
+                self._dots.clear()
+            self._dots[key] = float(self.column(a) @ (self.y if b is None else self.column(b)))
+        return self._dots[key]
+
     def solve(self, decay) -> tuple[np.ndarray, float]:
-        X = np.stack([self.column(0.0)] + [self.column(r) for r in decay], axis=1)
-        return _nonnegative_lstsq(X, self.y)
+        rates = [0.0] + [float(r) for r in decay]
+        p = len(rates)
+        xtx = np.empty((p, p))
+        for i in range(p):
+            for j in range(i, p):
+                xtx[i, j] = xtx[j, i] = self._dot(rates[i], rates[j])
+        xty = np.array([self._dot(r, None) for r in rates])
+        return nnls_normal(xtx, xty, self.yty)
 
     def __call__(self, decay) -> float:
         return self.solve(decay)[1]

@@ -157,3 +157,23 @@ def test_fill_table_counts_fills_and_leaves_unquoted_levels_empty():
         sparse.intensity(2.0, 3.0)
     with pytest.raises(PrimitiveError, match="0 fills"):
         fill_table(levels[:10], mean[:10], np.zeros(10), dt)
+
+
+def test_compiled_nnls_matches_scipy_on_random_problems():
+    """The exact support search of the propagator fit against scipy's Lawson–Hanson NNLS."""
+    from scipy.optimize import nnls
+
+    from analysis._nnls_kernels import nnls_normal
+
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        p = 1 + trial % 4
+        X = rng.normal(size=(30, p))
+        if trial % 7 == 0:
+            X[:, -1] = X[:, 0]  # a singular Gram matrix
+        y = rng.normal(size=30) + X @ rng.normal(size=p)
+        coef, sse = nnls_normal(X.T @ X, X.T @ y, float(y @ y))
+        ref, norm = nnls(X, y)
+        assert np.all(coef >= 0)
+        assert sse == pytest.approx(norm**2, rel=1e-8, abs=1e-9)
+        assert float(np.sum((X @ coef - y) ** 2)) == pytest.approx(norm**2, rel=1e-8, abs=1e-9)

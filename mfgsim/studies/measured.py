@@ -347,7 +347,12 @@ def mean_field(model, crowd) -> MeanField:
         t = np.linspace(0.0, model.T, 501)
 
         def closed_value(q0, types):
-            return np.array([float(model.value(0.0, q, int(j))) for q, j in zip(q0, types)])
+            q0, types = np.asarray(q0, dtype=np.float64), np.asarray(types)
+            out = np.empty(q0.shape)
+            for j in range(len(model.types)):  # the value is a quadratic in q: one call per type
+                mask = types == j
+                out[mask] = model.value(0.0, q0[mask], j)
+            return out
 
         def closed_rate(times, q, types):
             out = np.empty(np.broadcast(times, q).shape)
