@@ -108,17 +108,24 @@ def decay_exponent(lags, acf) -> tuple[float, float]:
     (gamma, standard_error) : tuple of float
         NaN when fewer than 4 lags have a positive acf.
     """
-    lags = np.asarray(lags, dtype=np.float64)
-    acf = np.asarray(acf, dtype=np.float64)
-    keep = np.isfinite(acf) & (acf > 0)
-    if keep.sum() < 4:
+    slope, se = _loglog_slope(lags, acf, at_least=4)
+    return -slope, se
+
+
+def _loglog_slope(x, y, at_least: int) -> tuple[float, float]:
+    """Least-squares slope of log y on log x over the finite positive y, and its standard
+    error; NaN with fewer than ``at_least`` such points."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(y) & (y > 0)
+    if keep.sum() < at_least:
         return float("nan"), float("nan")
-    X = np.stack([np.ones(keep.sum()), np.log(lags[keep])], axis=1)
-    y = np.log(acf[keep])
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-    resid = y - X @ coef
+    X = np.stack([np.ones(keep.sum()), np.log(x[keep])], axis=1)
+    logs = np.log(y[keep])
+    coef, *_ = np.linalg.lstsq(X, logs, rcond=None)
+    resid = logs - X @ coef
     cov = np.linalg.inv(X.T @ X) * np.dot(resid, resid) / max(keep.sum() - 2, 1)
-    return float(-coef[1]), float(np.sqrt(cov[1, 1]))
+    return float(coef[1]), float(np.sqrt(cov[1, 1]))
 
 
 def signature(mid, lags) -> np.ndarray:
@@ -137,6 +144,52 @@ def signature(mid, lags) -> np.ndarray:
     """
     mid = np.asarray(mid, dtype=np.float64)
     return np.array([np.var(mid[h:] - mid[:-h]) / h if mid.size > h + 1 else np.nan for h in lags])
+
+
+def hurst_exponent(mid, lags) -> tuple[float, float]:
+    """Hurst exponent H of a price path from the scaling of its increments, Var(m_{t+h} - m_t) ∝ h^{2H}.
+
+    0.5 is diffusive (uncorrelated returns); above, trending (superdiffusive); below,
+    mean-reverting. Least squares on log–log axes over ``lags`` (overlapping increments).
+
+    Parameters
+    ----------
+    mid : array_like of float
+        Mid path (ticks), one value per record.
+    lags : array_like of int
+        Record lags h >= 1.
+
+    Returns
+    -------
+    (H, standard_error) : tuple of float
+        NaN when fewer than 3 lags have a positive variance.
+    """
+    lags = np.asarray(lags, dtype=np.int64)
+    slope, se = _loglog_slope(lags, signature(mid, lags) * lags, at_least=3)
+    return slope / 2, se / 2
+
+
+def order_signs(trades) -> np.ndarray:
+    """One sign per market (taker) order, in time order: the sign of its first fill.
+
+    A market order that walks several levels leaves several trades of one sign; the memory
+    of order flow (Lillo & Farmer 2004) is that of the orders.
+
+    Parameters
+    ----------
+    trades : numpy.ndarray
+        Structured array of ``simulator.book.TRADE_DTYPE`` in book order.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        +1 buys, -1 sells.
+    """
+    taker = np.asarray(trades["taker_order"])
+    if taker.size == 0:
+        return np.zeros(0)
+    first = np.concatenate([[True], taker[1:] != taker[:-1]])
+    return np.asarray(trades["side"], dtype=np.float64)[first]
 
 
 def response(mid, signs, lags) -> np.ndarray:

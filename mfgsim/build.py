@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from mfg.fd import Grid
-from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow, strategy_tables
+from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, MetaOrderTraders, NoiseFlow, strategy_tables
 from simulator.market import MarketSpec, ParticleSpec
 
 from .config import ConfigError, Section, lq_model
@@ -77,8 +77,9 @@ def build_run(cfg: dict, source: str) -> dict:
         noise = m.table("noise", {}).dataclass(NoiseFlow)
         makers = m.table("makers", {}).dataclass(MarketMakers)
         latent = m.table("latent").dataclass(LatentLiquidity) if "latent" in m.data else None
+        meta = m.table("meta_traders").dataclass(MetaOrderTraders) if "meta_traders" in m.data else None
         out["spec"] = m.dataclass(MarketSpec, T=model.T, noise=noise, makers=makers if makers.count else None,
-                                  latent=latent, crowd=crowd, record_every=record_every)
+                                  latent=latent, crowd=crowd, meta_traders=meta, record_every=record_every)
     root.done()
     if crowd.strategy != "mfg_fd":  # cheap for affine strategies: refuse a stiff one before any run
         spec = out["spec"]

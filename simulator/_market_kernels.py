@@ -1,7 +1,8 @@
 """Compiled market loop and particle system (private). See :mod:`simulator.market`.
 
 Accounts: 0 = the noise flow (one aggregate account), 1..M = market makers,
-M+1..M+N = execution agents, M+N+1 = the latent liquidity (one aggregate account).
+M+1..M+N = execution agents, M+N+1 = the latent liquidity (one aggregate account),
+M+N+2 = the meta-order traders (one aggregate account).
 Inventories in lots and cash in tick·lots are int64, so conservation across a trade is
 exact.
 
@@ -97,6 +98,17 @@ def _amend_quote(msgs, n_msg, next_oid, table, live_id, wanted, sign, price, qty
 
 
 @njit(cache=True)
+def _new_meta_order(meta_params, k, left, sign, participation):
+    """Trader k's next meta-order: a Pareto size P(> s) = (min/s)^α (lots, rounded up, capped
+    at the max), a random side and a participation uniform on [low, high]."""
+    alpha, min_size, max_size = meta_params[1], meta_params[2], meta_params[3]
+    u = 1.0 - np.random.random()  # in (0, 1]
+    left[k] = int(min(np.ceil(min_size * u ** (-1.0 / alpha)), max_size))
+    sign[k] = 1 if np.random.random() < 0.5 else -1
+    participation[k] = meta_params[4] + (meta_params[5] - meta_params[4]) * np.random.random()
+
+
+@njit(cache=True)
 def _latent_touch(latent, touched, side, tick, step, keep):
     """Volume still latent at (side, tick) after the cancellations since it was last read."""
     vol = latent[side, tick]
@@ -134,7 +146,7 @@ def _grow(buf, n):
 
 @njit(cache=True)
 def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, initial_mid,
-               noise_rates, noise_mean_depth, noise_max_size, latent_params,
+               noise_rates, noise_mean_depth, noise_max_size, latent_params, meta_params,
                n_makers, quote_size, max_q, bid_offset, ask_offset, maker_replace,
                agent_type, initial_lots, lots_per_unit, a, b, c, grid, gx0, gdx, gdt,
                ioc, ioc_ticks, stop_at_target, max_trades_kept,
@@ -152,12 +164,16 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     edge (-1 if none), crowd decisions, executions kept].
     latent_params: [deposit_rate (lots per tick per time, scaled), cancel_rate, band,
     reveal]; a deposit rate of 0 turns the latent book off.
+    meta_params: [count (scaled), tail exponent α, min size, max size (lots), participation
+    low, high, child size (lots), child orders per time at full participation]; a count of
+    0 turns the meta-order traders off (and draws nothing, so other runs keep their bytes).
     """
     np.random.seed(seed)
     n_agents = agent_type.shape[0]
     first_crowd = 1 + n_makers
     latent_acc = first_crowd + n_agents
-    n_acc = latent_acc + 1
+    meta_acc = latent_acc + 1
+    n_acc = latent_acc + 2
     deposit_rate, latent_cancel = latent_params[0], latent_params[1]
     band, reveal = int(latent_params[2]), int(latent_params[3])
     has_latent = deposit_rate > 0.0
@@ -179,6 +195,14 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     maker_ask = np.full(n_makers, -1, dtype=np.int64)
     noise_ids = np.empty(1024, dtype=np.int64)
     n_noise_ids = 0
+    n_meta = int(meta_params[0])
+    meta_left = np.zeros(n_meta, dtype=np.int64)  # lots each meta-order still has to send
+    meta_sign = np.zeros(n_meta, dtype=np.int64)
+    meta_participation = np.zeros(n_meta)
+    for k in range(n_meta):
+        _new_meta_order(meta_params, k, meta_left, meta_sign, meta_participation)
+    child_size = int(meta_params[6])
+    child_step = meta_params[7] * dt  # P(child order in a step) at full participation
     levels, blocks, meta, pool, table, trades, rejects, expired = K.new_book(n_ticks, 1024, 1024)
     msgs = np.zeros((MESSAGE_ROWS, n_agents + 4 * n_makers + 64), dtype=np.int64)
     next_oid = 0
@@ -343,6 +367,16 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                     next_cut[j] += np.random.exponential(1.0 / (latent_cancel * dt * left)) if left > 0 else 0.0
                 msgs = _push(msgs, n_msg, K.REDUCE, 0, 0, gone, revealed[j], latent_acc)
                 n_msg += 1
+        # ---- meta-order traders (Lillo–Mike–Farmer): child market orders of hidden meta-orders ----
+        for k in range(n_meta):
+            if np.random.random() < meta_participation[k] * child_step:
+                lots = min(child_size, meta_left[k])
+                msgs = _push(msgs, n_msg, K.MARKET, meta_sign[k], 0, lots, next_oid, meta_acc)
+                n_msg += 1
+                next_oid += 1
+                meta_left[k] -= lots
+                if meta_left[k] == 0:
+                    _new_meta_order(meta_params, k, meta_left, meta_sign, meta_participation)
         # ---- market makers: amend (or cancel and re-post) their quotes ----
         row = max(step, 0) if step < n_steps else 0  # after the horizon: long-horizon quotes
         for m in range(n_makers):

@@ -70,6 +70,79 @@ class NoiseFlow:
 
 
 @dataclass(frozen=True)
+class MetaOrderTraders:
+    """Traders who split hidden meta-orders into child market orders (Lillo, Mike, Farmer 2005).
+
+    ``count`` meta-orders run at any time; when one is done its trader starts the next. A
+    meta-order's size is Pareto, P(size > s) = (min_size / s)^α lots (rounded up, capped at
+    ``max_size``), its side is a coin flip, and its participation π is uniform on
+    ``participation``: in each step it sends a child market order of ``child_size`` lots
+    with probability π · ``child_rate`` · dt. The tape's trade signs then have long memory,
+    C(l) ∝ l^-(α-1), while each child order is as small as any other.
+
+    Parameters
+    ----------
+    count : int
+        Concurrent meta-orders (× N with ``scale_liquidity``), >= 1.
+    tail_exponent : float
+        α > 1 of the size law (α <= 1 has an infinite mean size).
+    min_size : int
+        Smallest meta-order, lots (the Pareto scale), >= 1.
+    max_size : int
+        Cap on a meta-order, lots, >= min_size (a run can only execute so much).
+    participation : tuple of (float, float)
+        (low, high) with 0 < low <= high <= 1: the range of π.
+    child_size : int
+        Lots per child order, >= 1.
+    child_rate : float
+        Child orders per unit time at full participation (π = 1); child_rate · dt <= 1.
+    """
+
+    count: int = 10
+    tail_exponent: float = 1.5
+    min_size: int = 5
+    max_size: int = 100_000
+    participation: tuple[float, float] = (0.1, 0.5)
+    child_size: int = 1
+    child_rate: float = 100.0
+
+    def __post_init__(self):
+        check.integer("market.meta_traders.count", self.count, lo=1, hi=10**7)
+        alpha = check.number("market.meta_traders.tail_exponent", self.tail_exponent, hi=10.0)
+        if alpha <= 1.0:
+            raise check.InvalidValue("market.meta_traders.tail_exponent", self.tail_exponent, "must be > 1",
+                                     "the mean meta-order size is infinite for a tail exponent <= 1")
+        check.integer("market.meta_traders.min_size", self.min_size, lo=1, hi=10**9)
+        check.integer("market.meta_traders.max_size", self.max_size, lo=self.min_size, hi=10**12)
+        part = tuple(self.participation)
+        check.require(len(part) == 2, "market.meta_traders.participation", part, "a pair (low, high)")
+        check.number("market.meta_traders.participation[0]", part[0], lo=0.0, lo_open=True, hi=1.0)
+        check.number("market.meta_traders.participation[1]", part[1], lo=part[0], hi=1.0)
+        object.__setattr__(self, "participation", (float(part[0]), float(part[1])))
+        check.integer("market.meta_traders.child_size", self.child_size, lo=1, hi=10**6)
+        check.number("market.meta_traders.child_rate", self.child_rate, lo=0.0, lo_open=True)
+
+    def params(self, scale: int, dt: float) -> np.ndarray:
+        """The kernel's parameter row for a liquidity scale and a time step.
+
+        Parameters
+        ----------
+        scale : int
+            The liquidity scale (N, or 1).
+        dt : float
+            The run's step (time units).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (8,)
+        """
+        check.require(self.child_rate * dt <= 1.0, "market.meta_traders.child_rate", self.child_rate,
+                      f"at most 1/dt = {1.0 / dt:g}: one child order per step at full participation")
+        return np.array([self.count * scale, self.tail_exponent, self.min_size, self.max_size, *self.participation,
+                         self.child_size, self.child_rate], dtype=np.float64)
+
+
+@dataclass(frozen=True)
 class LatentLiquidity:
     """A latent order book: slow liquidity providers whose intentions sit at fixed prices.
 

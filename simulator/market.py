@@ -25,7 +25,7 @@ import numpy as np
 from mfg import validation as check
 
 from . import _market_kernels as MK
-from .agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow, strategy_tables
+from .agents import ExecutionCrowd, LatentLiquidity, MarketMakers, MetaOrderTraders, NoiseFlow, strategy_tables
 from .book import MAX_TICKS, TRADE_DTYPE
 
 
@@ -64,6 +64,8 @@ class MarketSpec:
     latent : LatentLiquidity or None
         A latent order book (resilient liquidity) beside the noise flow.
     crowd : ExecutionCrowd or None
+    meta_traders : MetaOrderTraders or None
+        Traders splitting hidden meta-orders into child market orders (long-memory order flow).
     scale_liquidity : bool
         Scale the liquidity with N (see ``scale_with``).
     warmup_steps : int
@@ -94,6 +96,7 @@ class MarketSpec:
     makers: MarketMakers | None = field(default_factory=MarketMakers)
     latent: LatentLiquidity | None = None
     crowd: ExecutionCrowd | None = None
+    meta_traders: MetaOrderTraders | None = None
     scale_liquidity: bool = True
     warmup_steps: int = 200
     record_every: int = 10
@@ -113,6 +116,8 @@ class MarketSpec:
             check.integer(name, getattr(self, name), lo=lo, hi=hi)
         check.require((self.n_steps + self.post_steps) % self.record_every == 0, "record_every", self.record_every,
                       f"must divide the {self.n_steps + self.post_steps} steps (n_steps + post_steps)")
+        if self.meta_traders is not None:
+            self.meta_traders.params(1, self.dt)  # refuses a child rate beyond one order per step
         if self.crowd is not None and abs(self.crowd.model.T - self.T) > 1e-12 * self.T:
             raise ValueError(f"crowd.model.T={self.crowd.model.T} differs from T={self.T}")
         margin = self.price_margin()
@@ -164,12 +169,14 @@ class MarketSpec:
         # resting orders level off at rate/cancel rate; the order pool doubles when full
         resting = noise.limit_rate * self.liquidity_scale * min(horizon, 1.0 / max(noise.cancel_rate, 1e-300))
         latent = 0 if self.latent is None else 4 * 8 * self.n_ticks  # volumes and read times, both sides
+        meta = 0 if self.meta_traders is None else 24 * self.meta_traders.count * self.liquidity_scale
         levels = 8 * 16 * self.n_ticks  # the book's level arrays: 4 sides (bids, asks, stops) x 4 int64
         makers = 0 if self.makers is None else self.makers.memory_estimate(self.T, self.n_steps)
-        accounts = 2 + self.n_agents + (0 if self.makers is None else self.makers.count)
+        accounts = 3 + self.n_agents + (0 if self.makers is None else self.makers.count)
         records = 8 * n_rec * (3 * accounts + 2 * DEPTH_LEVELS + 13)  # accounts, depth, market
         return int(_BYTES_PER_AGENT_RECORD * self.n_agents * n_rec + 300 * self.n_agents + 2 * 64 * resting
-                   + 80 * self.max_trades_kept + 80 * self.max_executions_kept + latent + levels + makers + records)
+                   + 80 * self.max_trades_kept + 80 * self.max_executions_kept + latent + meta + levels + makers
+                   + records)
 
     def price_margin(self) -> int:
         """Ticks the price may travel: a generous bound.
@@ -215,7 +222,8 @@ class MarketRun:
         over the interval ending at the record.
     agents : per record and execution agent — inventory (model units), cash (currency),
         rate (realised trading rate over the interval, units per time), type.
-    accounts_inventory / accounts_cash : every account (noise, makers, crowd, latent book) at every
+    accounts_inventory / accounts_cash : every account (noise, makers, crowd, latent book, meta-order
+        traders) at every
         record, in lots and tick·lots: conservation is checked on these.
     trades : the first ``max_trades_kept`` trades (TRADE_DTYPE; ``step`` is the run step).
     depth : (records, 2, DEPTH_LEVELS) lots resting 0.. ticks behind the best bid / ask.
@@ -322,7 +330,8 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
                      np.array([latent.deposit_rate * s, latent.cancel_rate, latent.band, latent.reveal_ticks],
                               dtype=float))
     n_rec = (n_steps + spec.post_steps) // spec.record_every + 1
-    n_acc = 1 + n_makers + lots.size + 1  # noise, makers, the crowd, the latent book
+    n_acc = 1 + n_makers + lots.size + 2  # noise, makers, the crowd, the latent book, the meta-order traders
+    meta_params = np.zeros(8) if spec.meta_traders is None else spec.meta_traders.params(s, spec.dt)
     rec_market = np.zeros((n_rec, MK.MARKET_FIELDS))
     rec_market[:, MK.M_MAKER_BID:] = np.nan
     rec_depth = np.zeros((n_rec, 2, DEPTH_LEVELS), dtype=np.int64)
@@ -338,6 +347,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         int(n_steps), int(spec.warmup_steps), int(spec.post_steps), float(spec.dt), int(spec.record_every),
         int(seed) ^ 0x5EED,
         int(spec.n_ticks), int(spec.initial_mid), rates, float(noise.mean_depth), int(noise.max_size), latent_params,
+        meta_params,
         int(n_makers), int(makers.quote_size * (s if spec.scale_with == "crowd" else 1)), int(makers.max_inventory),
         np.ascontiguousarray(bid_off, dtype=np.float64), np.ascontiguousarray(ask_off, dtype=np.float64),
         makers.amend == "replace",

@@ -32,7 +32,7 @@ from analysis.impact import impact_law, relaxation
 from mfg.closed_form import LQCrowding
 from mfg.io import atomic_write
 from mfg.laws import GaussianMixture
-from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, NoiseFlow
+from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, MetaOrderTraders, NoiseFlow
 from simulator.book import MAX_TICKS
 from simulator.market import MarketSpec, run_market
 
@@ -174,13 +174,15 @@ def _spec(study: ImpactStudy, book: Book, size: float):
         noise = sec.table("noise", {}).dataclass(NoiseFlow)
         latent = sec.table("latent").dataclass(LatentLiquidity) if "latent" in sec.data else None
         makers = sec.table("makers").dataclass(MarketMakers) if "makers" in sec.data else None
+        meta = sec.table("meta_traders").dataclass(MetaOrderTraders) if "meta_traders" in sec.data else None
         model = LQCrowding.single(1.0, 0.0, 0.0, 0.0, study.horizon, GaussianMixture.normal(size, 0.0))
         crowd = ExecutionCrowd(study.agents, model, "twap", lots_per_unit=study.lots_per_unit)
         spec = MarketSpec(T=study.horizon, dt=sec.number("dt", lo=0.0, lo_open=True),
                           n_ticks=sec.integer("n_ticks", 65536, lo=16, hi=MAX_TICKS),
                           initial_mid=sec.integer("initial_mid", 32768, lo=0, hi=MAX_TICKS),
                           noise=noise, makers=makers if makers is not None and makers.count else None, latent=latent,
-                          crowd=crowd, warmup_steps=sec.integer("warmup_steps", 1500, lo=0, hi=10**8),
+                          crowd=crowd, meta_traders=meta,
+                          warmup_steps=sec.integer("warmup_steps", 1500, lo=0, hi=10**8),
                           post_steps=study.post_steps, record_every=1, max_trades_kept=0)
         sec.done()
     return spec
