@@ -303,6 +303,11 @@ def test_messages_name_the_right_key(tmp_path):
         load_campaign(write(tmp_path, MARKET + "\n[extras]\nx = 1\n", "m"))
     with pytest.raises(ConfigError, match=r"market\.makers\.risk_aversion"):
         load_campaign(write(tmp_path, MARKET + "[market.makers]\nrisk_aversion = -1.0\n", "m"))
+    with pytest.raises(ConfigError, match=r"market\.meta_traders\.tail_exponent=1\.0 is not allowed; must be > 1"):
+        load_campaign(write(tmp_path, MARKET + "[market.meta_traders]\ntail_exponent = 1.0\n", "m"))
+    with pytest.raises(ConfigError, match=r"market\.meta_traders\.participation\[1\]"):
+        load_campaign(write(tmp_path, MARKET + "[market.meta_traders]\nparticipation = [0.2, 1.5]\n", "m"))
+    assert load_campaign(write(tmp_path, MARKET + "[market.meta_traders]\ncount = 3\nchild_rate = 20.0\n", "m"))
     fd = PARTICLES.replace("[crowd]\nn_agents = 5", '[crowd]\nn_agents = 5\nstrategy = "mfg_fd"')
     with pytest.raises(ConfigError, match=r"\[crowd.fd_grid\] table with x_min, x_max, n_x and n_t"):
         load_campaign(write(tmp_path, fd, "p"))
