@@ -177,8 +177,9 @@ def order_signs(trades) -> np.ndarray:
 
     Parameters
     ----------
-    trades : numpy.ndarray
-        Structured array of ``simulator.book.TRADE_DTYPE`` in book order.
+    trades : numpy.ndarray or mapping
+        Structured array of ``simulator.book.TRADE_DTYPE`` in book order, or a mapping with
+        its ``taker_order`` and ``side`` columns.
 
     Returns
     -------
@@ -297,6 +298,8 @@ def _stylized_facts(mids, spreads, signs, flow_signs, depth_profile) -> dict:
     sig = np.nanmean([signature(m, SIGNATURE_LAGS) for m in mids], axis=0)
     resp_lags = np.array([1, 2, 5, 10, 20, 50])
     resp = np.nanmean([response(m, s, resp_lags) for m, s in zip(mids, flow_signs)], axis=0)
+    # the response rises, then saturates: R(50)/R(1) a small factor above one
+    resp_rise = float(resp[-1] / resp[0]) if resp[0] > 0 else float("nan")
     facts = [
         Fact("share of spreads of 1-2 ticks", float(np.mean(spreads <= 2)), 0.5, 1.0, "TQP ch. 3 (large-tick assets)"),
         Fact("excess kurtosis, 1-record returns", kurt[1], 1.0, 50.0, "Cont 2001"),
@@ -305,6 +308,8 @@ def _stylized_facts(mids, spreads, signs, flow_signs, depth_profile) -> dict:
         Fact("|return| ACF at lag 10 (clustering)", float(vol_acf[np.searchsorted(VOL_LAGS, 10)]), 0.05, 0.5,
              "Cont 2001"),
         Fact("signature ratio σ²(1)/σ²(100)", float(sig[0] / sig[-1]), 0.7, 1.3, "TQP ch. 2"),
+        Fact("price response rise R(50)/R(1)", resp_rise, 1.2, 3.0,
+             "TQP ch. 11: R(l) rises by a factor of about 1.5-2.5, then saturates"),
     ]
     if depth_profile is not None:
         peak_level = float(np.mean([np.argmax(depth_profile[0]), np.argmax(depth_profile[1])]))
@@ -387,7 +392,8 @@ def realism_table(outdir, n_agents: int | None = None):
         flow.append(np.concatenate([following, [0.0]]))
         run_trades = trades.filter(pl.col("run_id") == run_id[0]) if trades is not None else None
         if run_trades is not None and run_trades.height > 400:
-            signs.append(run_trades["side"].to_numpy().astype(float))
+            signs.append(order_signs({"taker_order": run_trades["taker_order"].to_numpy(),
+                                      "side": run_trades["side"].to_numpy()}))
         else:  # no trades kept: the sign of each record's net taker flow stands in
             signs.append(flow[-1])
     spreads = (market["best_ask"] - market["best_bid"]).drop_nans().drop_nulls().to_numpy()

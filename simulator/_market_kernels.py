@@ -165,8 +165,9 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     latent_params: [deposit_rate (lots per tick per time, scaled), cancel_rate, band,
     reveal]; a deposit rate of 0 turns the latent book off.
     meta_params: [count (scaled), tail exponent α, min size, max size (lots), participation
-    low, high, child size (lots), child orders per time at full participation]; a count of
-    0 turns the meta-order traders off (and draws nothing, so other runs keep their bytes).
+    low, high, child size (lots), child orders per time at full participation, activity
+    volatility, activity time]; a count of 0 turns the meta-order traders off (and draws
+    nothing, so other runs keep their bytes), an activity volatility of 0 the activity.
     """
     np.random.seed(seed)
     n_agents = agent_type.shape[0]
@@ -203,6 +204,12 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
         _new_meta_order(meta_params, k, meta_left, meta_sign, meta_participation)
     child_size = int(meta_params[6])
     child_step = meta_params[7] * dt  # P(child order in a step) at full participation
+    # the market's activity: exp(x - s²/2) with x a stationary Ornstein–Uhlenbeck process of
+    # standard deviation s and correlation time tau, so that its mean is one
+    activity_sd, activity_time = meta_params[8], meta_params[9]
+    activity_keep = np.exp(-dt / activity_time) if activity_sd > 0.0 else 1.0
+    activity_kick = activity_sd * np.sqrt(1.0 - activity_keep**2)
+    activity_x = activity_sd * np.random.standard_normal() if activity_sd > 0.0 and n_meta > 0 else 0.0
     levels, blocks, meta, pool, table, trades, rejects, expired = K.new_book(n_ticks, 1024, 1024)
     msgs = np.zeros((MESSAGE_ROWS, n_agents + 4 * n_makers + 64), dtype=np.int64)
     next_oid = 0
@@ -368,8 +375,12 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                 msgs = _push(msgs, n_msg, K.REDUCE, 0, 0, gone, revealed[j], latent_acc)
                 n_msg += 1
         # ---- meta-order traders (Lillo–Mike–Farmer): child market orders of hidden meta-orders ----
+        activity = 1.0
+        if activity_sd > 0.0 and n_meta > 0:
+            activity_x = activity_keep * activity_x + activity_kick * np.random.standard_normal()
+            activity = np.exp(activity_x - 0.5 * activity_sd * activity_sd)
         for k in range(n_meta):
-            if np.random.random() < meta_participation[k] * child_step:
+            if np.random.random() < meta_participation[k] * child_step * activity:
                 lots = min(child_size, meta_left[k])
                 msgs = _push(msgs, n_msg, K.MARKET, meta_sign[k], 0, lots, next_oid, meta_acc)
                 n_msg += 1

@@ -96,6 +96,13 @@ class MetaOrderTraders:
         Lots per child order, >= 1.
     child_rate : float
         Child orders per unit time at full participation (π = 1); child_rate · dt <= 1.
+    activity_volatility : float
+        s >= 0: the child orders' rate is multiplied by the market's activity,
+        exp(x - s²/2) with x a stationary Ornstein–Uhlenbeck process of standard deviation
+        s (so the activity has mean one). Busy and quiet spells make volatility cluster
+        (Clark 1973). 0 (the default) keeps the rate constant.
+    activity_time : float
+        The correlation time of x (time units), > 0.
     """
 
     count: int = 10
@@ -105,6 +112,8 @@ class MetaOrderTraders:
     participation: tuple[float, float] = (0.1, 0.5)
     child_size: int = 1
     child_rate: float = 100.0
+    activity_volatility: float = 0.0
+    activity_time: float = 1.0
 
     def __post_init__(self):
         check.integer("market.meta_traders.count", self.count, lo=1, hi=10**7)
@@ -121,6 +130,8 @@ class MetaOrderTraders:
         object.__setattr__(self, "participation", (float(part[0]), float(part[1])))
         check.integer("market.meta_traders.child_size", self.child_size, lo=1, hi=10**6)
         check.number("market.meta_traders.child_rate", self.child_rate, lo=0.0, lo_open=True)
+        check.number("market.meta_traders.activity_volatility", self.activity_volatility, lo=0.0, hi=5.0)
+        check.number("market.meta_traders.activity_time", self.activity_time, lo=0.0, lo_open=True)
 
     def params(self, scale: int, dt: float) -> np.ndarray:
         """The kernel's parameter row for a liquidity scale and a time step.
@@ -134,12 +145,13 @@ class MetaOrderTraders:
 
         Returns
         -------
-        numpy.ndarray of float64, shape (8,)
+        numpy.ndarray of float64, shape (10,)
         """
         check.require(self.child_rate * dt <= 1.0, "market.meta_traders.child_rate", self.child_rate,
                       f"at most 1/dt = {1.0 / dt:g}: one child order per step at full participation")
         return np.array([self.count * scale, self.tail_exponent, self.min_size, self.max_size, *self.participation,
-                         self.child_size, self.child_rate], dtype=np.float64)
+                         self.child_size, self.child_rate, self.activity_volatility, self.activity_time],
+                        dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -331,7 +331,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
                               dtype=float))
     n_rec = (n_steps + spec.post_steps) // spec.record_every + 1
     n_acc = 1 + n_makers + lots.size + 2  # noise, makers, the crowd, the latent book, the meta-order traders
-    meta_params = np.zeros(8) if spec.meta_traders is None else spec.meta_traders.params(s, spec.dt)
+    meta_params = np.zeros(10) if spec.meta_traders is None else spec.meta_traders.params(s, spec.dt)
     rec_market = np.zeros((n_rec, MK.MARKET_FIELDS))
     rec_market[:, MK.M_MAKER_BID:] = np.nan
     rec_depth = np.zeros((n_rec, 2, DEPTH_LEVELS), dtype=np.int64)

@@ -66,6 +66,9 @@ def test_stylized_facts_flag_the_literature_ranges():
     assert rows["depth profile: level of the maximum (ticks)"].value == 2.0
     # Markov signs decay exponentially, not like a power law with γ in [0.3, 0.7]
     assert not rows["trade-sign ACF decay exponent γ"].inside
+    # a random walk's response to the sign of its next step is that step: flat in the lag
+    assert rows["price response rise R(50)/R(1)"].value == pytest.approx(1.0, abs=0.15)
+    assert not rows["price response rise R(50)/R(1)"].inside
 
 
 def test_realism_command_on_a_tiny_book_campaign(tmp_path, capsys):
@@ -82,7 +85,7 @@ def test_realism_command_on_a_tiny_book_campaign(tmp_path, capsys):
     from analysis.realism import realism_table
 
     facts, table = realism_table(tmp_path / "out" / "tiny_market")
-    assert table.height == 7 and table["available"].any()
+    assert table.height == 8 and table["available"].any()
     # the price moves with the net flow: the response R(l) is positive
     assert np.nanmean(facts["response"]) > 0
 
