@@ -103,3 +103,13 @@ def test_an_impact_exponent_that_cannot_be_computed_exits_non_zero(tmp_path, cap
     assert code == 1
     assert err.strip() == ("mfgsim impact: the impact exponent of book latent could not be computed (too few "
                            "resamples with positive impacts at every size); raise the seeds or widen the sizes")
+
+
+def test_a_book_may_hold_meta_order_traders(tmp_path):
+    """The loader builds each book's market at both ends of the sizes: the section must pass."""
+    path = tmp_path / "meta.toml"
+    path.write_text(STUDY + 'meta_traders = { count = 2, tail_exponent = 1.5, child_rate = 20.0 }\n')
+    assert load(path).books[1].market["meta_traders"]["count"] == 2
+    path.write_text(STUDY + 'meta_traders = { tail_exponent = 0.9 }\n')
+    with pytest.raises(ConfigError, match="meta_traders.tail_exponent=0.9 is not allowed"):
+        load(path)

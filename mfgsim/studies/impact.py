@@ -148,7 +148,7 @@ def load(path: str | Path) -> ImpactStudy:
         if not isinstance(book_name, str) or not book_name:
             raise sec.error("name", book_name, "expected a non-empty name")
         market = copy.deepcopy(base)
-        for key in ("noise", "latent", "makers"):
+        for key in ("noise", "latent", "makers", "meta_traders"):
             if key in sec.data:
                 market[key] = {**market.get(key, {}), **sec.table(key).data}
         sec.done()
