@@ -169,6 +169,45 @@ def hurst_exponent(mid, lags) -> tuple[float, float]:
     return slope / 2, se / 2
 
 
+def propagator(signs, price_changes, max_lag: int) -> np.ndarray:
+    """The propagator G(l) of the transient impact model, from order signs and price changes.
+
+    In the model (Bouchaud, Gefen, Potters, Wyart 2004) the price is m_t = Σ_{s<t} G(t-s) ε_s
+    + noise, so a price change is r_t = Σ_{k>=0} g_k ε_{t-k} + noise with
+    G(l) = Σ_{k<l} g_k. Multiplying by ε_{t-j} and averaging gives
+    Σ_k g_k C(|j-k|) = S(j) = E[r_t ε_{t-j}], with C the signs' autocorrelation: g is one
+    Toeplitz solve (TQP ch. 13), with lags up to ``max_lag``.
+
+    Parameters
+    ----------
+    signs : array_like of float
+        ε_t: +1, -1, or 0 where nothing traded, one per event (an order, or a record).
+    price_changes : array_like of float
+        r_t = m_{t+1} - m_t, aligned with ``signs`` (ticks).
+    max_lag : int
+        Lags L >= 1 of g; the series must be much longer.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (max_lag,)
+        G(1), ..., G(L) (ticks per order).
+    """
+    eps = np.asarray(signs, dtype=np.float64)
+    r = np.asarray(price_changes, dtype=np.float64)
+    if eps.shape != r.shape or eps.size <= 10 * max_lag:
+        raise ValueError(f"propagator: signs and price changes must be aligned and longer than 10 x max_lag "
+                         f"= {10 * max_lag}; got {eps.size} and {r.size}")
+    n = eps.size
+    second = float(np.dot(eps, eps)) / n
+    if second == 0.0:
+        raise ValueError("propagator: every sign is zero (nothing traded)")
+    cov = np.array([np.dot(eps[: n - k], eps[k:]) / n for k in range(max_lag)])  # E[ε_t ε_{t+k}]
+    cross = np.array([np.dot(r[j:], eps[: n - j]) / n for j in range(max_lag)])  # E[r_t ε_{t-j}]
+    lags = np.abs(np.arange(max_lag)[:, None] - np.arange(max_lag)[None, :])
+    g = np.linalg.solve(cov[lags], cross)
+    return np.cumsum(g)
+
+
 def order_signs(trades) -> np.ndarray:
     """One sign per market (taker) order, in time order: the sign of its first fill.
 

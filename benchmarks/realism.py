@@ -26,7 +26,8 @@ from _common import ROOT, emit
 
 import numpy as np  # noqa: E402
 
-from analysis.realism import autocorrelation, decay_exponent, hurst_exponent, order_signs, stylized_facts  # noqa: E402
+from analysis.realism import (autocorrelation, decay_exponent, hurst_exponent, order_signs, propagator,  # noqa: E402
+                              stylized_facts)
 from mfgsim.build import build_run  # noqa: E402
 from mfgsim.campaign import load_campaign  # noqa: E402
 from mfgsim.engines import make_engine  # noqa: E402
@@ -36,6 +37,7 @@ from simulator.market import MarketSpec, run_market  # noqa: E402
 ALPHAS = (1.3, 1.5, 1.8)
 LAGS = np.unique(np.geomspace(40, 2000, 25).astype(int))
 HURST_LAGS = [1, 2, 5, 10, 20, 50, 100]
+PROPAGATOR_LAGS = 50  # records
 
 
 def spec(alpha: float, T: float) -> MarketSpec:
@@ -73,7 +75,8 @@ def market_facts(args) -> dict:
     flow = np.sign(np.asarray(m["signed_volume"], dtype=np.float64))[1:]
     return {"mid": mid, "spreads": np.asarray(m["best_ask"] - m["best_bid"], dtype=np.float64),
             "signs": order_signs(run.trades), "flow": np.concatenate([flow, [0.0]]),
-            "depth": run.depth.mean(axis=0), "hurst": hurst_exponent(mid, HURST_LAGS)[0]}
+            "depth": run.depth.mean(axis=0), "hurst": hurst_exponent(mid, HURST_LAGS)[0],
+            "propagator": propagator(flow, np.diff(mid), PROPAGATOR_LAGS)}
 
 
 def main(argv=None) -> None:
@@ -104,6 +107,18 @@ def main(argv=None) -> None:
                            np.mean([r["depth"] for r in runs], axis=0))["facts"]
     emit("facts_in_range", sum(f.inside for f in facts), "count", of=len(facts), market="runs/realism_market.toml",
          seeds=len(runs), facts={f.name: [round(f.value, 4), f.low, f.high, f.inside] for f in facts}, target=7)
+    # the propagator from the records' net flow signs and mid changes: G(l) ∝ l^-beta from its
+    # peak (a record's net flow moves the price over the next few records) to 50 records,
+    # beside beta = (1 - gamma)/2, the decay that keeps the price diffusive under signs of
+    # memory exponent gamma (Bouchaud et al. 2004), and the latent book's 1/2 (Donier et al. 2015)
+    G = np.mean([r["propagator"] for r in runs], axis=0)
+    lags = np.arange(1, PROPAGATOR_LAGS + 1)
+    peak = int(np.argmax(G))
+    beta, beta_se = decay_exponent(lags[peak:], G[peak:])
+    gamma = next(f.value for f in facts if f.name.startswith("trade-sign ACF"))
+    emit("propagator_decay_exponent", beta, "exponent", market="runs/realism_market.toml", se=round(beta_se, 4),
+         diffusive_if=round((1 - gamma) / 2, 4), latent_book=0.5, lags_records=[peak + 1, PROPAGATOR_LAGS],
+         G=[round(float(G[i - 1]), 3) for i in (1, 2, 5, 10, 20, 50)])
     emit("seconds", time.perf_counter() - t0, "s", runs=len(results) + len(runs))
 
 

@@ -68,3 +68,21 @@ def test_bad_meta_traders_are_refused_by_name(fields, name):
 def test_a_child_rate_beyond_one_order_per_step_is_refused():
     with pytest.raises(InvalidValue, match="child_rate"):
         MarketSpec(T=1.0, dt=0.01, meta_traders=MetaOrderTraders(child_rate=500.0))
+
+
+def test_propagator_is_recovered_from_signs_and_prices():
+    """Signs with memory (a persistent Markov chain) move a price through a known
+    power-law propagator G(l) = l^-0.3; the Toeplitz estimator gives G back."""
+    from analysis.realism import propagator
+
+    rng = np.random.default_rng(11)
+    n, L = 200_000, 30
+    flips = rng.random(n) < 0.1
+    eps = np.where(np.cumsum(flips) % 2 == 0, 1.0, -1.0)
+    G = np.arange(1, 4 * L + 1) ** -0.3
+    g = np.diff(np.concatenate([[0.0], G]))  # G(l) = Σ_{k<l} g_k
+    r = np.convolve(eps, g)[:n] + rng.normal(0.0, 0.5, n)
+    estimate = propagator(eps, r, L)
+    np.testing.assert_allclose(estimate, G[:L], atol=0.03)
+    with pytest.raises(ValueError, match="longer than"):
+        propagator(eps[:100], r[:100], L)
