@@ -405,8 +405,9 @@ def realism_table(outdir, n_agents: int | None = None):
     Returns
     -------
     (facts, table) : tuple of (dict, polars.DataFrame)
-        ``facts`` as :func:`stylized_facts` returns it; ``table`` one row per fact (fact,
-        value, low, high, inside, available, source).
+        ``facts`` as :func:`stylized_facts` returns it, plus ``one_sided_share``, the share of
+        records at which a side of the book was empty (no spread, a stale mid); ``table``
+        one row per fact (fact, value, low, high, inside, available, source).
     """
     import polars as pl
 
@@ -435,13 +436,17 @@ def realism_table(outdir, n_agents: int | None = None):
                                       "side": run_trades["side"].to_numpy()}))
         else:  # no trades kept: the sign of each record's net taker flow stands in
             signs.append(flow[-1])
-    spreads = (market["best_ask"] - market["best_bid"]).drop_nans().drop_nulls().to_numpy()
+    spread = (market["best_ask"] - market["best_bid"]).fill_null(float("nan"))
+    # a record with an empty side has no spread and a stale mid: say how often, never drop it silently
+    one_sided = float(spread.is_nan().mean())
+    spreads = spread.drop_nans().to_numpy()
     depth = None
     if (Path(outdir) / "depth").is_dir():
         d = scan(outdir, "depth").filter(pl.col("N") == n).collect()
         prof = d.group_by("side", "level").agg(pl.col("lots").mean()).sort("side", "level", descending=[True, False])
         depth = prof["lots"].to_numpy().reshape(2, -1)
     facts = stylized_facts(mids, spreads, signs, flow, depth)
+    facts["one_sided_share"] = one_sided
     table = pl.DataFrame([{"fact": f.name, "value": f.value, "low": f.low, "high": f.high, "inside": f.inside,
                            "available": f.available, "source": f.source} for f in facts["facts"]])
     return facts, table

@@ -102,11 +102,14 @@ def main(argv=None) -> None:
     emit("hurst", float(hursts.mean()), "exponent", market="runs/realism_market.toml",
          interval=[round(hursts.mean() - half, 4), round(hursts.mean() + half, 4)],
          lags_records=[HURST_LAGS[0], HURST_LAGS[-1]], seeds=hursts.size, target=[0.45, 0.55])
-    facts = stylized_facts([r["mid"] for r in runs], np.concatenate([r["spreads"] for r in runs]),
+    spreads = np.concatenate([r["spreads"] for r in runs])
+    one_sided = float(np.mean(np.isnan(spreads)))  # records with an empty side: no spread, a stale mid
+    facts = stylized_facts([r["mid"] for r in runs], spreads[~np.isnan(spreads)],
                            [r["signs"] for r in runs], [r["flow"] for r in runs],
                            np.mean([r["depth"] for r in runs], axis=0))["facts"]
     emit("facts_in_range", sum(f.inside for f in facts), "count", of=len(facts), market="runs/realism_market.toml",
-         seeds=len(runs), facts={f.name: [round(f.value, 4), f.low, f.high, f.inside] for f in facts}, target=7)
+         seeds=len(runs), one_sided_share=one_sided,
+         facts={f.name: [round(f.value, 4), f.low, f.high, f.inside] for f in facts}, target=7)
     # the propagator from the records' net flow signs and mid changes: G(l) ∝ l^-beta from its
     # peak (a record's net flow moves the price over the next few records) to 50 records,
     # beside beta = (1 - gamma)/2, the decay that keeps the price diffusive under signs of

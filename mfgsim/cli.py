@@ -291,7 +291,13 @@ def _cmd_realism(args) -> int:
               "thousand records per run, as runs/realism_book.toml does)")
     for path in save_figure(plot_realism(facts), Path(args.outdir) / "figures" / "realism"):
         print(f"wrote {path}")
-    return 0
+    one_sided = facts["one_sided_share"]
+    if one_sided > 0:
+        print(f"the book had an empty side at {100 * one_sided:.2g}% of the records (no spread there, and a stale "
+              "mid): these are not the statistics of a two-sided market beyond 1%. Deepen the book: raise "
+              "market.noise.limit_rate, market.latent.deposit_rate or market.makers.count, or lower the market "
+              "orders (market.noise.market_rate, market.meta_traders.child_rate)", file=sys.stderr)
+    return 1 if one_sided > 0.01 else 0
 
 
 def _cmd_makers(args) -> int:

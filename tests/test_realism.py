@@ -128,3 +128,18 @@ def test_realism_memory_estimate_bounds_its_peak(tmp_path, capsys):
                             check=True)
     grown, estimate = map(int, result.stdout.split())
     assert 0.2 * estimate < grown < estimate
+
+
+def test_realism_reports_a_book_that_empties(tmp_path, capsys):
+    """No makers, a trickle of limit orders and many market orders: the book keeps running
+    dry. The report says how often and what to raise, and exits non-zero."""
+    from mfgsim.cli import main
+    from conftest import MARKET, write
+
+    text = (MARKET.replace("record_every = 10", "record_every = 1").replace("limit_rate = 40.0", "limit_rate = 2.0\n"
+            "market_rate = 40.0\ncancel_rate = 0.5").replace("[sweep]", "[market.makers]\ncount = 0\n[sweep]"))
+    assert main(["run", str(write(tmp_path, text, "tiny_market")), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["realism", str(tmp_path / "out" / "tiny_market")]) == 1
+    err = capsys.readouterr().err
+    assert "the book had an empty side at" in err and "market.noise.limit_rate" in err
