@@ -358,6 +358,56 @@ def plot_calibration(table):
     return fig
 
 
+MEASURED_PRIMITIVES = ("exponent", "permanent", "amplitude_1", "rate_1", "amplitude_2", "rate_2", "amplitude_3",
+                       "rate_3", "spread", "k", "crowd")
+
+
+def plot_measured_calibration(table):
+    """The measured loop's iterations: each primitive the agents traded on against what the
+    book then measured (±2 s.e.), and the outcomes with their intervals.
+
+    Parameters
+    ----------
+    table : polars.DataFrame
+        ``calibration.parquet`` of ``model = "measured"``: per sweep point and iteration the
+        primitives used (``name``, NaN at the configured start), the measured ones
+        (``hat_name``, ``hat_name_se``), ``cost_gap_rel`` and ``price_error_rel`` with their
+        ``_lo``/``_hi`` bounds.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per primitive present, then one per outcome.
+    """
+    names = [n for n in MEASURED_PRIMITIVES if f"hat_{n}" in table.columns
+             and np.isfinite(table[f"hat_{n}"].to_numpy()).any()]
+    outcomes = ("cost_gap_rel", "price_error_rel")
+    panels = len(names) + len(outcomes)
+    cols = min(panels, 4)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.2 * rows), constrained_layout=True, squeeze=False)
+    axes = axes.ravel()
+    for (point,), g in table.group_by("point", maintain_order=True):
+        g = g.sort("iteration")
+        it = g["iteration"].to_numpy()
+        label = g["sweep"][0] if g["sweep"][0] != "{}" else f"point {point}"
+        for ax, name in zip(axes, names):
+            line, = ax.plot(it, g[name].to_numpy(), "o-", label=f"traded on, {label}")
+            ax.errorbar(it, g[f"hat_{name}"].to_numpy(), yerr=2 * g[f"hat_{name}_se"].to_numpy(), fmt="x",
+                        color=line.get_color(), alpha=0.7, label=f"measured, {label}")
+            ax.set(title=name, xlabel="iteration")
+        for ax, name in zip(axes[len(names):], outcomes):
+            value = g[name].to_numpy()
+            ax.errorbar(it, value, yerr=[value - g[f"{name}_lo"].to_numpy(), g[f"{name}_hi"].to_numpy() - value],
+                        fmt="o-", label=label)
+            ax.axhline(0.0, color="grey", lw=0.8)
+            ax.set(title=f"{name} (95%)", xlabel="iteration")
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    return fig
+
+
 def plot_meta_orders(meta, fit):
     """Meta-order impact: mean paths and peak impact against size.
 

@@ -294,6 +294,14 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "cost_gap_rel" in printed and "price_error_rel" in printed
     assert (out / "propagator.png").exists()
+    # the parameter path: each primitive traded on against the one measured, then the outcomes
+    from analysis.figures import plot_measured_calibration
+
+    assert (out / "calibration.png").exists()
+    fig = plot_measured_calibration(table)
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    assert {"exponent", "permanent", "spread", "cost_gap_rel (95%)"} <= set(panels)
+    np.testing.assert_allclose(panels["spread"].lines[0].get_ydata(), table["spread"].to_numpy())
     # the fixed point against N: one row per N and seed, one per N pooled, and the figures
     runs, by_n = pl.read_parquet(out / "scaling_runs.parquet"), pl.read_parquet(out / "scaling.parquet")
     assert runs.height == 6 and by_n["N"].to_list() == [10, 20, 30]

@@ -51,7 +51,8 @@ import polars as pl
 
 from analysis.compare import compare_run
 from analysis.convergence import fit_power_law, fit_with_bias
-from analysis.figures import plot_calibration, plot_convergence, plot_meta_orders, plot_propagator_fit, save_figure
+from analysis.figures import (plot_calibration, plot_convergence, plot_measured_calibration, plot_meta_orders,
+                              plot_propagator_fit, save_figure)
 from analysis.impact import (decay_profile, estimate_impact, impact_path_fit, kyle_lambda, order_flow_imbalance,
                              response_exponent)
 from mfg.io import atomic_write
@@ -573,6 +574,7 @@ def write(result, out_root: str | Path, verbose: bool = True) -> Path:
         if result.plan.settings.model == "measured":
             held_out = pl.DataFrame(result.held_out)
             atomic_write(out / "held_out.parquet", held_out.write_parquet)
+            save_figure(plot_measured_calibration(table), out / "calibration")
             for i, fit in enumerate(result.fits):
                 errors = {r["held_out"]: (r["peak_error"], r["plateau_error"])
                           for r in held_out.filter(pl.col("point") == i).iter_rows(named=True)}
