@@ -54,6 +54,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -61,6 +62,16 @@ from . import validation as check
 from .closed_form import LQCrowding
 
 METHODS = ("best_response", "fictitious_play", "mirror_descent")
+
+
+class _Operators(NamedTuple):
+    """The grid game's matrices: each player's gain is b_j(mu)·nu - nu·H_j·nu/2 + const."""
+
+    price_moves: np.ndarray  # (n_t, n_t): dS = price_moves @ mu
+    hessians: np.ndarray  # (J, n_t, n_t): H_j
+    factors: np.ndarray  # (J, n_t, n_t): Cholesky factors of H_j
+    constants: np.ndarray  # (J, n_t): b_j(0)
+    crowd: np.ndarray  # (n_t, n_t): b_j(mu) - b_j(0) = crowd @ mu
 
 
 @dataclass(frozen=True)
@@ -191,7 +202,7 @@ class LQLearningGame:
             factors.append(np.linalg.cholesky(H))
         # the crowd's part of the linear term: (mid^T G - dt c I) mu
         crowd = mid.T @ G - dt * model.c * np.eye(n)
-        return L, G, np.array(hessians), np.array(factors), np.array(constants), crowd
+        return _Operators(G, np.array(hessians), np.array(factors), np.array(constants), crowd)
 
     def population(self, policy: np.ndarray) -> np.ndarray:
         """The crowd's rate mu = sum_j w_j nu_j that a policy produces.
@@ -228,7 +239,7 @@ class LQLearningGame:
         -------
         numpy.ndarray of float64, shape (n_t,)
         """
-        return self._operators[1] @ np.asarray(mu, dtype=np.float64)
+        return self._operators.price_moves @ np.asarray(mu, dtype=np.float64)
 
     def gains(self, policy: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """Each type's gain J_j(nu_j; mu), computed along the inventory path (no matrices).
@@ -268,18 +279,18 @@ class LQLearningGame:
         numpy.ndarray of float64, shape (J, n_t)
             Mean rates (shares per time).
         """
-        _, _, _, factors, constants, crowd = self._operators
-        linear = constants + (crowd @ np.asarray(mu, dtype=np.float64))[None, :]
+        ops = self._operators
+        linear = self._linear(mu)
         out = np.empty_like(linear)
-        for j, C in enumerate(factors):
+        for j, C in enumerate(ops.factors):
             out[j] = np.linalg.solve(C.T, np.linalg.solve(C, linear[j]))
         return out
 
     def gradient(self, policy: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        """The gradient of each type's gain in its own rates, against ``mu`` (per unit of dt).
+        """The gradient of each type's gain in its own rates, against ``mu``, per unit of dt.
 
-        Divided by dt so that it is a rate per time step that does not vanish as the grid
-        is refined (price per share per ... of the rate).
+        dJ/dν_n is O(dt) (price × time); divided by dt it is a price per share that does not
+        vanish as the grid is refined, so a step size means the same on every grid.
 
         Parameters
         ----------
@@ -290,10 +301,13 @@ class LQLearningGame:
         -------
         numpy.ndarray of float64, shape (J, n_t)
         """
-        _, _, hessians, _, constants, crowd = self._operators
         policy = self._policy(policy)
-        linear = constants + (crowd @ np.asarray(mu, dtype=np.float64))[None, :]
-        return (linear - np.einsum("jab,jb->ja", hessians, policy)) / self.dt
+        return (self._linear(mu) - np.einsum("jab,jb->ja", self._operators.hessians, policy)) / self.dt
+
+    def _linear(self, mu) -> np.ndarray:
+        """Each type's linear term b_j(mu) of its gain, constant_j + crowd @ mu: (J, n_t)."""
+        ops = self._operators
+        return ops.constants + (ops.crowd @ np.asarray(mu, dtype=np.float64))[None, :]
 
     def exploitability(self, policy: np.ndarray) -> float:
         """What a best response gains over ``policy`` against the crowd ``policy`` makes.

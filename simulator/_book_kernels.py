@@ -139,9 +139,8 @@ R_KIND = 3
 R_REASON = 4
 REJECT_FIELDS = 5
 
-# an expiry row starts as a reject row does (R_SEQ .. R_REASON), then:
-E_KIND = R_KIND  # MARKET, IOC or STOP
-E_REASON = R_REASON  # an EXP_ code
+# an expiry row is a reject row (R_SEQ .. R_REASON; its kind MARKET, IOC or STOP, its reason
+# an EXP_ code), then:
 E_QTY = 5  # lots not filled
 EXPIRED_FIELDS = 6
 

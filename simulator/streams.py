@@ -2,8 +2,8 @@
 
 :func:`mixed_stream` is the benchmark workload of the order book: limits placed around
 the touch (one in six marketable), cancels of orders that are live when the cancel
-arrives, and market orders. Liveness is exact because the generator runs its own book
-while it draws.
+arrives, and market orders; on request also replaces, fill-or-kill and stop orders.
+Liveness is exact because the generator runs its own book while it draws.
 """
 
 from __future__ import annotations

@@ -60,12 +60,6 @@ class ReferenceBook:
         book = self.bids if side == 1 else self.asks
         return {p: [(o, self.orders[o].agent, self.orders[o].qty) for o in q] for p, q in book.items()}
 
-    def stop_levels(self, side: int) -> dict[int, list[tuple[int, int, int, int]]]:
-        """stop price -> [(order_id, agent, qty, limit), ...] in arrival order."""
-        book = self.buy_stops if side == 1 else self.sell_stops
-        return {p: [(o, self.stops[o].agent, self.stops[o].qty, self.stops[o].price) for o in q]
-                for p, q in book.items()}
-
     # ---- messages ----
     def process(self, kind, side, price, qty, order_id, agent, stop_price=0, step=0):
         reason = self._apply(kind, side, price, qty, order_id, agent, stop_price, step)

@@ -6,6 +6,7 @@ import pytest
 
 from analysis.impact import (decay_profile, kyle_lambda, ols, order_flow_imbalance, permanent_impact,
                              response_exponent, temporary_impact)
+from conftest import assert_calibrate_refuses
 from mfgsim.cli import main
 
 RNG = np.random.default_rng(42)
@@ -316,11 +317,7 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     (lambda t: t.replace('model = "measured"', 'model = "measured"\nparameters = ["kappa"]'), "not used with"),
 ])
 def test_measured_loop_bad_files(tmp_path, capsys, change, message):
-    path = tmp_path / "measured.toml"
-    path.write_text(change(MEASURED.format(tol=0.5, max_iter=2)))
-    assert main(["calibrate", str(path), "--out", str(tmp_path)]) == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "measured").exists()
+    assert_calibrate_refuses(tmp_path, capsys, change(MEASURED.format(tol=0.5, max_iter=2)), "measured", message)
 
 
 def test_a_calibration_that_dies_keeps_its_iterations(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@
 import polars as pl
 import pytest
 
+from conftest import assert_calibrate_refuses
 from mfgsim.cli import main
 
 LOOP = """
@@ -73,8 +74,4 @@ def test_makers_loop_end_to_end(tmp_path, capsys):
     (lambda t: t.replace("lattice = [1.0, 2.0, 3.0]", "lattice = [2.0, 1.0]"), "increasing"),
 ])
 def test_makers_loop_bad_files(tmp_path, capsys, change, message):
-    path = tmp_path / "makers.toml"
-    path.write_text(change(LOOP.format(tol=0.5, max_iter=2)))
-    assert main(["calibrate", str(path), "--out", str(tmp_path)]) == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "makers").exists()
+    assert_calibrate_refuses(tmp_path, capsys, change(LOOP.format(tol=0.5, max_iter=2)), "makers", message)
