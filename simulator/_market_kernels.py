@@ -161,7 +161,7 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     step, agent, requested and filled lots (signed) and shortfall against the step's
     starting mid (ticks·lots, > 0 is a cost).
     counters (out): [trades kept, trades total, messages total, first step at the grid
-    edge (-1 if none), crowd decisions, executions kept].
+    edge (-1 if none), agent decisions (crowd, makers, meta-order traders), executions kept].
     latent_params: [deposit_rate (lots per tick per time, scaled), cancel_rate, band,
     reveal]; a deposit rate of 0 turns the latent book off.
     meta_params: [count (scaled), tail exponent α, min size, max size (lots), participation
@@ -379,6 +379,7 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
         if activity_sd > 0.0 and n_meta > 0:
             activity_x = activity_keep * activity_x + activity_kick * np.random.standard_normal()
             activity = np.exp(activity_x - 0.5 * activity_sd * activity_sd)
+        decisions += n_meta
         for k in range(n_meta):
             if np.random.random() < meta_participation[k] * child_step * activity:
                 lots = min(child_size, meta_left[k])
@@ -390,6 +391,7 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                     _new_meta_order(meta_params, k, meta_left, meta_sign, meta_participation)
         # ---- market makers: amend (or cancel and re-post) their quotes ----
         row = max(step, 0) if step < n_steps else 0  # after the horizon: long-horizon quotes
+        decisions += n_makers
         for m in range(n_makers):
             acc = 1 + m
             qi = int(np.round(inv[acc] / quote_size))

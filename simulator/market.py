@@ -223,13 +223,14 @@ class MarketRun:
     agents : per record and execution agent — inventory (model units), cash (currency),
         rate (realised trading rate over the interval, units per time), type.
     accounts_inventory / accounts_cash : every account (noise, makers, crowd, latent book, meta-order
-        traders) at every
-        record, in lots and tick·lots: conservation is checked on these.
+        traders) at every record, in lots and tick·lots: conservation is checked on these.
     trades : the first ``max_trades_kept`` trades (TRADE_DTYPE; ``step`` is the run step).
     depth : (records, 2, DEPTH_LEVELS) lots resting 0.. ticks behind the best bid / ask.
     executions : per crowd order (the first ``max_executions_kept``): step, agent,
         requested and filled lots (signed), shortfall against the step's starting mid
         (ticks·lots; positive is a cost).
+    decisions : agent decisions over the run, warm-up included: one per active crowd
+        agent per step of the horizon, one per maker and per meta-order trader per step.
     """
 
     spec: MarketSpec | ParticleSpec

@@ -6,7 +6,9 @@ import pytest
 
 from analysis.realism import autocorrelation, hurst_exponent, order_signs
 from mfg.validation import InvalidValue
-from simulator.agents import LatentLiquidity, MetaOrderTraders, NoiseFlow
+from mfg.closed_form import LQCrowding
+from mfg.laws import GaussianMixture
+from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, MetaOrderTraders, NoiseFlow
 from simulator.market import MarketSpec, run_market
 
 
@@ -39,6 +41,18 @@ def test_meta_orders_give_order_flow_long_memory_and_conserve_everything():
     _, zi = market(None, T=50.0)
     zi_acf = autocorrelation(order_signs(zi.trades), 100)
     assert np.max(np.abs(zi_acf[9:])) < 5 / np.sqrt(order_signs(zi.trades).size)
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_decisions_count_every_agent(scaled):
+    """A run's decisions: each crowd agent on each step of the horizon, each maker and each
+    meta-order trader (their count scaled with N under scale_liquidity) on every step."""
+    model = LQCrowding.single(k=1.0, kappa=1.0, phi=1.0, A=10.0, T=1.0, m0=GaussianMixture.normal(1.0, 0.2))
+    spec = MarketSpec(T=1.0, dt=0.01, crowd=ExecutionCrowd(5, model, "mfg", stop_at_target=False),
+                      makers=MarketMakers(count=2), meta_traders=MetaOrderTraders(count=3), warmup_steps=50,
+                      post_steps=20, record_every=10, scale_liquidity=scaled)
+    steps = 50 + 100 + 20
+    assert run_market(spec, seed=1).decisions == 5 * 100 + (2 + 3 * (5 if scaled else 1)) * steps
 
 
 def test_hurst_exponent_of_known_paths():
