@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mfg.io import atomic_write  # noqa: E402
+from mfg.learning import loglog_slope  # noqa: E402
 
 
 def save_figure(fig, stem: str | os.PathLike, formats=("pdf", "png"), close: bool = True) -> list[Path]:
@@ -689,4 +690,47 @@ def plot_propagator_fit(curves, propagator, held_out: dict | None = None):
         table = axes[1].table(cellText=rows, colLabels=["held out", "peak error", "plateau error"],
                               loc="upper right", colWidths=[0.28, 0.22, 0.26])
         table.set_fontsize(8)
+    return fig
+
+
+def plot_learning(table, t):
+    """Learning in the book, round by round: the policy's distance to the MFG (log–log, with its
+    fitted slope), the exploitability measured in the book with its 95% intervals, and the
+    last learned rate path against the MFG's.
+
+    Parameters
+    ----------
+    table : polars.DataFrame
+        ``learning.parquet``: ``round``, ``policy_error``, ``inventory_error``,
+        ``exploitability`` with ``_lo``/``_hi``, ``policy_rate`` and ``mfg_rate`` (lists).
+    t : numpy.ndarray of float64
+        The solver's step midpoints (time units), where the rate lists sit.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+    rounds = table["round"].to_numpy() + 1
+    error = table["policy_error"].to_numpy()
+    axes[0].loglog(rounds, error, "o-", label="learned policy")
+    axes[0].loglog(rounds, table["inventory_error"].to_numpy(), "x", alpha=0.7, label="book inventory (conformers)")
+    try:
+        slope, se = loglog_slope(rounds, error, "policy error")
+        guide = error[0] * (rounds / rounds[0]) ** slope
+        axes[0].loglog(rounds, guide, "--", color="grey", label=f"slope {slope:.2f} ± {1.96 * se:.2f}")
+    except ValueError:
+        pass  # fewer than three rounds: no slope to show
+    axes[0].set(title="sup |mu - mu*| / sup |mu*|", xlabel="round")
+    value = table["exploitability"].to_numpy()
+    axes[1].errorbar(rounds, value, yerr=[value - table["exploitability_lo"].to_numpy(),
+                                          table["exploitability_hi"].to_numpy() - value], fmt="o-")
+    axes[1].axhline(0.0, color="grey", lw=0.8)
+    axes[1].set(title="exploitability in the book (95%)", xlabel="round", ylabel="deviators' gain per agent")
+    axes[2].plot(t, np.asarray(table["mfg_rate"][-1]), "k-", label="MFG on the learners' primitives")
+    axes[2].plot(t, np.asarray(table["policy_rate"][-1]), "--", label=f"learned after round {int(rounds[-1])}")
+    axes[2].set(title="mean trading rate", xlabel="t", ylabel="units per time")
+    for ax in (axes[0], axes[2]):
+        ax.legend(fontsize=7)
     return fig

@@ -753,6 +753,56 @@ def solve(model: MFGModel, grid: Grid, *, method: str = "anderson", damping: flo
     return _finish(model, grid, phi, c, residuals, method, time.perf_counter() - t0, evaluations)
 
 
+def best_response(model: MFGModel, grid: Grid, coupling: np.ndarray, *, newton_tol: float = 1e-12,
+                  max_newton: int = 50) -> MFGSolution:
+    """The players' best response to a given coupling, and the population it produces.
+
+    One sweep of the fixed-point map: the HJB backward against ``coupling`` (a belief about
+    the crowd: its mean rate μ for :class:`LQCrowdingModel`), then the FP forward under the
+    optimal feedback. Fictitious play and the learners of :mod:`mfgsim` call it with the
+    population they believe in; at the equilibrium the population it returns is the coupling.
+
+    Parameters
+    ----------
+    model : MFGModel
+    grid : Grid
+    coupling : numpy.ndarray of float64
+        Shaped as ``model.initial_coupling(grid)``.
+    newton_tol, max_newton
+        As in :func:`solve`.
+
+    Returns
+    -------
+    MFGSolution
+        ``value`` and ``control``: the best response's cost-to-go and feedback; ``m`` and
+        ``mean_rate``: the population that plays it; ``coupling``: the one given;
+        ``residuals``: (sup |Φ(c) - c|,), how far the coupling is from the population it
+        makes; ``method`` ``"best_response"``.
+
+    Raises
+    ------
+    ValueError
+        If the coupling is not finite or not shaped as the model's.
+    MFGConvergenceError
+        When an HJB step fails.
+    """
+    import time
+
+    if abs(grid.T - model.T) > 1e-12 * model.T:
+        raise ValueError(f"grid.T={grid.T} differs from the model's horizon T={model.T}")
+    default = np.asarray(model.initial_coupling(grid), dtype=np.float64)
+    c = np.asarray(coupling, dtype=np.float64)
+    if c.shape != default.shape or not np.all(np.isfinite(c)):
+        raise ValueError(f"coupling must be finite and shaped {default.shape} (as model.initial_coupling(grid)); "
+                         f"got shape {c.shape}")
+    t0 = time.perf_counter()
+    phi = _Sweeper(model, grid, newton_tol, max_newton)
+    _check_edges(phi.m0, grid, "the initial law m0")
+    produced = phi(c)
+    residual = float(np.max(np.abs(produced - c), initial=0.0))
+    return _finish(model, grid, phi, c, [residual], "best_response", time.perf_counter() - t0, 1)
+
+
 def _richardson(coarse: MFGSolution, fine: MFGSolution) -> MFGSolution:
     """``2 fine - coarse`` on the coarse nodes: the first-order errors cancel."""
     def nodes(a):  # (J, 2N+1, 2I-1) -> (J, N+1, I)

@@ -122,19 +122,39 @@ class LearningHistory:
             The slope and its standard error (from the residuals of the fit).
         """
         stop = self.iterations if stop is None else stop
-        i = np.arange(start, stop + 1)
-        e = self.exploitability[start:stop + 1]
-        keep = e > 0
-        x, y = np.log(i[keep]), np.log(e[keep])
-        if x.size < 3:
-            raise ValueError(f"the slope needs at least 3 iterations with positive exploitability in "
-                             f"{start}..{stop}; got {x.size}")
-        X = np.column_stack([np.ones_like(x), x])
-        coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-        resid = y - X @ coef
-        s2 = float(resid @ resid) / max(x.size - 2, 1)
-        se = math.sqrt(s2 * np.linalg.inv(X.T @ X)[1, 1])
-        return float(coef[1]), se
+        return loglog_slope(np.arange(start, stop + 1), self.exploitability[start:stop + 1], "exploitability")
+
+
+def loglog_slope(x, y, what: str = "values") -> tuple[float, float]:
+    """Least-squares slope of log y against log x over the points with x, y > 0, and its standard error.
+
+    Parameters
+    ----------
+    x, y : array_like
+        Iterations (or rounds) and what decays along them.
+    what : str
+        Names y in the error message.
+
+    Returns
+    -------
+    (float, float)
+        The slope and its standard error (from the residuals of the fit).
+
+    Raises
+    ------
+    ValueError
+        With fewer than 3 positive points.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = (x > 0) & (y > 0) & np.isfinite(y)
+    lx, ly = np.log(x[keep]), np.log(y[keep])
+    if lx.size < 3:
+        raise ValueError(f"the slope needs at least 3 points with positive {what}; got {lx.size}")
+    X = np.column_stack([np.ones_like(lx), lx])
+    coef, *_ = np.linalg.lstsq(X, ly, rcond=None)
+    resid = ly - X @ coef
+    s2 = float(resid @ resid) / max(lx.size - 2, 1)
+    return float(coef[1]), math.sqrt(s2 * np.linalg.inv(X.T @ X)[1, 1])
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
     mfgsim run CAMPAIGN.toml      run a campaign (resumable) -> Parquet shards
     mfgsim report OUTDIR          convergence table and figures
     mfgsim calibrate CONFIG.toml  impact from the book -> MFG -> book, to a fixed point
+    mfgsim learn CONFIG.toml      agents who only see the book learn its mean-field equilibrium
     mfgsim impact CONFIG.toml     meta-order impact laws: square root, decay
     mfgsim realism OUTDIR         stylized facts of a book campaign against the literature
     mfgsim makers CONFIG.toml     experiment (d): N market makers in the book against their MFG
@@ -37,7 +38,7 @@ from .demo import demo_campaigns
 from .engines import EngineError, WorkerDied
 from .io import OutputError, check_writable
 from .specs import load_campaign
-from .studies import calibration, impact, makers
+from .studies import calibration, impact, learning, makers
 
 
 def _version() -> str:
@@ -121,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
         "table (fill_tables.parquet, scaling.parquet). Exit code 1 when a point does not converge or\n"
         "a headline estimate is NaN.\n\n"
         "example: mfgsim calibrate runs/closed_loop.toml")
+    _config_command(
+        sub, "learn", _cmd_learn, "learning TOML file (see runs/learn_executors.toml)",
+        "agents who only see the book learn its mean-field equilibrium, round by round",
+        "Rounds of trading in the book. After each round the learners update what they believe\n"
+        "from the rounds so far -- the crowd's mean trading rate (fictitious play's average) and the\n"
+        "market's primitives (propagator, temporary cost) -- and best-respond to it by an HJB solve.\n"
+        "No agent is given the MFG. Per round: the learned policy against the MFG solved on the\n"
+        "learners' own primitives, and the exploitability measured in the book (deviators who\n"
+        "best-respond to the population, their gain with a 95% interval). Writes\n"
+        "OUT/<name>/learning.parquet (one row per round, written as each ends) and the figure\n"
+        "learning. Exit code 1 when the learning diverges (the rounds so far are kept).\n\n"
+        "example: mfgsim learn runs/learn_executors.toml")
     _config_command(
         sub, "impact", _cmd_impact, "study TOML file (see runs/impact_square_root.toml)",
         "meta-order impact laws of one or more books: square-root exponent and decay",
@@ -217,6 +230,8 @@ def study_command(data: dict):
         return None
     if "calibration" in data:
         return "calibrate", _cmd_calibrate
+    if "learning" in data:
+        return "learn", _cmd_learn
     study = data.get("study")
     if isinstance(study, dict):
         if "n_makers" in study:
@@ -265,6 +280,22 @@ def _cmd_calibrate(args) -> int:
     print(f"wrote {out / 'calibration.parquet'} and figures in {out}")
     status = _headline("calibrate", calibration.missing_estimates(result))
     return 0 if result.converged and status == 0 else 1
+
+
+def _cmd_learn(args) -> int:
+    plan = learning.load(args.config)
+    out = check_writable(Path(args.out) / plan.name, "study output folder")
+    # every round goes to disk as it ends: a run that diverges or dies keeps what it learned
+    result = learning.run(plan, workers=args.workers, dask=args.dask, checkpoint=out)
+    out = learning.write(result, args.out)
+    print(learning.summary_text(result))
+    print(f"wrote {out / 'learning.parquet'} and the figure learning in {out}")
+    if result.diverged:
+        print(f"mfgsim learn: the learning diverged at round {result.rows[-1]['round']} (policy error "
+              f"{result.rows[-1]['policy_error']:.3g} > learning.max_policy_error); lower learning.averaging "
+              "or use \"fictitious\"", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_impact(args) -> int:

@@ -15,7 +15,7 @@ units ``q`` for strategies and in lots in the book (``lots_per_unit`` lots per u
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -27,7 +27,7 @@ from mfg.jump import Jump, memory_estimate
 from mfg.market_making import (ExponentialIntensity, MarketMakingMFG, TabulatedIntensity, TickMarketMakingMFG,
                                avellaneda_stoikov_quotes, glft_asymptotic_quotes, glft_quotes, solve_market_making)
 
-STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed")
+STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed", "feedback")
 MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic", "mfg", "mfg_tick")
 # a unit of model inventory is a handful to a few thousand lots; beyond this the crowd's
 # position in lots outgrows any book the noise can fill
@@ -456,6 +456,10 @@ class ExecutionCrowd:
         a >= 0 of that cost (price per model unit), e.g. the measured half-spread.
     impact_exponent : float
         δ > 0 of the nonlinear propagator ``"mfg_fd"`` solves with (1: linear).
+    feedback : numpy.ndarray of float64 or None
+        For ``"feedback"``: a policy given as a table, ν(t, x) on ``fd_grid``'s nodes, shape
+        (J, n_t + 1, n_x), one row per type (model units per time), read as ``"mfg_fd"``
+        reads the FD solution; a learner's best response, say. Not compared in ``==``.
     """
 
     n_agents: int
@@ -469,6 +473,7 @@ class ExecutionCrowd:
     cost_exponent: float = 2.0
     spread_cost: float = 0.0
     impact_exponent: float = 1.0
+    feedback: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         check.integer("crowd.n_agents", self.n_agents, lo=1, hi=10**9)
@@ -481,6 +486,17 @@ class ExecutionCrowd:
             check.require(self.fd_grid is not None, "crowd.fd_grid", None,
                           "strategy 'mfg_fd' needs the solver's grid: a [crowd.fd_grid] table with x_min, x_max, "
                           "n_x and n_t in a campaign, or fd_grid=mfg.fd.Grid(...) in Python")
+        if self.strategy == "feedback":
+            check.require(self.fd_grid is not None and self.feedback is not None, "crowd.feedback", None,
+                          "strategy 'feedback' needs a policy table and its grid: feedback=array of shape "
+                          "(types, n_t + 1, n_x) and fd_grid=mfg.fd.Grid(...), in Python (mfgsim learn makes them)")
+            table = np.asarray(self.feedback, dtype=np.float64)
+            shape = (len(self.model.types), self.fd_grid.n_t + 1, self.fd_grid.n_x)
+            check.require(table.shape == shape and bool(np.all(np.isfinite(table))), "crowd.feedback",
+                          f"array of shape {table.shape}", f"finite, of shape {shape} (types, n_t + 1, n_x)")
+            object.__setattr__(self, "feedback", table)
+        else:
+            check.require(self.feedback is None, "crowd.feedback", "an array", "only strategy 'feedback' takes one")
         check.number("crowd.cost_exponent", self.cost_exponent, lo=1.0, hi=2.0, lo_open=True)
         check.number("crowd.spread_cost", self.spread_cost, lo=0.0)
         check.number("crowd.impact_exponent", self.impact_exponent, lo=0.0, lo_open=True)
@@ -586,6 +602,9 @@ def strategy_tables(crowd: ExecutionCrowd, t: np.ndarray, dt: float) -> Strategy
         cl = nash.closed_loop(model, crowd.n_agents, n_steps=n_sub * int(round(T / dt)))
         b[0] = np.interp(t, cl.t, cl.u)
         c[0] = np.interp(t, cl.t, cl.w)
+    elif crowd.strategy == "feedback":
+        g = crowd.fd_grid
+        return _checked(StrategyTables(a, b, c, np.ascontiguousarray(crowd.feedback), g.x_min, g.dx, g.dt), crowd, dt)
     else:  # mfg_fd
         from mfg.fd import LQCrowdingModel, solve
 

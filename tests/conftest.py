@@ -88,11 +88,12 @@ def write(tmp_path, text, name):
     return path
 
 
-def assert_calibrate_refuses(tmp_path, capsys, text: str, name: str, message: str) -> None:
-    """``mfgsim calibrate`` on the file ``text`` exits 2 with ``message`` and writes no output folder."""
+def assert_calibrate_refuses(tmp_path, capsys, text: str, name: str, message: str,
+                             command: str = "calibrate") -> None:
+    """``mfgsim calibrate`` (or ``command``) on the file ``text`` exits 2 with ``message``; no output folder."""
     from mfgsim.cli import main
 
-    assert main(["calibrate", str(write(tmp_path, text, name)), "--out", str(tmp_path)]) == 2
+    assert main([command, str(write(tmp_path, text, name)), "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / name).exists()
 

@@ -90,3 +90,33 @@ def test_bad_input_names_the_field():
         best_response_learning(game, 3, damping=1.5)
     with pytest.raises(InvalidValue, match="n_t"):
         LQLearningGame(crowd(), 1)
+
+
+def test_fd_best_response_is_the_grid_games_best_response():
+    """The FD solver's best response to a crowd's rate path (HJB then FP on an inventory
+    grid) against the learning game's (one linear solve in the mean rates): two
+    discretisations of the same control problem, agreeing to their first-order errors;
+    and at the FD equilibrium the best response reproduces its own population."""
+    from mfg.fd import Grid, LQCrowdingModel, best_response, solve
+
+    model = crowd(kappa=1.0, rho=0.5, transient=((2.0, 3.0),))
+    fd_model = LQCrowdingModel(model)
+    grid = Grid(-0.6, 2.0, 261, 1.0, 200)
+    game = LQLearningGame(model, 200)
+    mu = -1.5 * np.exp(-2.0 * game.t)  # a belief: the crowd sells fast early
+    br = best_response(fd_model, grid, mu)
+    expected = game.best_response(mu)[0]
+    assert br.method == "best_response" and br.residuals[0] == pytest.approx(np.max(np.abs(br.mean_rate - mu)))
+    # first order in (dx, dt) inside; the last steps, where the feedback gain reaches A/k, are a
+    # boundary layer the two time discretisations treat differently: compare inventories there
+    inside = slice(0, 190)
+    np.testing.assert_allclose(br.mean_rate[inside], expected[inside], atol=0.03 * np.max(np.abs(expected)))
+    held = model.types[0].m0.mean + np.concatenate([[0.0], np.cumsum(expected) * game.dt])
+    np.testing.assert_allclose(np.asarray(br.mean_inventory()).ravel(), held, atol=0.01)
+    assert np.max(np.abs(br.mean_rate - game.best_response(np.zeros(200))[0])) > 0.2  # the belief matters
+    eq = solve(fd_model, grid, tol=1e-10)
+    again = best_response(fd_model, grid, eq.mean_rate)
+    np.testing.assert_allclose(again.mean_rate, eq.mean_rate, atol=1e-8)
+    np.testing.assert_allclose(again.control, eq.control, atol=1e-8)
+    with pytest.raises(ValueError, match="coupling must be finite and shaped"):
+        best_response(fd_model, grid, np.zeros(7))

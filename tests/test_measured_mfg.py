@@ -183,3 +183,26 @@ def test_cost_decomposition_of_the_model_adds_up_to_its_value():
         value = float((sol.value[0, 0] * grid.cell_masses(m0)).sum() * grid.dx)  # E[u(0, Q0)], a cost
         errors.append(abs(parts["total"] / value - 1))
     assert errors[1] < 0.6 * errors[0] and errors[1] < 0.02, errors
+
+
+def test_a_feedback_table_trades_as_the_strategy_it_was_read_from():
+    """``strategy="feedback"`` with the FD solution's control gives the bytes of ``"mfg_fd"``;
+    a table of the wrong shape, a NaN in it, or one without the strategy is refused by name."""
+    from simulator.agents import ExecutionCrowd
+    from simulator.market import MarketSpec, run_market
+
+    cf = LQCrowding.single(k=1.0, kappa=1.0, phi=1.0, A=10.0, T=1.0, m0=GM.normal(1.0, 0.2), transient=((2.0, 5.0),))
+    grid = Grid(-0.6, 2.2, 71, 1.0, 50)
+    fd_crowd = ExecutionCrowd(20, cf, strategy="mfg_fd", fd_grid=grid, spread_cost=0.3, impact_exponent=0.7)
+    control = solve(LQCrowdingModel(cf, spread_cost=0.3, impact_exponent=0.7), grid).control
+    table_crowd = ExecutionCrowd(20, cf, strategy="feedback", fd_grid=grid, feedback=control)
+    runs = [run_market(MarketSpec(T=1.0, dt=0.01, crowd=c, record_every=10), seed=3) for c in (fd_crowd, table_crowd)]
+    np.testing.assert_array_equal(runs[0].trades, runs[1].trades)
+    np.testing.assert_array_equal(runs[0].agents["inventory"], runs[1].agents["inventory"])
+    bad = control.copy()
+    bad[0, 3, 4] = np.nan
+    for table, match in ((control[:, :-1], "crowd.feedback"), (bad, "finite"), (None, "needs a policy table")):
+        with pytest.raises(InvalidValue, match=match):
+            ExecutionCrowd(20, cf, strategy="feedback", fd_grid=grid, feedback=table)
+    with pytest.raises(InvalidValue, match="only strategy 'feedback'"):
+        ExecutionCrowd(20, cf, strategy="mfg", feedback=control)

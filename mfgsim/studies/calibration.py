@@ -263,22 +263,15 @@ def load(path: str | Path) -> CalibrationPlan:
         scaling_seeds=tuple(range(10_000, 10_000 + scaling_seeds)),
         crowd_share=cal.number("crowd_share", 0.5, lo=0.0, hi=1.0, lo_open=True))
     cal.done()
-    meta = None
-    if "meta_orders" in root.data:
-        mo = root.table("meta_orders")
-        n_seeds = mo.integer("seeds", 4, lo=1, hi=100_000)
-        meta = MetaOrderSettings(sizes=mo.numbers("sizes"), seeds=tuple(range(n_seeds)),
-                                 post_steps=mo.integer("post_steps", 250, lo=1, hi=10**8))
-        if any(s <= 0 for s in meta.sizes):
-            raise mo.error("sizes", list(meta.sizes), "meta-order sizes must be > 0")
-        mo.done()
+    meta = meta_order_settings(root)
     if model == "measured":
         if meta is None:
             raise cal.error("model", "measured", "needs a [meta_orders] table: the kernel is fitted jointly to the "
                                                  "crowd's path and to meta-orders of several sizes")
         if len(meta.sizes) < 2:
-            raise mo.error("sizes", list(meta.sizes), "model = 'measured' needs at least two sizes (one is held "
-                                                      "out of the fit to check the kernel)")
+            raise root.table("meta_orders").error("sizes", list(meta.sizes),
+                                                  "model = 'measured' needs at least two sizes (one is held out of "
+                                                  "the fit to check the kernel)")
         crowd = root.data.get("crowd", {})
         if "fd_grid" not in crowd:
             raise root.table("crowd").error("fd_grid", None, "model = 'measured' trades on the FD solution: give "
@@ -304,6 +297,30 @@ def load(path: str | Path) -> CalibrationPlan:
                          f"calibration.scaling up to N={settings.scaling[-1]} over "
                          f"{len(settings.scaling_seeds)} seeds", "lower the largest N or calibration.scaling_seeds")
     return CalibrationPlan(name, root.source, settings, tuple(resolved), tuple(labels), meta)
+
+
+def meta_order_settings(root) -> MetaOrderSettings | None:
+    """The ``[meta_orders]`` table of a file, validated (None when it has none).
+
+    Parameters
+    ----------
+    root : mfgsim.config.Section
+        The file's top level.
+
+    Returns
+    -------
+    MetaOrderSettings or None
+    """
+    if "meta_orders" not in root.data:
+        return None
+    mo = root.table("meta_orders")
+    n_seeds = mo.integer("seeds", 4, lo=1, hi=100_000)
+    meta = MetaOrderSettings(sizes=mo.numbers("sizes"), seeds=tuple(range(n_seeds)),
+                             post_steps=mo.integer("post_steps", 250, lo=1, hi=10**8))
+    if any(s <= 0 for s in meta.sizes):
+        raise mo.error("sizes", list(meta.sizes), "meta-order sizes must be > 0")
+    mo.done()
+    return meta
 
 
 def with_params(cfg: dict, kappa: float, k: float, c: float, rho: float = 0.0) -> dict:

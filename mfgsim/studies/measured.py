@@ -130,8 +130,19 @@ class Primitives:
         exponent, spread, crowd = v[1 + 2 * K:]
         kernel = Propagator(max(v[0], 0.0), tuple(float(a) for a in np.maximum(v[1:1 + K], 0.0)),
                             tuple(float(r) for r in np.exp(v[1 + K:1 + 2 * K])), float(max(exponent, 0.05)))
-        temporary = dataclasses.replace(target.temporary, spread=max(spread, 0.0), crowd=max(crowd, 0.0))
-        return Primitives(kernel, temporary)
+        return Primitives(kernel, dataclasses.replace(target.temporary, spread=spread, crowd=crowd)).admissible()
+
+    def admissible(self) -> Primitives:
+        """These primitives with the cost terms an MFG takes: a half-spread and a crowd term >= 0.
+
+        A fit may put either slightly below zero when the book cannot tell it from zero.
+
+        Returns
+        -------
+        Primitives
+        """
+        c = self.temporary
+        return Primitives(self.propagator, dataclasses.replace(c, spread=max(c.spread, 0.0), crowd=max(c.crowd, 0.0)))
 
     def columns(self, prefix: str = "") -> dict:
         """Flat columns for a Parquet row (up to three exponentials; NaN beyond K).
@@ -370,7 +381,25 @@ def mean_field(model, crowd) -> MeanField:
     def fd_value(q0, types):  # the FD value is a cost u = -h
         return np.array([-np.interp(q, grid.x, sol.value[int(j), 0]) for q, j in zip(q0, types)])
 
-    def fd_rate(times, q, types):  # bilinear in (t, x) on the solver's grid, as the agents read it
+    return MeanField(fd_value, grid.t, fd_model.impact_path(sol.mean_rate, grid), feedback_rate(grid, sol.control),
+                     sol)
+
+
+def feedback_rate(grid, control: np.ndarray) -> Callable:
+    """A feedback table read as the agents read it: bilinear in (t, x) on the solver's grid.
+
+    Parameters
+    ----------
+    grid : mfg.fd.Grid
+    control : numpy.ndarray of float64, shape (J, n_t + 1, n_x)
+        ν(t, x) by type (units per time).
+
+    Returns
+    -------
+    callable
+        ν(t, q, type), arrays broadcast.
+    """
+    def rate(times, q, types):
         times, q = np.broadcast_arrays(np.asarray(times, dtype=np.float64), np.asarray(q, dtype=np.float64))
         types = np.broadcast_to(types, q.shape)
         pos = np.clip(times / grid.dt, 0, grid.n_t)
@@ -379,11 +408,11 @@ def mean_field(model, crowd) -> MeanField:
         x = np.clip((q - grid.x_min) / grid.dx, 0, grid.n_x - 1)
         i = np.minimum(x.astype(np.int64), grid.n_x - 2)
         v = x - i
-        c = sol.control
+        c = control
         return ((1 - w) * ((1 - v) * c[types, lo, i] + v * c[types, lo, i + 1])
                 + w * ((1 - v) * c[types, lo + 1, i] + v * c[types, lo + 1, i + 1]))
 
-    return MeanField(fd_value, grid.t, fd_model.impact_path(sol.mean_rate, grid), fd_rate, sol)
+    return rate
 
 
 def speed_penalty(run, model, crowd, rate) -> np.ndarray:

@@ -1,0 +1,142 @@
+"""`mfgsim learn`: execution agents who only see the book learn its mean field, end to end on a
+tiny market; the round's pieces (belief on the solver's steps, deviators as a second type,
+the deviation gain) checked on their own; bad files and divergence."""
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import assert_calibrate_refuses
+
+from mfgsim.cli import main
+
+LEARN = """
+[learning]
+rounds = {rounds}
+seeds = 2
+deviators = 0.1
+horizon = 5
+max_policy_error = {max_error}
+
+[model]
+k = 1.0
+kappa = 5.0
+T = 1.0
+[[model.types]]
+phi = 1.0
+A = 10.0
+m0 = {{ means = [1.0], stds = [0.2] }}
+
+[crowd]
+n_agents = 60
+lots_per_unit = 20
+stop_at_target = false
+
+[crowd.fd_grid]
+x_min = -0.6
+x_max = 2.2
+n_x = 57
+n_t = 25
+
+[market]
+dt = 0.01
+warmup_steps = 50
+
+[meta_orders]
+sizes = [0.5, 1.0, 2.0]
+seeds = 2
+post_steps = 50
+"""
+
+
+def test_learning_end_to_end(tmp_path, capsys):
+    """Every round is a row with the learned policy against the MFG of the learners' own
+    primitives and the exploitability in the book; the first round's policy is a lone
+    trader's (no crowd believed in), later ones move towards the MFG; the figure shows
+    the table's numbers."""
+    from analysis.figures import plot_learning
+
+    path = tmp_path / "learn.toml"
+    path.write_text(LEARN.format(rounds=4, max_error=10.0))
+    assert main(["learn", str(path), "--out", str(tmp_path), "--workers", "1"]) == 0
+    out = tmp_path / "learn"
+    table = pl.read_parquet(out / "learning.parquet")
+    assert table["round"].to_list() == [0, 1, 2, 3] and set(table["population"]) == {"executors"}
+    assert table["weight"].to_list() == pytest.approx([1.0, 1 / 2, 1 / 3, 1 / 4])  # fictitious play
+    for key in ("policy_error", "inventory_error", "exploitability", "mfg_value", "hat_exponent", "hat_spread"):
+        assert np.all(np.isfinite(table[key].to_numpy())), key
+    assert (table["exploitability_lo"] <= table["exploitability_hi"]).all()
+    assert (table["deviators"] > 0).all() and (table["mfg_value"] < 0).all()
+    # the policy after the first round believes in the crowd it saw: it is closer to the MFG
+    # than the lone trader's best response the first round was played on
+    assert table["policy_error"][-1] < 0.5 * table["inventory_error"][0]
+    printed = capsys.readouterr().out
+    assert "round 3:" in printed and "exploitability in the book over rounds 2..3" in printed
+    assert (out / "learning.png").exists()
+    t = (np.arange(25) + 0.5) / 25
+    fig = plot_learning(table, t)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), table["policy_error"].to_numpy())
+    np.testing.assert_allclose(fig.axes[2].lines[0].get_ydata(), table["mfg_rate"][-1].to_numpy())
+    np.testing.assert_allclose(fig.axes[2].lines[1].get_ydata(), table["policy_rate"][-1].to_numpy())
+
+
+def test_a_learning_run_that_diverges_keeps_its_rounds_and_exits_1(tmp_path, capsys):
+    path = tmp_path / "learn.toml"
+    path.write_text(LEARN.format(rounds=6, max_error=1e-9).split("[meta_orders]")[0])
+    assert main(["learn", str(path), "--out", str(tmp_path), "--workers", "1"]) == 1
+    table = pl.read_parquet(tmp_path / "learn" / "learning.parquet")
+    assert table["round"].to_list() == [0, 1, 2]  # stopped at the first round it may judge
+    assert "diverged at round 2" in capsys.readouterr().err
+
+
+def test_rounds_that_cannot_identify_the_cost_say_what_to_raise(tmp_path, capsys):
+    """Agents holding one lot each sell it in one order: every cell trades at the same rate,
+    the temporary cost curve is not identified after the first round, and the message says
+    so in one line."""
+    path = tmp_path / "learn.toml"
+    path.write_text(LEARN.format(rounds=3, max_error=10.0).replace("stds = [0.2]", "stds = [0.0]")
+                    .replace("lots_per_unit = 20", "lots_per_unit = 1"))
+    assert main(["learn", str(path), "--out", str(tmp_path), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "after round 0: temporary cost" in err and "wider initial law" in err
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.replace("[crowd.fd_grid]", "[crowd.grid]"), "crowd.fd_grid"),
+    (lambda t: t.replace("deviators = 0.1", "deviators = 0.01"), "at least 5 are needed"),
+    (lambda t: t.replace("lots_per_unit = 20", "lots_per_unit = 1").replace("means = [1.0]", "means = [0.5]"),
+     "lots per agent"),
+    (lambda t: t.replace("seeds = 2\ndeviators", 'seeds = 2\naveraging = "adam"\ndeviators'), "learning.averaging"),
+    (lambda t: t.replace("[learning]", '[learning]\npopulation = "makers"'), "learning.population"),
+])
+def test_bad_learning_files(tmp_path, capsys, change, message):
+    assert_calibrate_refuses(tmp_path, capsys, change(LEARN.format(rounds=3, max_error=10.0)), "learn", message,
+                             command="learn")
+
+
+def test_beliefs_and_rounds_pieces():
+    """A rate path carried to the solver's steps keeps the inventory it moves; the deviators
+    are a second type with the first's costs; fictitious play's weights are 1/(r+1)."""
+    from mfg.closed_form import LQCrowding
+    from mfg.fd import Grid
+    from mfg.laws import GaussianMixture as GM
+    from mfgsim.studies.learning import LearningSettings, on_grid, round_spec
+    from simulator.agents import ExecutionCrowd
+    from simulator.market import MarketSpec
+
+    grid = Grid(-1.0, 2.0, 31, 1.0, 20)
+    rates = np.sin(np.arange(100) * 0.1)
+    carried = on_grid(rates, 0.01, grid)
+    assert carried.sum() * grid.dt == pytest.approx(rates.sum() * 0.01)
+    np.testing.assert_allclose(carried, rates.reshape(20, 5).mean(axis=1))
+    model = LQCrowding.single(k=1.0, kappa=1.0, phi=1.0, A=10.0, T=1.0, m0=GM.normal(1.0, 0.2))
+    spec = MarketSpec(T=1.0, dt=0.01, crowd=ExecutionCrowd(50, model, "mfg", lots_per_unit=7))
+    table = np.zeros((21, 31))
+    two = round_spec(spec, model, grid, table, table + 1.0, 0.2).crowd
+    assert two.strategy == "feedback" and two.lots_per_unit == 7 and two.feedback.shape == (2, 21, 31)
+    assert [p.weight for p in two.model.types] == pytest.approx([0.8, 0.2])
+    assert two.model.types[0].m0 == two.model.types[1].m0 and two.model.types[1].A == 10.0
+    s = LearningSettings(rounds=3, seeds=2, averaging="fictitious", deviators=0.1, horizon=5, n_exponentials=None,
+                         crowd_share=0.8, max_policy_error=2.0)
+    assert [s.weight(r) for r in range(3)] == pytest.approx([1.0, 0.5, 1 / 3])
+    damped = LearningSettings(**{**s.__dict__, "averaging": 0.3})
+    assert [damped.weight(r) for r in range(3)] == pytest.approx([1.0, 0.3, 0.3])
