@@ -734,3 +734,41 @@ def plot_learning(table, t):
     for ax in (axes[0], axes[2]):
         ax.legend(fontsize=7)
     return fig
+
+
+def plot_makers_learning(table):
+    """Makers learning in the book, round by round: their mean posted spread (95% interval over
+    seeds) against the lattice MFG's on the book's own fill table, the P&L gap, and (model-based
+    learners) the exploitability in the book.
+
+    Parameters
+    ----------
+    table : polars.DataFrame
+        ``learning.parquet`` of ``population = "makers"``: ``round``, ``spread`` with
+        ``_lo``/``_hi``, ``mfg_spread``, ``pnl_gap_rel``, ``exploitability`` with ``_lo``/``_hi``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+    rounds = table["round"].to_numpy() + 1
+    spread = table["spread"].to_numpy()
+    axes[0].errorbar(rounds, spread, yerr=[spread - table["spread_lo"].to_numpy(),
+                                           table["spread_hi"].to_numpy() - spread], fmt="o-", label="book")
+    axes[0].plot(rounds, table["mfg_spread"].to_numpy(), "k--", label="lattice MFG on the book's table")
+    axes[0].set(title=f"mean spread ({table['learner'][0]} learners)", xlabel="round", ylabel="ticks")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(rounds, table["pnl_gap_rel"].to_numpy(), "o-")
+    axes[1].axhline(0.0, color="grey", lw=0.8)
+    axes[1].set(title="pnl_gap_rel", xlabel="round")
+    value = table["exploitability"].to_numpy()
+    if np.isfinite(value).any():
+        axes[2].errorbar(rounds, value, yerr=[value - table["exploitability_lo"].to_numpy(),
+                                              table["exploitability_hi"].to_numpy() - value], fmt="o-")
+        axes[2].axhline(0.0, color="grey", lw=0.8)
+        axes[2].set(title="exploitability in the book (95%)", xlabel="round", ylabel="deviators' gain per maker")
+    else:
+        axes[2].set_visible(False)
+    return fig

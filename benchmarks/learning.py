@@ -17,8 +17,17 @@ MFG's), ``book_exploitability`` (deviators' gain per agent in the book, the last
 the rounds pooled, 95% interval) and ``book_cost_gap_rel``; ``learn_seconds`` is the whole
 run of 20 rounds at N = 1000 (meta-orders included; target 120 s on 2 cores).
 
-    python benchmarks/learning.py --quick   # n_t = 100, 1000 iterations; the book: 8 rounds per N
-    python benchmarks/learning.py           # n_t = 200, 10000 iterations; the book: 20 rounds per N
+Then makers learning on the tick lattice (``runs/learn_makers.toml``), model-based and
+model-free (EXP3 bandits), for each N: ``makers_learned_spread`` (the makers' mean posted
+spread in the book over the last quarter of the rounds, with a 95% interval over those
+rounds) beside ``mfg_spread`` (the lattice MFG on the book's own fill table, measured from
+the same rounds), ``makers_pnl_gap_rel``, and for the model-based learners
+``makers_exploitability`` (deviating makers' risk-adjusted P&L over the conformers').
+
+    python benchmarks/learning.py --quick   # n_t = 100, 1000 iterations; the book: 8 rounds per N;
+                                            # makers at N = 10, 30, 100 (8 model rounds, 60 bandit rounds)
+    python benchmarks/learning.py           # n_t = 200, 10000 iterations; the book: 20 rounds per N;
+                                            # makers at N = 10 .. 1000 (12 model rounds, 150 bandit rounds)
 """
 
 from __future__ import annotations
@@ -82,6 +91,37 @@ def main(argv=None) -> None:
         emit(f"{name}_iterations_to_1e-8", int(reached[0]) if reached.size else -1, "iterations", kappa=KAPPA,
              settings=history.settings)
     in_the_book(8 if args.quick else 20, args.workers)
+    makers((10, 30, 100) if args.quick else (10, 30, 100, 300, 1000), 8 if args.quick else 12,
+           60 if args.quick else 150, args.workers)
+
+
+def makers(sizes, model_rounds: int, bandit_rounds: int, workers: int | None) -> None:
+    """Makers learning their spread in the book, model-based and by bandits, against the lattice MFG."""
+    import dataclasses
+
+    base = learning.load(ROOT / "runs" / "learn_makers.toml")
+    for learner, rounds in (("model", model_rounds), ("bandit", bandit_rounds)):
+        for n in sizes:
+            plan = dataclasses.replace(base, learner=learner, rounds=rounds, n_makers=n,
+                                       deviators=max(base.deviators, 1.0 / n))
+            t0 = time.perf_counter()
+            result = learning.run(plan, workers=workers, verbose=False)
+            seconds = time.perf_counter() - t0
+            last = result.rows[-max(1, rounds // 4):]
+            spread = np.array([r["spread"] for r in last])
+            half = 1.96 * spread.std(ddof=1) / np.sqrt(spread.size) if spread.size > 1 else float("nan")
+            tag = {"learner": learner, "n_makers": n, "rounds": rounds, "pooled_rounds": len(last)}
+            emit("makers_learned_spread", spread.mean(), "ticks", **tag,
+                 interval=[round(spread.mean() - half, 4), round(spread.mean() + half, 4)],
+                 mfg_spread=round(last[-1]["mfg_spread"], 4), first_round=round(result.rows[0]["spread"], 4),
+                 seconds=round(seconds, 1))
+            emit("makers_pnl_gap_rel", float(np.mean([r["pnl_gap_rel"] for r in last])), "relative", **tag)
+            if learner == "model":
+                e = result.settled()
+                emit("makers_exploitability", e["exploitability"], "ticks x quotes per maker",
+                     **{**tag, "pooled_rounds": e["rounds"]},
+                     interval=[round(e["exploitability_lo"], 4), round(e["exploitability_hi"], 4)],
+                     relative=round(e["exploitability_rel"], 4))
 
 
 def in_the_book(rounds: int, workers: int | None) -> None:

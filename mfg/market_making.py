@@ -44,7 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import validation as check
-from .jump import Jump, JumpMFGModel, JumpSolution, JumpTerms, SolvedPopulation, best_response, solve_jumps
+from .jump import (Jump, JumpMFGModel, JumpSolution, JumpTerms, SolvedPopulation, best_response, solve_jumps,
+                   time_grid)
 
 
 class _MakersPopulation:
@@ -465,6 +466,82 @@ def solve_market_making(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int =
     bid, ask = sol.quotes
     return MarketMakingSolution(model, sol.t, bid, ask, sol.m, _posted_mean(sol.m, bid), _posted_mean(sol.m, ask),
                                 sol.residuals, sol)
+
+
+@dataclass(frozen=True)
+class MixedEquilibrium:
+    """The makers' equilibrium as fictitious play reaches it (:func:`fictitious_makers`).
+
+    On a lattice a maker's best quote jumps from one level to the next as the mean quote
+    crosses a threshold; where the makers are alike (all flat at t = 0) the population may
+    then have no equilibrium in which they all quote the same, and the fixed-point iteration
+    cycles. The equilibrium is mixed: makers split between two levels, in the proportions
+    that make them indifferent. Fictitious play's averages converge to it.
+
+    Parameters
+    ----------
+    t : numpy.ndarray of float64, shape (N+1,)
+    mean_bid, mean_ask : numpy.ndarray of float64, shape (N+1,)
+        The averaged population's mean posted quotes (ticks).
+    m : numpy.ndarray of float64, shape (N+1, 2Q+1)
+        Its inventory law.
+    pnl : float
+        Its expected P&L per maker (the spread captured; ticks × quotes).
+    residuals : tuple of float
+        Sup norm of the change of the averaged mean quotes at each iteration (falls like
+        1/iteration).
+    """
+
+    t: np.ndarray
+    mean_bid: np.ndarray
+    mean_ask: np.ndarray
+    m: np.ndarray
+    pnl: float
+    residuals: tuple[float, ...]
+
+    def spread(self) -> np.ndarray:
+        """Mean quoted spread δ̄^b + δ̄^a at each time (ticks)."""
+        return self.mean_bid + self.mean_ask
+
+    def expected_pnl(self) -> float:
+        """A maker's expected P&L over [0, T] (ticks × quotes)."""
+        return self.pnl
+
+
+def fictitious_makers(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1000,
+                      iterations: int = 200) -> MixedEquilibrium:
+    """The makers' (possibly mixed) equilibrium by fictitious play on ``n_t`` steps.
+
+    Iteration i best-responds to the mean quotes of the average of the populations so far
+    and adds its own population to the average with weight 1/(i + 1): the averaged laws,
+    mean quotes and P&L (each best response's, against the coupling it answered).
+
+    Parameters
+    ----------
+    model : MarketMakingMFG or TickMarketMakingMFG
+    n_t : int
+        Time steps on [0, T].
+    iterations : int
+        Best responses averaged.
+
+    Returns
+    -------
+    MixedEquilibrium
+    """
+    check.integer("iterations", iterations, lo=1, hi=10**6)
+    t = time_grid(model.T, n_t)
+    coupling = np.asarray(model.initial_coupling(t), dtype=np.float64)
+    law, pnl, residuals = None, 0.0, []
+    for i in range(iterations):
+        br = best_response(model, t, coupling)
+        produced = model.coupling_from(SolvedPopulation(br.m, br.quotes, br.rates), t)
+        w = 1.0 / (i + 1)  # the first average is the first response
+        law = br.m if law is None else law + w * (br.m - law)
+        pnl += w * (br.expected_jump_income() - pnl)
+        step = w * (produced - coupling)
+        coupling = coupling + step
+        residuals.append(float(np.max(np.abs(step))))
+    return MixedEquilibrium(t, coupling[0], coupling[1], law, float(pnl), tuple(residuals))
 
 
 @dataclass(frozen=True)

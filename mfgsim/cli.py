@@ -132,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         "learners' own primitives, and the exploitability measured in the book (deviators who\n"
         "best-respond to the population, their gain with a 95% interval). Writes\n"
         "OUT/<name>/learning.parquet (one row per round, written as each ends) and the figure\n"
-        "learning. Exit code 1 when the learning diverges (the rounds so far are kept).\n\n"
+        "learning. Exit code 1 when the learning diverges (the rounds so far are kept).\n"
+        "With population = \"makers\" the makers learn their quotes on the tick lattice: from the\n"
+        "book's fill table and the population's mean quote (learner = \"model\"), or by bandits on\n"
+        "their own P&L per tick level (learner = \"bandit\"); see runs/learn_makers.toml.\n\n"
         "example: mfgsim learn runs/learn_executors.toml")
     _config_command(
         sub, "impact", _cmd_impact, "study TOML file (see runs/impact_square_root.toml)",

@@ -147,7 +147,7 @@ def _grow(buf, n):
 @njit(cache=True)
 def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, initial_mid,
                noise_rates, noise_mean_depth, noise_max_size, latent_params, meta_params,
-               n_makers, quote_size, max_q, bid_offset, ask_offset, maker_replace,
+               n_makers, quote_size, max_q, bid_offset, ask_offset, maker_group, maker_replace,
                agent_type, initial_lots, lots_per_unit, a, b, c, grid, gx0, gdx, gdt,
                ioc, ioc_ticks, stop_at_target, max_trades_kept,
                rec_market, rec_depth, rec_inventory, rec_cash, rec_filled, kept_trades, executions, counters):
@@ -164,6 +164,9 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     edge (-1 if none), agent decisions (crowd, makers, meta-order traders), executions kept].
     latent_params: [deposit_rate (lots per tick per time, scaled), cancel_rate, band,
     reveal]; a deposit rate of 0 turns the latent book off.
+    bid_offset, ask_offset: (G, n_steps, 2Q+1) each group's quotes by step and inventory,
+    ticks from the mid (NaN: the side is not posted); maker_group (n_makers,): each
+    maker's group.
     meta_params: [count (scaled), tail exponent α, min size, max size (lots), participation
     low, high, child size (lots), child orders per time at full participation, activity
     volatility, activity time]; a count of 0 turns the meta-order traders off (and draws
@@ -397,8 +400,8 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
             qi = int(np.round(inv[acc] / quote_size))
             qi = min(max(qi, -max_q), max_q)
             # a NaN offset is a side the quotes leave empty (a tick maker that would lose on it)
-            bid_at = bid_offset[row, qi + max_q]
-            ask_at = ask_offset[row, qi + max_q]
+            bid_at = bid_offset[maker_group[m], row, qi + max_q]
+            ask_at = ask_offset[maker_group[m], row, qi + max_q]
             bid = int(np.floor(mid - bid_at)) if np.isfinite(bid_at) else -1
             ask = int(np.ceil(mid + ask_at)) if np.isfinite(ask_at) else n_ticks
             want_bid = inv[acc] < max_q * quote_size and 0 <= bid < n_ticks

@@ -28,7 +28,7 @@ from mfg.market_making import (ExponentialIntensity, MarketMakingMFG, TabulatedI
                                avellaneda_stoikov_quotes, glft_asymptotic_quotes, glft_quotes, solve_market_making)
 
 STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed", "feedback")
-MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic", "mfg", "mfg_tick")
+MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic", "mfg", "mfg_tick", "table")
 # a unit of model inventory is a handful to a few thousand lots; beyond this the crowd's
 # position in lots outgrows any book the noise can fill
 MAX_LOTS_PER_UNIT = 1_000_000
@@ -238,6 +238,13 @@ class MarketMakers:
         a quote whose price and size are unchanged keeps its place in the queue, as on an
         exchange) or ``"cancel"`` (cancel, then a new post-only order at the back of the
         queue, as before the book had REPLACE).
+    bid_table, ask_table : numpy.ndarray of float64 or None
+        For ``"table"``: quotes given, shape (G, n_steps, 2Q + 1): group g's bid (ask)
+        distance from the mid at each decision step and inventory -Q..Q (ticks; NaN: that
+        side is not posted); a bid at δ goes to floor(mid - δ), an ask to ceil(mid + δ).
+        Learners make them (``mfgsim learn``). Not compared in ``==``.
+    groups : tuple of int
+        For ``"table"``: each maker's group (row of the tables); empty: every maker in group 0.
     """
 
     count: int = 2
@@ -254,6 +261,9 @@ class MarketMakers:
     table_means: tuple[float, ...] = ()
     table_rates: tuple[tuple[float, ...], ...] = ()
     amend: str = "replace"
+    bid_table: np.ndarray | None = field(default=None, compare=False, repr=False)
+    ask_table: np.ndarray | None = field(default=None, compare=False, repr=False)
+    groups: tuple[int, ...] = ()
 
     def __post_init__(self):
         check.integer("market.makers.count", self.count, lo=0, hi=10**6)
@@ -267,6 +277,12 @@ class MarketMakers:
         for name in ("lattice", "premia", "table_means"):
             object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
         object.__setattr__(self, "table_rates", tuple(tuple(float(x) for x in row) for row in self.table_rates))
+        object.__setattr__(self, "groups", tuple(int(g) for g in self.groups))
+        if self.model == "table":
+            self._check_tables()
+        else:
+            check.require(self.bid_table is None and self.ask_table is None and not self.groups,
+                          "market.makers.bid_table", "given", "only model 'table' takes quote tables and groups")
         if self.model == "mfg_tick":
             check.require(len(self.lattice) >= 1, "market.makers.lattice", list(self.lattice),
                           "model 'mfg_tick' needs the quotes it may post (ticks from the mid)")
@@ -277,6 +293,55 @@ class MarketMakers:
             check.require(not (self.lattice or self.premia or self.table_means or self.table_rates),
                           "market.makers.lattice", list(self.lattice),
                           "only model 'mfg_tick' takes a lattice, premia and a fill table")
+
+    def _check_tables(self) -> None:
+        check.require(self.bid_table is not None and self.ask_table is not None, "market.makers.bid_table", None,
+                      "model 'table' needs bid_table and ask_table, arrays (groups, n_steps, 2Q+1), in Python "
+                      "(mfgsim learn makes them)")
+        tables = [np.asarray(x, dtype=np.float64) for x in (self.bid_table, self.ask_table)]
+        states = 2 * self.max_inventory + 1
+        for name, x in zip(("bid_table", "ask_table"), tables):
+            check.require(x.ndim == 3 and x.shape[2] == states and x.shape == tables[0].shape,
+                          f"market.makers.{name}", f"array of shape {x.shape}",
+                          f"(groups, n_steps, 2Q+1 = {states}), both tables alike")
+            check.require(bool(np.all(np.isnan(x) | (x >= 0))), f"market.makers.{name}", "negative quotes",
+                          "distances from the mid >= 0 (NaN: not posted)")
+        object.__setattr__(self, "bid_table", tables[0])
+        object.__setattr__(self, "ask_table", tables[1])
+        n_groups = tables[0].shape[0]
+        check.require(not self.groups or (len(self.groups) == self.count and all(0 <= g < n_groups
+                                                                                  for g in self.groups)),
+                      "market.makers.groups", list(self.groups),
+                      f"one group in 0..{n_groups - 1} per maker ({self.count}), or empty")
+
+    def group_quote_offsets(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each group's bid and ask distances from the mid, and each maker's group.
+
+        Parameters
+        ----------
+        tau : numpy.ndarray of float64
+            Times to the horizon, one per decision step.
+
+        Returns
+        -------
+        (bid, ask, groups) : tuple of numpy.ndarray
+            (G, len(tau), 2Q+1) ticks from the mid, and (count,) int64. For every model but
+            ``"table"``: one group, :meth:`quote_offsets`.
+
+        Raises
+        ------
+        InvalidValue
+            When a ``"table"`` has another number of steps than ``tau``.
+        """
+        groups = np.zeros(self.count, dtype=np.int64)
+        if self.model != "table":
+            bid, ask = self.quote_offsets(tau)
+            return bid[None], ask[None], groups
+        check.require(self.bid_table.shape[1] == len(tau), "market.makers.bid_table",
+                      f"{self.bid_table.shape[1]} steps", f"one row per decision step of the run ({len(tau)})")
+        if self.groups:
+            groups[:] = self.groups
+        return self.bid_table, self.ask_table, groups
 
     def intensity(self):
         """The fill rate the ``"mfg_tick"`` makers expect at each lattice quote.
@@ -358,6 +423,8 @@ class MarketMakers:
         """
         g, A, k, s = self.risk_aversion, self.fill_intensity, self.fill_decay, self.volatility
         Q = self.max_inventory
+        if self.model == "table":
+            raise ValueError("makers of model 'table' quote by group: use group_quote_offsets")
         if self.model == "avellaneda_stoikov":
             return avellaneda_stoikov_quotes(tau, g, k, s, Q)
         if self.model == "glft_asymptotic":
@@ -366,14 +433,38 @@ class MarketMakers:
             tau = np.asarray(tau, dtype=np.float64)
             steps = tau.shape[0]
             sol, sub = self.mean_field(float(tau[0]), steps)
-            bid, ask = sol.bid[: steps * sub: sub].copy(), sol.ask[: steps * sub: sub].copy()
-            bid[:, -1] = bid[:, -2]
-            ask[:, 0] = ask[:, 1]
-            if self.model == "mfg_tick" and self.premia:  # the MFG's quotes are premia: post their lattice quotes
-                return (_posting_offsets(self.premia, self.lattice, bid),
-                        _posting_offsets(self.premia, self.lattice, ask))
-            return bid, ask
+            premia = self.premia if self.model == "mfg_tick" else ()
+            return quotes_on_steps(sol.bid, sol.ask, steps, sub, premia, self.lattice)
         return glft_quotes(tau, g, A, k, s, Q)
+
+
+def quotes_on_steps(bid: np.ndarray, ask: np.ndarray, steps: int, sub: int, premia: tuple = (),
+                    lattice: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
+    """A makers' game's quotes read at a run's decision steps, as the book's makers post them.
+
+    Parameters
+    ----------
+    bid, ask : numpy.ndarray of float64, shape (steps * sub + 1, 2Q+1)
+        Quotes by time and inventory on a grid of ``sub`` sub-steps per run step (NaN: not posted).
+    steps : int
+        The run's decision steps.
+    sub : int
+        Sub-steps per run step.
+    premia, lattice : tuple of float
+        When the game's quotes are premia: the lattice quote each one posts.
+
+    Returns
+    -------
+    (bid, ask) : tuple of numpy.ndarray of float64, each (steps, 2Q+1)
+        Ticks from the mid. At an inventory limit the side that would cross it copies its
+        neighbour (the book does not post it there anyway).
+    """
+    bid, ask = bid[: steps * sub: sub].copy(), ask[: steps * sub: sub].copy()
+    bid[:, -1] = bid[:, -2]
+    ask[:, 0] = ask[:, 1]
+    if premia:  # the game's quotes are premia: post their lattice quotes
+        return _posting_offsets(premia, lattice, bid), _posting_offsets(premia, lattice, ask)
+    return bid, ask
 
 
 def _posting_offsets(premia: tuple, lattice: tuple, quotes: np.ndarray) -> np.ndarray:

@@ -323,7 +323,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     makers = spec.makers or MarketMakers(count=0)
     n_makers = makers.count
     tau = spec.T - t
-    bid_off, ask_off = makers.quote_offsets(tau)
+    bid_off, ask_off, groups = makers.group_quote_offsets(tau)
     noise = spec.noise
     rates = np.array([noise.limit_rate * s, noise.market_rate * s, noise.cancel_rate])
     latent = spec.latent
@@ -351,7 +351,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         meta_params,
         int(n_makers), int(makers.quote_size * (s if spec.scale_with == "crowd" else 1)), int(makers.max_inventory),
         np.ascontiguousarray(bid_off, dtype=np.float64), np.ascontiguousarray(ask_off, dtype=np.float64),
-        makers.amend == "replace",
+        groups, makers.amend == "replace",
         types.astype(np.int64), lots, int(L), *(np.ascontiguousarray(x, dtype=np.float64) for x in (a, b, c, grid)),
         float(gx0), float(gdx), float(gdt),
         bool(crowd is not None and crowd.order_type == "ioc"), int(crowd.ioc_ticks if crowd is not None else 0),

@@ -106,7 +106,7 @@ def test_rounds_that_cannot_identify_the_cost_say_what_to_raise(tmp_path, capsys
     (lambda t: t.replace("lots_per_unit = 20", "lots_per_unit = 1").replace("means = [1.0]", "means = [0.5]"),
      "lots per agent"),
     (lambda t: t.replace("seeds = 2\ndeviators", 'seeds = 2\naveraging = "adam"\ndeviators'), "learning.averaging"),
-    (lambda t: t.replace("[learning]", '[learning]\npopulation = "makers"'), "learning.population"),
+    (lambda t: t.replace("[learning]", '[learning]\npopulation = "takers"'), "learning.population"),
 ])
 def test_bad_learning_files(tmp_path, capsys, change, message):
     assert_calibrate_refuses(tmp_path, capsys, change(LEARN.format(rounds=3, max_error=10.0)), "learn", message,
@@ -140,3 +140,122 @@ def test_beliefs_and_rounds_pieces():
     assert [s.weight(r) for r in range(3)] == pytest.approx([1.0, 0.5, 1 / 3])
     damped = LearningSettings(**{**s.__dict__, "averaging": 0.3})
     assert [damped.weight(r) for r in range(3)] == pytest.approx([1.0, 0.3, 0.3])
+
+
+MAKERS = """
+[learning]
+population = "makers"
+learner = "{learner}"
+n_makers = 6
+rounds = {rounds}
+seeds = 2
+deviators = 0.2
+mean_bins = 2
+
+[market]
+T = 0.2
+dt = 0.002
+n_ticks = 1024
+initial_mid = 512
+
+[market.noise]
+limit_rate = 0.0
+market_rate = 40.0
+cancel_rate = 0.0
+max_size = 1
+
+[market.makers]
+model = "mfg_tick"
+lattice = [1.0, 2.0, 3.0]
+risk_aversion = 0.05
+fill_intensity = 100.0
+fill_decay = 0.8
+volatility = 2.0
+quote_size = 1
+max_inventory = 5
+amend = "cancel"
+"""
+
+
+@pytest.mark.parametrize("learner", ["model", "bandit"])
+def test_makers_learning_end_to_end(tmp_path, capsys, learner):
+    """Makers who measure the book (or only their own P&L) quote on the lattice: each round is
+    a row with their spread in the book against the lattice MFG on the book's own fill table;
+    the model-based makers' deviators give the exploitability; the figure shows the table."""
+    from analysis.figures import plot_makers_learning
+
+    path = tmp_path / "makers.toml"
+    path.write_text(MAKERS.format(learner=learner, rounds=3))
+    assert main(["learn", str(path), "--out", str(tmp_path), "--workers", "1"]) == 0
+    table = pl.read_parquet(tmp_path / "makers" / "learning.parquet")
+    assert table["round"].to_list() == [0, 1, 2] and set(table["learner"]) == {learner}
+    for key in ("spread", "mfg_spread", "pnl", "mfg_pnl"):
+        assert np.all(np.isfinite(table[key].to_numpy())), key
+    assert (table["spread_lo"] <= table["spread"]).all() and (table["spread"] <= table["spread_hi"]).all()
+    assert ((table["mfg_spread"] > 1.0) & (table["mfg_spread"] < 6.0)).all()  # one to three ticks a side
+    if learner == "model":
+        assert np.all(np.isfinite(table["exploitability"].to_numpy()))
+        assert np.all(table["quote_error"].to_numpy() < 1.0)
+    else:
+        weights = np.array(table["level_weights"].to_list())
+        np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    assert "lattice MFG" in capsys.readouterr().out
+    fig = plot_makers_learning(table)
+    np.testing.assert_allclose(fig.axes[0].lines[-1].get_ydata(), table["mfg_spread"].to_numpy())
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.replace('model = "mfg_tick"', 'model = "glft"'), "model = 'mfg_tick'"),
+    (lambda t: t.replace("amend =", "premia = [1.0, 2.0, 3.0]\namend ="), "the learners measure it"),
+    (lambda t: t.replace("deviators = 0.2", "deviators = 0.1"), "no deviating maker"),
+    (lambda t: t.replace('learner = "model"', 'learner = "q"'), "learning.learner"),
+])
+def test_bad_makers_learning_files(tmp_path, capsys, change, message):
+    assert_calibrate_refuses(tmp_path, capsys, change(MAKERS.format(learner="model", rounds=3)), "makers", message,
+                             command="learn")
+
+
+def test_fictitious_play_finds_the_makers_equilibrium():
+    """Where the lattice game has a pure equilibrium (Anderson reaches it), fictitious play's
+    averaged mean quotes approach it like 1/iteration; its P&L approaches the equilibrium's."""
+    from mfg.market_making import ExponentialIntensity, TickMarketMakingMFG, fictitious_makers, solve_market_making
+
+    game = TickMarketMakingMFG(gamma=0.05, sigma=2.0, quotes=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+                               intensity=ExponentialIntensity(100.0, 0.8, 0.3), max_inventory=5, T=0.2)
+    exact = solve_market_making(game, n_t=200)
+    errors = []
+    for iterations in (20, 160):
+        fp = fictitious_makers(game, 200, iterations)
+        errors.append(max(np.max(np.abs(fp.mean_bid - exact.mean_bid)), np.max(np.abs(fp.mean_ask - exact.mean_ask))))
+    assert errors[1] < 0.25 * errors[0] and errors[1] < 0.02, errors
+    assert fp.expected_pnl() == pytest.approx(exact.expected_pnl(), rel=0.01)
+    assert fp.residuals[-1] < 2.0 / 160 * max(fp.residuals[:3])
+
+
+def test_table_makers_quote_what_they_are_given():
+    """Makers of model "table" quoting the tick MFG's own quotes trade the bytes of "mfg_tick";
+    a group given NaN quotes never posts; bad tables and groups are refused by name."""
+    from mfg.validation import InvalidValue
+    from simulator.agents import MarketMakers, NoiseFlow
+    from simulator.market import MarketSpec, run_market
+
+    tick = MarketMakers(count=4, model="mfg_tick", lattice=(1.0, 2.0, 3.0), fill_intensity=100.0, fill_decay=0.8,
+                        quote_size=1, max_inventory=5, amend="cancel")
+    spec = MarketSpec(T=0.2, dt=0.002, n_ticks=1024, initial_mid=512, crowd=None, makers=tick, scale_with="makers",
+                      noise=NoiseFlow(limit_rate=0.0, market_rate=40.0, cancel_rate=0.0, max_size=1), record_every=1)
+    bid, ask = tick.quote_offsets(spec.T - np.arange(spec.n_steps) * spec.dt)
+    import dataclasses
+
+    table = dataclasses.replace(tick, model="table", lattice=(), bid_table=bid[None], ask_table=ask[None])
+    runs = [run_market(dataclasses.replace(spec, makers=m), seed=5) for m in (tick, table)]
+    np.testing.assert_array_equal(runs[0].accounts_cash, runs[1].accounts_cash)
+    silent = dataclasses.replace(table, bid_table=np.stack([bid, np.full_like(bid, np.nan)]),
+                                 ask_table=np.stack([ask, np.full_like(ask, np.nan)]), groups=(0, 0, 1, 1))
+    run = run_market(dataclasses.replace(spec, makers=silent), seed=5)
+    assert np.all(run.accounts_inventory[:, 3:5] == 0) and np.any(run.accounts_inventory[:, 1:3] != 0)
+    for change, match in (({"bid_table": bid}, "bid_table"), ({"groups": (0, 0, 0, 3)}, "groups"),
+                          ({"ask_table": -ask[None]}, "negative"), ({"bid_table": None}, "needs bid_table")):
+        with pytest.raises(InvalidValue, match=match):
+            dataclasses.replace(table, **change)
+    with pytest.raises(InvalidValue, match="only model 'table'"):
+        dataclasses.replace(tick, groups=(0, 0, 0, 0))

@@ -1,4 +1,8 @@
-"""`mfgsim learn CONFIG.toml`: execution agents who only see the market learn its mean-field equilibrium.
+"""`mfgsim learn CONFIG.toml`: agents who only see the market learn its mean-field equilibrium.
+
+This module holds the execution crowd (``population = "executors"``, below) and reads
+every learning file; market makers (``population = "makers"``, model-based or bandits on
+the tick lattice) are :mod:`mfgsim.studies.makers_learning`.
 
 No agent is given the MFG solution. The crowd plays rounds ("days") in the book. Before each
 round the learners hold two beliefs, both estimated from the rounds so far:
@@ -52,7 +56,7 @@ import numpy as np
 import polars as pl
 
 from analysis.compare import realised_gains
-from analysis.figures import plot_learning, save_figure
+from analysis.figures import plot_learning, plot_makers_learning, save_figure
 from analysis.impact import ExecutionCells, execution_cells
 from analysis.primitives import PrimitiveError, fit_propagator, fit_temporary_cost, impact_curve
 from mfg.closed_form import LQCrowding
@@ -66,10 +70,11 @@ from ..config import ConfigError, check_memory, output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
 from ..specs import resolve_point
+from . import makers_learning
 from .calibration import MetaOrderSettings, meta_order_settings
 from .measured import Primitives, crowd_shares, feedback_rate, meta_order_curves, speed_penalty
 
-POPULATIONS = ("executors",)
+POPULATIONS = ("executors", "makers")
 
 
 class LearningError(ValueError):
@@ -178,7 +183,8 @@ class LearningResult:
         -------
         dict
             ``exploitability``, ``exploitability_lo``, ``exploitability_hi``,
-            ``exploitability_rel`` (over the last MFG value's magnitude) and ``rounds`` (the first
+            ``exploitability_rel`` (over the last MFG value's magnitude, or the makers' MFG P&L) and
+            ``rounds`` (the first
             and last round pooled).
         """
         last = self.rows[len(self.rows) // 2:]
@@ -188,7 +194,7 @@ class LearningResult:
         lo, hi = np.percentile(boot, [2.5, 97.5])
         mean = float(values.mean())
         return {"exploitability": mean, "exploitability_lo": float(lo), "exploitability_hi": float(hi),
-                "exploitability_rel": mean / max(abs(last[-1]["mfg_value"]), 1e-300),
+                "exploitability_rel": mean / max(abs(last[-1].get("mfg_value", last[-1].get("mfg_pnl"))), 1e-300),
                 "rounds": [int(last[0]["round"]), int(last[-1]["round"])]}
 
 
@@ -212,19 +218,23 @@ def load(path: str | Path) -> LearningPlan:
     root = read_toml(path)
     sec = root.table("learning")
     name = output_name(sec, path)
-    sec.choice("population", POPULATIONS, "executors")
+    population = sec.choice("population", POPULATIONS, "executors")
     averaging = sec.get("averaging", "fictitious")
     if averaging != "fictitious" and not (isinstance(averaging, (int, float)) and not isinstance(averaging, bool)
                                           and 0.0 < averaging <= 1.0):
         raise sec.error("averaging", averaging, "expected \"fictitious\" (weights 1/(r+1)) or a weight in (0, 1] "
                                                 "of the last round (1: plain best response)")
+    averaging = averaging if averaging == "fictitious" else float(averaging)
+    rounds = sec.integer("rounds", 20, lo=2, hi=10_000)
+    seeds = sec.integer("seeds", 4, lo=2, hi=100_000)
+    deviators = sec.number("deviators", 0.05, lo=0.0, hi=0.5, lo_open=True)
+    if population == "makers":
+        return makers_learning.load(root, sec, name, averaging, rounds, seeds, deviators)
     n_exponentials = sec.get("n_exponentials", None)
     if n_exponentials is not None:
         n_exponentials = sec.integer("n_exponentials", lo=0, hi=3)
     settings = LearningSettings(
-        rounds=sec.integer("rounds", 20, lo=2, hi=10_000), seeds=sec.integer("seeds", 4, lo=2, hi=100_000),
-        averaging=averaging if averaging == "fictitious" else float(averaging),
-        deviators=sec.number("deviators", 0.05, lo=0.0, hi=0.5, lo_open=True),
+        rounds=rounds, seeds=seeds, averaging=averaging, deviators=deviators,
         horizon=sec.integer("horizon", 10, lo=2, hi=10**6), n_exponentials=n_exponentials,
         crowd_share=sec.number("crowd_share", 0.8, lo=0.0, hi=1.0, lo_open=True),
         max_policy_error=sec.number("max_policy_error", 2.0, lo=0.0, lo_open=True))
@@ -446,14 +456,31 @@ def run(plan: LearningPlan, workers: int | None = None, dask: str | None = None,
         When a round's data cannot identify a primitive (the message names it and what to
         raise); the rounds so far are on disk.
     """
-    s, cfg, source = plan.settings, plan.config, plan.source
     rows: list[dict] = []
 
-    def keep(row):
+    def checkpointed(row):
         rows.append(row)
         if checkpoint is not None:
             with output_lock(checkpoint):
                 atomic_write(Path(checkpoint) / "learning.parquet", pl.DataFrame(rows).write_parquet)
+
+    if isinstance(plan, makers_learning.MakersLearningPlan):
+        def say(row):
+            checkpointed(row)
+            if verbose:
+                print(f"round {row['round']}: spread {row['spread']:.3f} [{row['spread_lo']:.3f}, "
+                      f"{row['spread_hi']:.3f}] (MFG {row['mfg_spread']:.3f}), pnl_gap_rel {row['pnl_gap_rel']:+.3f}, "
+                      f"quote error {row['quote_error']:.3g}, exploitability {row['exploitability']:+.3g}, "
+                      f"{row['seconds']:.1f} s", flush=True)
+
+        warm_kernels()
+        with make_engine(workers, dask) as pool:
+            _, diverged = makers_learning.run(plan, pool, say)
+        return LearningResult(plan, rows, diverged)
+    s, cfg, source = plan.settings, plan.config, plan.source
+
+    def keep(row):
+        checkpointed(row)
         if verbose:
             print(f"round {row['round']}: policy error {row['policy_error']:.4f} (book inventory "
                   f"{row['inventory_error']:.4f}), exploitability {row['exploitability']:+.4g} "
@@ -547,8 +574,12 @@ def write(result: LearningResult, out_root: str | Path) -> Path:
     table = pl.DataFrame(result.rows)
     with output_lock(out):
         atomic_write(out / "learning.parquet", table.write_parquet)
-        grid = market_objects(result.plan.config, result.plan.source)[1].crowd.fd_grid
-        save_figure(plot_learning(table, (np.arange(grid.n_t) + 0.5) * grid.dt), out / "learning")
+        if isinstance(result.plan, makers_learning.MakersLearningPlan):
+            figure = plot_makers_learning(table)
+        else:
+            grid = market_objects(result.plan.config, result.plan.source)[1].crowd.fd_grid
+            figure = plot_learning(table, (np.arange(grid.n_t) + 0.5) * grid.dt)
+        save_figure(figure, out / "learning")
     return out
 
 
@@ -567,6 +598,17 @@ def summary_text(result: LearningResult) -> str:
         return "no round finished"
     last = result.rows[-1]
     state = "DIVERGED" if result.diverged else "done"
+    if isinstance(result.plan, makers_learning.MakersLearningPlan):
+        text = (f"{state} after {last['round'] + 1} rounds ({last['learner']} learners, N = {last['n_makers']}): "
+                f"mean spread {last['spread']:.3f} [{last['spread_lo']:.3f}, {last['spread_hi']:.3f}] ticks against "
+                f"the lattice MFG's {last['mfg_spread']:.3f} on the book's own fill table; pnl_gap_rel "
+                f"{last['pnl_gap_rel']:+.3f}")
+        if last["learner"] == "model" and len(result.rows) >= 4:
+            e = result.settled()
+            text += (f"\nexploitability in the book over rounds {e['rounds'][0]}..{e['rounds'][1]}: "
+                     f"{e['exploitability']:+.4g} [{e['exploitability_lo']:+.3g}, {e['exploitability_hi']:+.3g}] "
+                     f"({e['exploitability_rel']:+.2%} of the MFG P&L)")
+        return text
     text = (f"{state} after {last['round'] + 1} rounds (N = {last['n_agents']}): policy error "
             f"{last['policy_error']:.4f} against the MFG on the learners' primitives (the book's inventory "
             f"{last['inventory_error']:.4f}); cost gap {last['cost_gap_rel']:+.3f} of the MFG value "

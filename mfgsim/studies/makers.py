@@ -259,13 +259,13 @@ def posted_quotes(spec, run) -> dict:
     """
     makers = spec.makers
     Q, size = makers.max_inventory, makers.quote_size
-    bid_off, ask_off = makers.quote_offsets(spec.T - np.arange(spec.n_steps) * spec.dt)
+    bid_off, ask_off, groups = makers.group_quote_offsets(spec.T - np.arange(spec.n_steps) * spec.dt)
     inv = run.accounts_inventory[:, 1:1 + makers.count]
     mid = run.market["mid"][:-1, None]
     q = np.clip(np.round(inv[:-1] / size).astype(int), -Q, Q)
     rows = np.arange(spec.n_steps)[:, None]
-    bid = np.where(q < Q, bid_off[rows, q + Q], np.nan)
-    ask = np.where(q > -Q, ask_off[rows, q + Q], np.nan)
+    bid = np.where(q < Q, bid_off[groups[None, :], rows, q + Q], np.nan)
+    ask = np.where(q > -Q, ask_off[groups[None, :], rows, q + Q], np.nan)
     change = np.diff(inv, axis=0)
     return {"bid": bid, "ask": ask, "bid_posted": mid - np.floor(mid - bid), "ask_posted": np.ceil(mid + ask) - mid,
             "bought": change > 0, "sold": change < 0}
