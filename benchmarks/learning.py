@@ -8,6 +8,10 @@ start, with its exploitability (price x shares per agent) against iteration.
 ``fp_exploitability_slope`` is the log-log slope of fictitious play's exploitability over
 iterations 10 .. the last (two decades with --quick, three without), with a 95% interval.
 
+Fictitious play on the finite-difference games (``mfg.learning.fd_learning``, exact
+exploitability on the grid): ``fd_fp_exploitability_slope`` for the measured model's shape
+(spread cost 0.05, impact exponent 0.7) and for crowd aversion (a density coupling).
+
 Then learning in the book (``mfgsim.studies.learning``, the market and agents of
 ``runs/learn_executors.toml``): N = 1000 and N = 100 execution agents, never given the MFG,
 play rounds and best-respond to what they estimate. Per N: ``book_policy_error`` (the last
@@ -90,9 +94,33 @@ def main(argv=None) -> None:
         reached = np.flatnonzero(history.exploitability < 1e-8 * history.exploitability[0])
         emit(f"{name}_iterations_to_1e-8", int(reached[0]) if reached.size else -1, "iterations", kappa=KAPPA,
              settings=history.settings)
+    fd_games(300 if args.quick else 2000)
     in_the_book(8 if args.quick else 20, args.workers)
     makers((10, 30, 100) if args.quick else (10, 30, 100, 300, 1000), 8 if args.quick else 12,
            60 if args.quick else 150, args.workers)
+
+
+def fd_games(iterations: int) -> None:
+    """Fictitious play on the FD games: the measured model's shape (spread cost, concave impact)
+    and crowd aversion (a density coupling), with their exact exploitability."""
+    from mfg.fd import CrowdAversionModel, Grid, LQCrowdingModel
+    from mfg.learning import fd_learning
+
+    measured = LQCrowdingModel(LQCrowding.single(k=0.1, kappa=1.0, phi=1.0, A=10.0, T=1.0,
+                                                 m0=GaussianMixture.normal(1.0, 0.2)),
+                               spread_cost=0.05, impact_exponent=0.7)
+    aversion = CrowdAversionModel(k=1.0, phi=1.0, A=1.0, alpha=1.0, T=1.0, m0=GaussianMixture.normal(1.0, 0.2),
+                                  sigma=0.2)
+    for name, model, grid in (("measured_shape", measured, Grid(-0.6, 2.0, 131, 1.0, 100)),
+                              ("crowd_aversion", aversion, Grid(-1.0, 3.0, 81, 1.0, 50))):
+        t0 = time.perf_counter()
+        fp = fd_learning(model, grid, iterations)
+        seconds = time.perf_counter() - t0
+        slope, se = fp.slope(10)
+        emit("fd_fp_exploitability_slope", slope, "log-log", game=name, iterations=[10, iterations],
+             interval=[round(slope - 1.96 * se, 4), round(slope + 1.96 * se, 4)],
+             exploitability=[float(f"{fp.exploitability[0]:.4g}"), float(f"{fp.exploitability[-1]:.4g}")],
+             seconds_per_iteration=round(seconds / iterations, 5))
 
 
 def makers(sizes, model_rounds: int, bandit_rounds: int, workers: int | None) -> None:

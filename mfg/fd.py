@@ -503,6 +503,10 @@ class MFGSolution:
     evaluations : int
         Evaluations of the fixed-point map Φ (one HJB and one FP sweep per type), the same
         unit of work for every method.
+    bplus, bminus : numpy.ndarray of float64 or None
+        The upwind velocities the control sums (>= 0 buying towards the next node, <= 0
+        selling towards the previous one): the policy as the FP moves it (:func:`policy`).
+        None for a Richardson-extrapolated solution.
     """
 
     grid: Grid
@@ -516,6 +520,8 @@ class MFGSolution:
     method: str
     seconds: float
     evaluations: int
+    bplus: np.ndarray | None = None
+    bminus: np.ndarray | None = None
 
     @property
     def iterations(self) -> int:
@@ -803,6 +809,140 @@ def best_response(model: MFGModel, grid: Grid, coupling: np.ndarray, *, newton_t
     return _finish(model, grid, phi, c, [residual], "best_response", time.perf_counter() - t0, 1)
 
 
+@dataclass(frozen=True)
+class Policy:
+    """A population's policy on the grid and what it makes and pays, linear in mixtures.
+
+    A player's expected cost against a coupling is affine in the Hamiltonian terms the
+    coupling sets (:class:`HamiltonianTerms`): the shift multiplies the rates traded, the
+    slope the mean inventories, the dense potential the density. So a policy is kept as its
+    coupling-free cost and those three statistics; a mixture of policies (a share of the
+    players on each, as fictitious play averages them) is the same average of them. The
+    statistics weigh step n with the density after it, as the implicit scheme does: the
+    cost of a policy computed so is exactly the value its linear HJB would give (the FP
+    sweep is the adjoint of the HJB's), and for a best response it is the HJB's value.
+
+    Parameters
+    ----------
+    cost : numpy.ndarray of float64, shape (J,)
+        Σ_n dt Σ_i dx m_{n+1}(x_i) [k|ν|^α + a|ν| + base(x_i)] + Σ_i dx m_N(x_i) g(x_i):
+        the cost every coupling leaves in place (price × shares).
+    rates : numpy.ndarray of float64, shape (J, N)
+        Mean rate over each step (shares per time).
+    means : numpy.ndarray of float64, shape (J, N)
+        Mean inventory after each step (shares).
+    density : numpy.ndarray of float64, shape (J, N, I) or None
+        The density after each step, for models with a density-dependent potential.
+    coupling : numpy.ndarray of float64
+        The coupling the population makes (``model.coupling_from``).
+    """
+
+    cost: np.ndarray
+    rates: np.ndarray
+    means: np.ndarray
+    density: np.ndarray | None
+    coupling: np.ndarray
+
+    def mixed(self, other: Policy, weight: float) -> Policy:
+        """The mixture with a share ``weight`` of the players on ``other``.
+
+        Exact for couplings linear in the population (the mean rate, the density), as both
+        of the FD models' are.
+
+        Parameters
+        ----------
+        other : Policy
+        weight : float
+            In [0, 1].
+
+        Returns
+        -------
+        Policy
+        """
+        def mix(a, b):
+            return None if a is None else a + weight * (b - a)
+
+        return Policy(mix(self.cost, other.cost), mix(self.rates, other.rates), mix(self.means, other.means),
+                      mix(self.density, other.density), mix(self.coupling, other.coupling))
+
+    def expected_cost(self, model: MFGModel, grid: Grid, coupling: np.ndarray) -> np.ndarray:
+        """Each type's expected cost of this policy against ``coupling`` (price × shares).
+
+        Parameters
+        ----------
+        model : MFGModel
+        grid : Grid
+        coupling : numpy.ndarray of float64
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (J,)
+        """
+        terms = model.hamiltonian_terms(coupling, grid)
+        out = self.cost + grid.dt * ((terms.shift * self.rates).sum(axis=1) + (terms.slope * self.means).sum(axis=1))
+        if terms.dense is not None:
+            out = out + grid.dt * grid.dx * (terms.dense * self.density).sum(axis=(1, 2))
+        return out
+
+
+def policy(model: MFGModel, grid: Grid, bplus: np.ndarray, bminus: np.ndarray) -> Policy:
+    """The statistics of a policy given by its upwind velocities (see :class:`Policy`).
+
+    Parameters
+    ----------
+    model : MFGModel
+    grid : Grid
+    bplus, bminus : numpy.ndarray of float64, shape (J, N+1, I)
+        Velocities >= 0 and <= 0 (shares per time), as :class:`MFGSolution` holds them.
+
+    Returns
+    -------
+    Policy
+    """
+    J, N, n_x = model.n_types, grid.n_t, grid.n_x
+    bplus, bminus = (np.ascontiguousarray(b, dtype=np.float64) for b in (bplus, bminus))
+    check.require(bplus.shape == (J, N + 1, n_x) and bminus.shape == bplus.shape and bool(np.all(bplus >= 0))
+                  and bool(np.all(bminus <= 0)), "bplus, bminus", f"arrays of shape {bplus.shape}",
+                  f"shape (J, N+1, I) = {(J, N + 1, n_x)}, bplus >= 0 and bminus <= 0")
+    m0, terminal = model.initial_densities(grid), model.terminal_costs(grid)
+    base = model.hamiltonian_terms(model.initial_coupling(grid), grid).base
+    m = np.empty((J, N + 1, n_x))
+    rates = np.empty((J, N))
+    k, alpha, a = model.k, float(model.cost_exponent), float(model.spread_cost)
+    for j in range(J):
+        K.fp_forward(grid.dx, grid.dt, model.sigma, bplus[j], bminus[j], m0[j], m[j], rates[j])
+    speed = k * (bplus[:, :-1] ** alpha + np.abs(bminus[:, :-1]) ** alpha) + a * (bplus[:, :-1] - bminus[:, :-1])
+    after = m[:, 1:]
+    cost = grid.dt * grid.dx * ((speed + base[:, None, :]) * after).sum(axis=(1, 2)) \
+        + grid.dx * (m[:, -1] * terminal).sum(axis=1)
+    means = grid.dx * after @ grid.x
+    coupling = np.asarray(model.coupling_from(m, rates, grid), dtype=np.float64)
+    return Policy(cost, rates, means, after.copy() if model.coupling_per_node else None, coupling)
+
+
+def exploitability(model: MFGModel, grid: Grid, population: Policy) -> tuple[float, MFGSolution]:
+    """What a best response saves over a population's policy, against the coupling it makes.
+
+    Σ_j w_j (E[cost of the policy] - E[u_BR(0, X_0)]) for type j's initial law: >= 0, zero
+    only at an equilibrium (to the grid's round-off: both sides are the same discrete costs).
+
+    Parameters
+    ----------
+    model : MFGModel
+    grid : Grid
+    population : Policy
+
+    Returns
+    -------
+    (float, MFGSolution)
+        The exploitability (price × shares per player) and the best response.
+    """
+    br = best_response(model, grid, population.coupling)
+    best = grid.dx * (br.value[:, 0] * model.initial_densities(grid)).sum(axis=1)
+    gap = population.expected_cost(model, grid, population.coupling) - best
+    return float(np.asarray(model.weights) @ gap), br
+
+
 def _richardson(coarse: MFGSolution, fine: MFGSolution) -> MFGSolution:
     """``2 fine - coarse`` on the coarse nodes: the first-order errors cancel."""
     def nodes(a):  # (J, 2N+1, 2I-1) -> (J, N+1, I)
@@ -849,4 +989,5 @@ def _finish(model, grid, phi, c, residuals, method, seconds, evaluations) -> MFG
     rates = model.weights @ phi.rates
     return MFGSolution(grid=grid, weights=np.asarray(model.weights), m=phi.m.copy(), value=phi.u.copy(),
                        control=control, mean_rate=rates, coupling=np.asarray(c).copy(),
-                       residuals=tuple(residuals), method=method, seconds=seconds, evaluations=evaluations)
+                       residuals=tuple(residuals), method=method, seconds=seconds, evaluations=evaluations,
+                       bplus=phi.bplus.copy(), bminus=phi.bminus.copy())

@@ -499,3 +499,72 @@ def mirror_descent(game: LQLearningGame, iterations: int, *, step_size: float,
         return first + dual
 
     return _learn(game, iterations, first, "mirror_descent", step, {"step_size": eta})
+
+
+def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play", damping: float = 1.0,
+                schedule: Callable[[int], float] | None = None) -> LearningHistory:
+    """Best response or fictitious play on a finite-difference MFG, with its exact exploitability.
+
+    The players start from the best response to the model's initial coupling (for
+    :class:`mfg.fd.LQCrowdingModel`, to no crowd: a lone trader's policy). Each step
+    best-responds (:func:`mfg.fd.best_response`) to the coupling the current population
+    makes and moves a share ``a`` of the players onto that response: the population is a
+    mixture of best responses (:class:`mfg.fd.Policy`), fictitious play's average with
+    ``a_i = 1/(i+1)``. The exploitability of every iterate (:func:`mfg.fd.exploitability`,
+    price × shares per player) is exact on the grid: the expected cost of the mixture
+    against the coupling it makes, minus the best response's.
+
+    Parameters
+    ----------
+    model : mfg.fd.MFGModel
+        With a coupling linear in the population (mean rates, a density), as both FD models'.
+    grid : mfg.fd.Grid
+    iterations : int
+        Learning steps, >= 1.
+    method : str
+        ``"fictitious_play"`` (``schedule``, default ``1/(i+1)``) or ``"best_response"`` (a
+        fixed ``damping``; 1 is plain best response).
+    damping : float
+        a in (0, 1] of ``"best_response"``.
+    schedule : callable, optional
+        i -> a_i in (0, 1] of ``"fictitious_play"``.
+
+    Returns
+    -------
+    LearningHistory
+        ``distance``: sup |coupling - the equilibrium's| (the equilibrium solved by
+        :func:`mfg.fd.solve`; NaN where that solve does not converge); ``policy``: the last
+        population's coupling.
+    """
+    from . import fd
+
+    check.integer("iterations", iterations, lo=1, hi=10_000_000)
+    check.choice("method", method, ("fictitious_play", "best_response"))
+    a = check.number("damping", damping, lo=0.0, hi=1.0, lo_open=True)
+    weights = schedule or (lambda i: 1.0 / (i + 1))
+    try:
+        target = fd.solve(model, grid, tol=1e-10).coupling
+    except fd.MFGConvergenceError:  # Anderson's fixed point can fail where the learners still converge
+        target = None
+    start = fd.best_response(model, grid, model.initial_coupling(grid))
+    population = fd.policy(model, grid, start.bplus, start.bminus)
+    exploitability, distance = [], []
+    bound, diverged = math.inf, False
+    for i in range(iterations + 1):
+        e, br = fd.exploitability(model, grid, population)
+        exploitability.append(e)
+        distance.append(math.nan if target is None else float(np.max(np.abs(population.coupling - target))))
+        bound = 1e12 * max(exploitability[0], 1e-300) if i == 0 else bound
+        if not math.isfinite(e) or e > bound:
+            diverged = True
+            break
+        if i == iterations:
+            break
+        step = weights(i + 1) if method == "fictitious_play" else a
+        if not (isinstance(step, float | int) and 0 < step <= 1):
+            raise check.InvalidValue(f"schedule({i + 1})", step, "a weight in (0, 1]")
+        population = population.mixed(fd.policy(model, grid, br.bplus, br.bminus), step)
+    settings = {"damping": a} if method == "best_response" else {
+        "schedule": "1/(i+1)" if schedule is None else getattr(schedule, "__name__", "custom")}
+    return LearningHistory(method, np.array(exploitability), np.array(distance), population.coupling, diverged,
+                           settings)

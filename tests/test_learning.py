@@ -120,3 +120,49 @@ def test_fd_best_response_is_the_grid_games_best_response():
     np.testing.assert_allclose(again.control, eq.control, atol=1e-8)
     with pytest.raises(ValueError, match="coupling must be finite and shaped"):
         best_response(fd_model, grid, np.zeros(7))
+
+
+def test_fd_exploitability_is_the_grid_games_and_zero_at_the_equilibrium():
+    """The FD game's exploitability (a policy's forward cost against the coupling it makes,
+    minus the best response's HJB value) against the LQ grid game's exact one for the same
+    policy, the lone trader's best response: two discretisations, first order apart. At the
+    FD equilibrium it is zero to round-off, and a policy's forward cost is its HJB value
+    (the FP sweep is the adjoint of the HJB's)."""
+    from mfg.fd import Grid, LQCrowdingModel, best_response, exploitability, policy, solve
+
+    cf = crowd(kappa=1.0, rho=0.5, transient=((2.0, 3.0),))
+    model = LQCrowdingModel(cf)
+    errors = []
+    for nx, nt in ((131, 100), (261, 200)):
+        grid = Grid(-0.6, 2.0, nx, 1.0, nt)
+        lone = best_response(model, grid, np.zeros(nt))
+        e_fd = exploitability(model, grid, policy(model, grid, lone.bplus, lone.bminus))[0]
+        game = LQLearningGame(cf, nt)
+        errors.append(abs(e_fd / game.exploitability(game.best_response(np.zeros(nt))) - 1))
+    assert errors[1] < 0.6 * errors[0] and errors[1] < 0.03, errors
+    eq = solve(model, grid, tol=1e-11)
+    at_eq = policy(model, grid, eq.bplus, eq.bminus)
+    assert abs(exploitability(model, grid, at_eq)[0]) < 1e-10
+    value = grid.dx * (eq.value[:, 0] * model.initial_densities(grid)).sum(axis=1)
+    np.testing.assert_allclose(at_eq.expected_cost(model, grid, eq.coupling), value, rtol=1e-12)
+
+
+def test_fd_fictitious_play_converges_on_the_nonlinear_measured_model_and_a_density_coupling():
+    """Fictitious play on the FD games the book's primitives make (spread cost, concave
+    impact) and on crowd aversion (a density coupling): exploitability falls like 1/i or
+    faster; plain best response converges here too (kappa below its threshold)."""
+    from mfg.fd import CrowdAversionModel, Grid, LQCrowdingModel
+    from mfg.learning import fd_learning
+
+    model = LQCrowdingModel(crowd(kappa=1.0), spread_cost=0.05, impact_exponent=0.7)
+    fp = fd_learning(model, Grid(-0.6, 2.0, 131, 1.0, 100), 200)
+    slope, se = fp.slope(10)
+    assert slope < -0.8 and se < 0.05 and fp.exploitability[-1] < 0.01 * fp.exploitability[0]
+    assert fp.distance[-1] < 0.1 * fp.distance[0]
+    br = fd_learning(model, Grid(-0.6, 2.0, 131, 1.0, 100), 10, method="best_response")
+    assert not br.diverged and br.exploitability[-1] < 1e-3 * br.exploitability[0]
+    aversion = CrowdAversionModel(k=1.0, phi=1.0, A=1.0, alpha=1.0, T=1.0, m0=GM.normal(1.0, 0.2), sigma=0.2)
+    fp = fd_learning(aversion, Grid(-1.0, 3.0, 81, 1.0, 50), 100)
+    assert fp.slope(10)[0] < -0.8 and np.all(fp.exploitability >= -1e-10)
+    with pytest.raises(InvalidValue, match="method"):
+        fd_learning(model, Grid(-0.6, 2.0, 131, 1.0, 100), 10, method="adam")
