@@ -12,6 +12,9 @@ Fictitious play on the finite-difference games (``mfg.learning.fd_learning``, ex
 exploitability on the grid): ``fd_fp_exploitability_slope`` for the measured model's shape
 (spread cost 0.05, impact exponent 0.7) and for crowd aversion (a density coupling).
 
+On the makers' jump game (``mfg.learning.jump_learning``): ``jump_exploitability`` after best
+response and fictitious play, against the start's and the time grid's floor.
+
 Then learning in the book (``mfgsim.studies.learning``, the market and agents of
 ``runs/learn_executors.toml``): N = 1000 and N = 100 execution agents, never given the MFG,
 play rounds and best-respond to what they estimate. Per N: ``book_policy_error`` (the last
@@ -95,6 +98,7 @@ def main(argv=None) -> None:
         emit(f"{name}_iterations_to_1e-8", int(reached[0]) if reached.size else -1, "iterations", kappa=KAPPA,
              settings=history.settings)
     fd_games(300 if args.quick else 2000)
+    jump_games()
     in_the_book(8 if args.quick else 20, args.workers)
     makers((10, 30, 100) if args.quick else (10, 30, 100, 300, 1000), 8 if args.quick else 12,
            60 if args.quick else 150, args.workers)
@@ -121,6 +125,24 @@ def fd_games(iterations: int) -> None:
              interval=[round(slope - 1.96 * se, 4), round(slope + 1.96 * se, 4)],
              exploitability=[float(f"{fp.exploitability[0]:.4g}"), float(f"{fp.exploitability[-1]:.4g}")],
              seconds_per_iteration=round(seconds / iterations, 5))
+
+
+def jump_games() -> None:
+    """Best response and fictitious play on the makers' jump game (competition 2/tick), from makers
+    who believe the others quote wider than they will; the floor is the time grid's error."""
+    from mfg.learning import jump_learning
+    from mfg.market_making import MarketMakingMFG
+
+    model = MarketMakingMFG(gamma=0.05, sigma=2.0, A=100.0, k=0.8, competition=2.0, max_inventory=5, T=1.0)
+    for n_t in (800, 1600):
+        start = np.full((2, n_t + 1), 0.45)
+        br = jump_learning(model, n_t, 3, method="best_response", start=start)
+        fp = jump_learning(model, n_t, 30, start=start)
+        emit("jump_exploitability", br.exploitability[1], "value per maker", method="best_response", n_t=n_t,
+             start=float(f"{br.exploitability[0]:.4g}"), after=[float(f"{e:.3g}") for e in br.exploitability[1:]])
+        emit("jump_exploitability", fp.exploitability[-1], "value per maker", method="fictitious_play", n_t=n_t,
+             start=float(f"{fp.exploitability[0]:.4g}"),
+             at=[float(f"{fp.exploitability[i]:.3g}") for i in (1, 2, 5, 10, 30)])
 
 
 def makers(sizes, model_rounds: int, bandit_rounds: int, workers: int | None) -> None:

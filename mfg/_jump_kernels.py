@@ -232,3 +232,54 @@ def law_forward(t, shifts, rates, m):
         _law_rhs(w, shifts, rates[:, j + 1], k4)
         for q in range(S):
             m[j + 1, q] = m[j, q] + h / 6.0 * (k1[q] + 2.0 * k2[q] + 2.0 * k3[q] + k4[q])
+
+
+@njit(cache=True)
+def _policy_rhs(theta, shifts, xi, quotes, rates, penalty, out):
+    """dθ/dτ = -ψ + Σ_i Λ_i (1 - e^{-ξ(δ_i - p)})/ξ for fixed quotes δ_i and intensities Λ_i."""
+    S = theta.shape[0]
+    for q in range(S):
+        acc = -penalty[q]
+        for i in range(shifts.shape[0]):
+            target = q + shifts[i]
+            rate = rates[i, q]
+            if 0 <= target < S and rate > 0.0:
+                x = quotes[i, q] - (theta[q] - theta[target])
+                acc += rate * (x if xi == 0.0 else -math.expm1(-xi * x) / xi)
+        out[q] = acc
+
+
+@njit(cache=True)
+def policy_backward(t, shifts, xi, quotes, rates, penalty, terminal, theta):
+    """The value θ (N+1, S) of fixed quotes and intensities (K, N+1, S; a rate of 0 is a jump
+    not posted), backward from θ(T) = terminal, by the RK4 of :func:`hjb_backward` with the
+    quotes and rates linear over each step. Returns -1, or the step where θ stopped being finite."""
+    n = t.shape[0] - 1
+    S = theta.shape[1]
+    K = shifts.shape[0]
+    k1, k2, k3, k4, w = np.empty(S), np.empty(S), np.empty(S), np.empty(S), np.empty(S)
+    quotes_mid, rates_mid = np.empty((K, S)), np.empty((K, S))
+    penalty_mid = np.empty(S)
+    theta[n] = terminal
+    for j in range(n, 0, -1):
+        h = t[j] - t[j - 1]
+        for i in range(K):
+            for q in range(S):
+                a, b = quotes[i, j, q], quotes[i, j - 1, q]
+                # a side posted at one end of the step only: the posted quote over the step
+                quotes_mid[i, q] = 0.5 * (a + b) if math.isfinite(a) and math.isfinite(b) else (
+                    a if math.isfinite(a) else b)
+                rates_mid[i, q] = 0.5 * (rates[i, j, q] + rates[i, j - 1, q])
+        penalty_mid[:] = 0.5 * (penalty[j] + penalty[j - 1])
+        _policy_rhs(theta[j], shifts, xi, quotes[:, j], rates[:, j], penalty[j], k1)
+        w[:] = theta[j] + 0.5 * h * k1
+        _policy_rhs(w, shifts, xi, quotes_mid, rates_mid, penalty_mid, k2)
+        w[:] = theta[j] + 0.5 * h * k2
+        _policy_rhs(w, shifts, xi, quotes_mid, rates_mid, penalty_mid, k3)
+        w[:] = theta[j] + h * k3
+        _policy_rhs(w, shifts, xi, quotes[:, j - 1], rates[:, j - 1], penalty[j - 1], k4)
+        for q in range(S):
+            theta[j - 1, q] = theta[j, q] + h / 6.0 * (k1[q] + 2.0 * k2[q] + 2.0 * k3[q] + k4[q])
+            if not math.isfinite(theta[j - 1, q]):
+                return j - 1
+    return -1

@@ -436,6 +436,92 @@ def best_response(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray) -> J
     return _solution(model, phi, np.asarray(coupling), (), "best response", 0.0)
 
 
+def policy_value(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+    """The value of playing fixed quotes against a coupling.
+
+    The intensity of each posted quote is the model's against ``coupling`` (its scale times
+    the shape's ℓ(δ), or the lattice rate of that quote); a NaN quote is not posted. With
+    the quotes of :func:`best_response` this is its value up to the RK4's error, since
+    the best response is optimal node by node.
+
+    Parameters
+    ----------
+    model : JumpMFGModel
+    t : numpy.ndarray of float64, shape (N+1,)
+    coupling : numpy.ndarray of float64
+        Shaped as ``model.initial_coupling(t)``.
+    quotes : numpy.ndarray of float64, shape (K, N+1, S)
+        δ_i(t, q) (units of δ; NaN: not posted). Lattice quotes must be on the lattice.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N+1, S)
+        θ (value units).
+
+    Raises
+    ------
+    ValueError
+        For quotes of the wrong shape, a lattice quote off the lattice, or a value that
+        stops being finite.
+    """
+    phi = _JumpSweeper(model, np.ascontiguousarray(t, dtype=np.float64))
+    t = phi.t
+    terms = model.terms(np.asarray(coupling, dtype=np.float64), t)
+    S, n1, Kn = phi.m.shape[1], t.size, phi.shifts.size
+    quotes = np.ascontiguousarray(quotes, dtype=np.float64)
+    if quotes.shape != (Kn, n1, S) or np.any(np.isinf(quotes)):
+        raise ValueError(f"quotes has shape {quotes.shape} or infinite entries; expected finite or NaN, {(Kn, n1, S)}")
+    scale = _checked(np.asarray(terms.scale, dtype=np.float64), (Kn, n1, S), "terms().scale")
+    penalty = _checked(np.asarray(terms.penalty, dtype=np.float64), (n1, S), "terms().penalty")
+    posted = np.isfinite(quotes)
+    delta = np.where(posted, quotes, 0.0)
+    rates = np.zeros((Kn, n1, S))
+    for i, jump in enumerate(model.jumps):
+        if jump.shape == "exponential":
+            shape = np.exp(-jump.decay * delta[i])
+        elif jump.shape == "logistic":
+            shape = 1.0 / (1.0 + np.exp(jump.decay * (delta[i] - jump.center)))
+        else:
+            lattice = np.asarray(jump.quotes)
+            index = np.clip(np.searchsorted(lattice, delta[i]), 0, lattice.size - 1)
+            if np.any(posted[i] & (np.abs(lattice[index] - delta[i]) > 1e-9)):
+                raise ValueError(f"quotes of jump {i} must be on its lattice {jump.quotes} (or NaN)")
+            lattice_rates = np.asarray(terms.lattice, dtype=np.float64)[i]  # (N+1, L)
+            shape = np.take_along_axis(lattice_rates, index, axis=1)
+        rates[i] = np.where(posted[i], scale[i] * shape, 0.0)
+    theta = np.empty((n1, S))
+    failed = K.policy_backward(t, phi.shifts, phi.xi, quotes, rates, penalty, phi.terminal, theta)
+    if failed >= 0:
+        raise ValueError(f"the value of the quotes stopped being finite at t={t[failed]:.4g}; take more steps")
+    return theta
+
+
+def exploitability(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, policies, weights) -> float:
+    """What a best response gains over a mixture of fixed-quote policies, against a coupling.
+
+    V_BR - Σ_k w_k V_k, each value the initial law's mean of θ(0, ·): the players of the
+    mixture each follow one policy, so this is their mean gain from deviating (value units).
+
+    Parameters
+    ----------
+    model : JumpMFGModel
+    t : numpy.ndarray of float64, shape (N+1,)
+    coupling : numpy.ndarray of float64
+    policies : sequence of numpy.ndarray, each (K, N+1, S)
+        Quotes.
+    weights : sequence of float
+        The shares of the players on each, summing to one.
+
+    Returns
+    -------
+    float
+    """
+    m0 = np.asarray(model.initial_law(), dtype=np.float64)
+    best = float(m0 @ best_response(model, t, coupling).value[0])
+    played = sum(w * float(m0 @ policy_value(model, t, coupling, quotes)[0]) for w, quotes in zip(weights, policies))
+    return best - played
+
+
 def solve_jumps(model: JumpMFGModel, n_t: int = 1000, *, method: str = "anderson", damping: float = 0.7,
                 tol: float = 1e-10, max_iter: int = 200, anderson_depth: int = 6) -> JumpSolution:
     """The mean-field equilibrium on ``n_t`` steps of [0, T].

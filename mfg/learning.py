@@ -568,3 +568,74 @@ def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play"
         "schedule": "1/(i+1)" if schedule is None else getattr(schedule, "__name__", "custom")}
     return LearningHistory(method, np.array(exploitability), np.array(distance), population.coupling, diverged,
                            settings)
+
+
+def jump_learning(model, n_t: int, iterations: int, *, method: str = "fictitious_play", damping: float = 1.0,
+                  schedule: Callable[[int], float] | None = None, start: np.ndarray | None = None) -> LearningHistory:
+    """Best response or fictitious play on a jump game (market makers), with its exploitability.
+
+    The population is a mixture of fixed-quote policies: the first is the best response to
+    the starting coupling, each step adds the best response to the coupling of the
+    moment with a share ``a`` (fictitious play: ``a_i = 1/(i+1)``), and the coupling moves
+    the same share towards the one that response's players make. The exploitability of
+    every iterate (:func:`mfg.jump.exploitability`) is the best response's value over the
+    mixture's, each policy valued by a backward sweep of its quotes against the coupling
+    (value units per player): on a lattice, where the equilibrium may be mixed, it still
+    tends to zero.
+
+    Parameters
+    ----------
+    model : mfg.jump.JumpMFGModel
+    n_t : int
+        Time steps on [0, T].
+    iterations : int
+        Learning steps, >= 1 (each values every policy of the mixture: the cost grows like
+        iterations²).
+    method, damping, schedule
+        As in :func:`fd_learning`.
+    start : numpy.ndarray of float64, optional
+        The coupling the first policy answers (default ``model.initial_coupling``; for
+        makers, the myopic quote): what the players believe before they have seen anyone.
+
+    Returns
+    -------
+    LearningHistory
+        ``distance``: sup |coupling_i - coupling_{i-1}|, the last move of the coupling;
+        ``policy``: the last coupling.
+    """
+    from .jump import SolvedPopulation, best_response, exploitability as jump_exploitability, time_grid
+
+    check.integer("iterations", iterations, lo=1, hi=100_000)
+    check.choice("method", method, ("fictitious_play", "best_response"))
+    a = check.number("damping", damping, lo=0.0, hi=1.0, lo_open=True)
+    weights_of = schedule or (lambda i: 1.0 / (i + 1))
+    t = time_grid(model.T, n_t)
+
+    def respond(coupling):
+        br = best_response(model, t, coupling)
+        return br.quotes, np.asarray(model.coupling_from(SolvedPopulation(br.m, br.quotes, br.rates), t))
+
+    quotes, coupling = respond(np.asarray(model.initial_coupling(t) if start is None else start, dtype=np.float64))
+    policies, shares = [quotes], [1.0]
+    exploitability, distance = [], [math.nan]
+    diverged = False
+    for i in range(iterations + 1):
+        e = jump_exploitability(model, t, coupling, policies, shares)
+        exploitability.append(e)
+        if not math.isfinite(e):
+            diverged = True
+            break
+        if i == iterations:
+            break
+        step = weights_of(i + 1) if method == "fictitious_play" else a
+        if not (isinstance(step, float | int) and 0 < step <= 1):
+            raise check.InvalidValue(f"schedule({i + 1})", step, "a weight in (0, 1]")
+        quotes, produced = respond(coupling)
+        shares = [(1 - step) * w for w in shares] + [step]
+        policies.append(quotes)
+        moved = step * (produced - coupling)
+        coupling = coupling + moved
+        distance.append(float(np.max(np.abs(moved))))
+    settings = {"damping": a} if method == "best_response" else {
+        "schedule": "1/(i+1)" if schedule is None else getattr(schedule, "__name__", "custom")}
+    return LearningHistory(method, np.array(exploitability), np.array(distance), coupling, diverged, settings)

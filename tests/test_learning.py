@@ -166,3 +166,72 @@ def test_fd_fictitious_play_converges_on_the_nonlinear_measured_model_and_a_dens
     assert fp.slope(10)[0] < -0.8 and np.all(fp.exploitability >= -1e-10)
     with pytest.raises(InvalidValue, match="method"):
         fd_learning(model, Grid(-0.6, 2.0, 131, 1.0, 100), 10, method="adam")
+
+
+def test_jump_policy_value_against_a_matrix_exponential_and_the_hjb():
+    """A fixed-quote policy's value: for a risk-neutral maker quoting a constant δ the value
+    solves a linear ODE, dθ/dτ = -φq² + Σ± A e^{-kδ} (δ - θ(q) + θ(q±1)), here by scipy's
+    matrix exponential; and the equilibrium's own quotes are worth its HJB value, to second
+    order in dt."""
+    from scipy.linalg import expm
+
+    from mfg.jump import policy_value, time_grid
+    from mfg.market_making import MarketMakingMFG, RiskNeutralMakers, solve_market_making
+
+    model = RiskNeutralMakers(A=50.0, k=0.8, phi=0.5, ell=1.0, max_inventory=3, T=0.5)
+    t = time_grid(model.T, 400)
+    delta = 1.2
+    S = 7
+    quotes = np.full((2, t.size, S), delta)
+    quotes[0, :, -1] = np.nan  # no bid at +Q, no ask at -Q
+    quotes[1, :, 0] = np.nan
+    theta = policy_value(model, t, model.initial_coupling(t), quotes)
+    rate = 50.0 * np.exp(-0.8 * delta)
+    q = np.arange(-3, 4, dtype=float)
+    G, c = np.zeros((S, S)), -0.5 * q**2
+    for s in range(S):
+        for target in (s + 1, s - 1):
+            if 0 <= target < S:
+                G[s, target] += rate
+                G[s, s] -= rate
+                c[s] += rate * delta
+    # dθ/dτ = G θ + c from θ(T) = -ℓ q²: augmented with a constant 1
+    M = np.zeros((S + 1, S + 1))
+    M[:S, :S], M[:S, S] = G, c
+    exact = (expm(M * model.T) @ np.append(-q**2, 1.0))[:S]
+    np.testing.assert_allclose(theta[0], exact, rtol=1e-8)
+    errors = []
+    for n_t in (200, 400):
+        sol = solve_market_making(MarketMakingMFG(gamma=0.05, sigma=2.0, A=100.0, k=0.8, competition=0.3,
+                                                  max_inventory=5, T=0.2), n_t=n_t).jump_solution
+        errors.append(np.max(np.abs(policy_value(sol.model, sol.t, sol.coupling, sol.quotes) - sol.value)))
+    assert errors[1] < 0.35 * errors[0] and errors[1] < 1e-4, errors
+
+
+def test_jump_learners_reach_the_equilibrium_to_the_grids_error():
+    """Makers who believe the others quote wider than they will: best response gets there in
+    one step (the makers' game is a strong contraction), fictitious play in a few; the
+    exploitability of the start is far above the floor left by the time grid, which is of
+    second order."""
+    from mfg.jump import time_grid
+    from mfg.learning import jump_learning
+    from mfg.market_making import MarketMakingMFG
+
+    model = MarketMakingMFG(gamma=0.05, sigma=2.0, A=100.0, k=0.8, competition=2.0, max_inventory=5, T=1.0)
+    floors = []
+    for n_t in (800, 1600):
+        start = np.full((2, n_t + 1), 0.45)
+        br = jump_learning(model, n_t, 4, method="best_response", start=start)
+        floors.append(abs(br.exploitability[-1]))
+        assert br.exploitability[0] > 20 * floors[-1] and not br.diverged
+    assert floors[1] < 0.35 * floors[0]
+    fp = jump_learning(model, 800, 30, start=np.full((2, 801), 0.45))
+    assert abs(fp.exploitability[10]) < 0.1 * fp.exploitability[0] and fp.distance[-1] < 1e-5
+    with pytest.raises(ValueError, match="on its lattice"):
+        from mfg.jump import policy_value
+        from mfg.market_making import ExponentialIntensity, TickMarketMakingMFG
+
+        tick = TickMarketMakingMFG(gamma=0.05, sigma=2.0, quotes=(1.0, 2.0), intensity=ExponentialIntensity(100, 0.8),
+                                   max_inventory=2, T=0.1)
+        t = time_grid(0.1, 20)
+        policy_value(tick, t, tick.initial_coupling(t), np.full((2, 21, 5), 1.5))

@@ -6,7 +6,8 @@ then runs ``post_steps`` more steps. Over ``seeds`` runs per size the study meas
 
 * the peak impact I(Q) at the end of the execution (ticks, in the direction of trading)
   against the participation Q/V (V: the rest of the market's volume over the execution),
-  fitted as I ∝ (Q/V)^δ with a bootstrap interval over seeds (the square-root law: δ = 1/2);
+  fitted as I ∝ (Q/V)^δ with a bootstrap interval over seeds (the square-root law: δ = 1/2),
+  and the local exponent between each size and the next (``local_slope``);
 * the relaxation after the end, I(t)/I_peak = f + (1 - f) e^{-ρt}, pooled over sizes
   (ρ: the book's resilience, 1/ρ its decay time), and the permanent fraction, the impact
   a long relaxation after the end over the peak.
@@ -183,6 +184,7 @@ def _spec(study: ImpactStudy, book: Book, size: float):
                           noise=noise, makers=makers if makers is not None and makers.count else None, latent=latent,
                           crowd=crowd, meta_traders=meta,
                           warmup_steps=sec.integer("warmup_steps", 1500, lo=0, hi=10**8),
+                          scale_liquidity=sec.boolean("scale_liquidity", True),
                           post_steps=study.post_steps, record_every=1, max_trades_kept=0)
         sec.done()
     return spec
@@ -236,10 +238,15 @@ def measure(study: ImpactStudy, pool) -> ImpactResult:
         relax = relaxation(normalised, np.ones(normalised.shape[0]), n_exec, specs[0].dt)
         fits[book.name] = (law, relax)
         nan = float("nan")
+        # the law's local exponent between each size and the next (NaN where a mean peak is not positive)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            local = np.diff(np.log(peaks.mean(axis=1))) / np.diff(np.log(participation))
+        local = np.append(np.where(np.isfinite(local), local, nan), nan)
         for i, size in enumerate(study.sizes):
             size_rows.append({"book": book.name, "size": float(size), "Q": float(Q[i]),
                               "participation": float(participation[i]), "filled": float(sold[i].mean() / Q[i]),
                               "peak": float(peaks[i].mean()), "peak_se": float(peaks[i].std(ddof=1) / np.sqrt(n_seeds)),
+                              "local_slope": float(local[i]),
                               "permanent_fraction": float(fraction[i]), "path": mean_paths[i].tolist()})
         law_rows.append({"book": book.name, "impact_exponent": law.exponent if law else nan,
                          "exponent_lo": law.exponent_ci[0] if law else nan,
@@ -247,6 +254,7 @@ def measure(study: ImpactStudy, pool) -> ImpactResult:
                          "participation_min": float(participation.min()),
                          "participation_max": float(participation.max()),
                          "decades": float(np.log10(participation.max() / participation.min())),
+                         "local_slopes": [float(x) for x in local[:-1]],
                          "permanent_fraction": float(np.median(fraction)), "rho": relax.rho, "rho_se": relax.rho_se,
                          "decay_time": relax.decay_time, "fitted_permanent_fraction": relax.permanent_fraction,
                          "seeds": n_seeds, "note": note})
@@ -297,7 +305,8 @@ def write(result: ImpactResult, out_root: str | Path) -> Path:
 def format_laws(rows: list[dict]) -> str:
     """The law rows as a text table.
 
-    Exponent with its interval, Q/V range, permanent fraction, decay time.
+    Exponent with its interval, Q/V range, permanent fraction, decay time, and the local
+    exponents between neighbouring sizes.
 
     Parameters
     ----------
@@ -315,5 +324,7 @@ def format_laws(rows: list[dict]) -> str:
                      f"{r['decay_time'] * r['rho_se'] / r['rho']:.2g}")
         if r["note"]:
             lines.append(f"{'':<20}no power-law fit: {r['note']}")
+        lines.append(f"{'':<20}local exponents between neighbouring sizes: "
+                     + ", ".join(f"{x:.2f}" for x in r["local_slopes"]))
     return "\n".join(lines)
 
