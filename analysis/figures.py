@@ -15,6 +15,24 @@ from mfg.io import atomic_write  # noqa: E402
 from mfg.learning import loglog_slope  # noqa: E402
 
 
+def interval_bars(value, lo, hi) -> np.ndarray:
+    """Error-bar lengths below and above ``value`` for an interval [lo, hi].
+
+    A bootstrap interval need not hold its point estimate (a basic interval for a maximum,
+    a percentile one for a skewed statistic): the bar on the far side is then drawn as 0.
+
+    Parameters
+    ----------
+    value, lo, hi : array_like
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (2, n)
+    """
+    value, lo, hi = (np.asarray(x, dtype=np.float64) for x in (value, lo, hi))
+    return np.maximum(np.stack([value - lo, hi - value]), 0.0)
+
+
 def save_figure(fig, stem: str | os.PathLike, formats=("pdf", "png"), close: bool = True) -> list[Path]:
     """Write the figure atomically in each format (temporary name, then rename).
 
@@ -399,7 +417,7 @@ def plot_measured_calibration(table):
             ax.set(title=name, xlabel="iteration")
         for ax, name in zip(axes[len(names):], outcomes):
             value = g[name].to_numpy()
-            ax.errorbar(it, value, yerr=[value - g[f"{name}_lo"].to_numpy(), g[f"{name}_hi"].to_numpy() - value],
+            ax.errorbar(it, value, yerr=interval_bars(value, g[f"{name}_lo"].to_numpy(), g[f"{name}_hi"].to_numpy()),
                         fmt="o-", label=label)
             ax.axhline(0.0, color="grey", lw=0.8)
             ax.set(title=f"{name} (95%)", xlabel="iteration")
@@ -724,8 +742,8 @@ def plot_learning(table, t):
         pass  # fewer than three rounds: no slope to show
     axes[0].set(title="sup |mu - mu*| / sup |mu*|", xlabel="round")
     value = table["exploitability"].to_numpy()
-    axes[1].errorbar(rounds, value, yerr=[value - table["exploitability_lo"].to_numpy(),
-                                          table["exploitability_hi"].to_numpy() - value], fmt="o-")
+    axes[1].errorbar(rounds, value, yerr=interval_bars(value, table["exploitability_lo"].to_numpy(),
+                                                       table["exploitability_hi"].to_numpy()), fmt="o-")
     axes[1].axhline(0.0, color="grey", lw=0.8)
     axes[1].set(title="exploitability in the book (95%)", xlabel="round", ylabel="deviators' gain per agent")
     axes[2].plot(t, np.asarray(table["mfg_rate"][-1]), "k-", label="MFG on the learners' primitives")
@@ -755,8 +773,8 @@ def plot_makers_learning(table):
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
     rounds = table["round"].to_numpy() + 1
     spread = table["spread"].to_numpy()
-    axes[0].errorbar(rounds, spread, yerr=[spread - table["spread_lo"].to_numpy(),
-                                           table["spread_hi"].to_numpy() - spread], fmt="o-", label="book")
+    axes[0].errorbar(rounds, spread, yerr=interval_bars(spread, table["spread_lo"].to_numpy(),
+                                                        table["spread_hi"].to_numpy()), fmt="o-", label="book")
     axes[0].plot(rounds, table["mfg_spread"].to_numpy(), "k--", label="lattice MFG on the book's table")
     axes[0].set(title=f"mean spread ({table['learner'][0]} learners)", xlabel="round", ylabel="ticks")
     axes[0].legend(fontsize=7)
@@ -765,8 +783,8 @@ def plot_makers_learning(table):
     axes[1].set(title="pnl_gap_rel", xlabel="round")
     value = table["exploitability"].to_numpy()
     if np.isfinite(value).any():
-        axes[2].errorbar(rounds, value, yerr=[value - table["exploitability_lo"].to_numpy(),
-                                              table["exploitability_hi"].to_numpy() - value], fmt="o-")
+        axes[2].errorbar(rounds, value, yerr=interval_bars(value, table["exploitability_lo"].to_numpy(),
+                                                           table["exploitability_hi"].to_numpy()), fmt="o-")
         axes[2].axhline(0.0, color="grey", lw=0.8)
         axes[2].set(title="exploitability in the book (95%)", xlabel="round", ylabel="deviators' gain per maker")
     else:

@@ -259,3 +259,11 @@ def test_table_makers_quote_what_they_are_given():
             dataclasses.replace(table, **change)
     with pytest.raises(InvalidValue, match="only model 'table'"):
         dataclasses.replace(tick, groups=(0, 0, 0, 0))
+
+
+def test_interval_bars_draw_an_interval_that_misses_its_estimate():
+    """A basic bootstrap interval of a maximum can lie wholly below the estimate: its bars are
+    drawn (the far side as 0), not refused by matplotlib as negative."""
+    from analysis.figures import interval_bars
+
+    np.testing.assert_allclose(interval_bars([1.0, 2.0], [0.5, 2.2], [1.5, 2.9]), [[0.5, 0.0], [0.5, 0.9]])
