@@ -790,3 +790,27 @@ def plot_makers_learning(table):
     else:
         axes[2].set_visible(False)
     return fig
+
+
+def plot_learned_spread_by_n(table):
+    """The makers' learned spread against N (95% intervals) beside the lattice MFG's.
+
+    Parameters
+    ----------
+    table : polars.DataFrame
+        ``learning_by_n.parquet``: ``n_makers``, ``spread`` with ``_lo``/``_hi``, ``mfg_spread``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    n = table["n_makers"].to_numpy()
+    spread = table["spread"].to_numpy()
+    ax.errorbar(n, spread, yerr=interval_bars(spread, table["spread_lo"].to_numpy(), table["spread_hi"].to_numpy()),
+                fmt="o-", label=f"learned ({table['learner'][0]})")
+    ax.plot(n, table["mfg_spread"].to_numpy(), "k--", label="lattice MFG on the book's table")
+    ax.set_xscale("log")
+    ax.set(xlabel="makers N", ylabel="mean spread (ticks)", title="learned spread against N")
+    ax.legend(fontsize=7)
+    return fig

@@ -185,9 +185,18 @@ def test_makers_learning_end_to_end(tmp_path, capsys, learner):
     from analysis.figures import plot_makers_learning
 
     path = tmp_path / "makers.toml"
-    path.write_text(MAKERS.format(learner=learner, rounds=3))
+    path.write_text(MAKERS.format(learner=learner, rounds=3).replace("mean_bins = 2", "mean_bins = 2\nscaling = [8]"))
     assert main(["learn", str(path), "--out", str(tmp_path), "--workers", "1"]) == 0
-    table = pl.read_parquet(tmp_path / "makers" / "learning.parquet")
+    everything = pl.read_parquet(tmp_path / "makers" / "learning.parquet")
+    assert everything["n_makers"].to_list() == [6, 6, 6, 8, 8, 8]
+    by_n = pl.read_parquet(tmp_path / "makers" / "learning_by_n.parquet")
+    assert by_n["n_makers"].to_list() == [6, 8] and (by_n["spread_lo"] <= by_n["spread_hi"]).all()
+    assert (tmp_path / "makers" / "learned_spread_by_n.png").exists()
+    from analysis.figures import plot_learned_spread_by_n
+
+    np.testing.assert_allclose(plot_learned_spread_by_n(by_n).axes[0].lines[-1].get_ydata(),
+                               by_n["mfg_spread"].to_numpy())
+    table = everything.filter(pl.col("n_makers") == 6)
     assert table["round"].to_list() == [0, 1, 2] and set(table["learner"]) == {learner}
     for key in ("spread", "mfg_spread", "pnl", "mfg_pnl"):
         assert np.all(np.isfinite(table[key].to_numpy())), key
@@ -209,6 +218,7 @@ def test_makers_learning_end_to_end(tmp_path, capsys, learner):
     (lambda t: t.replace("amend =", "premia = [1.0, 2.0, 3.0]\namend ="), "the learners measure it"),
     (lambda t: t.replace("deviators = 0.2", "deviators = 0.1"), "no deviating maker"),
     (lambda t: t.replace('learner = "model"', 'learner = "q"'), "learning.learner"),
+    (lambda t: t.replace("mean_bins = 2", "mean_bins = 2\nscaling = [30, 10]"), "learning.scaling"),
 ])
 def test_bad_makers_learning_files(tmp_path, capsys, change, message):
     assert_calibrate_refuses(tmp_path, capsys, change(MAKERS.format(learner="model", rounds=3)), "makers", message,

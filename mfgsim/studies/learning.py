@@ -56,7 +56,7 @@ import numpy as np
 import polars as pl
 
 from analysis.compare import realised_gains
-from analysis.figures import plot_learning, plot_makers_learning, save_figure
+from analysis.figures import plot_learned_spread_by_n, plot_learning, plot_makers_learning, save_figure
 from analysis.impact import ExecutionCells, execution_cells
 from analysis.primitives import PrimitiveError, fit_propagator, fit_temporary_cost, impact_curve
 from mfg.closed_form import LQCrowding
@@ -558,7 +558,8 @@ def _shares(n_rounds: int, n_meta: int, s: LearningSettings) -> list[float]:
 
 
 def write(result: LearningResult, out_root: str | Path) -> Path:
-    """Write ``learning.parquet`` and the figure ``learning`` under ``out_root / <name>``.
+    """Write ``learning.parquet`` and the figure ``learning`` under ``out_root / <name>``; for
+    makers with ``scaling``, also ``learning_by_n.parquet`` and the figure ``learned_spread_by_n``.
 
     Parameters
     ----------
@@ -575,7 +576,11 @@ def write(result: LearningResult, out_root: str | Path) -> Path:
     with output_lock(out):
         atomic_write(out / "learning.parquet", table.write_parquet)
         if isinstance(result.plan, makers_learning.MakersLearningPlan):
-            figure = plot_makers_learning(table)
+            figure = plot_makers_learning(table.filter(pl.col("n_makers") == result.plan.n_makers))
+            if result.plan.scaling:
+                summary = pl.DataFrame(makers_learning.by_n(result.rows))
+                atomic_write(out / "learning_by_n.parquet", summary.write_parquet)
+                save_figure(plot_learned_spread_by_n(summary), out / "learned_spread_by_n")
         else:
             grid = market_objects(result.plan.config, result.plan.source)[1].crowd.fd_grid
             figure = plot_learning(table, (np.arange(grid.n_t) + 0.5) * grid.dt)
@@ -603,6 +608,10 @@ def summary_text(result: LearningResult) -> str:
                 f"mean spread {last['spread']:.3f} [{last['spread_lo']:.3f}, {last['spread_hi']:.3f}] ticks against "
                 f"the lattice MFG's {last['mfg_spread']:.3f} on the book's own fill table; pnl_gap_rel "
                 f"{last['pnl_gap_rel']:+.3f}")
+        if result.plan.scaling:
+            text += "\nlearned spread by N: " + ", ".join(
+                f"{r['n_makers']}: {r['spread']:.3f} [{r['spread_lo']:.3f}, {r['spread_hi']:.3f}] (MFG "
+                f"{r['mfg_spread']:.3f})" for r in makers_learning.by_n(result.rows))
         if last["learner"] == "model" and len(result.rows) >= 4:
             e = result.settled()
             text += (f"\nexploitability in the book over rounds {e['rounds'][0]}..{e['rounds'][1]}: "

@@ -77,6 +77,8 @@ class MakersLearningPlan:
         The bandit's learning rate, per unit of P&L scaled by the round's mean |P&L|.
     exploration : float
         The bandit's uniform exploration share, in [0, 0.99].
+    scaling : tuple of int
+        More N to learn at afresh, for the learned spread against N (may be empty).
     """
 
     name: str
@@ -91,6 +93,7 @@ class MakersLearningPlan:
     mean_bins: int
     step_size: float
     exploration: float
+    scaling: tuple[int, ...] = ()
 
     def weight(self, r: int) -> float:
         """The weight of round ``r``'s observation in the belief (round 0 replaces the prior)."""
@@ -123,6 +126,11 @@ def load(root, sec, name: str, averaging, rounds: int, seeds: int, deviators: fl
         seeds, sec.choice("learner", LEARNERS, "model"), averaging, deviators,
         sec.integer("mean_bins", 3, lo=1, hi=50), sec.number("step_size", 0.05, lo=0.0, lo_open=True),
         sec.number("exploration", 0.05, lo=0.0, hi=0.99))
+    scaling = sec.get("scaling", [])
+    if (not isinstance(scaling, list) or not all(isinstance(x, int) and not isinstance(x, bool) and 2 <= x <= 100_000
+                                                  for x in scaling) or scaling != sorted(set(scaling))):
+        raise sec.error("scaling", scaling, "expected increasing integers in [2, 100000] (more N to learn at)")
+    plan = dataclasses.replace(plan, scaling=tuple(scaling))
     sec.done()
     if not isinstance(plan.market, dict) or not isinstance(plan.market.get("makers"), dict):
         raise root.error("market", plan.market, "learning makers needs [market] with [market.makers]")
@@ -137,10 +145,11 @@ def load(root, sec, name: str, averaging, rounds: int, seeds: int, deviators: fl
     if plan.learner == "model" and plan.n_makers * plan.deviators < 1:
         raise sec.error("deviators", plan.deviators, f"gives no deviating maker of n_makers={plan.n_makers}",
                         "raise deviators or n_makers")
-    spec = spec_at(plan, plan.n_makers, None)  # validates the market
+    spec = spec_at(plan, max(plan.n_makers, *plan.scaling), None)  # validates the market
     check_memory((plan.seeds + 1) * spec.memory_estimate(), root.source,
-                 f"learning.n_makers={plan.n_makers} over learning.seeds={plan.seeds}",
-                 "lower n_makers, seeds, market.makers.max_inventory or the steps (T/dt)", per="per round")
+                 f"learning.n_makers={spec.makers.count} over learning.seeds={plan.seeds}",
+                 "lower n_makers (or scaling), seeds, market.makers.max_inventory or the steps (T/dt)",
+                 per="per round")
     return plan
 
 
@@ -217,7 +226,8 @@ def _interval(values: np.ndarray, seed: int, n_boot: int = 1000) -> tuple[float,
 
 
 def run(plan: MakersLearningPlan, pool, keep) -> tuple[list[dict], bool]:
-    """Play the rounds; ``keep`` is called with each round's row.
+    """Play the rounds at ``n_makers``, then afresh at every N of ``scaling``; ``keep`` is
+    called with each round's row.
 
     Parameters
     ----------
@@ -234,9 +244,44 @@ def run(plan: MakersLearningPlan, pool, keep) -> tuple[list[dict], bool]:
     mfgsim.studies.learning.LearningError
         When the rounds' fills cannot identify the fill table.
     """
+    rows = []
+    for n in (plan.n_makers, *plan.scaling):
+        rows += _learn(plan, pool, keep, n)
+    return rows, False
+
+
+def by_n(rows: list[dict]) -> list[dict]:
+    """The learned spread at each N: the mean of the last quarter of its rounds with a 95%
+    interval over those rounds (each on fresh seeds), beside the lattice MFG's.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rounds of :func:`run`.
+
+    Returns
+    -------
+    list of dict
+        ``n_makers``, ``learner``, ``spread``, ``spread_lo``, ``spread_hi``, ``mfg_spread``,
+        ``pnl_gap_rel``, ``rounds`` (pooled), one per N in order.
+    """
+    out = []
+    for n in dict.fromkeys(r["n_makers"] for r in rows):
+        mine = [r for r in rows if r["n_makers"] == n]
+        last = mine[-max(1, len(mine) // 4):]
+        spread = np.array([r["spread"] for r in last])
+        half = 1.96 * spread.std(ddof=1) / math.sqrt(spread.size) if spread.size > 1 else math.nan
+        out.append({"n_makers": n, "learner": mine[0]["learner"], "spread": float(spread.mean()),
+                    "spread_lo": float(spread.mean() - half), "spread_hi": float(spread.mean() + half),
+                    "mfg_spread": float(last[-1]["mfg_spread"]),
+                    "pnl_gap_rel": float(np.mean([r["pnl_gap_rel"] for r in last])), "rounds": len(last)})
+    return out
+
+
+def _learn(plan: MakersLearningPlan, pool, keep, n: int) -> list[dict]:
+    """The rounds of ``n`` makers."""
     from .learning import LearningError
 
-    n = plan.n_makers
     prior = spec_at(plan, n, None)
     steps, T = prior.n_steps, prior.T
     lattice = np.asarray(prior.makers.lattice)
@@ -300,7 +345,7 @@ def run(plan: MakersLearningPlan, pool, keep) -> tuple[list[dict], bool]:
         row["seconds"] = time.perf_counter() - started
         rows.append(row)
         keep(row)
-    return rows, False
+    return rows
 
 
 def _bandit_step(weights, played_with, draws, scores, step_size: float) -> np.ndarray:
