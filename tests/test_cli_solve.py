@@ -105,7 +105,8 @@ def test_mfgsim_run_routes_every_shipped_study_file():
                 "closed_loop_measured": "calibrate", "makers_loop": "calibrate",
                 "closed_loop_permanent": "calibrate", "experiment_d_makers": "makers",
                 "experiment_d_makers_fine_tick": "makers", "impact_square_root": "impact",
-                "learn_executors": "learn", "learn_makers": "learn"}
+                "learn_executors": "learn", "learn_makers": "learn", "closed_loop_realistic": "calibrate",
+                "impact_realistic": "impact"}
     for path in sorted(Path(__file__).parent.parent.glob("runs/*.toml")):
         routed = study_command(tomllib.loads(path.read_text()))
         assert (routed[0] if routed else None) == expected.get(path.stem), path.name

@@ -1,5 +1,6 @@
 """Impact estimators on synthetic data with known coefficients, and the closed loop end to end."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 import pytest
@@ -303,6 +304,7 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
     assert {"exponent", "permanent", "spread", "cost_gap_rel (95%)"} <= set(panels)
     np.testing.assert_allclose(panels["spread"].lines[0].get_ydata(), table["spread"].to_numpy())
+    plt.close(fig)
     # the fixed point against N: one row per N and seed, one per N pooled, and the figures
     runs, by_n = pl.read_parquet(out / "scaling_runs.parquet"), pl.read_parquet(out / "scaling.parquet")
     assert runs.height == 6 and by_n["N"].to_list() == [10, 20, 30]

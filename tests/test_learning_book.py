@@ -2,6 +2,7 @@
 tiny market; the round's pieces (belief on the solver's steps, deviators as a second type,
 the deviation gain) checked on their own; bad files and divergence."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 import pytest
@@ -77,6 +78,7 @@ def test_learning_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), table["policy_error"].to_numpy())
     np.testing.assert_allclose(fig.axes[2].lines[0].get_ydata(), table["mfg_rate"][-1].to_numpy())
     np.testing.assert_allclose(fig.axes[2].lines[1].get_ydata(), table["policy_rate"][-1].to_numpy())
+    plt.close(fig)
 
 
 def test_a_learning_run_that_diverges_keeps_its_rounds_and_exits_1(tmp_path, capsys):
@@ -194,8 +196,9 @@ def test_makers_learning_end_to_end(tmp_path, capsys, learner):
     assert (tmp_path / "makers" / "learned_spread_by_n.png").exists()
     from analysis.figures import plot_learned_spread_by_n
 
-    np.testing.assert_allclose(plot_learned_spread_by_n(by_n).axes[0].lines[-1].get_ydata(),
-                               by_n["mfg_spread"].to_numpy())
+    fig = plot_learned_spread_by_n(by_n)
+    np.testing.assert_allclose(fig.axes[0].lines[-1].get_ydata(), by_n["mfg_spread"].to_numpy())
+    plt.close(fig)
     table = everything.filter(pl.col("n_makers") == 6)
     assert table["round"].to_list() == [0, 1, 2] and set(table["learner"]) == {learner}
     for key in ("spread", "mfg_spread", "pnl", "mfg_pnl"):
@@ -211,6 +214,7 @@ def test_makers_learning_end_to_end(tmp_path, capsys, learner):
     assert "lattice MFG" in capsys.readouterr().out
     fig = plot_makers_learning(table)
     np.testing.assert_allclose(fig.axes[0].lines[-1].get_ydata(), table["mfg_spread"].to_numpy())
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("change, message", [
