@@ -741,11 +741,7 @@ def plot_learning(table, t):
     except ValueError:
         pass  # fewer than three rounds: no slope to show
     axes[0].set(title="sup |mu - mu*| / sup |mu*|", xlabel="round")
-    value = table["exploitability"].to_numpy()
-    axes[1].errorbar(rounds, value, yerr=interval_bars(value, table["exploitability_lo"].to_numpy(),
-                                                       table["exploitability_hi"].to_numpy()), fmt="o-")
-    axes[1].axhline(0.0, color="grey", lw=0.8)
-    axes[1].set(title="exploitability in the book (95%)", xlabel="round", ylabel="deviators' gain per agent")
+    _exploitability_panel(axes[1], rounds, table, "deviators' gain per agent")
     axes[2].plot(t, np.asarray(table["mfg_rate"][-1]), "k-", label="MFG on the learners' primitives")
     axes[2].plot(t, np.asarray(table["policy_rate"][-1]), "--", label=f"learned after round {int(rounds[-1])}")
     axes[2].set(title="mean trading rate", xlabel="t", ylabel="units per time")
@@ -781,15 +777,20 @@ def plot_makers_learning(table):
     axes[1].plot(rounds, table["pnl_gap_rel"].to_numpy(), "o-")
     axes[1].axhline(0.0, color="grey", lw=0.8)
     axes[1].set(title="pnl_gap_rel", xlabel="round")
-    value = table["exploitability"].to_numpy()
-    if np.isfinite(value).any():
-        axes[2].errorbar(rounds, value, yerr=interval_bars(value, table["exploitability_lo"].to_numpy(),
-                                                           table["exploitability_hi"].to_numpy()), fmt="o-")
-        axes[2].axhline(0.0, color="grey", lw=0.8)
-        axes[2].set(title="exploitability in the book (95%)", xlabel="round", ylabel="deviators' gain per maker")
+    if np.isfinite(table["exploitability"].to_numpy()).any():
+        _exploitability_panel(axes[2], rounds, table, "deviators' gain per maker")
     else:
         axes[2].set_visible(False)
     return fig
+
+
+def _exploitability_panel(ax, rounds, table, ylabel: str) -> None:
+    """The exploitability measured in the book, round by round, with its 95% intervals."""
+    value = table["exploitability"].to_numpy()
+    ax.errorbar(rounds, value, yerr=interval_bars(value, table["exploitability_lo"].to_numpy(),
+                                                  table["exploitability_hi"].to_numpy()), fmt="o-")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set(title="exploitability in the book (95%)", xlabel="round", ylabel=ylabel)
 
 
 def plot_learned_spread_by_n(table):

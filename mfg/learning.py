@@ -501,6 +501,22 @@ def mirror_descent(game: LQLearningGame, iterations: int, *, step_size: float,
     return _learn(game, iterations, first, "mirror_descent", step, {"step_size": eta})
 
 
+def _mixing(method: str, damping: float, schedule) -> tuple[Callable[[int], float], dict]:
+    """The share a_i of the players a learner moves onto the best response at step i, and its settings."""
+    check.choice("method", method, ("fictitious_play", "best_response"))
+    a = check.number("damping", damping, lo=0.0, hi=1.0, lo_open=True)
+    weights = schedule or (lambda i: 1.0 / (i + 1))
+
+    def share(i: int) -> float:
+        step = weights(i) if method == "fictitious_play" else a
+        if not (isinstance(step, float | int) and 0 < step <= 1):
+            raise check.InvalidValue(f"schedule({i})", step, "a weight in (0, 1]")
+        return step
+
+    name = "1/(i+1)" if schedule is None else getattr(schedule, "__name__", "custom")
+    return share, ({"damping": a} if method == "best_response" else {"schedule": name})
+
+
 def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play", damping: float = 1.0,
                 schedule: Callable[[int], float] | None = None) -> LearningHistory:
     """Best response or fictitious play on a finite-difference MFG, with its exact exploitability.
@@ -539,9 +555,7 @@ def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play"
     from . import fd
 
     check.integer("iterations", iterations, lo=1, hi=10_000_000)
-    check.choice("method", method, ("fictitious_play", "best_response"))
-    a = check.number("damping", damping, lo=0.0, hi=1.0, lo_open=True)
-    weights = schedule or (lambda i: 1.0 / (i + 1))
+    share, settings = _mixing(method, damping, schedule)
     try:
         target = fd.solve(model, grid, tol=1e-10).coupling
     except fd.MFGConvergenceError:  # Anderson's fixed point can fail where the learners still converge
@@ -560,12 +574,7 @@ def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play"
             break
         if i == iterations:
             break
-        step = weights(i + 1) if method == "fictitious_play" else a
-        if not (isinstance(step, float | int) and 0 < step <= 1):
-            raise check.InvalidValue(f"schedule({i + 1})", step, "a weight in (0, 1]")
-        population = population.mixed(fd.policy(model, grid, br.bplus, br.bminus), step)
-    settings = {"damping": a} if method == "best_response" else {
-        "schedule": "1/(i+1)" if schedule is None else getattr(schedule, "__name__", "custom")}
+        population = population.mixed(fd.policy(model, grid, br.bplus, br.bminus), share(i + 1))
     return LearningHistory(method, np.array(exploitability), np.array(distance), population.coupling, diverged,
                            settings)
 
@@ -606,9 +615,7 @@ def jump_learning(model, n_t: int, iterations: int, *, method: str = "fictitious
     from .jump import SolvedPopulation, best_response, exploitability as jump_exploitability, time_grid
 
     check.integer("iterations", iterations, lo=1, hi=100_000)
-    check.choice("method", method, ("fictitious_play", "best_response"))
-    a = check.number("damping", damping, lo=0.0, hi=1.0, lo_open=True)
-    weights_of = schedule or (lambda i: 1.0 / (i + 1))
+    share, settings = _mixing(method, damping, schedule)
     t = time_grid(model.T, n_t)
 
     def respond(coupling):
@@ -627,15 +634,11 @@ def jump_learning(model, n_t: int, iterations: int, *, method: str = "fictitious
             break
         if i == iterations:
             break
-        step = weights_of(i + 1) if method == "fictitious_play" else a
-        if not (isinstance(step, float | int) and 0 < step <= 1):
-            raise check.InvalidValue(f"schedule({i + 1})", step, "a weight in (0, 1]")
+        step = share(i + 1)
         quotes, produced = respond(coupling)
         shares = [(1 - step) * w for w in shares] + [step]
         policies.append(quotes)
         moved = step * (produced - coupling)
         coupling = coupling + moved
         distance.append(float(np.max(np.abs(moved))))
-    settings = {"damping": a} if method == "best_response" else {
-        "schedule": "1/(i+1)" if schedule is None else getattr(schedule, "__name__", "custom")}
     return LearningHistory(method, np.array(exploitability), np.array(distance), coupling, diverged, settings)

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 from conftest import assert_calibrate_refuses
+from test_makers_loop import LOOP
 
 from mfgsim.cli import main
 
@@ -154,29 +155,7 @@ seeds = 2
 deviators = 0.2
 mean_bins = 2
 
-[market]
-T = 0.2
-dt = 0.002
-n_ticks = 1024
-initial_mid = 512
-
-[market.noise]
-limit_rate = 0.0
-market_rate = 40.0
-cancel_rate = 0.0
-max_size = 1
-
-[market.makers]
-model = "mfg_tick"
-lattice = [1.0, 2.0, 3.0]
-risk_aversion = 0.05
-fill_intensity = 100.0
-fill_decay = 0.8
-volatility = 2.0
-quote_size = 1
-max_inventory = 5
-amend = "cancel"
-"""
+[market]""" + LOOP.split("[market]")[1].replace("{", "{{").replace("}", "}}")  # the makers' loop's market
 
 
 @pytest.mark.parametrize("learner", ["model", "bandit"])
