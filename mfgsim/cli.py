@@ -93,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  mfgsim run runs/experiment_a_particles.toml --workers 2\n"
             "  mfgsim run runs/experiment_c_book.toml --dask local\n"
-            "Study and calibration files (experiment (d), impact, closed loop) run as\n"
-            "`mfgsim makers`, `mfgsim impact` or `mfgsim calibrate` would:\n"
+            "Study, calibration and learning files (experiment (d), impact, closed loop, learn_*) run\n"
+            "as `mfgsim makers`, `mfgsim impact`, `mfgsim calibrate` or `mfgsim learn` would:\n"
             "  mfgsim run runs/experiment_d_makers.toml"),
     )
-    run.add_argument("campaign", help="campaign, study or calibration TOML file (see runs/)")
+    run.add_argument("campaign", help="campaign, study, calibration or learning TOML file (see runs/)")
     _engine_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
