@@ -12,8 +12,10 @@ Fictitious play on the finite-difference games (``mfg.learning.fd_learning``, ex
 exploitability on the grid): ``fd_fp_exploitability_slope`` for the measured model's shape
 (spread cost 0.05, impact exponent 0.7) and for crowd aversion (a density coupling).
 
-On the makers' jump game (``mfg.learning.jump_learning``): ``jump_exploitability`` after best
-response and fictitious play, against the start's and the time grid's floor.
+``fd_omd_exploitability``: online mirror descent on the same two games after 50 steps.
+On the makers' jump game (``mfg.learning.jump_learning``, ``jump_mirror_descent``):
+``jump_exploitability`` after best response, fictitious play and mirror descent, against the
+start's and the time grid's floor.
 
 Then learning in the book (``mfgsim.studies.learning``, the market and agents of
 ``runs/learn_executors.toml``): N = 1000 and N = 100 execution agents, never given the MFG,
@@ -109,7 +111,7 @@ def fd_games(iterations: int) -> None:
     """Fictitious play on the FD games: the measured model's shape (spread cost, concave impact)
     and crowd aversion (a density coupling), with their exact exploitability."""
     from mfg.fd import CrowdAversionModel, Grid, LQCrowdingModel
-    from mfg.learning import fd_learning
+    from mfg.learning import fd_learning, fd_mirror_descent
 
     measured = LQCrowdingModel(LQCrowding.single(k=0.1, kappa=1.0, phi=1.0, A=10.0, T=1.0,
                                                  m0=GaussianMixture.normal(1.0, 0.2)),
@@ -126,12 +128,16 @@ def fd_games(iterations: int) -> None:
              interval=[round(slope - 1.96 * se, 4), round(slope + 1.96 * se, 4)],
              exploitability=[float(f"{fp.exploitability[0]:.4g}"), float(f"{fp.exploitability[-1]:.4g}")],
              seconds_per_iteration=round(seconds / iterations, 5))
+        omd = fd_mirror_descent(model, grid, 50, step_size=3.0 if name == "measured_shape" else 0.1)
+        emit("fd_omd_exploitability", omd.exploitability[-1], "price x shares", game=name, iterations=50,
+             settings=omd.settings, diverged=int(omd.diverged),
+             at=[float(f"{omd.exploitability[i]:.3g}") for i in (0, 1, 5, 10, 20) if i < omd.exploitability.size])
 
 
 def jump_games() -> None:
     """Best response and fictitious play on the makers' jump game (competition 2/tick), from makers
     who believe the others quote wider than they will; the floor is the time grid's error."""
-    from mfg.learning import jump_learning
+    from mfg.learning import jump_learning, jump_mirror_descent
     from mfg.market_making import MarketMakingMFG
 
     model = MarketMakingMFG(gamma=0.05, sigma=2.0, A=100.0, k=0.8, competition=2.0, max_inventory=5, T=1.0)
@@ -144,6 +150,9 @@ def jump_games() -> None:
         emit("jump_exploitability", fp.exploitability[-1], "value per maker", method="fictitious_play", n_t=n_t,
              start=float(f"{fp.exploitability[0]:.4g}"),
              at=[float(f"{fp.exploitability[i]:.3g}") for i in (1, 2, 5, 10, 30)])
+        omd = jump_mirror_descent(model, n_t, 10, step_size=0.3, start=start)
+        emit("jump_exploitability", omd.exploitability[-1], "value per maker", method="mirror_descent", n_t=n_t,
+             start=float(f"{omd.exploitability[0]:.4g}"), at=[float(f"{e:.3g}") for e in omd.exploitability[1:4]])
 
 
 def makers(sizes, model_rounds: int, bandit_sizes, bandit_rounds: int, workers: int | None) -> None:

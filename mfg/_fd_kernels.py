@@ -207,3 +207,36 @@ def fp_forward(dx, dt, sigma, bplus, bminus, m0, m, rate):
         for i in range(n_x):
             acc += m[n + 1, i] * (bplus[n, i] + bminus[n, i])
         rate[n] = acc * dx
+
+
+@njit(cache=True)
+def policy_backward(x, dt, sigma, k, alpha, fixed, shift, base, slope, dense, terminal, bplus, bminus, u):
+    """The cost-to-go u (N+1, I) of fixed upwind velocities bplus >= 0, bminus <= 0 (N+1, I):
+    (I - dt G_n) u^n = u^{n+1} + dt [k(|b⁺|^α + |b⁻|^α) + fixed (|b⁺| + |b⁻|) + s_n (b⁺ + b⁻) + F_n],
+    G_n the generator :func:`fp_forward` transposes, so the FP sweep is this one's adjoint."""
+    n_steps = shift.shape[0]
+    n_x = x.shape[0]
+    dx = x[1] - x[0]
+    diff = 0.5 * sigma * sigma / (dx * dx)
+    has_dense = dense.shape[0] > 0
+    lower = np.empty(n_x)
+    diag = np.empty(n_x)
+    upper = np.empty(n_x)
+    rhs = np.empty(n_x)
+    work = np.empty(n_x)
+    u[n_steps] = terminal
+    for n in range(n_steps - 1, -1, -1):
+        for i in range(n_x):
+            bp = bplus[n, i]
+            bm = bminus[n, i]
+            up = diff + bp / dx if i < n_x - 1 else 0.0
+            lo = diff - bm / dx if i > 0 else 0.0
+            diag[i] = 1.0 + dt * (up + lo)
+            upper[i] = -dt * up
+            lower[i] = -dt * lo
+            pot = base[i] + slope[n] * x[i]
+            if has_dense:
+                pot += dense[n, i]
+            cost = k * (bp**alpha + (-bm) ** alpha) + fixed * (bp - bm) + shift[n] * (bp + bm) + pot
+            rhs[i] = u[n + 1, i] + dt * cost
+        _thomas(lower, diag, upper, rhs, u[n], work)

@@ -920,6 +920,44 @@ def policy(model: MFGModel, grid: Grid, bplus: np.ndarray, bminus: np.ndarray) -
     return Policy(cost, rates, means, after.copy() if model.coupling_per_node else None, coupling)
 
 
+def policy_value(model: MFGModel, grid: Grid, bplus: np.ndarray, bminus: np.ndarray,
+                 coupling: np.ndarray) -> np.ndarray:
+    """The cost-to-go of fixed upwind velocities against a coupling: the linear HJB.
+
+    Its mean under the initial law is :meth:`Policy.expected_cost` (the FP sweep is this
+    one's adjoint); for the velocities of a best response it is the HJB's value.
+
+    Parameters
+    ----------
+    model : MFGModel
+    grid : Grid
+    bplus, bminus : numpy.ndarray of float64, shape (J, N+1, I)
+        Velocities >= 0 and <= 0 (shares per time); the last node's bplus and the first's
+        bminus are not used (no flow off the grid).
+    coupling : numpy.ndarray of float64
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (J, N+1, I)
+        u (price × shares; cost form).
+    """
+    terms = model.hamiltonian_terms(coupling, grid)
+    J = model.n_types
+    u = np.empty((J, grid.n_t + 1, grid.n_x))
+    no_dense = np.empty((0, grid.n_x))
+    terminal = model.terminal_costs(grid)
+    for j in range(J):
+        dense = no_dense if terms.dense is None else np.ascontiguousarray(terms.dense[j], dtype=np.float64)
+        K.policy_backward(grid.x, grid.dt, model.sigma, model.k, float(model.cost_exponent),
+                          float(model.spread_cost), np.ascontiguousarray(terms.shift[j], dtype=np.float64),
+                          np.ascontiguousarray(terms.base[j], dtype=np.float64),
+                          np.ascontiguousarray(terms.slope[j], dtype=np.float64), dense,
+                          np.ascontiguousarray(terminal[j], dtype=np.float64),
+                          np.ascontiguousarray(bplus[j], dtype=np.float64),
+                          np.ascontiguousarray(bminus[j], dtype=np.float64), u[j])
+    return u
+
+
 def exploitability(model: MFGModel, grid: Grid, population: Policy) -> tuple[float, MFGSolution]:
     """What a best response saves over a population's policy, against the coupling it makes.
 

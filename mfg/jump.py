@@ -436,13 +436,11 @@ def best_response(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray) -> J
     return _solution(model, phi, np.asarray(coupling), (), "best response", 0.0)
 
 
-def policy_value(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, quotes: np.ndarray) -> np.ndarray:
-    """The value of playing fixed quotes against a coupling.
+def quote_rates(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+    """The intensities of fixed quotes against a coupling.
 
-    The intensity of each posted quote is the model's against ``coupling`` (its scale times
-    the shape's ℓ(δ), or the lattice rate of that quote); a NaN quote is not posted. With
-    the quotes of :func:`best_response` this is its value up to the RK4's error, since
-    the best response is optimal node by node.
+    Each posted quote's intensity is the model's against ``coupling``: its scale times the
+    shape's ℓ(δ), or the lattice rate of that quote; a NaN quote is not posted (rate 0).
 
     Parameters
     ----------
@@ -455,28 +453,26 @@ def policy_value(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, quote
 
     Returns
     -------
-    numpy.ndarray of float64, shape (N+1, S)
-        θ (value units).
+    numpy.ndarray of float64, shape (K, N+1, S)
+        Jumps per time.
 
     Raises
     ------
     ValueError
-        For quotes of the wrong shape, a lattice quote off the lattice, or a value that
-        stops being finite.
+        For quotes of the wrong shape or a lattice quote off the lattice.
     """
-    phi = _JumpSweeper(model, np.ascontiguousarray(t, dtype=np.float64))
-    t = phi.t
+    t = np.asarray(t, dtype=np.float64)
     terms = model.terms(np.asarray(coupling, dtype=np.float64), t)
-    S, n1, Kn = phi.m.shape[1], t.size, phi.shifts.size
-    quotes = np.ascontiguousarray(quotes, dtype=np.float64)
+    jumps = model.jumps
+    S, n1, Kn = len(model.states), t.size, len(jumps)
+    quotes = np.asarray(quotes, dtype=np.float64)
     if quotes.shape != (Kn, n1, S) or np.any(np.isinf(quotes)):
         raise ValueError(f"quotes has shape {quotes.shape} or infinite entries; expected finite or NaN, {(Kn, n1, S)}")
     scale = _checked(np.asarray(terms.scale, dtype=np.float64), (Kn, n1, S), "terms().scale")
-    penalty = _checked(np.asarray(terms.penalty, dtype=np.float64), (n1, S), "terms().penalty")
     posted = np.isfinite(quotes)
     delta = np.where(posted, quotes, 0.0)
     rates = np.zeros((Kn, n1, S))
-    for i, jump in enumerate(model.jumps):
+    for i, jump in enumerate(jumps):
         if jump.shape == "exponential":
             shape = np.exp(-jump.decay * delta[i])
         elif jump.shape == "logistic":
@@ -486,14 +482,67 @@ def policy_value(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, quote
             index = np.clip(np.searchsorted(lattice, delta[i]), 0, lattice.size - 1)
             if np.any(posted[i] & (np.abs(lattice[index] - delta[i]) > 1e-9)):
                 raise ValueError(f"quotes of jump {i} must be on its lattice {jump.quotes} (or NaN)")
-            lattice_rates = np.asarray(terms.lattice, dtype=np.float64)[i]  # (N+1, L)
-            shape = np.take_along_axis(lattice_rates, index, axis=1)
+            shape = np.take_along_axis(np.asarray(terms.lattice, dtype=np.float64)[i], index, axis=1)
         rates[i] = np.where(posted[i], scale[i] * shape, 0.0)
-    theta = np.empty((n1, S))
-    failed = K.policy_backward(t, phi.shifts, phi.xi, quotes, rates, penalty, phi.terminal, theta)
+    return rates
+
+
+def policy_value(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+    """The value of playing fixed quotes against a coupling (intensities as :func:`quote_rates`).
+
+    With the quotes of :func:`best_response` this is its value up to the RK4's error, since
+    the best response is optimal node by node.
+
+    Parameters
+    ----------
+    model : JumpMFGModel
+    t : numpy.ndarray of float64, shape (N+1,)
+    coupling : numpy.ndarray of float64
+    quotes : numpy.ndarray of float64, shape (K, N+1, S)
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N+1, S)
+        θ (value units).
+
+    Raises
+    ------
+    ValueError
+        As :func:`quote_rates`, or when the value stops being finite.
+    """
+    phi = _JumpSweeper(model, np.ascontiguousarray(t, dtype=np.float64))
+    rates = quote_rates(model, phi.t, coupling, quotes)
+    penalty = _checked(np.asarray(model.terms(np.asarray(coupling, dtype=np.float64), phi.t).penalty,
+                                  dtype=np.float64), phi.m.shape, "terms().penalty")
+    theta = np.empty(phi.m.shape)
+    failed = K.policy_backward(phi.t, phi.shifts, phi.xi, np.ascontiguousarray(quotes, dtype=np.float64), rates,
+                               penalty, phi.terminal, theta)
     if failed >= 0:
-        raise ValueError(f"the value of the quotes stopped being finite at t={t[failed]:.4g}; take more steps")
+        raise ValueError(f"the value of the quotes stopped being finite at t={phi.t[failed]:.4g}; take more steps")
     return theta
+
+
+def policy_population(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray,
+                      quotes: np.ndarray) -> SolvedPopulation:
+    """The population that plays fixed quotes against a coupling: its law from the initial one.
+
+    Parameters
+    ----------
+    model : JumpMFGModel
+    t : numpy.ndarray of float64, shape (N+1,)
+    coupling : numpy.ndarray of float64
+    quotes : numpy.ndarray of float64, shape (K, N+1, S)
+
+    Returns
+    -------
+    SolvedPopulation
+        Its law, the quotes and their intensities (``model.coupling_from`` reads it).
+    """
+    phi = _JumpSweeper(model, np.ascontiguousarray(t, dtype=np.float64))
+    rates = quote_rates(model, phi.t, coupling, quotes)
+    phi.m[0] = phi.m0
+    K.law_forward(phi.t, phi.shifts, rates, phi.m)
+    return SolvedPopulation(phi.m.copy(), np.asarray(quotes, dtype=np.float64), rates)
 
 
 def exploitability(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, policies, weights) -> float:

@@ -642,3 +642,149 @@ def jump_learning(model, n_t: int, iterations: int, *, method: str = "fictitious
         coupling = coupling + moved
         distance.append(float(np.max(np.abs(moved))))
     return LearningHistory(method, np.array(exploitability), np.array(distance), coupling, diverged, settings)
+
+
+def fd_mirror_descent(model, grid, iterations: int, *, step_size: float) -> LearningHistory:
+    """Online mirror descent on a finite-difference MFG, with its exact exploitability.
+
+    A policy is the scheme's pair of upwind velocities, b⁺ >= 0 (buying, towards the next
+    node) and b⁻ <= 0 (selling), starting from the best response to the model's initial
+    coupling. Every step values the current policy against the coupling its population
+    makes (:func:`mfg.fd.policy_value`) and adds to each velocity's dual variable, node by
+    node, the gradient of the player's instantaneous gain in it: -(D⁺u + s) - kα(b⁺)^(α-1) - a
+    for b⁺, and -(D⁻u + s) + kα|b⁻|^(α-1) + a for b⁻; each velocity is its dual variable
+    projected on its sign (the Euclidean mirror map on a half-line; Pérolat et al. 2021 with
+    the rate as the action). Its fixed point is the upwind HJB's best response to its own
+    population: the equilibrium.
+
+    Parameters
+    ----------
+    model : mfg.fd.MFGModel
+    grid : mfg.fd.Grid
+    iterations : int
+        Learning steps, >= 1.
+    step_size : float
+        η > 0 (shares per time per unit of price per share; 1/(2k) for α = 2 is a Newton
+        step of the rate).
+
+    Returns
+    -------
+    LearningHistory
+        As :func:`fd_learning`'s; ``diverged`` when the exploitability leaves every bound or
+        a best response runs off the grid.
+    """
+    from . import fd
+
+    check.integer("iterations", iterations, lo=1, hi=10_000_000)
+    eta = check.number("step_size", step_size, lo=0.0, lo_open=True)
+    try:
+        target = fd.solve(model, grid, tol=1e-10).coupling
+    except fd.MFGConvergenceError:
+        target = None
+    start = fd.best_response(model, grid, model.initial_coupling(grid))
+    up, down = start.bplus.copy(), start.bminus.copy()  # the dual variables
+    k, alpha, a = model.k, float(model.cost_exponent), float(model.spread_cost)
+    exploitability, distance = [], []
+    diverged = False
+    for i in range(iterations + 1):
+        bplus, bminus = np.maximum(up, 0.0), np.minimum(down, 0.0)
+        bplus[..., -1] = 0.0  # no flow off the grid
+        bminus[..., 0] = 0.0
+        population = fd.policy(model, grid, bplus, bminus)
+        try:
+            e, _ = fd.exploitability(model, grid, population)
+        except ValueError:  # a best response pushed past the grid's ends: the policies have run away
+            e = math.inf
+        exploitability.append(e)
+        distance.append(math.nan if target is None else float(np.max(np.abs(population.coupling - target))))
+        if not math.isfinite(e) or e > 1e12 * max(exploitability[0], 1e-300):
+            diverged = True
+            break
+        if i == iterations:
+            break
+        u = fd.policy_value(model, grid, bplus, bminus, population.coupling)
+        shift = model.hamiltonian_terms(population.coupling, grid).shift  # (J, N)
+        s = np.concatenate([shift, shift[:, -1:]], axis=1)[:, :, None]
+        forward = np.diff(u, axis=2, append=u[..., -1:]) / grid.dx + s
+        backward = np.diff(u, axis=2, prepend=u[..., :1]) / grid.dx + s
+        up = up + eta * (-forward - alpha * k * bplus ** (alpha - 1.0) - a)
+        down = down + eta * (-backward + alpha * k * np.abs(bminus) ** (alpha - 1.0) + a)
+        # a dual variable far past its bound only delays the velocity's return: keep it at the bound
+        up, down = np.maximum(up, -eta * a), np.minimum(down, eta * a)
+    return LearningHistory("mirror_descent", np.array(exploitability), np.array(distance), population.coupling,
+                           diverged, {"step_size": eta})
+
+
+def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
+                        start: np.ndarray | None = None) -> LearningHistory:
+    """Online mirror descent on a jump game with smooth intensity shapes, with its exploitability.
+
+    A policy is a quote δ_i(t, q) per jump and node, starting from the best response to the
+    starting coupling. Every step values the policy against the coupling of the moment
+    (:func:`mfg.jump.policy_value`) and moves each quote along the gradient of its
+    Hamiltonian term per unit intensity, -r(δ)(1 - e^{-ξ(δ - p)})/ξ + e^{-ξ(δ - p)} (r = -ℓ'/ℓ,
+    p = θ(q) - θ(q + s); zero at the best quote): δ <- δ + η g, the Euclidean mirror map on
+    the quotes, preconditioned by the intensity. The coupling then becomes the one the new
+    quotes' population makes against it (:func:`mfg.jump.policy_population`).
+
+    Parameters
+    ----------
+    model : mfg.jump.JumpMFGModel
+        With exponential or logistic jumps (a lattice's quotes do not move continuously).
+    n_t : int
+    iterations : int
+    step_size : float
+        η > 0 (units of δ squared).
+    start : numpy.ndarray of float64, optional
+        As in :func:`jump_learning`.
+
+    Returns
+    -------
+    LearningHistory
+        As :func:`jump_learning`'s; ``diverged`` when a step made the intensities too fast
+        for the time grid (a step size too long).
+    """
+    from .jump import (SolvedPopulation, best_response, exploitability as jump_exploitability, policy_population,
+                       policy_value, time_grid)
+
+    check.integer("iterations", iterations, lo=1, hi=100_000)
+    eta = check.number("step_size", step_size, lo=0.0, lo_open=True)
+    jumps = model.jumps
+    check.require(all(j.shape != "lattice" for j in jumps), "model.jumps", [j.shape for j in jumps],
+                  "mirror descent moves quotes continuously: exponential or logistic shapes only")
+    t = time_grid(model.T, n_t)
+    coupling = np.asarray(model.initial_coupling(t) if start is None else start, dtype=np.float64)
+    br = best_response(model, t, coupling)
+    quotes = br.quotes.copy()
+    coupling = np.asarray(model.coupling_from(SolvedPopulation(br.m, br.quotes, br.rates), t))
+    xi = float(model.risk_aversion)
+    states = len(model.states)
+    exploitability, distance = [], [math.nan]
+    diverged = False
+    for i in range(iterations + 1):
+        try:
+            e = jump_exploitability(model, t, coupling, [quotes], [1.0])
+        except ValueError:  # the quotes made the intensities too stiff for the grid: a step too long
+            e = math.inf
+        exploitability.append(e)
+        if not math.isfinite(e):
+            diverged = True
+            break
+        if i == iterations:
+            break
+        theta = policy_value(model, t, coupling, quotes)
+        for k, jump in enumerate(jumps):
+            target = np.clip(np.arange(states) + jump.shift, 0, states - 1)
+            x = quotes[k] - (theta - theta[:, target])
+            if jump.shape == "exponential":
+                r = np.full_like(x, jump.decay)
+            else:
+                r = jump.decay / (1.0 + np.exp(-jump.decay * (quotes[k] - jump.center)))
+            gain = np.exp(-xi * x)
+            gradient = (-r * x + 1.0) if xi == 0.0 else (-r * -np.expm1(-xi * x) / xi + gain)
+            quotes[k] = quotes[k] + eta * gradient  # NaN (not posted) stays NaN
+        produced = np.asarray(model.coupling_from(policy_population(model, t, coupling, quotes), t))
+        distance.append(float(np.max(np.abs(produced - coupling))))
+        coupling = produced
+    return LearningHistory("mirror_descent", np.array(exploitability), np.array(distance), coupling, diverged,
+                           {"step_size": eta})

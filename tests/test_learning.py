@@ -235,3 +235,29 @@ def test_jump_learners_reach_the_equilibrium_to_the_grids_error():
                                    max_inventory=2, T=0.1)
         t = time_grid(0.1, 20)
         policy_value(tick, t, tick.initial_coupling(t), np.full((2, 21, 5), 1.5))
+
+
+def test_mirror_descent_on_the_fd_and_jump_games():
+    """Online mirror descent on the measured model's FD shape and on the makers' jump game:
+    the FD policy's backward value is its forward cost (and the best response's HJB value),
+    the exploitability falls to round-off / the grid's floor; a step too long is a divergence
+    reported, not a crash."""
+    from mfg.fd import Grid, LQCrowdingModel, best_response, policy, policy_value
+    from mfg.learning import fd_mirror_descent, jump_mirror_descent
+    from mfg.market_making import MarketMakingMFG
+
+    model = LQCrowdingModel(crowd(kappa=1.0), spread_cost=0.05, impact_exponent=0.7)
+    grid = Grid(-0.6, 2.0, 131, 1.0, 100)
+    br = best_response(model, grid, -np.ones(100))
+    np.testing.assert_allclose(policy_value(model, grid, br.bplus, br.bminus, br.coupling), br.value, atol=1e-9)
+    zero = np.zeros(100)
+    u = policy_value(model, grid, br.bplus, br.bminus, zero)
+    np.testing.assert_allclose(grid.dx * (u[:, 0] * model.initial_densities(grid)).sum(axis=1),
+                               policy(model, grid, br.bplus, br.bminus).expected_cost(model, grid, zero), rtol=1e-12)
+    omd = fd_mirror_descent(model, grid, 30, step_size=3.0)
+    assert not omd.diverged and omd.exploitability[-1] < 1e-8 * omd.exploitability[0]
+    makers = MarketMakingMFG(gamma=0.05, sigma=2.0, A=100.0, k=0.8, competition=2.0, max_inventory=5, T=1.0)
+    start = np.full((2, 801), 0.45)
+    jump = jump_mirror_descent(makers, 800, 10, step_size=0.3, start=start)
+    assert not jump.diverged and abs(jump.exploitability[-1]) < 0.05 * jump.exploitability[0]
+    assert jump_mirror_descent(makers, 800, 10, step_size=1.0, start=start).diverged
