@@ -815,3 +815,34 @@ def plot_learned_spread_by_n(table):
     ax.set(xlabel="makers N", ylabel="mean spread (ticks)", title="learned spread against N")
     ax.legend(fontsize=7)
     return fig
+
+
+def plot_exploitability(histories: dict, start: int = 10):
+    """Exploitability against iteration on log–log axes, one line per learner, with the slope
+    fitted from ``start`` on and its 95% interval.
+
+    Parameters
+    ----------
+    histories : dict of str to mfg.learning.LearningHistory
+    start : int
+        First iteration of the fitted slopes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
+    for name, history in histories.items():
+        e = np.asarray(history.exploitability)
+        i = np.arange(e.size)
+        positive = (i > 0) & (e > 0)
+        label = name
+        try:
+            slope, se = history.slope(min(start, max(e.size - 4, 1)))
+            label = f"{name}: slope {slope:.2f} ± {1.96 * se:.2f}"
+        except ValueError:
+            pass  # too few positive iterates for a slope (a learner that reached round-off)
+        ax.loglog(i[positive], e[positive], "-", label=label)
+    ax.set(xlabel="iteration", ylabel="exploitability", title="learners on the model")
+    ax.legend(fontsize=7)
+    return fig

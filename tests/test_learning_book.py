@@ -56,6 +56,7 @@ def test_learning_end_to_end(tmp_path, capsys):
     trader's (no crowd believed in), later ones move towards the MFG; the figure shows
     the table's numbers."""
     from analysis.figures import plot_learning
+    from mfgsim.studies.learning import LearningResult
 
     path = tmp_path / "learn.toml"
     path.write_text(LEARN.format(rounds=4, max_error=10.0))
@@ -80,6 +81,17 @@ def test_learning_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(fig.axes[2].lines[0].get_ydata(), table["mfg_rate"][-1].to_numpy())
     np.testing.assert_allclose(fig.axes[2].lines[1].get_ydata(), table["policy_rate"][-1].to_numpy())
     plt.close(fig)
+    # the solvers' learners on the learners' last model: exploitability falls on log-log axes
+    from analysis.figures import plot_exploitability
+    from mfgsim.studies.learning import load, model_learners
+
+    histories = model_learners(LearningResult(load(path), table.to_dicts(), False), iterations=40)
+    assert histories["fictitious play"].exploitability[-1] < 0.1 * histories["fictitious play"].exploitability[0]
+    fig = plot_exploitability(histories)
+    e = histories["fictitious play"].exploitability
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), e[1:][e[1:] > 0])
+    plt.close(fig)
+    assert (out / "exploitability.png").exists()
 
 
 def test_a_learning_run_that_diverges_keeps_its_rounds_and_exits_1(tmp_path, capsys):

@@ -56,12 +56,14 @@ import numpy as np
 import polars as pl
 
 from analysis.compare import realised_gains
-from analysis.figures import plot_learned_spread_by_n, plot_learning, plot_makers_learning, save_figure
+from analysis.figures import (plot_exploitability, plot_learned_spread_by_n, plot_learning, plot_makers_learning,
+                              save_figure)
 from analysis.impact import ExecutionCells, execution_cells
 from analysis.primitives import PrimitiveError, fit_propagator, fit_temporary_cost, impact_curve
 from mfg.closed_form import LQCrowding
 from mfg.fd import LQCrowdingModel, best_response, solve
 from mfg.io import atomic_write
+from mfg.learning import fd_learning, fd_mirror_descent
 from simulator.agents import ExecutionCrowd
 from simulator.market import run_market
 
@@ -559,7 +561,8 @@ def _shares(n_rounds: int, n_meta: int, s: LearningSettings) -> list[float]:
 
 def write(result: LearningResult, out_root: str | Path) -> Path:
     """Write ``learning.parquet`` and the figure ``learning`` under ``out_root / <name>``; for
-    makers with ``scaling``, also ``learning_by_n.parquet`` and the figure ``learned_spread_by_n``.
+    executors also the figure ``exploitability`` (:func:`model_learners`), for makers with
+    ``scaling`` also ``learning_by_n.parquet`` and the figure ``learned_spread_by_n``.
 
     Parameters
     ----------
@@ -584,8 +587,32 @@ def write(result: LearningResult, out_root: str | Path) -> Path:
         else:
             grid = market_objects(result.plan.config, result.plan.source)[1].crowd.fd_grid
             figure = plot_learning(table, (np.arange(grid.n_t) + 0.5) * grid.dt)
+            save_figure(plot_exploitability(model_learners(result)), out / "exploitability")
         save_figure(figure, out / "learning")
     return out
+
+
+def model_learners(result: LearningResult, iterations: int = 200) -> dict:
+    """The solvers' learners on the learners' last model: what fictitious play and mirror
+    descent do on the FD MFG of the primitives the book taught them.
+
+    Parameters
+    ----------
+    result : LearningResult
+        Of the executors.
+    iterations : int
+        Fictitious play's steps (mirror descent takes a quarter).
+
+    Returns
+    -------
+    dict of str to mfg.learning.LearningHistory
+    """
+    plan = result.plan
+    primitives = Primitives.from_columns(result.rows[-1], "hat_").admissible()
+    _, fd_model = learner_model(plan.config, primitives, plan.source)
+    grid = market_objects(plan.config, plan.source)[1].crowd.fd_grid
+    return {"fictitious play": fd_learning(fd_model, grid, iterations),
+            "mirror descent": fd_mirror_descent(fd_model, grid, iterations // 4, step_size=0.5 / fd_model.k)}
 
 
 def summary_text(result: LearningResult) -> str:
