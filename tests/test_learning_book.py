@@ -170,6 +170,15 @@ mean_bins = 2
 [market]""" + LOOP.split("[market]")[1].replace("{", "{{").replace("}", "}}")  # the makers' loop's market
 
 
+def test_makers_learning_at_one_n(tmp_path):
+    """Without ``scaling``: one N, no by-N table."""
+    path = tmp_path / "makers.toml"
+    path.write_text(MAKERS.format(learner="bandit", rounds=2))
+    assert main(["learn", str(path), "--out", str(tmp_path), "--workers", "1"]) == 0
+    assert pl.read_parquet(tmp_path / "makers" / "learning.parquet")["n_makers"].to_list() == [6, 6]
+    assert not (tmp_path / "makers" / "learning_by_n.parquet").exists()
+
+
 @pytest.mark.parametrize("learner", ["model", "bandit"])
 def test_makers_learning_end_to_end(tmp_path, capsys, learner):
     """Makers who measure the book (or only their own P&L) quote on the lattice: each round is

@@ -145,7 +145,7 @@ def load(root, sec, name: str, averaging, rounds: int, seeds: int, deviators: fl
     if plan.learner == "model" and plan.n_makers * plan.deviators < 1:
         raise sec.error("deviators", plan.deviators, f"gives no deviating maker of n_makers={plan.n_makers}",
                         "raise deviators or n_makers")
-    spec = spec_at(plan, max(plan.n_makers, *plan.scaling), None)  # validates the market
+    spec = spec_at(plan, max((plan.n_makers, *plan.scaling)), None)  # validates the market
     check_memory((plan.seeds + 1) * spec.memory_estimate(), root.source,
                  f"learning.n_makers={spec.makers.count} over learning.seeds={plan.seeds}",
                  "lower n_makers (or scaling), seeds, market.makers.max_inventory or the steps (T/dt)",
