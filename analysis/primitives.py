@@ -805,3 +805,61 @@ def fill_table(distance, mean_distance, filled, dt: float, mean_bins: int = 4, l
                        np.bincount(row, earned, minlength=levels.size) / np.maximum(posts_by_level, 1))
     return FillTable(levels, edges, centres, rate, rate_se, fills.astype(np.int64), observations.astype(np.int64),
                      float(dt), premium)
+
+
+def pool_fill_tables(tables) -> FillTable:
+    """One fill table from several measured with the same mean-quote bins (fills and
+    observations summed, on the union of their levels).
+
+    What :func:`fill_table` gives on all the tables' observations at once, with ``mean_edges``
+    the tables' common edges; a learner keeps its rounds' tables instead of their raw
+    observations.
+
+    Parameters
+    ----------
+    tables : sequence of FillTable
+        With equal ``mean_edges`` and ``dt``.
+
+    Returns
+    -------
+    FillTable
+
+    Raises
+    ------
+    InvalidValue
+        When the tables' bins or steps differ.
+    """
+    tables = list(tables)
+    check.require(len(tables) >= 1 and all(isinstance(t, FillTable) for t in tables), "tables", tables,
+                  "expected a non-empty sequence of FillTable")
+    first = tables[0]
+    check.require(all(np.array_equal(t.mean_edges, first.mean_edges) and t.dt == first.dt for t in tables),
+                  "tables", "bins or steps differ", "tables measured with the same mean_edges and dt")
+    levels = np.unique(np.concatenate([t.levels for t in tables]))
+    shape = (levels.size, first.mean_edges.size - 1)
+    fills, observations = np.zeros(shape), np.zeros(shape)
+    column_counts, centre_sums = np.zeros(shape[1]), np.zeros(shape[1])
+    earned_by_fills, fills_by_level = np.zeros(levels.size), np.zeros(levels.size)
+    earned_by_posts, posts_by_level = np.zeros(levels.size), np.zeros(levels.size)
+    for t in tables:
+        rows = np.searchsorted(levels, t.levels)
+        fills[rows] += t.fills
+        observations[rows] += t.observations
+        counts = t.observations.sum(axis=0)
+        column_counts += counts
+        centre_sums += counts * t.mean_centres
+        level_fills, level_posts = t.fills.sum(axis=1), t.observations.sum(axis=1)
+        # a level's premium is its fills' mean earning where it was filled, its posts' elsewhere
+        earned_by_fills[rows] += np.where(level_fills > 0, level_fills * t.premium, 0.0)
+        fills_by_level[rows] += level_fills
+        earned_by_posts[rows] += level_posts * t.premium
+        posts_by_level[rows] += level_posts
+    centres = np.where(column_counts > 0, centre_sums / np.maximum(column_counts, 1),
+                       0.5 * (first.mean_edges[:-1] + first.mean_edges[1:]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(observations > 0, fills / (observations * first.dt), np.nan)
+        rate_se = np.where(observations > 0, np.sqrt(fills) / (observations * first.dt), np.nan)
+    premium = np.where(fills_by_level > 0, earned_by_fills / np.maximum(fills_by_level, 1),
+                       earned_by_posts / np.maximum(posts_by_level, 1))
+    return FillTable(levels, first.mean_edges.copy(), centres, rate, rate_se, fills.astype(np.int64),
+                     observations.astype(np.int64), first.dt, premium)

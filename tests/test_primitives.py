@@ -177,3 +177,31 @@ def test_compiled_nnls_matches_scipy_on_random_problems():
         assert np.all(coef >= 0)
         assert sse == pytest.approx(norm**2, rel=1e-8, abs=1e-9)
         assert float(np.sum((X @ coef - y) ** 2)) == pytest.approx(norm**2, rel=1e-8, abs=1e-9)
+
+
+def test_pooled_fill_tables_are_the_table_of_all_the_observations():
+    """Two rounds' tables pooled (their levels differ, one level unfilled in one round) give
+    the table fill_table makes from both rounds' observations at once, on the same bins."""
+    from analysis.primitives import fill_table, pool_fill_tables
+    from mfg.validation import InvalidValue
+
+    rng = np.random.default_rng(3)
+
+    def observations(levels, n):
+        distance = rng.choice(levels, n)
+        mean = rng.uniform(1.0, 2.5, n)
+        filled = (rng.random(n) < 0.2 / distance).astype(float)
+        earned = distance + rng.choice([0.0, 0.5], n)
+        return distance, mean, filled, earned
+
+    a, b = observations([1.0, 2.0], 4000), observations([1.0, 2.0, 3.0], 3000)
+    b[2][b[0] == 3.0] = 0.0  # a level posted, never filled
+    first = fill_table(*a[:3], 0.01, mean_bins=3, earned=a[3])
+    second = fill_table(*b[:3], 0.01, mean_edges=first.mean_edges, earned=b[3])
+    pooled = pool_fill_tables([first, second])
+    both = fill_table(*(np.concatenate([x, y]) for x, y in zip(a[:3], b[:3])), 0.01, mean_edges=first.mean_edges,
+                      earned=np.concatenate([a[3], b[3]]))
+    for field in ("levels", "mean_edges", "mean_centres", "rate", "rate_se", "fills", "observations", "premium"):
+        np.testing.assert_allclose(getattr(pooled, field), getattr(both, field), rtol=1e-12, err_msg=field)
+    with pytest.raises(InvalidValue, match="tables"):
+        pool_fill_tables([first, fill_table(*b[:3], 0.01, mean_bins=2, earned=b[3])])

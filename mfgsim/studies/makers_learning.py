@@ -7,7 +7,8 @@ against market-order flow that grows with them). No maker is given the MFG.
 ``learner = "model"`` (fictitious play on the book's own primitives)
     Before each round the makers hold two beliefs, estimated from the rounds so far: the
     fill table Λ(π_l; δ̄) of :func:`analysis.primitives.fill_table` (every round's fills
-    pooled, as :mod:`mfgsim.studies.makers_loop` measures it) and the population's mean
+    pooled, :func:`analysis.primitives.pool_fill_tables`, as :mod:`mfgsim.studies.makers_loop`
+    measures it) and the population's mean
     posted quote δ̄(t) per side (the rounds' observations averaged with fictitious play's
     weights 1/(r + 1), or a fixed weight). Each maker best-responds: one backward sweep of
     the lattice game against δ̄ (:func:`mfg.jump.best_response`). Before the first round
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.primitives import PrimitiveError
+from analysis.primitives import PrimitiveError, pool_fill_tables
 from mfg.jump import MFGConvergenceError, SolvedPopulation, best_response
 from mfg.market_making import TickMarketMakingMFG, fictitious_makers, solve_market_making
 from simulator.agents import quotes_on_steps
@@ -288,7 +289,7 @@ def _learn(plan: MakersLearningPlan, pool, keep, n: int) -> list[dict]:
     _, sub = prior.makers.mean_field(T, steps)  # sub-steps the makers' fill rates need
     rng = np.random.default_rng(20_261_130)
     weights = np.full((n, lattice.size), 1.0 / lattice.size)
-    observations, belief, table, edges = [], None, None, None
+    pooled, belief, table = None, None, None  # the rounds' fills as one table (their raw data would not fit)
     mf = lattice_mfg(prior.makers, T, steps, sub)  # the game the makers believe in before the first round
     rows = []
     for r in range(plan.rounds):
@@ -316,13 +317,12 @@ def _learn(plan: MakersLearningPlan, pool, keep, n: int) -> list[dict]:
             flat = [(np.full((steps, 2 * prior.makers.max_inventory + 1), level),) * 2 for level in lattice]
             jobs = [(_table_makers(prior, flat, groups), seed) for groups, seed in zip(draws, seeds)]
         runs = list(pool.map(_observe, jobs))
-        observations += runs
         observed = np.nanmean([o["mean_quote"] for o in runs], axis=0)
         belief = observed if belief is None else belief + plan.weight(r) * (observed - belief)
         try:
-            fills = measure(observations, prior.dt, plan.mean_bins, edges)
-            edges = fills.mean_edges
-            table = {key: value for key, value in table_intensity(fills).items() if key != "dropped"}
+            fills = measure(runs, prior.dt, plan.mean_bins, None if pooled is None else pooled.mean_edges)
+            pooled = fills if pooled is None else pool_fill_tables([pooled, fills])
+            table = {key: value for key, value in table_intensity(pooled).items() if key != "dropped"}
         except PrimitiveError as exc:
             raise LearningError(f"{plan.source}: after round {r}: {exc}") from None
         mf = lattice_mfg(spec_at(plan, n, table).makers, T, steps, sub)  # on the book's own table
