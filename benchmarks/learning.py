@@ -138,7 +138,7 @@ def jump_games() -> None:
     """Best response and fictitious play on the makers' jump game (competition 2/tick), from makers
     who believe the others quote wider than they will; the floor is the time grid's error."""
     from mfg.learning import jump_learning, jump_mirror_descent
-    from mfg.market_making import MarketMakingMFG
+    from mfg.market_making import ExponentialIntensity, MarketMakingMFG, TickMarketMakingMFG
 
     model = MarketMakingMFG(gamma=0.05, sigma=2.0, A=100.0, k=0.8, competition=2.0, max_inventory=5, T=1.0)
     for n_t in (800, 1600):
@@ -153,6 +153,16 @@ def jump_games() -> None:
         omd = jump_mirror_descent(model, n_t, 10, step_size=0.3, start=start)
         emit("jump_exploitability", omd.exploitability[-1], "value per maker", method="mirror_descent", n_t=n_t,
              start=float(f"{omd.exploitability[0]:.4g}"), at=[float(f"{e:.3g}") for e in omd.exploitability[1:4]])
+    # on the tick lattice: exponential weights over the quotes, from the uniform mixture
+    tick = TickMarketMakingMFG(gamma=0.05, sigma=2.0, quotes=(1.0, 2.0, 3.0, 4.0, 5.0),
+                               intensity=ExponentialIntensity(100.0, 0.8, 0.3), max_inventory=5, T=1.0)
+    omd = jump_mirror_descent(tick, 1600, 60, step_size=0.03)
+    fp = jump_learning(tick, 1600, 30)
+    emit("jump_exploitability", omd.exploitability[-1], "value per maker", method="mirror_descent", game="lattice",
+         n_t=1600, start=float(f"{omd.exploitability[0]:.4g}"),
+         at=[float(f"{omd.exploitability[i]:.3g}") for i in (1, 5, 10, 30, 60)])
+    emit("jump_exploitability", fp.exploitability[-1], "value per maker", method="fictitious_play", game="lattice",
+         n_t=1600, start=float(f"{fp.exploitability[0]:.4g}"))
 
 
 def makers(sizes, model_rounds: int, bandit_sizes, bandit_rounds: int, workers: int | None) -> None:

@@ -134,14 +134,19 @@ class SolvedPopulation:
     m : numpy.ndarray of float64, shape (N+1, S)
         The law on the states (each row sums to one).
     quotes : numpy.ndarray of float64, shape (K, N+1, S)
-        Optimal quotes δ_i (units of δ); NaN where the jump is not posted.
+        Optimal quotes δ_i (units of δ); NaN where the jump is not posted. For a mixed
+        policy, the mean of the quotes posted.
     rates : numpy.ndarray of float64, shape (K, N+1, S)
         Intensities Λ_i (jumps per time); 0 where the jump is not posted.
+    posting : numpy.ndarray of float64, shape (K, N+1, S), or None
+        For a mixed policy, the probability that each jump is posted; None: posted where
+        its quote is finite.
     """
 
     m: np.ndarray
     quotes: np.ndarray
     rates: np.ndarray
+    posting: np.ndarray | None = None
 
 
 class JumpMFGModel(ABC):
@@ -543,6 +548,70 @@ def policy_population(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray,
     phi.m[0] = phi.m0
     K.law_forward(phi.t, phi.shifts, rates, phi.m)
     return SolvedPopulation(phi.m.copy(), np.asarray(quotes, dtype=np.float64), rates)
+
+
+def lattice_policy(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray,
+                   probabilities: np.ndarray) -> tuple[np.ndarray, SolvedPopulation]:
+    """Value and population of a mixed policy on lattice jumps: at each node, each lattice
+    quote (or not posting) with a probability.
+
+    A mixture of quotes δ_l with intensities Λ_l pays Σ_l p_l Λ_l (1 - e^{-ξ(δ_l - p)})/ξ, which
+    is what one quote pays at the intensity A = Σ_l p_l Λ_l and the certainty-equivalent
+    quote -log(Σ_l p_l Λ_l e^{-ξ δ_l} / A)/ξ (the intensity-weighted mean at ξ = 0): the
+    backward sweep of :func:`policy_value` values it exactly.
+
+    Parameters
+    ----------
+    model : JumpMFGModel
+        Every jump on a lattice.
+    t : numpy.ndarray of float64, shape (N+1,)
+    coupling : numpy.ndarray of float64
+    probabilities : numpy.ndarray of float64, shape (K, N+1, S, L + 1)
+        Per jump and node, the probability of each lattice quote (L: the longest lattice;
+        a shorter one's extra entries must be 0) and, last, of not posting.
+
+    Returns
+    -------
+    (theta, population) : tuple of (numpy.ndarray, SolvedPopulation)
+        θ (N+1, S); the law under the mixture, its mean posted quotes, intensities and
+        posting probabilities.
+    """
+    phi = _JumpSweeper(model, np.ascontiguousarray(t, dtype=np.float64))
+    t = phi.t
+    jumps = model.jumps
+    if any(j.shape != "lattice" for j in jumps):
+        raise ValueError("lattice_policy takes lattice jumps only; value smooth quotes with policy_value")
+    S, n1, Kn, width = phi.m.shape[1], t.size, len(jumps), phi.lattice.shape[1]
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape != (Kn, n1, S, width + 1) or not np.all(probabilities >= 0) \
+            or np.max(np.abs(probabilities.sum(axis=3) - 1.0)) > 1e-9:
+        raise ValueError(f"probabilities must be shaped {(Kn, n1, S, width + 1)}, >= 0 and sum to 1 over the "
+                         "quotes and not posting")
+    terms = model.terms(np.asarray(coupling, dtype=np.float64), t)
+    scale = _checked(np.asarray(terms.scale, dtype=np.float64), (Kn, n1, S), "terms().scale")
+    lattice_rates = np.nan_to_num(np.asarray(terms.lattice, dtype=np.float64))  # (K, N+1, L)
+    quotes = np.nan_to_num(phi.lattice)  # (K, L); padded entries carry probability 0
+    rates = scale[..., None] * lattice_rates[:, :, None, :]  # (K, N+1, S, L)
+    weight = probabilities[..., :width] * rates
+    total = weight.sum(axis=3)
+    if phi.xi == 0.0:
+        effective = (weight * quotes[:, None, None, :]).sum(axis=3) / np.maximum(total, 1e-300)
+    else:
+        discounted = (weight * np.exp(-phi.xi * quotes)[:, None, None, :]).sum(axis=3)
+        effective = -np.log(np.maximum(discounted, 1e-300) / np.maximum(total, 1e-300)) / phi.xi
+    effective = np.where(total > 0, effective, np.nan)
+    posting = probabilities[..., :width].sum(axis=3)
+    mean_quote = np.where(posting > 0, (probabilities[..., :width] * quotes[:, None, None, :]).sum(axis=3)
+                          / np.maximum(posting, 1e-300), np.nan)
+    penalty = _checked(np.asarray(terms.penalty, dtype=np.float64), (n1, S), "terms().penalty")
+    theta = np.empty((n1, S))
+    failed = K.policy_backward(t, phi.shifts, phi.xi, np.ascontiguousarray(effective), np.ascontiguousarray(total),
+                               penalty, phi.terminal, theta)
+    if failed >= 0:
+        raise ValueError(f"the value of the quotes stopped being finite at t={t[failed]:.4g}; take more steps")
+    phi.m[0] = phi.m0
+    K.law_forward(t, phi.shifts, np.ascontiguousarray(total), phi.m)
+    return theta, SolvedPopulation(phi.m.copy(), mean_quote, total, posting)
 
 
 def exploitability(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, policies, weights) -> float:

@@ -717,7 +717,13 @@ def fd_mirror_descent(model, grid, iterations: int, *, step_size: float) -> Lear
 
 def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
                         start: np.ndarray | None = None) -> LearningHistory:
-    """Online mirror descent on a jump game with smooth intensity shapes, with its exploitability.
+    """Online mirror descent on a jump game, with its exploitability.
+
+    On a lattice the policy is mixed: per node, a probability for each lattice quote and for
+    not posting, updated by exponential weights on the quotes' Q-values against the current
+    coupling, Q_l = Λ_l (1 - e^{-ξ(δ_l - p)})/ξ and 0 for not posting (the entropy mirror map
+    of Pérolat et al. 2021), starting from the uniform mixture; :func:`mfg.jump.lattice_policy`
+    values and moves it. With smooth shapes the policy is the quote itself:
 
     A policy is a quote δ_i(t, q) per jump and node, starting from the best response to the
     starting coupling. Every step values the policy against the coupling of the moment
@@ -730,11 +736,13 @@ def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
     Parameters
     ----------
     model : mfg.jump.JumpMFGModel
-        With exponential or logistic jumps (a lattice's quotes do not move continuously).
+        With every jump smooth (exponential, logistic), or every jump on a lattice (whose
+        coupling reads the posting probabilities: the makers' games).
     n_t : int
     iterations : int
     step_size : float
-        η > 0 (units of δ squared).
+        η > 0: units of δ squared for smooth quotes; per unit of Q (value per time) for the
+        lattice's exponential weights.
     start : numpy.ndarray of float64, optional
         As in :func:`jump_learning`.
 
@@ -750,8 +758,11 @@ def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
     check.integer("iterations", iterations, lo=1, hi=100_000)
     eta = check.number("step_size", step_size, lo=0.0, lo_open=True)
     jumps = model.jumps
-    check.require(all(j.shape != "lattice" for j in jumps), "model.jumps", [j.shape for j in jumps],
-                  "mirror descent moves quotes continuously: exponential or logistic shapes only")
+    shapes = [j.shape for j in jumps]
+    if all(shape == "lattice" for shape in shapes):
+        return _lattice_mirror_descent(model, n_t, iterations, eta, start)
+    check.require("lattice" not in shapes, "model.jumps", shapes,
+                  "every jump smooth (exponential, logistic) or every jump on a lattice")
     t = time_grid(model.T, n_t)
     coupling = np.asarray(model.initial_coupling(t) if start is None else start, dtype=np.float64)
     br = best_response(model, t, coupling)
@@ -784,6 +795,59 @@ def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
             gradient = (-r * x + 1.0) if xi == 0.0 else (-r * -np.expm1(-xi * x) / xi + gain)
             quotes[k] = quotes[k] + eta * gradient  # NaN (not posted) stays NaN
         produced = np.asarray(model.coupling_from(policy_population(model, t, coupling, quotes), t))
+        distance.append(float(np.max(np.abs(produced - coupling))))
+        coupling = produced
+    return LearningHistory("mirror_descent", np.array(exploitability), np.array(distance), coupling, diverged,
+                           {"step_size": eta})
+
+
+def _lattice_mirror_descent(model, n_t: int, iterations: int, eta: float, start) -> LearningHistory:
+    """Exponential weights over each node's lattice quotes and not posting (see :func:`jump_mirror_descent`)."""
+    from .jump import best_response, lattice_policy, time_grid
+
+    t = time_grid(model.T, n_t)
+    jumps = model.jumps
+    states = len(model.states)
+    width = max(len(j.quotes) for j in jumps)
+    quotes = np.full((len(jumps), width), np.nan)
+    for k, jump in enumerate(jumps):
+        quotes[k, :len(jump.quotes)] = jump.quotes
+    # quotes a jump may not post: a shorter lattice's padding, and any jump that leaves the states
+    allowed = np.ones((len(jumps), t.size, states, width + 1), dtype=bool)
+    allowed[..., :width] &= np.isfinite(quotes)[:, None, None, :]
+    for k, jump in enumerate(jumps):
+        inside = (np.arange(states) + jump.shift >= 0) & (np.arange(states) + jump.shift < states)
+        allowed[k, :, ~inside, :width] = False
+    logits = np.zeros(allowed.shape)
+    coupling = np.asarray(model.initial_coupling(t) if start is None else start, dtype=np.float64)
+    m0 = np.asarray(model.initial_law(), dtype=np.float64)
+    xi = float(model.risk_aversion)
+    exploitability, distance = [], [math.nan]
+    diverged = False
+    for i in range(iterations + 1):
+        weights = np.where(allowed, np.exp(logits - np.where(allowed, logits, -np.inf).max(axis=3, keepdims=True)),
+                           0.0)
+        probabilities = weights / weights.sum(axis=3, keepdims=True)
+        try:
+            theta, population = lattice_policy(model, t, coupling, probabilities)
+            e = float(m0 @ best_response(model, t, coupling).value[0]) - float(m0 @ theta[0])
+        except ValueError:  # intensities too fast for the grid: a step too long
+            e = math.inf
+        exploitability.append(e)
+        if not math.isfinite(e):
+            diverged = True
+            break
+        if i == iterations:
+            break
+        terms = model.terms(coupling, t)
+        for k, jump in enumerate(jumps):
+            target = np.clip(np.arange(states) + jump.shift, 0, states - 1)
+            p = (theta - theta[:, target])[:, :, None]
+            rates = terms.scale[k][:, :, None] * np.nan_to_num(np.asarray(terms.lattice)[k])[:, None, :width]
+            x = np.nan_to_num(quotes[k])[None, None, :] - p
+            q_values = rates * (x if xi == 0.0 else -np.expm1(-xi * x) / xi)
+            logits[k, :, :, :width] += eta * q_values
+        produced = np.asarray(model.coupling_from(population, t))
         distance.append(float(np.max(np.abs(produced - coupling))))
         coupling = produced
     return LearningHistory("mirror_descent", np.array(exploitability), np.array(distance), coupling, diverged,

@@ -72,7 +72,8 @@ class _MakersPopulation:
 
     def coupling_from(self, population: SolvedPopulation, t):
         """Implements `JumpMFGModel.coupling_from`: the population's mean posted bid and ask (2, N+1)."""
-        return np.stack([_posted_mean(population.m, quote) for quote in population.quotes])
+        posting = population.posting if population.posting is not None else [None] * len(population.quotes)
+        return np.stack([_posted_mean(population.m, quote, p) for quote, p in zip(population.quotes, posting)])
 
     def _inventory_risk(self, t) -> np.ndarray:
         """The running penalty γσ²q²/2 at every time of ``t`` and inventory, (N+1, 2Q+1)."""
@@ -428,10 +429,11 @@ def quotes(model: MarketMakingMFG, t: np.ndarray, mean_bid: np.ndarray, mean_ask
     return sol.quotes[0], sol.quotes[1]
 
 
-def _posted_mean(m, quote):
-    posted = ~np.isnan(quote)
+def _posted_mean(m, quote, posting=None):
+    """The mean of the posted quotes weighted by the law (and the probability of posting)."""
+    posted = ~np.isnan(quote) if posting is None else posting * ~np.isnan(quote)
     weight = (m * posted).sum(axis=1)
-    return (m * np.nan_to_num(quote)).sum(axis=1) / np.maximum(weight, 1e-300)
+    return (m * posted * np.nan_to_num(quote)).sum(axis=1) / np.maximum(weight, 1e-300)
 
 
 def solve_market_making(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1000, tol: float = 1e-10,

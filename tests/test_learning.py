@@ -261,3 +261,29 @@ def test_mirror_descent_on_the_fd_and_jump_games():
     jump = jump_mirror_descent(makers, 800, 10, step_size=0.3, start=start)
     assert not jump.diverged and abs(jump.exploitability[-1]) < 0.05 * jump.exploitability[0]
     assert jump_mirror_descent(makers, 800, 10, step_size=1.0, start=start).diverged
+
+
+def test_mirror_descent_on_the_lattice_makers_game():
+    """Exponential weights over the lattice quotes (and not posting): a one-hot mixture is
+    valued as its pure quotes are, and from the uniform mixture the exploitability falls by
+    more than two orders of magnitude in 30 steps."""
+    from mfg.jump import best_response, lattice_policy, policy_value, time_grid
+    from mfg.learning import jump_mirror_descent
+    from mfg.market_making import ExponentialIntensity, TickMarketMakingMFG
+
+    tick = TickMarketMakingMFG(gamma=0.05, sigma=2.0, quotes=(1.0, 2.0, 3.0, 4.0, 5.0),
+                               intensity=ExponentialIntensity(100.0, 0.8, 0.3), max_inventory=5, T=1.0)
+    t = time_grid(1.0, 400)
+    coupling = tick.initial_coupling(t)
+    br = best_response(tick, t, coupling)
+    one_hot = np.zeros((2, 401, 11, 6))
+    lattice = np.array(tick.quotes)
+    for k in range(2):
+        posted = np.isfinite(br.quotes[k])
+        index = np.where(posted, np.searchsorted(lattice, np.nan_to_num(br.quotes[k])), 5)
+        np.put_along_axis(one_hot[k], index[..., None], 1.0, axis=2)
+    theta, population = lattice_policy(tick, t, coupling, one_hot)
+    np.testing.assert_allclose(theta, policy_value(tick, t, coupling, br.quotes), rtol=1e-12)
+    np.testing.assert_allclose(population.rates, br.rates, rtol=1e-12)
+    omd = jump_mirror_descent(tick, 1600, 30, step_size=0.03)
+    assert not omd.diverged and omd.exploitability[-1] < 0.005 * omd.exploitability[0]
