@@ -592,7 +592,8 @@ class ExecutionCrowd:
         check.number("crowd.spread_cost", self.spread_cost, lo=0.0)
         check.number("crowd.impact_exponent", self.impact_exponent, lo=0.0, lo_open=True)
         if (self.cost_exponent, self.spread_cost, self.impact_exponent) != (2.0, 0.0, 1.0):
-            check.require(self.strategy == "mfg_fd", "crowd.strategy", self.strategy,
+            # a given table was solved elsewhere; its agents' own speed friction k|ν|^α stays theirs
+            check.require(self.strategy in ("mfg_fd", "feedback"), "crowd.strategy", self.strategy,
                           "cost_exponent != 2, spread_cost > 0 or impact_exponent != 1 are solved by 'mfg_fd' only")
         if self.strategy.startswith("nash"):
             check.require(len(self.model.types) == 1 and self.model.c == 0 and self.model.rho == 0
