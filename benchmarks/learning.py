@@ -36,8 +36,8 @@ the same rounds), ``makers_pnl_gap_rel``, and for the model-based learners
     python benchmarks/learning.py --quick   # n_t = 100, 1000 iterations; the book: 8 rounds per N;
                                             # makers at N = 10, 30, 100 (8 model rounds, 60 bandit rounds)
     python benchmarks/learning.py           # n_t = 200, 10000 iterations; the book: 20 rounds per N;
-                                            # makers: model at N = 10 .. 1000 (12 rounds), bandits at
-                                            # N = 10, 30, 100 (150 rounds); about 35 min on 2 cores
+                                            # makers at N = 10 .. 1000 (12 model rounds, 150 bandit
+                                            # rounds); about 45 min on 2 cores
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def main(argv=None) -> None:
     jump_games()
     in_the_book(8 if args.quick else 20, args.workers)
     makers((10, 30, 100) if args.quick else (10, 30, 100, 300, 1000), 8 if args.quick else 12,
-           (10, 30, 100), 60 if args.quick else 150, args.workers)
+           (10, 30, 100) if args.quick else (10, 30, 100, 300, 1000), 60 if args.quick else 150, args.workers)
 
 
 def fd_games(iterations: int) -> None:
