@@ -519,9 +519,14 @@ def policy_value(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray, quote
     rates = quote_rates(model, phi.t, coupling, quotes)
     penalty = _checked(np.asarray(model.terms(np.asarray(coupling, dtype=np.float64), phi.t).penalty,
                                   dtype=np.float64), phi.m.shape, "terms().penalty")
+    return _swept_value(phi, quotes, rates, penalty)
+
+
+def _swept_value(phi: _JumpSweeper, quotes: np.ndarray, rates: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """θ of fixed quotes and intensities by the backward sweep, or a one-line error."""
     theta = np.empty(phi.m.shape)
-    failed = K.policy_backward(phi.t, phi.shifts, phi.xi, np.ascontiguousarray(quotes, dtype=np.float64), rates,
-                               penalty, phi.terminal, theta)
+    failed = K.policy_backward(phi.t, phi.shifts, phi.xi, np.ascontiguousarray(quotes, dtype=np.float64),
+                               np.ascontiguousarray(rates, dtype=np.float64), penalty, phi.terminal, theta)
     if failed >= 0:
         raise ValueError(f"the value of the quotes stopped being finite at t={phi.t[failed]:.4g}; take more steps")
     return theta
@@ -603,12 +608,8 @@ def lattice_policy(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray,
     posting = probabilities[..., :width].sum(axis=3)
     mean_quote = np.where(posting > 0, (probabilities[..., :width] * quotes[:, None, None, :]).sum(axis=3)
                           / np.maximum(posting, 1e-300), np.nan)
-    penalty = _checked(np.asarray(terms.penalty, dtype=np.float64), (n1, S), "terms().penalty")
-    theta = np.empty((n1, S))
-    failed = K.policy_backward(t, phi.shifts, phi.xi, np.ascontiguousarray(effective), np.ascontiguousarray(total),
-                               penalty, phi.terminal, theta)
-    if failed >= 0:
-        raise ValueError(f"the value of the quotes stopped being finite at t={t[failed]:.4g}; take more steps")
+    theta = _swept_value(phi, effective, total, _checked(np.asarray(terms.penalty, dtype=np.float64), (n1, S),
+                                                          "terms().penalty"))
     phi.m[0] = phi.m0
     K.law_forward(t, phi.shifts, np.ascontiguousarray(total), phi.m)
     return theta, SolvedPopulation(phi.m.copy(), mean_quote, total, posting)
