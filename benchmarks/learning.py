@@ -37,7 +37,7 @@ the same rounds), ``makers_pnl_gap_rel``, and for the model-based learners
                                             # makers at N = 10, 30, 100 (8 model rounds, 60 bandit rounds)
     python benchmarks/learning.py           # n_t = 200, 10000 iterations; the book: 20 rounds per N;
                                             # makers at N = 10 .. 1000 (12 model rounds, 150 bandit
-                                            # rounds); about 45 min on 2 cores
+                                            # rounds); about 40 min on 2 cores (timed in parts)
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Learning the equilibrium of the LQ trade-crowding game: best response, fictitious play and
-online mirror descent, with the exploitability of every iterate computed exactly.
+"""Learning the equilibrium: best response, fictitious play and online mirror descent, with
+the exploitability of every iterate, on the LQ trade-crowding game (exactly, below), on the
+finite-difference games (:func:`fd_learning`, :func:`fd_mirror_descent`: exact on the grid)
+and on the jump games of market makers (:func:`jump_learning`, :func:`jump_mirror_descent`).
 
 The game on a time grid
 -----------------------
@@ -86,9 +88,10 @@ class LearningHistory:
         Of the policy at each iterate, from the starting policy on (price x shares per agent).
     distance : numpy.ndarray of float64
         Sup over time of |mu_i - mu*|, the crowd's rate against the equilibrium's (shares
-        per time).
-    policy : numpy.ndarray of float64, shape (J, n_t)
-        The last policy (mean rates per type and step, shares per time).
+        per time); the FD and jump learners say what theirs is.
+    policy : numpy.ndarray of float64
+        The last policy, (J, n_t) mean rates per type and step (shares per time); for the FD
+        and jump learners, the last coupling.
     diverged : bool
         True when the learner stopped because its exploitability left any bound (it
         exceeded 1e12 times the starting one, or stopped being finite).
@@ -517,6 +520,46 @@ def _mixing(method: str, damping: float, schedule) -> tuple[Callable[[int], floa
     return share, ({"damping": a} if method == "best_response" else {"schedule": name})
 
 
+def _fd_target(model, grid):
+    """The FD equilibrium's coupling, the learners' yardstick (None where Anderson fails;
+    the learners may still converge there)."""
+    from . import fd
+
+    try:
+        return fd.solve(model, grid, tol=1e-10).coupling
+    except fd.MFGConvergenceError:
+        return None
+
+
+def _fd_gap(model, grid, population):
+    """(exploitability, best response) of an FD population; (inf, None) when a best response
+    runs off the grid, as policies that run away make it."""
+    from . import fd
+
+    try:
+        return fd.exploitability(model, grid, population)
+    except ValueError:
+        return math.inf, None
+
+
+def _jump_gap(model, t, coupling, quotes=None, probabilities=None) -> tuple[float, np.ndarray | None, object]:
+    """(exploitability, θ, population) of fixed quotes, or of a mixed lattice policy's
+    ``probabilities``, against ``coupling``: the best response's mean value over the policy's
+    (the population only for a mixed policy). (inf, None, None) when the intensities became
+    too fast for the time grid (a step too long)."""
+    from .jump import best_response, lattice_policy, policy_value
+
+    m0 = np.asarray(model.initial_law(), dtype=np.float64)
+    try:
+        if probabilities is None:
+            theta, population = policy_value(model, t, coupling, quotes), None
+        else:
+            theta, population = lattice_policy(model, t, coupling, probabilities)
+        return float(m0 @ best_response(model, t, coupling).value[0]) - float(m0 @ theta[0]), theta, population
+    except ValueError:
+        return math.inf, None, None
+
+
 def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play", damping: float = 1.0,
                 schedule: Callable[[int], float] | None = None) -> LearningHistory:
     """Best response or fictitious play on a finite-difference MFG, with its exact exploitability.
@@ -550,26 +593,23 @@ def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play"
     LearningHistory
         ``distance``: sup |coupling - the equilibrium's| (the equilibrium solved by
         :func:`mfg.fd.solve`; NaN where that solve does not converge); ``policy``: the last
-        population's coupling.
+        population's coupling; ``diverged`` when the exploitability leaves every bound or a
+        best response runs off the grid.
     """
     from . import fd
 
     check.integer("iterations", iterations, lo=1, hi=10_000_000)
     share, settings = _mixing(method, damping, schedule)
-    try:
-        target = fd.solve(model, grid, tol=1e-10).coupling
-    except fd.MFGConvergenceError:  # Anderson's fixed point can fail where the learners still converge
-        target = None
+    target = _fd_target(model, grid)
     start = fd.best_response(model, grid, model.initial_coupling(grid))
     population = fd.policy(model, grid, start.bplus, start.bminus)
     exploitability, distance = [], []
-    bound, diverged = math.inf, False
+    diverged = False
     for i in range(iterations + 1):
-        e, br = fd.exploitability(model, grid, population)
+        e, br = _fd_gap(model, grid, population)
         exploitability.append(e)
         distance.append(math.nan if target is None else float(np.max(np.abs(population.coupling - target))))
-        bound = 1e12 * max(exploitability[0], 1e-300) if i == 0 else bound
-        if not math.isfinite(e) or e > bound:
+        if not math.isfinite(e) or e > 1e12 * max(exploitability[0], 1e-300):
             diverged = True
             break
         if i == iterations:
@@ -677,10 +717,7 @@ def fd_mirror_descent(model, grid, iterations: int, *, step_size: float) -> Lear
 
     check.integer("iterations", iterations, lo=1, hi=10_000_000)
     eta = check.number("step_size", step_size, lo=0.0, lo_open=True)
-    try:
-        target = fd.solve(model, grid, tol=1e-10).coupling
-    except fd.MFGConvergenceError:
-        target = None
+    target = _fd_target(model, grid)
     start = fd.best_response(model, grid, model.initial_coupling(grid))
     up, down = start.bplus.copy(), start.bminus.copy()  # the dual variables
     k, alpha, a = model.k, float(model.cost_exponent), float(model.spread_cost)
@@ -691,10 +728,7 @@ def fd_mirror_descent(model, grid, iterations: int, *, step_size: float) -> Lear
         bplus[..., -1] = 0.0  # no flow off the grid
         bminus[..., 0] = 0.0
         population = fd.policy(model, grid, bplus, bminus)
-        try:
-            e, _ = fd.exploitability(model, grid, population)
-        except ValueError:  # a best response pushed past the grid's ends: the policies have run away
-            e = math.inf
+        e, _ = _fd_gap(model, grid, population)
         exploitability.append(e)
         distance.append(math.nan if target is None else float(np.max(np.abs(population.coupling - target))))
         if not math.isfinite(e) or e > 1e12 * max(exploitability[0], 1e-300):
@@ -723,10 +757,10 @@ def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
     not posting, updated by exponential weights on the quotes' Q-values against the current
     coupling, Q_l = Λ_l (1 - e^{-ξ(δ_l - p)})/ξ and 0 for not posting (the entropy mirror map
     of Pérolat et al. 2021), starting from the uniform mixture; :func:`mfg.jump.lattice_policy`
-    values and moves it. With smooth shapes the policy is the quote itself:
+    values and moves it.
 
-    A policy is a quote δ_i(t, q) per jump and node, starting from the best response to the
-    starting coupling. Every step values the policy against the coupling of the moment
+    With smooth shapes the policy is the quote δ_i(t, q) itself per jump and node, starting
+    from the best response to the starting coupling. Every step values the policy against the coupling of the moment
     (:func:`mfg.jump.policy_value`) and moves each quote along the gradient of its
     Hamiltonian term per unit intensity, -r(δ)(1 - e^{-ξ(δ - p)})/ξ + e^{-ξ(δ - p)} (r = -ℓ'/ℓ,
     p = θ(q) - θ(q + s); zero at the best quote): δ <- δ + η g, the Euclidean mirror map on
@@ -752,8 +786,7 @@ def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
         As :func:`jump_learning`'s; ``diverged`` when a step made the intensities too fast
         for the time grid (a step size too long).
     """
-    from .jump import (SolvedPopulation, best_response, exploitability as jump_exploitability, policy_population,
-                       policy_value, time_grid)
+    from .jump import SolvedPopulation, best_response, policy_population, time_grid
 
     check.integer("iterations", iterations, lo=1, hi=100_000)
     eta = check.number("step_size", step_size, lo=0.0, lo_open=True)
@@ -773,17 +806,13 @@ def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
     exploitability, distance = [], [math.nan]
     diverged = False
     for i in range(iterations + 1):
-        try:
-            e = jump_exploitability(model, t, coupling, [quotes], [1.0])
-        except ValueError:  # the quotes made the intensities too stiff for the grid: a step too long
-            e = math.inf
+        e, theta, _ = _jump_gap(model, t, coupling, quotes=quotes)
         exploitability.append(e)
         if not math.isfinite(e):
             diverged = True
             break
         if i == iterations:
             break
-        theta = policy_value(model, t, coupling, quotes)
         for k, jump in enumerate(jumps):
             target = np.clip(np.arange(states) + jump.shift, 0, states - 1)
             x = quotes[k] - (theta - theta[:, target])
@@ -803,7 +832,7 @@ def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
 
 def _lattice_mirror_descent(model, n_t: int, iterations: int, eta: float, start) -> LearningHistory:
     """Exponential weights over each node's lattice quotes and not posting (see :func:`jump_mirror_descent`)."""
-    from .jump import best_response, lattice_policy, time_grid
+    from .jump import time_grid
 
     t = time_grid(model.T, n_t)
     jumps = model.jumps
@@ -820,7 +849,6 @@ def _lattice_mirror_descent(model, n_t: int, iterations: int, eta: float, start)
         allowed[k, :, ~inside, :width] = False
     logits = np.zeros(allowed.shape)
     coupling = np.asarray(model.initial_coupling(t) if start is None else start, dtype=np.float64)
-    m0 = np.asarray(model.initial_law(), dtype=np.float64)
     xi = float(model.risk_aversion)
     exploitability, distance = [], [math.nan]
     diverged = False
@@ -828,11 +856,7 @@ def _lattice_mirror_descent(model, n_t: int, iterations: int, eta: float, start)
         weights = np.where(allowed, np.exp(logits - np.where(allowed, logits, -np.inf).max(axis=3, keepdims=True)),
                            0.0)
         probabilities = weights / weights.sum(axis=3, keepdims=True)
-        try:
-            theta, population = lattice_policy(model, t, coupling, probabilities)
-            e = float(m0 @ best_response(model, t, coupling).value[0]) - float(m0 @ theta[0])
-        except ValueError:  # intensities too fast for the grid: a step too long
-            e = math.inf
+        e, theta, population = _jump_gap(model, t, coupling, probabilities=probabilities)
         exploitability.append(e)
         if not math.isfinite(e):
             diverged = True

@@ -7,10 +7,12 @@ import numpy as np
 import polars as pl
 import pytest
 from conftest import assert_calibrate_refuses
+from test_impact import CLOSED_LOOP
 from test_makers_loop import LOOP
 
 from mfgsim.cli import main
 
+# the closed loop's tiny market, crowd and meta-orders, with 60 agents and the FD grid
 LEARN = """
 [learning]
 rounds = {rounds}
@@ -19,35 +21,9 @@ deviators = 0.1
 horizon = 5
 max_policy_error = {max_error}
 
-[model]
-k = 1.0
-kappa = 5.0
-T = 1.0
-[[model.types]]
-phi = 1.0
-A = 10.0
-m0 = {{ means = [1.0], stds = [0.2] }}
-
-[crowd]
-n_agents = 60
-lots_per_unit = 20
-stop_at_target = false
-
-[crowd.fd_grid]
-x_min = -0.6
-x_max = 2.2
-n_x = 57
-n_t = 25
-
-[market]
-dt = 0.01
-warmup_steps = 50
-
-[meta_orders]
-sizes = [0.5, 1.0, 2.0]
-seeds = 2
-post_steps = 50
-"""
+[model]""" + CLOSED_LOOP.split("[model]")[1].replace("n_agents = 30", "n_agents = 60").replace(
+    "stop_at_target = false\n",
+    "stop_at_target = false\n\n[crowd.fd_grid]\nx_min = -0.6\nx_max = 2.2\nn_x = 57\nn_t = 25\n")
 
 
 def test_learning_end_to_end(tmp_path, capsys):

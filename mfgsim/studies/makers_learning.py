@@ -286,20 +286,21 @@ def _learn(plan: MakersLearningPlan, pool, keep, n: int) -> list[dict]:
     prior = spec_at(plan, n, None)
     steps, T = prior.n_steps, prior.T
     lattice = np.asarray(prior.makers.lattice)
-    _, sub = prior.makers.mean_field(T, steps)  # sub-steps the makers' fill rates need
+    # the makers' game on what they believe, and its MFG (solved on the sub-steps its fill rates
+    # need): before the first round, the configured one
+    learned = prior
+    mf, sub = prior.makers.mean_field(T, steps)
     rng = np.random.default_rng(20_261_130)
     weights = np.full((n, lattice.size), 1.0 / lattice.size)
-    pooled, belief, table = None, None, None  # the rounds' fills as one table (their raw data would not fit)
-    mf = lattice_mfg(prior.makers, T, steps, sub)  # the game the makers believe in before the first round
+    pooled, belief = None, None  # the rounds' fills as one table (their raw data would not fit)
     rows = []
     for r in range(plan.rounds):
         started = time.perf_counter()
         seeds = [200_003 * (r + 1) + i for i in range(plan.seeds)]
-        learned = spec_at(plan, n, table)  # the makers' game on what they believe
         row = {"round": r, "population": "makers", "learner": plan.learner, "n_makers": n, "seeds": len(seeds),
                "weight": plan.weight(r)}
         if plan.learner == "model":
-            game = _game(learned.makers, T)  # mf: its MFG, solved at the end of the last round
+            game = _game(learned.makers, T)
             coupling = game.initial_coupling(mf.t) if belief is None else _on_nodes(belief, sub)
             policy = best_response(game, mf.t, coupling)
             produced = game.coupling_from(SolvedPopulation(policy.m, policy.quotes, policy.rates), mf.t)
@@ -325,7 +326,8 @@ def _learn(plan: MakersLearningPlan, pool, keep, n: int) -> list[dict]:
             table = {key: value for key, value in table_intensity(pooled).items() if key != "dropped"}
         except PrimitiveError as exc:
             raise LearningError(f"{plan.source}: after round {r}: {exc}") from None
-        mf = lattice_mfg(spec_at(plan, n, table).makers, T, steps, sub)  # on the book's own table
+        learned = spec_at(plan, n, table)
+        mf = lattice_mfg(learned.makers, T, steps, sub)  # on the book's own table: next round's belief
         conform = [np.asarray(o["groups"]) == 0 if plan.learner == "model" else np.ones(n, bool) for o in runs]
         spread = np.array([np.nanmean(o["bid_spread"][c] + o["ask_spread"][c]) for o, c in zip(runs, conform)])
         pnl = np.array([o["pnl"][c].mean() for o, c in zip(runs, conform)])
