@@ -76,7 +76,7 @@ def build_run(cfg: dict, source: str) -> dict:
         m = root.table("market")
         noise = m.table("noise", {}).dataclass(NoiseFlow)
         makers = m.table("makers", {}).dataclass(MarketMakers)
-        latent = m.table("latent").dataclass(LatentLiquidity) if "latent" in m.data else None
+        latent = latent_populations(m)
         meta = m.table("meta_traders").dataclass(MetaOrderTraders) if "meta_traders" in m.data else None
         out["spec"] = m.dataclass(MarketSpec, T=model.T, noise=noise, makers=makers if makers.count else None,
                                   latent=latent, crowd=crowd, meta_traders=meta, record_every=record_every)
@@ -88,6 +88,25 @@ def build_run(cfg: dict, source: str) -> dict:
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     return out
+
+
+def latent_populations(market: Section):
+    """The latent book of a ``[market]`` table: None, one population (``[market.latent]``)
+    or several of different memories (``[[market.latent]]``).
+
+    Parameters
+    ----------
+    market : Section
+
+    Returns
+    -------
+    LatentLiquidity, tuple of LatentLiquidity, or None
+    """
+    if "latent" not in market.data:
+        return None
+    if isinstance(market.data["latent"], list):
+        return tuple(sec.dataclass(LatentLiquidity) for sec in market.tables("latent"))
+    return market.table("latent").dataclass(LatentLiquidity)
 
 
 def market_objects(cfg: dict, source: str):

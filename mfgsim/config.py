@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -304,7 +305,8 @@ def _key_path(path: str, field: str) -> str:
     if not path:
         return field
     here, there = path.split("."), field.split(".")
-    shared = next((k for k in range(min(len(here), len(there) - 1), 0, -1) if here[-k:] == there[:k]), 0)
+    bare = [re.sub(r"\[\d+\]$", "", part) for part in here]  # market.latent[1] shares market.latent
+    shared = next((k for k in range(min(len(here), len(there) - 1), 0, -1) if bare[-k:] == there[:k]), 0)
     return ".".join(here + there[shared:])
 
 

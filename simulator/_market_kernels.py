@@ -23,6 +23,13 @@ V-shaped, locally linear profile that makes impact grow like the square root of 
 volume and decay once a meta-order stops. Cancellations of latent volume are applied
 lazily: a tick's volume is thinned (binomially, for the steps since it was last touched)
 only when it is read, which is exact for independent exponential lifetimes.
+
+Several latent populations may share the book, each with its own deposit rate, memory
+1/ν, band and reveal distance (Benzaquen and Bouchaud 2018: liquidity of several time
+scales). A fast one keeps the book thick and resilient near the price; a slow one has a
+wide depletion zone, and with it a wide window of square-root impact. A population may
+start in its stationary profile (λ/ν)(1 − e^{−x/ℓ}) at x ticks from the mid, ℓ its depletion
+length, instead of empty: a slow book's memory is longer than any warm-up one can afford.
 """
 
 import numpy as np
@@ -109,6 +116,34 @@ def _new_meta_order(meta_params, k, left, sign, participation):
 
 
 @njit(cache=True)
+def _latent_start(latent, touched, params, initial_mid, n_ticks):
+    """Each population's volume at the start: empty, or Poisson draws around its stationary
+    profile (λ/ν)(1 − e^{-x/ℓ}) at x = 1..band ticks from ``initial_mid`` when ℓ =
+    params[p, 4] > 0. Returns the frontiers (highest bid tick, lowest ask tick) per population."""
+    n_pop = params.shape[0]
+    frontier = np.empty((n_pop, 2), dtype=np.int64)
+    for p in range(n_pop):
+        frontier[p, 0], frontier[p, 1] = -1, n_ticks
+        length = params[p, 4]
+        if length <= 0.0:
+            continue
+        density = params[p, 0] / params[p, 1]
+        for x in range(1, int(params[p, 2]) + 1):
+            mean = density * (1.0 - np.exp(-x / length))
+            for side in range(2):
+                tick = initial_mid - x if side == K.BID else initial_mid + x
+                if 0 <= tick < n_ticks:
+                    latent[p, side, tick] = np.random.poisson(mean)
+                    touched[p, side, tick] = 0
+                    if latent[p, side, tick] > 0:
+                        if side == K.BID:
+                            frontier[p, 0] = max(frontier[p, 0], tick)
+                        else:
+                            frontier[p, 1] = min(frontier[p, 1], tick)
+    return frontier
+
+
+@njit(cache=True)
 def _latent_touch(latent, touched, side, tick, step, keep):
     """Volume still latent at (side, tick) after the cancellations since it was last read."""
     vol = latent[side, tick]
@@ -162,8 +197,9 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     starting mid (ticks·lots, > 0 is a cost).
     counters (out): [trades kept, trades total, messages total, first step at the grid
     edge (-1 if none), agent decisions (crowd, makers, meta-order traders), executions kept].
-    latent_params: [deposit_rate (lots per tick per time, scaled), cancel_rate, band,
-    reveal]; a deposit rate of 0 turns the latent book off.
+    latent_params: (P, 5), per latent population [deposit_rate (lots per tick per time,
+    scaled), cancel_rate, band, reveal, start depletion length (ticks; 0: start empty)];
+    P = 0 turns the latent book off.
     bid_offset, ask_offset: (G, n_steps, 2Q+1) each group's quotes by step and inventory,
     ticks from the mid (NaN: the side is not posted); maker_group (n_makers,): each
     maker's group.
@@ -178,15 +214,15 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     latent_acc = first_crowd + n_agents
     meta_acc = latent_acc + 1
     n_acc = latent_acc + 2
-    deposit_rate, latent_cancel = latent_params[0], latent_params[1]
-    band, reveal = int(latent_params[2]), int(latent_params[3])
-    has_latent = deposit_rate > 0.0
-    latent = np.zeros((2, n_ticks if has_latent else 0), dtype=np.int64)
-    touched = np.zeros((2, n_ticks if has_latent else 0), dtype=np.int64)
-    keep = np.exp(-latent_cancel * dt)  # survival of one lot over one step
-    frontier_bid, frontier_ask = -1, n_ticks  # highest latent bid tick, lowest latent ask tick
+    n_pop = latent_params.shape[0]
+    latent = np.zeros((n_pop, 2, n_ticks), dtype=np.int64)
+    touched = np.zeros((n_pop, 2, n_ticks), dtype=np.int64)
+    keep = np.exp(-latent_params[:, 1] * dt)  # survival of one lot over one step
+    # highest latent bid tick, lowest latent ask tick, per population
+    frontier = _latent_start(latent, touched, latent_params, initial_mid, n_ticks)
     revealed = np.empty(1024, dtype=np.int64)  # live revealed order ids
     next_cut = np.empty(1024)  # the step (fractional) of each one's next cancelled lot
+    cut_rate = np.empty(1024)  # each one's cancel rate per lot and step (its population's)
     n_revealed = 0
     inv = np.zeros(n_acc, dtype=np.int64)
     cash = np.zeros(n_acc, dtype=np.int64)
@@ -281,6 +317,7 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                 n_revealed -= 1
                 revealed[j] = revealed[n_revealed]
                 next_cut[j] = next_cut[n_revealed]
+                cut_rate[j] = cut_rate[n_revealed]
             else:
                 j += 1
         n_live_revealed = n_revealed
@@ -322,7 +359,9 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                 n_noise_ids -= 1
                 noise_ids[j] = noise_ids[n_noise_ids]
         # ---- latent liquidity: deposit, reveal near the price, cancel revealed lots ----
-        if has_latent:
+        for p in range(n_pop):
+            deposit_rate, band, reveal = latent_params[p, 0], int(latent_params[p, 2]), int(latent_params[p, 3])
+            book_p, touched_p, keep_p = latent[p], touched[p], keep[p]
             bid_top = int(np.ceil(mid)) - 1  # highest tick strictly below the mid
             ask_low = int(np.floor(mid)) + 1  # lowest tick strictly above the mid
             for side in range(2):
@@ -330,53 +369,55 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
                     d = np.random.randint(band)
                     tick = bid_top - d if side == K.BID else ask_low + d
                     if 0 <= tick < n_ticks:
-                        _latent_touch(latent, touched, side, tick, n, keep)
-                        latent[side, tick] += 1
+                        _latent_touch(book_p, touched_p, side, tick, n, keep_p)
+                        book_p[side, tick] += 1
                         if side == K.BID:
-                            frontier_bid = max(frontier_bid, tick)
+                            frontier[p, 0] = max(frontier[p, 0], tick)
                         else:
-                            frontier_ask = min(frontier_ask, tick)
+                            frontier[p, 1] = min(frontier[p, 1], tick)
             # bids from bid_top - reveal + 1 up to the frontier (above bid_top: jumped past).
             # A side that trading has emptied has no mid to follow: its zone then starts at
             # its nearest latent volume, as the next trade would reach it.
             if bb < 0:
-                bid_top = _nearest_latent(latent, touched, K.BID, bid_top, -1, band, n, keep)
+                bid_top = _nearest_latent(book_p, touched_p, K.BID, bid_top, -1, band, n, keep_p)
             if ba >= n_ticks:
-                ask_low = _nearest_latent(latent, touched, K.ASK, ask_low, 1, band, n, keep)
+                ask_low = _nearest_latent(book_p, touched_p, K.ASK, ask_low, 1, band, n, keep_p)
             lo_tick = max(bid_top - reveal + 1, 0)
             hi_tick = min(ask_low + reveal - 1, n_ticks - 1)
             for side in range(2):
                 if side == K.BID:
-                    first_tick, last_tick, sign = lo_tick, min(max(frontier_bid, bid_top), n_ticks - 1), 1
+                    first_tick, last_tick, sign = lo_tick, min(max(frontier[p, 0], bid_top), n_ticks - 1), 1
                 else:
-                    first_tick, last_tick, sign = max(min(frontier_ask, ask_low), 0), hi_tick, -1
+                    first_tick, last_tick, sign = max(min(frontier[p, 1], ask_low), 0), hi_tick, -1
                 for tick in range(first_tick, last_tick + 1):
-                    vol = _latent_touch(latent, touched, side, tick, n, keep)
+                    vol = _latent_touch(book_p, touched_p, side, tick, n, keep_p)
                     if vol > 0:
                         msgs = _push(msgs, n_msg, K.LIMIT, sign, tick, vol, next_oid, latent_acc)
                         revealed = _grow(revealed, n_revealed)
                         next_cut = _grow(next_cut, n_revealed)
+                        cut_rate = _grow(cut_rate, n_revealed)
                         revealed[n_revealed] = next_oid
-                        next_cut[n_revealed] = n + np.random.exponential(1.0 / (latent_cancel * dt * vol))
+                        cut_rate[n_revealed] = latent_params[p, 1] * dt
+                        next_cut[n_revealed] = n + np.random.exponential(1.0 / (cut_rate[n_revealed] * vol))
                         n_revealed += 1
                         n_msg += 1
                         next_oid += 1
-                        latent[side, tick] = 0
+                        book_p[side, tick] = 0
             # the zone is revealed: no latent volume is left above lo_tick (below hi_tick); keep
             # the frontier at the touch, so a later jump of the price past it is scanned
-            frontier_bid = max(min(frontier_bid, lo_tick - 1), bid_top)
-            frontier_ask = min(max(frontier_ask, hi_tick + 1), ask_low)
-            for j in range(n_live_revealed):  # revealed lots are cancelled at the same rate
-                if next_cut[j] >= n + 1:
-                    continue
-                left = pool[K.table_find(table, revealed[j]), K.P_QTY]
-                gone = 0
-                while left > 0 and next_cut[j] < n + 1:  # competing exponential clocks
-                    gone += 1
-                    left -= 1
-                    next_cut[j] += np.random.exponential(1.0 / (latent_cancel * dt * left)) if left > 0 else 0.0
-                msgs = _push(msgs, n_msg, K.REDUCE, 0, 0, gone, revealed[j], latent_acc)
-                n_msg += 1
+            frontier[p, 0] = max(min(frontier[p, 0], lo_tick - 1), bid_top)
+            frontier[p, 1] = min(max(frontier[p, 1], hi_tick + 1), ask_low)
+        for j in range(n_live_revealed):  # revealed lots are cancelled at their population's rate
+            if next_cut[j] >= n + 1:
+                continue
+            left = pool[K.table_find(table, revealed[j]), K.P_QTY]
+            gone = 0
+            while left > 0 and next_cut[j] < n + 1:  # competing exponential clocks
+                gone += 1
+                left -= 1
+                next_cut[j] += np.random.exponential(1.0 / (cut_rate[j] * left)) if left > 0 else 0.0
+            msgs = _push(msgs, n_msg, K.REDUCE, 0, 0, gone, revealed[j], latent_acc)
+            n_msg += 1
         # ---- meta-order traders (Lillo–Mike–Farmer): child market orders of hidden meta-orders ----
         activity = 1.0
         if activity_sd > 0.0 and n_meta > 0:

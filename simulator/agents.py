@@ -173,12 +173,21 @@ class LatentLiquidity:
         Ticks from the mid over which intentions are deposited.
     reveal_ticks : int
         Intentions within this distance of the mid (ticks) are posted in the book.
+    start_depletion : float
+        0: the book starts empty and the warm-up fills it. ℓ > 0: it starts in the
+        stationary profile (λ/ν)(1 − e^{-x/ℓ}) at x ticks from the mid (Poisson draws), the
+        profile a price diffusing with D = ν ℓ² ticks² per unit time leaves. For a slow book,
+        whose memory 1/ν no affordable warm-up covers.
+
+    Several populations of different memories may share a market (``MarketSpec.latent``
+    takes a tuple): liquidity on several time scales (Benzaquen and Bouchaud 2018).
     """
 
     deposit_rate: float = 1.0
     cancel_rate: float = 0.05
     band: int = 200
     reveal_ticks: int = 3
+    start_depletion: float = 0.0
 
     def __post_init__(self):
         for name in ("deposit_rate", "cancel_rate"):
@@ -187,6 +196,12 @@ class LatentLiquidity:
             check.integer(f"market.latent.{name}", getattr(self, name), lo=1, hi=10**7)
         check.require(self.reveal_ticks <= self.band, "market.latent.reveal_ticks", self.reveal_ticks,
                       f"must not exceed market.latent.band = {self.band}")
+        check.number("market.latent.start_depletion", self.start_depletion, lo=0.0, hi=1e7)
+
+    def params(self, scale: float) -> np.ndarray:
+        """The kernel's row: [λ × scale, ν, band, reveal, start depletion length]."""
+        return np.array([self.deposit_rate * scale, self.cancel_rate, self.band, self.reveal_ticks,
+                         self.start_depletion], dtype=np.float64)
 
 
 @dataclass(frozen=True)

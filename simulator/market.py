@@ -61,8 +61,9 @@ class MarketSpec:
         Price of one tick (currency per lot).
     noise : NoiseFlow
     makers : MarketMakers or None
-    latent : LatentLiquidity or None
-        A latent order book (resilient liquidity) beside the noise flow.
+    latent : LatentLiquidity, tuple of LatentLiquidity, or None
+        A latent order book (resilient liquidity) beside the noise flow; a tuple for
+        several populations of different memories.
     crowd : ExecutionCrowd or None
     meta_traders : MetaOrderTraders or None
         Traders splitting hidden meta-orders into child market orders (long-memory order flow).
@@ -94,7 +95,7 @@ class MarketSpec:
     tick_size: float = 0.01
     noise: NoiseFlow = field(default_factory=NoiseFlow)
     makers: MarketMakers | None = field(default_factory=MarketMakers)
-    latent: LatentLiquidity | None = None
+    latent: LatentLiquidity | tuple[LatentLiquidity, ...] | None = None
     crowd: ExecutionCrowd | None = None
     meta_traders: MetaOrderTraders | None = None
     scale_liquidity: bool = True
@@ -108,6 +109,11 @@ class MarketSpec:
     def __post_init__(self):
         check.time_step(self.T, self.dt)
         check.choice("scale_with", self.scale_with, ("crowd", "makers"))
+        if isinstance(self.latent, list):
+            object.__setattr__(self, "latent", tuple(self.latent))
+        if isinstance(self.latent, tuple):
+            check.require(len(self.latent) > 0 and all(isinstance(x, LatentLiquidity) for x in self.latent),
+                          "market.latent", self.latent, "one or more LatentLiquidity populations")
         check.number("tick_size", self.tick_size, lo=0.0, lo_open=True)
         check.boolean("scale_liquidity", self.scale_liquidity)
         for name, lo, hi in (("n_ticks", 16, MAX_TICKS), ("initial_mid", 1, MAX_TICKS), ("warmup_steps", 0, 10**9),
@@ -134,6 +140,13 @@ class MarketSpec:
             raise ValueError(
                 f"price grid too small for the run: {cause}, more than initial_mid={self.initial_mid} in "
                 f"n_ticks={self.n_ticks} leaves; {fix} n_ticks >= {2 * margin + 1} with initial_mid near the centre")
+
+    @property
+    def latent_populations(self) -> tuple[LatentLiquidity, ...]:
+        """The latent book's populations (none, one, or several of different memories)."""
+        if self.latent is None:
+            return ()
+        return self.latent if isinstance(self.latent, tuple) else (self.latent,)
 
     @property
     def n_steps(self) -> int:
@@ -168,7 +181,7 @@ class MarketSpec:
         horizon = (self.n_steps + self.warmup_steps + self.post_steps) * self.dt
         # resting orders level off at rate/cancel rate; the order pool doubles when full
         resting = noise.limit_rate * self.liquidity_scale * min(horizon, 1.0 / max(noise.cancel_rate, 1e-300))
-        latent = 0 if self.latent is None else 4 * 8 * self.n_ticks  # volumes and read times, both sides
+        latent = 4 * 8 * self.n_ticks * len(self.latent_populations)  # volumes and read times, both sides
         meta = 0 if self.meta_traders is None else 24 * self.meta_traders.count * self.liquidity_scale
         levels = 8 * 16 * self.n_ticks  # the book's level arrays: 4 sides (bids, asks, stops) x 4 int64
         makers = 0 if self.makers is None else self.makers.memory_estimate(self.T, self.n_steps)
@@ -326,10 +339,7 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     bid_off, ask_off, groups = makers.group_quote_offsets(tau)
     noise = spec.noise
     rates = np.array([noise.limit_rate * s, noise.market_rate * s, noise.cancel_rate])
-    latent = spec.latent
-    latent_params = (np.zeros(4) if latent is None else
-                     np.array([latent.deposit_rate * s, latent.cancel_rate, latent.band, latent.reveal_ticks],
-                              dtype=float))
+    latent_params = np.array([p.params(s) for p in spec.latent_populations], dtype=np.float64).reshape(-1, 5)
     n_rec = (n_steps + spec.post_steps) // spec.record_every + 1
     n_acc = 1 + n_makers + lots.size + 2  # noise, makers, the crowd, the latent book, the meta-order traders
     meta_params = np.zeros(10) if spec.meta_traders is None else spec.meta_traders.params(s, spec.dt)

@@ -1,5 +1,6 @@
 """Campaigns end to end: CLI, storage layout, resume after SIGKILL, engines, bad files."""
 
+import json
 import os
 import signal
 import subprocess
@@ -196,10 +197,15 @@ def test_a_run_with_a_non_finite_summary_is_not_done(tmp_path, monkeypatch):
     assert not list((out / "summary").rglob("*.parquet"))
 
 
-def test_demo_campaigns_load_and_the_book_is_resilient(tmp_path):
+def test_demo_campaigns_load_and_the_book_is_the_realistic_market(tmp_path):
+    from mfgsim.build import build_run
     from mfgsim.demo import demo_campaigns
 
     particles, book = demo_campaigns(tmp_path)
     assert (particles.kind, book.kind) == ("particles", "market")
-    assert len(particles.runs) == 60 and len(book.runs) == 36
-    assert '"latent"' in book.runs[0].config
+    assert len(particles.runs) == 60 and len(book.runs) == 30
+    demo = build_run(json.loads(book.runs[0].config), "demo")["spec"]
+    realistic = load_campaign(ROOT / "runs" / "realism_market.toml")
+    market = build_run(json.loads(realistic.runs[0].config), "realism_market")["spec"]
+    for part in ("noise", "makers", "latent", "meta_traders"):  # the populations of runs/realism_market.toml
+        assert getattr(demo, part) == getattr(market, part), part

@@ -33,10 +33,11 @@ from analysis.impact import impact_law, relaxation
 from mfg.closed_form import LQCrowding
 from mfg.io import atomic_write
 from mfg.laws import GaussianMixture
-from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, MetaOrderTraders, NoiseFlow
+from simulator.agents import ExecutionCrowd, MarketMakers, MetaOrderTraders, NoiseFlow
 from simulator.book import MAX_TICKS
 from simulator.market import MarketSpec, run_market
 
+from ..build import latent_populations
 from ..config import ConfigError, Section, check_memory, output_name, read_toml
 from ..engines import make_engine, warm_kernels
 from ..io import check_writable, output_lock
@@ -151,7 +152,10 @@ def load(path: str | Path) -> ImpactStudy:
         market = copy.deepcopy(base)
         for key in ("noise", "latent", "makers", "meta_traders"):
             if key in sec.data:
-                market[key] = {**market.get(key, {}), **sec.table(key).data}
+                value, default = sec.get(key), market.get(key, {})
+                # several latent populations (a list) replace the default's; one table updates it
+                market[key] = value if isinstance(value, list) or isinstance(default, list) else \
+                    {**default, **sec.table(key).data}
         sec.done()
         books.append(Book(book_name, market))
     root.done()
@@ -173,7 +177,7 @@ def _spec(study: ImpactStudy, book: Book, size: float):
     sec = Section(copy.deepcopy(book.market), f"books.{book.name}.market", study.source)
     with sec.located():
         noise = sec.table("noise", {}).dataclass(NoiseFlow)
-        latent = sec.table("latent").dataclass(LatentLiquidity) if "latent" in sec.data else None
+        latent = latent_populations(sec)
         makers = sec.table("makers").dataclass(MarketMakers) if "makers" in sec.data else None
         meta = sec.table("meta_traders").dataclass(MetaOrderTraders) if "meta_traders" in sec.data else None
         model = LQCrowding.single(1.0, 0.0, 0.0, 0.0, study.horizon, GaussianMixture.normal(size, 0.0))
