@@ -42,6 +42,8 @@ print(json.dumps({"seconds": run.seconds, "decisions": run.decisions, "messages"
 # The realistic market as its file builds it (its own liquidity, not scaled, its dt), with N
 # small executors: buyers and sellers of about 2 lots each (0.1 units of 20 lots, mean 0),
 # so the crowd's gross flow at N = 1e5 over 10 000 steps is about the market's own volume.
+# They trade to the end (stop_at_target = False): every agent decides at every step, so the
+# figure is the loop's speed, not how soon the market lets the crowd finish.
 REALISTIC = """
 import dataclasses, json, sys
 from mfg.closed_form import LQCrowding
@@ -56,7 +58,7 @@ run0 = load_campaign(sys.argv[4]).runs[0]
 market = build_run(json.loads(run0.config), run0.campaign)["spec"]
 T = steps * market.dt
 model = LQCrowding.single(k=1.0, kappa=1.0, phi=1.0, A=10.0, T=T, m0=GaussianMixture.normal(0.0, 0.1))
-spec = dataclasses.replace(market, T=T, crowd=ExecutionCrowd(n, model, "mfg", lots_per_unit=20),
+spec = dataclasses.replace(market, T=T, crowd=ExecutionCrowd(n, model, "mfg", lots_per_unit=20, stop_at_target=False),
                            record_every=record_every, max_trades_kept=10_000)
 run_market(dataclasses.replace(spec, crowd=ExecutionCrowd(2, model, "mfg"), warmup_steps=10), seed=0)  # warm
 run = run_market(spec, seed=1)
