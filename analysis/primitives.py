@@ -481,7 +481,9 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
     dict
         ``peak`` and ``plateau`` (observed, model price units), ``peak_predicted``,
         ``plateau_predicted``, their relative errors ``peak_error`` and ``plateau_error``
-        ((predicted - observed)/|observed|), and the ``propagator`` fitted without it.
+        ((predicted - observed)/|observed|), the observed values' standard errors over the
+        curve's seeds relative to them (``peak_se``, ``plateau_se``: the noise an error is
+        measured against; NaN for one seed), and the ``propagator`` fitted without it.
     """
     curves = list(curves)
     names = [c.name for c in curves]
@@ -500,8 +502,11 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
     out = {"peak": float(observed[end]), "peak_predicted": float(predicted[end]),
            "plateau": float(observed[-last:].mean()), "plateau_predicted": float(predicted[-last:].mean()),
            "propagator": fit}
+    per_seed = {"peak": target.prices[:, end], "plateau": target.prices[:, -last:].mean(axis=1)}
     for key in ("peak", "plateau"):
         out[f"{key}_error"] = (out[f"{key}_predicted"] - out[key]) / max(abs(out[key]), 1e-300)
+        se = per_seed[key].std(ddof=1) / math.sqrt(target.seeds) if target.seeds > 1 else math.nan
+        out[f"{key}_se"] = float(se / max(abs(out[key]), 1e-300))
     return out
 
 

@@ -95,7 +95,8 @@ def main(argv=None):
          iterations=int(last["iteration"]), converged=result.converged)
     for row in result.held_out:
         emit("held_out_peak_error", row["peak_error"], "relative", model="measured", held_out=row["held_out"],
-             plateau_error=round(row["plateau_error"], 4))
+             plateau_error=round(row["plateau_error"], 4), peak_se=round(row["peak_se"], 4),
+             plateau_se=round(row["plateau_se"], 4))
     with make_engine() as pool:
         if scaling:
             _, by_n = measured.scaling(measured_plan.points[0], measured_plan, fixed, pool)

@@ -67,6 +67,10 @@ def test_propagator_recovers_a_known_kernel_jointly():
 def test_held_out_meta_order_is_predicted():
     out = held_out_error(curves(), "meta 1.0")
     assert abs(out["peak_error"]) < 0.05 and abs(out["plateau_error"]) < 0.1, out
+    # the observed peak's noise over the 8 seeds: a walk of 0.01 per √time, 0.5 time units in
+    expected = 0.01 * math.sqrt(0.5) / math.sqrt(8)
+    assert out["peak_se"] * abs(out["peak"]) == pytest.approx(expected, rel=0.5)
+    assert 0 < out["plateau_se"] < 0.2
     with pytest.raises(PrimitiveError, match="relaxation"):
         held_out_error(curves(), "crowd")
 
