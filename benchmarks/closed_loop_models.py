@@ -14,11 +14,12 @@ Prints, for the start and each fixed point:
   as the model's objective is (see :mod:`mfgsim.studies.measured`);
 * for the measured model, the held-out meta-order errors of its kernel (peak, plateau), the
   cost decomposition, book against MFG, term by term (``cost_term``), the fixed point
-  against N (``cost_gap_rel`` and ``price_error_rel`` with ``N``), the seconds of one
+  against N (``cost_gap_rel`` and ``price_error_rel`` with ``N`` and ``fixed_point``: the loop's
+  fixed point carried to each N, and, in the full run, each N's own), the seconds of one
   MFG solve on the measured primitives (``mfg_solve_seconds``, median of 5) and of one
   calibration iteration of each loop (``iteration_seconds``, the median over its iterations).
 
-    python benchmarks/closed_loop_models.py            # 48 evaluation seeds (~1.5 min on 2 cores)
+    python benchmarks/closed_loop_models.py            # 48 evaluation seeds, each N's own loop (~5 min on 2 cores)
     python benchmarks/closed_loop_models.py --quick    # 16
 """
 
@@ -99,13 +100,20 @@ def main(argv=None):
              plateau_se=round(row["plateau_se"], 4))
     with make_engine() as pool:
         if scaling:
-            _, by_n = measured.scaling(measured_plan.points[0], measured_plan, fixed, pool)
+            # each N's own fixed point in the full run only: at N = 3000 it is a loop of its own
+            settings = dataclasses.replace(measured_plan.settings, scaling_recalibrate=(
+                measured_plan.settings.scaling_recalibrate and not args.quick))
+            _, by_n = measured.scaling(measured_plan.points[0], dataclasses.replace(measured_plan, settings=settings),
+                                       fixed, pool)
             for row in by_n:
-                emit("cost_gap_rel", row["cost_gap_rel"], "relative", model="measured", N=row["N"],
-                     seeds=row["seeds"], interval=[round(row["cost_gap_rel_lo"], 4), round(row["cost_gap_rel_hi"], 4)])
-                emit("price_error_rel", row["price_error_rel"], "relative", model="measured", N=row["N"],
-                     seeds=row["seeds"], interval=[round(row["price_error_rel_lo"], 4),
-                                                   round(row["price_error_rel_hi"], 4)],
+                tags = {"model": "measured", "N": row["N"], "fixed_point": row["fixed_point"], "seeds": row["seeds"]}
+                if row["fixed_point"] == "own":
+                    tags.update(iterations=row["iterations"], exponent=round(row["exponent"], 4),
+                                permanent=round(row["permanent"], 4))
+                emit("cost_gap_rel", row["cost_gap_rel"], "relative", **tags,
+                     interval=[round(row["cost_gap_rel_lo"], 4), round(row["cost_gap_rel_hi"], 4)])
+                emit("price_error_rel", row["price_error_rel"], "relative", **tags,
+                     interval=[round(row["price_error_rel_lo"], 4), round(row["price_error_rel_hi"], 4)],
                      halves=[round(row["price_error_rel_half_a"], 4), round(row["price_error_rel_half_b"], 4)])
         for label, config in configs.items():
             model, spec = market_objects(config, plan.source)

@@ -278,7 +278,7 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     path = tmp_path / "measured.toml"
     path.write_text(MEASURED.format(tol=0.5, max_iter=2).replace("n_boot = 5\n",
                                                                  "n_boot = 5\nscaling = [10, 20, 30]\n"
-                                                                 "scaling_seeds = 2\n"))
+                                                                 "scaling_seeds = 2\nscaling_recalibrate = true\n"))
     code = main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"])
     out = tmp_path / "measured"
     table = pl.read_parquet(out / "calibration.parquet")
@@ -307,9 +307,19 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     plt.close(fig)
     # the fixed point against N: one row per N and seed, one per N pooled, and the figures
     runs, by_n = pl.read_parquet(out / "scaling_runs.parquet"), pl.read_parquet(out / "scaling.parquet")
-    assert runs.height == 6 and by_n["N"].to_list() == [10, 20, 30]
+    assert runs.height == 12 and by_n["N"].to_list() == [10, 10, 20, 20, 30, 30]
+    assert by_n["fixed_point"].to_list() == ["carried", "own"] * 3
     assert (by_n["cost_gap_rel_lo"] <= by_n["cost_gap_rel_hi"]).all()
-    assert (out / "scaling_cost_gap_rel.png").exists() and "against N" in printed
+    assert (out / "scaling_cost_gap_rel.png").exists() and (out / "scaling_cost_gap_rel_own.png").exists()
+    assert "against N" in printed and "own fixed point" in printed
+    # each N's own loop starts from the loop's fixed point; at the loop's own N that is its own
+    fixed = Primitives.from_columns(table.row(-1, named=True)).vector()
+    for row in by_n.iter_rows(named=True):
+        traded = Primitives.from_columns(row).vector()
+        if row["fixed_point"] == "carried" or row["N"] == 30:
+            assert traded == pytest.approx(fixed) and row["iterations"] == 0, row
+        else:
+            assert row["iterations"] >= 1
 
 
 @pytest.mark.parametrize("change, message", [
@@ -317,6 +327,8 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     (lambda t: t.replace("sizes = [0.5, 1.0, 2.0]", "sizes = [1.0]"), "at least two sizes"),
     (lambda t: t.replace("[crowd.fd_grid]", "[crowd.grid]"), "crowd.fd_grid"),
     (lambda t: t.replace('model = "measured"', 'model = "measured"\nparameters = ["kappa"]'), "not used with"),
+    (lambda t: t.replace('model = "measured"', 'model = "measured"\nscaling_recalibrate = true'),
+     "scaling_recalibrate=True is not allowed; needs a scaling list"),
 ])
 def test_measured_loop_bad_files(tmp_path, capsys, change, message):
     assert_calibrate_refuses(tmp_path, capsys, change(MEASURED.format(tol=0.5, max_iter=2)), "measured", message)

@@ -100,6 +100,8 @@ class CalibrationSettings:
         With ``model = "measured"``: the N at which the fixed point is evaluated (liquidity
         scaled with N), on ``scaling_seeds`` fresh seeds; empty for none.
     scaling_seeds : tuple of int
+    scaling_recalibrate : bool
+        Also find each N's own fixed point (:func:`mfgsim.studies.measured.scaling`).
     crowd_share : float
         With ``model = "measured"``: the crowd's path's share of the kernel fit's weight.
     """
@@ -117,6 +119,7 @@ class CalibrationSettings:
     n_boot: int = 100
     scaling: tuple[int, ...] = ()
     scaling_seeds: tuple[int, ...] = ()
+    scaling_recalibrate: bool = False
     crowd_share: float = 0.5
 
 
@@ -254,13 +257,16 @@ def load(path: str | Path) -> CalibrationPlan:
         raise cal.error("scaling", scaling, "expected at least 3 increasing integers in [2, 1000000] (the N of the "
                                             "evaluation at the fixed point), with model = 'measured'")
     scaling_seeds = cal.integer("scaling_seeds", seeds, lo=2, hi=100_000)
+    recalibrate = cal.boolean("scaling_recalibrate", False)
+    if recalibrate and not scaling:
+        raise cal.error("scaling_recalibrate", True, "needs a scaling list (the N at which to recalibrate)")
     settings = CalibrationSettings(
         seeds=tuple(range(seeds)), damping=cal.number("damping", 0.5, lo=0.0, hi=1.0, lo_open=True),
         tol=cal.number("tol", 0.05, lo=0.0, lo_open=True), max_iter=cal.integer("max_iter", 10, lo=1, hi=1000),
         horizon=cal.integer("horizon", 10, lo=2, hi=10**6), w1_records=cal.integer("w1_records", 11, lo=2, hi=10**6),
         parameters=_parameters(cal), impact=cal.choice("impact", ("blocks", "path"), "blocks"), model=model,
         n_exponentials=n_exponentials, n_boot=cal.integer("n_boot", 100, lo=2, hi=100_000), scaling=tuple(scaling),
-        scaling_seeds=tuple(range(10_000, 10_000 + scaling_seeds)),
+        scaling_seeds=tuple(range(10_000, 10_000 + scaling_seeds)), scaling_recalibrate=recalibrate,
         crowd_share=cal.number("crowd_share", 0.5, lo=0.0, hi=1.0, lo_open=True))
     cal.done()
     meta = meta_order_settings(root)
@@ -293,9 +299,11 @@ def load(path: str | Path) -> CalibrationPlan:
             big = copy.deepcopy(cfg)
             big["crowd"]["n_agents"] = settings.scaling[-1]
             _, spec = market_objects(big, root.source)
-            check_memory((len(settings.scaling_seeds) + 1) * spec.memory_estimate(), root.source,
-                         f"calibration.scaling up to N={settings.scaling[-1]} over "
-                         f"{len(settings.scaling_seeds)} seeds", "lower the largest N or calibration.scaling_seeds")
+            # recalibrating at N holds an iteration's runs there
+            held = max(len(settings.scaling_seeds), len(settings.seeds) if settings.scaling_recalibrate else 0)
+            check_memory((held + 1) * spec.memory_estimate(), root.source,
+                         f"calibration.scaling up to N={settings.scaling[-1]} over {held} seeds",
+                         "lower the largest N, calibration.scaling_seeds (or seeds, with scaling_recalibrate)")
     return CalibrationPlan(name, root.source, settings, tuple(resolved), tuple(labels), meta)
 
 
@@ -532,6 +540,11 @@ def run(plan, workers: int | None = None, dask: str | None = None, verbose: bool
                   f"c={row['hat_crowd']:.3g}; distance {row['distance']:.3g}; cost_gap_rel "
                   f"{row['cost_gap_rel']:+.3f}, price_error_rel {row['price_error_rel']:.3f}", flush=True)
 
+    def say_own(n, row):
+        if verbose:
+            print(f"N={n} own loop it {row['iteration']}: distance {row['distance']:.3g}; cost_gap_rel "
+                  f"{row['cost_gap_rel']:+.3f}, price_error_rel {row['price_error_rel']:.3f}", flush=True)
+
     warm_kernels()
     if isinstance(plan, makers_loop.MakersLoopPlan):
         with make_engine(workers, dask) as pool:
@@ -548,7 +561,7 @@ def run(plan, workers: int | None = None, dask: str | None = None, verbose: bool
                 if plan.settings.scaling:
                     fixed = (measured.Primitives.from_columns(point_rows[-1])
                              if point_rows[-1]["started_from"] == "primitives" else None)
-                    runs_n, by_n = measured.scaling(cfg, plan, fixed, pool)
+                    runs_n, by_n = measured.scaling(cfg, plan, fixed, pool, say_own)
                     scaling_runs += [{"point": i, **r} for r in runs_n]
                     scaling_by_n += [{"point": i, **r} for r in by_n]
             return CalibrationResult(plan, rows, [], held_out, fits, scaling_runs, scaling_by_n)
@@ -601,14 +614,14 @@ def write(result, out_root: str | Path, verbose: bool = True) -> Path:
                 runs = pl.DataFrame(result.scaling)
                 atomic_write(out / "scaling_runs.parquet", runs.write_parquet)
                 atomic_write(out / "scaling.parquet", pl.DataFrame(result.scaling_by_n).write_parquet)
-                for (point,), g in runs.group_by("point", maintain_order=True):
+                for (point, fixed_point), g in runs.group_by("point", "fixed_point", maintain_order=True):
                     n = g["N"].to_numpy()
                     for metric in ("cost_gap_rel", "price_error_rel"):
                         values = np.abs(g[metric].to_numpy())
                         fig = plot_convergence(n, values, fit_power_law(n, values), metric=f"|{metric}|",
                                                bias_fit=fit_with_bias(n, values))
-                        save_figure(fig, out / (f"scaling_{metric}" + ("" if len(result.fits) == 1
-                                                                       else f"_point{point}")))
+                        save_figure(fig, out / (f"scaling_{metric}" + ("_own" if fixed_point == "own" else "")
+                                                + ("" if len(result.fits) == 1 else f"_point{point}")))
             return out
         save_figure(plot_calibration(table), out / "calibration")
         if result.meta_orders:
@@ -683,16 +696,21 @@ def summary_text(result) -> str:
     return text
 
 
+_FIXED_POINTS = {"carried": "at the loop's fixed point", "own": "at each N's own fixed point"}
+
+
 def _scaling_text(runs: pl.DataFrame, by_n: pl.DataFrame) -> str:
     """The fixed point against N: the pooled outcomes per N and the fitted biases b + C N^-r."""
     lines = []
-    for (point,), g in by_n.group_by("point", maintain_order=True):
-        lines.append(f"point {point} at the fixed point, against N (liquidity scaled):")
+    for (point, fixed_point), g in by_n.group_by("point", "fixed_point", maintain_order=True):
+        lines.append(f"point {point} {_FIXED_POINTS[fixed_point]}, against N (liquidity scaled):")
         for r in g.iter_rows(named=True):
+            own = (f"  ({r['iterations']} iterations, delta {r['exponent']:.2f}, G_inf {r['permanent']:.2f})"
+                   if fixed_point == "own" and r["iterations"] else "")
             lines.append(f"  N={r['N']:>5}: cost_gap_rel {r['cost_gap_rel']:+.3f} [{r['cost_gap_rel_lo']:+.3f}, "
                          f"{r['cost_gap_rel_hi']:+.3f}]  price_error_rel {r['price_error_rel']:.3f} "
-                         f"[{r['price_error_rel_lo']:.3f}, {r['price_error_rel_hi']:.3f}]")
-        one = runs.filter(pl.col("point") == point)
+                         f"[{r['price_error_rel_lo']:.3f}, {r['price_error_rel_hi']:.3f}]{own}")
+        one = runs.filter((pl.col("point") == point) & (pl.col("fixed_point") == fixed_point))
         n = one["N"].to_numpy()
         for metric in ("cost_gap_rel", "price_error_rel"):
             fit = fit_power_law(n, np.abs(one[metric].to_numpy()))

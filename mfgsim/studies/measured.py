@@ -567,7 +567,8 @@ def flat_outcome(outcome: dict) -> dict:
             "price_error_rel_half_a": halves[0], "price_error_rel_half_b": halves[1]}
 
 
-def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tuple[list[dict], list[dict], dict]:
+def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start: Primitives | None = None,
+                    hold_out: bool = True) -> tuple[list[dict], list[dict], dict]:
     """Iterate one sweep point's primitives to their fixed point.
 
     Parameters
@@ -581,6 +582,11 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
         The point's index (in the rows).
     progress : callable, optional
         Called with each row as it is made.
+    start : Primitives, optional
+        Trade on these from the first iteration (another N's fixed point), not on the
+        configured LQ model; the loop may then stop as soon as the book agrees with them.
+    hold_out : bool
+        Refit the kernel without each meta-order size (``held_out``; empty when False).
 
     Returns
     -------
@@ -593,8 +599,8 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
     """
     s, meta = plan.settings, plan.meta_orders
     meta_curves = meta_order_curves(cfg, meta.sizes, meta.seeds, meta.post_steps, plan.source, pool)
-    theta: Primitives | None = None
-    n_exponentials = s.n_exponentials
+    theta: Primitives | None = start
+    n_exponentials = s.n_exponentials if start is None else start.n_exponentials
     rows = []
     for it in range(s.max_iter + 1):
         started = time.perf_counter()
@@ -621,7 +627,7 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
             progress(rows[-1])
         # the first primitives come from the configured model's path: stop only once the
         # agents have traded on primitives measured from trading on primitives
-        if it >= 2 and (distance < s.tol or within_noise):
+        if it >= (0 if start is not None else 2) and (distance < s.tol or within_noise):
             rows[-1]["converged"] = True
             break
         if it < s.max_iter:
@@ -630,7 +636,7 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
     path = impact_curve("crowd", [r.market for r in runs], crowd.n_agents, crowd.lots_per_unit, spec.tick_size,
                         spec.dt, spec.n_steps)
     held_out = []
-    for curve in meta_curves:
+    for curve in meta_curves if hold_out else ():
         errors = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None,
                                 shares=crowd_shares(len(meta_curves) - 1, s.crowd_share))
         held_out.append({"point": point, "held_out": curve.name,
@@ -638,46 +644,77 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None) -> tup
     return rows, held_out, {"curves": [path, *meta_curves], "propagator": hat.propagator}
 
 
-def scaling(cfg: dict, plan, primitives: Primitives | None, pool) -> tuple[list[dict], list[dict]]:
+def scaling(cfg: dict, plan, primitives: Primitives | None, pool, progress=None) -> tuple[list[dict], list[dict]]:
     """The agents on the MFG of fixed primitives at every N of ``scaling``, liquidity scaled, fresh seeds.
+
+    With ``scaling_recalibrate``, each N other than the loop's own also gets its own fixed
+    point (the loop run again at that N, meta-orders included, starting from ``primitives``),
+    evaluated on the same fresh seeds: the "carried" rows say whether the book's primitives
+    at one N serve at another, the "own" rows whether the MFG of each N's own primitives
+    matches the book at that N. At the loop's N the own fixed point is the carried one.
 
     Parameters
     ----------
     cfg : dict
         The sweep point's resolved config.
     plan : mfgsim.studies.calibration.CalibrationPlan
-        Its ``scaling`` and ``scaling_seeds``.
+        Its ``scaling``, ``scaling_seeds`` and ``scaling_recalibrate``.
     primitives : Primitives or None
         The fixed point (None: the configured model).
     pool : concurrent.futures.Executor
+    progress : callable, optional
+        Called with N and each row of an N's own loop as it is made.
 
     Returns
     -------
     (runs, by_n) : tuple of list of dict
-        One row per N and seed (that run's cost_gap_rel and price_error_rel); and one row per
-        N with the seeds pooled (:func:`evaluate`, with intervals).
+        One row per fixed point, N and seed (that run's cost_gap_rel and price_error_rel);
+        and one row per fixed point and N with the seeds pooled (:func:`evaluate`, with
+        intervals), the primitives traded on and the iterations of the N's own loop.
     """
     s = plan.settings
     base = cfg if primitives is None else primitives.configured(cfg)
+    own_n = int(cfg["crowd"]["n_agents"])
     run_rows, by_n = [], []
     for n in s.scaling:
         config = copy.deepcopy(base)
         config["crowd"]["n_agents"] = int(n)
-        model, spec = market_objects(config, plan.source)
-        runs = list(pool.map(run_market, [spec] * len(s.scaling_seeds), s.scaling_seeds))
-        mf = mean_field(model, spec.crowd)
-
-        def penalty(run, model=model, spec=spec, rate=mf.rate):
-            return speed_penalty(run, model, spec.crowd, rate)
-
-        for seed, run in zip(s.scaling_seeds, runs):
-            one = outcome_gaps([run], model, mf.value_at_start, mf.times, mf.impact, n_boot=0, extra_penalty=penalty)
-            run_rows.append({"N": int(n), "seed": int(seed), "cost_gap_rel": one["cost_gap_rel"],
-                             "price_error_rel": one["price_error_rel"]})
-        pooled = outcome_gaps(runs, model, mf.value_at_start, mf.times, mf.impact, n_boot=1000,
-                              extra_penalty=penalty)
-        by_n.append({"N": int(n), **flat_outcome(pooled)})
+        fixed_points = [("carried", primitives, config, 0, True)]
+        if s.scaling_recalibrate and primitives is not None and n != own_n:
+            at_n = copy.deepcopy(cfg)
+            at_n["crowd"]["n_agents"] = int(n)
+            say = None if progress is None else (lambda row, n=n: progress(n, row))
+            rows, _, _ = calibrate_point(at_n, plan, pool, progress=say, start=primitives, hold_out=False)
+            own = Primitives.from_columns(rows[-1])
+            fixed_points.append(("own", own, own.configured(at_n), len(rows), bool(rows[-1]["converged"])))
+        elif s.scaling_recalibrate:
+            fixed_points.append(("own", primitives, config, 0, True))
+        for label, traded_on, config_n, iterations, converged in fixed_points:
+            runs_n, pooled = _evaluate_at(config_n, plan, pool)
+            run_rows += [{"fixed_point": label, "N": int(n), **r} for r in runs_n]
+            columns = traded_on.columns() if traded_on is not None else {}
+            by_n.append({"fixed_point": label, "N": int(n), "iterations": iterations, "converged": converged,
+                         **flat_outcome(pooled), **columns})
     return run_rows, by_n
+
+
+def _evaluate_at(config: dict, plan, pool) -> tuple[list[dict], dict]:
+    """One fixed point's outcomes on the scaling seeds: per seed, and pooled with intervals."""
+    s = plan.settings
+    model, spec = market_objects(config, plan.source)
+    runs = list(pool.map(run_market, [spec] * len(s.scaling_seeds), s.scaling_seeds))
+    mf = mean_field(model, spec.crowd)
+
+    def penalty(run):
+        return speed_penalty(run, model, spec.crowd, mf.rate)
+
+    per_seed = []
+    for seed, run in zip(s.scaling_seeds, runs):
+        one = outcome_gaps([run], model, mf.value_at_start, mf.times, mf.impact, n_boot=0, extra_penalty=penalty)
+        per_seed.append({"seed": int(seed), "cost_gap_rel": one["cost_gap_rel"],
+                         "price_error_rel": one["price_error_rel"]})
+    pooled = outcome_gaps(runs, model, mf.value_at_start, mf.times, mf.impact, n_boot=1000, extra_penalty=penalty)
+    return per_seed, pooled
 
 
 def _nan_columns(template: Primitives) -> dict:
