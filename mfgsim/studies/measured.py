@@ -689,8 +689,13 @@ def scaling(cfg: dict, plan, primitives: Primitives | None, pool, progress=None)
             fixed_points.append(("own", own, own.configured(at_n), len(rows), bool(rows[-1]["converged"])))
         elif s.scaling_recalibrate:
             fixed_points.append(("own", primitives, config, 0, True))
+        evaluated = None
         for label, traded_on, config_n, iterations, converged in fixed_points:
-            runs_n, pooled = _evaluate_at(config_n, plan, pool)
+            carried_again = label == "own" and (traded_on is primitives or np.array_equal(traded_on.vector(),
+                                                                                           primitives.vector()))
+            if not carried_again:  # the carried point again would give the same runs
+                evaluated = _evaluate_at(config_n, plan, pool)
+            runs_n, pooled = evaluated
             run_rows += [{"fixed_point": label, "N": int(n), **r} for r in runs_n]
             columns = traded_on.columns() if traded_on is not None else {}
             by_n.append({"fixed_point": label, "N": int(n), "iterations": iterations, "converged": converged,
