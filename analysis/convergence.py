@@ -126,24 +126,31 @@ def fit_power_law(n, values, *, n_boot: int = 1000, level: float = 0.95, seed: i
 
 def _bias_fit(ns, means):
     """(b, C, r) minimising Σ (b + C N^-r - W)² over r in [0.02, 3]."""
-    def solve(r):
-        X = np.stack([np.ones_like(ns, dtype=float), ns.astype(float) ** -r], axis=1)
-        coef, *_ = np.linalg.lstsq(X, means, rcond=None)
-        return coef, float(np.sum((X @ coef - means) ** 2))
+    ns, means = np.asarray(ns, dtype=float), np.asarray(means, dtype=float)
+    centred = means - means.mean()
+
+    def fit(r):
+        """(b, C) and the squared error at each r: a straight-line fit of W against x = N^-r."""
+        x = ns[None, :] ** -np.atleast_1d(r)[:, None]
+        dx = x - x.mean(axis=1, keepdims=True)
+        sxx = np.maximum(np.sum(dx * dx, axis=1), 1e-300)
+        C = np.sum(dx * centred, axis=1) / sxx
+        b = means.mean() - C * x.mean(axis=1)
+        return b, C, np.sum((b[:, None] + C[:, None] * x - means) ** 2, axis=1)
 
     grid = np.linspace(0.02, 3.0, 300)
-    errs = [solve(r)[1] for r in grid]
-    i = int(np.argmin(errs))
+    i = int(np.argmin(fit(grid)[2]))
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     for _ in range(60):  # golden-section refinement around the best grid point
         m1, m2 = lo + 0.382 * (hi - lo), lo + 0.618 * (hi - lo)
-        if solve(m1)[1] < solve(m2)[1]:
+        err = fit(np.array([m1, m2]))[2]
+        if err[0] < err[1]:
             hi = m2
         else:
             lo = m1
     r = 0.5 * (lo + hi)
-    (b, C), _ = solve(r)
-    return float(b), float(C), float(r)
+    b, C, _ = fit(r)
+    return float(b[0]), float(C[0]), float(r)
 
 
 def fit_with_bias(n, values, *, n_boot: int = 300, level: float = 0.95, seed: int = 0) -> BiasFit:
