@@ -705,7 +705,8 @@ def _scaling_text(runs: pl.DataFrame, by_n: pl.DataFrame) -> str:
     for (point, fixed_point), g in by_n.group_by("point", "fixed_point", maintain_order=True):
         lines.append(f"point {point} {_FIXED_POINTS[fixed_point]}, against N (liquidity scaled):")
         for r in g.iter_rows(named=True):
-            own = (f"  ({r['iterations']} iterations, delta {r['exponent']:.2f}, G_inf {r['permanent']:.2f})"
+            iterations = f"{r['iterations']} iteration" + ("s" if r["iterations"] != 1 else "")
+            own = (f"  ({iterations}, delta {r['exponent']:.2f}, G_inf {r['permanent']:.2f})"
                    if fixed_point == "own" and r["iterations"] else "")
             lines.append(f"  N={r['N']:>5}: cost_gap_rel {r['cost_gap_rel']:+.3f} [{r['cost_gap_rel_lo']:+.3f}, "
                          f"{r['cost_gap_rel_hi']:+.3f}]  price_error_rel {r['price_error_rel']:.3f} "
