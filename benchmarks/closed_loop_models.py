@@ -19,7 +19,7 @@ Prints, for the start and each fixed point:
   MFG solve on the measured primitives (``mfg_solve_seconds``, median of 5) and of one
   calibration iteration of each loop (``iteration_seconds``, the median over its iterations).
 
-    python benchmarks/closed_loop_models.py            # 48 evaluation seeds, each N's own loop (~5 min on 2 cores)
+    python benchmarks/closed_loop_models.py            # 48 evaluation seeds, each N's own loop (~4 min on 2 cores)
     python benchmarks/closed_loop_models.py --quick    # 16
 """
 

@@ -392,6 +392,17 @@ class LQLearningGame:
         return np.array([np.full(self.n_t, -p.m0.mean / self.model.T) for p in self.model.types])
 
 
+def _ran_away(exploitability: list[float]) -> bool:
+    """Whether a learner diverged: its last exploitability is not finite, or 10¹² times its first."""
+    e = exploitability[-1]
+    return not math.isfinite(e) or e > 1e12 * max(exploitability[0], 1e-300)
+
+
+def _distance(coupling: np.ndarray, target: np.ndarray | None) -> float:
+    """sup |coupling - target|, NaN without a target."""
+    return math.nan if target is None else float(np.max(np.abs(coupling - target)))
+
+
 def _learn(game: LQLearningGame, iterations: int, start, method: str, step: Callable[[np.ndarray, int], np.ndarray],
            settings: dict) -> LearningHistory:
     """Run ``policy <- step(policy, i)``, recording exploitability and distance to the equilibrium."""
@@ -399,15 +410,14 @@ def _learn(game: LQLearningGame, iterations: int, start, method: str, step: Call
     policy = game.start() if start is None else game._policy(start)
     target = game.population(game.equilibrium())
     exploitability = [game.exploitability(policy)]
-    distance = [float(np.max(np.abs(game.population(policy) - target)))]
-    bound = 1e12 * max(exploitability[0], 1e-300)
+    distance = [_distance(game.population(policy), target)]
     diverged = False
     for i in range(iterations):
         policy = step(policy, i)
         e = game.exploitability(policy) if np.all(np.isfinite(policy)) else math.inf
         exploitability.append(e)
-        distance.append(float(np.max(np.abs(game.population(policy) - target))) if math.isfinite(e) else math.inf)
-        if not math.isfinite(e) or e > bound:
+        distance.append(_distance(game.population(policy), target) if math.isfinite(e) else math.inf)
+        if _ran_away(exploitability):
             diverged = True
             break
     return LearningHistory(method, np.array(exploitability), np.array(distance), policy, diverged, settings)
@@ -608,8 +618,8 @@ def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play"
     for i in range(iterations + 1):
         e, br = _fd_gap(model, grid, population)
         exploitability.append(e)
-        distance.append(math.nan if target is None else float(np.max(np.abs(population.coupling - target))))
-        if not math.isfinite(e) or e > 1e12 * max(exploitability[0], 1e-300):
+        distance.append(_distance(population.coupling, target))
+        if _ran_away(exploitability):
             diverged = True
             break
         if i == iterations:
@@ -730,8 +740,8 @@ def fd_mirror_descent(model, grid, iterations: int, *, step_size: float) -> Lear
         population = fd.policy(model, grid, bplus, bminus)
         e, _ = _fd_gap(model, grid, population)
         exploitability.append(e)
-        distance.append(math.nan if target is None else float(np.max(np.abs(population.coupling - target))))
-        if not math.isfinite(e) or e > 1e12 * max(exploitability[0], 1e-300):
+        distance.append(_distance(population.coupling, target))
+        if _ran_away(exploitability):
             diverged = True
             break
         if i == iterations:
