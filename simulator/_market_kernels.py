@@ -179,14 +179,78 @@ def _grow(buf, n):
     return grown
 
 
+# the integer and real scalars of a market state (see :func:`new_market`)
+(S_REVEALED, S_NOISE_IDS, S_NEXT_OID, S_KEPT, S_TRADES_TOTAL, S_MSGS_TOTAL, S_DECISIONS, S_EDGE_STEP, S_REC,
+ S_VOLUME, S_CROWD_FLOW, S_SIGNED_VOLUME, S_TRADES_INTERVAL, S_MSGS_INTERVAL, S_EXECUTIONS) = range(15)
+STATE_INTS = 15
+F_MID, F_ACTIVITY = 0, 1
+STATE_FLOATS = 2
+
+
 @njit(cache=True)
-def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, initial_mid,
-               noise_rates, noise_mean_depth, noise_max_size, latent_params, meta_params,
-               n_makers, quote_size, max_q, bid_offset, ask_offset, maker_group, maker_replace,
-               agent_type, initial_lots, lots_per_unit, a, b, c, grid, gx0, gdx, gdt,
-               ioc, ioc_ticks, stop_at_target, max_trades_kept,
-               rec_market, rec_depth, rec_inventory, rec_cash, rec_filled, kept_trades, executions, counters):
-    """Run warmup + n_steps + post_steps steps; fill the record arrays. Returns a status code.
+def new_market(seed, n_ticks, initial_mid, latent_params, meta_params, n_makers, initial_lots):
+    """Seed the generator and draw a market's start: the latent populations' volumes and the
+    first meta-orders. Returns the state :func:`run_steps` advances.
+
+    The state is a tuple (latent, touched, frontier, revealed, next_cut, cut_rate, inv,
+    cash, filled, maker_bid, maker_ask, noise_ids, meta_left, meta_sign,
+    meta_participation, the book's eight arrays, msgs, ints, floats); ``ints`` and
+    ``floats`` hold the scalars (``S_*``, ``F_*``). Everything a step reads that a later
+    step may need is in it, so a market advanced in two calls is the one advanced in one.
+    """
+    np.random.seed(seed)
+    n_agents = initial_lots.shape[0]
+    first_crowd = 1 + n_makers
+    n_acc = first_crowd + n_agents + 2
+    n_pop = latent_params.shape[0]
+    latent = np.zeros((n_pop, 2, n_ticks), dtype=np.int64)
+    touched = np.zeros((n_pop, 2, n_ticks), dtype=np.int64)
+    # highest latent bid tick, lowest latent ask tick, per population
+    frontier = _latent_start(latent, touched, latent_params, initial_mid, n_ticks)
+    revealed = np.empty(1024, dtype=np.int64)  # live revealed order ids
+    next_cut = np.empty(1024)  # the step (fractional) of each one's next cancelled lot
+    cut_rate = np.empty(1024)  # each one's cancel rate per lot and step (its population's)
+    inv = np.zeros(n_acc, dtype=np.int64)
+    cash = np.zeros(n_acc, dtype=np.int64)
+    filled = np.zeros(n_acc, dtype=np.int64)
+    inv[first_crowd:first_crowd + n_agents] = initial_lots
+    maker_bid = np.full(n_makers, -1, dtype=np.int64)
+    maker_ask = np.full(n_makers, -1, dtype=np.int64)
+    noise_ids = np.empty(1024, dtype=np.int64)
+    n_meta = int(meta_params[0])
+    meta_left = np.zeros(n_meta, dtype=np.int64)  # lots each meta-order still has to send
+    meta_sign = np.zeros(n_meta, dtype=np.int64)
+    meta_participation = np.zeros(n_meta)
+    for k in range(n_meta):
+        _new_meta_order(meta_params, k, meta_left, meta_sign, meta_participation)
+    # the market's activity: exp(x - s²/2) with x a stationary Ornstein–Uhlenbeck process of
+    # standard deviation s and correlation time tau, so that its mean is one
+    activity_sd = meta_params[8]
+    activity_x = activity_sd * np.random.standard_normal() if activity_sd > 0.0 and n_meta > 0 else 0.0
+    levels, blocks, meta, pool, table, trades, rejects, expired = K.new_book(n_ticks, 1024, 1024)
+    msgs = np.zeros((MESSAGE_ROWS, n_agents + 4 * n_makers + 64), dtype=np.int64)
+    ints = np.zeros(STATE_INTS, dtype=np.int64)
+    ints[S_EDGE_STEP] = -1
+    floats = np.array([float(initial_mid), activity_x])
+    return (latent, touched, frontier, revealed, next_cut, cut_rate, inv, cash, filled, maker_bid, maker_ask,
+            noise_ids, meta_left, meta_sign, meta_participation, levels, blocks, meta, pool, table, trades,
+            rejects, expired, msgs, ints, floats)
+
+
+@njit(cache=True)
+def run_steps(state, first, last, n_steps, warmup, post_steps, dt, record_every, n_ticks,
+              noise_rates, noise_mean_depth, noise_max_size, latent_params, meta_params,
+              n_makers, quote_size, max_q, bid_offset, ask_offset, maker_group, maker_replace,
+              agent_type, initial_lots, lots_per_unit, a, b, c, grid, gx0, gdx, gdt,
+              ioc, ioc_ticks, stop_at_target, max_trades_kept,
+              rec_market, rec_depth, rec_inventory, rec_cash, rec_filled, kept_trades, executions, counters):
+    """Advance a market (:func:`new_market`) over its steps ``first .. last - 1`` of warmup +
+    n_steps + post_steps + 1; fill the record arrays. Returns (status code, the state).
+
+    ``state`` is updated in place where its arrays have room; the returned one holds any
+    array that had to grow. The crowd's own state (carried fractions of a lot, who is still
+    trading) starts afresh: the crowd does not trade before step ``warmup``, so a call may
+    start there from a saved state (see :func:`simulator.market.warm_up`).
 
     rec_depth (n_rec, 2, K): lots resting 0..K-1 ticks behind the best bid (row 0) and
     the best ask (row 1) at each record.
@@ -208,71 +272,38 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
     volatility, activity time]; a count of 0 turns the meta-order traders off (and draws
     nothing, so other runs keep their bytes), an activity volatility of 0 the activity.
     """
-    np.random.seed(seed)
+    (latent, touched, frontier, revealed, next_cut, cut_rate, inv, cash, filled, maker_bid, maker_ask,
+     noise_ids, meta_left, meta_sign, meta_participation, levels, blocks, meta, pool, table, trades,
+     rejects, expired, msgs, ints, floats) = state
     n_agents = agent_type.shape[0]
     first_crowd = 1 + n_makers
     latent_acc = first_crowd + n_agents
     meta_acc = latent_acc + 1
-    n_acc = latent_acc + 2
     n_pop = latent_params.shape[0]
-    latent = np.zeros((n_pop, 2, n_ticks), dtype=np.int64)
-    touched = np.zeros((n_pop, 2, n_ticks), dtype=np.int64)
     keep = np.exp(-latent_params[:, 1] * dt)  # survival of one lot over one step
-    # highest latent bid tick, lowest latent ask tick, per population
-    frontier = _latent_start(latent, touched, latent_params, initial_mid, n_ticks)
-    revealed = np.empty(1024, dtype=np.int64)  # live revealed order ids
-    next_cut = np.empty(1024)  # the step (fractional) of each one's next cancelled lot
-    cut_rate = np.empty(1024)  # each one's cancel rate per lot and step (its population's)
-    n_revealed = 0
-    inv = np.zeros(n_acc, dtype=np.int64)
-    cash = np.zeros(n_acc, dtype=np.int64)
-    filled = np.zeros(n_acc, dtype=np.int64)
     carry = np.zeros(n_agents)
     active = np.ones(n_agents, dtype=np.bool_)
     start_sign = np.sign(initial_lots)
-    inv[first_crowd:latent_acc] = initial_lots
-    maker_bid = np.full(n_makers, -1, dtype=np.int64)
-    maker_ask = np.full(n_makers, -1, dtype=np.int64)
-    noise_ids = np.empty(1024, dtype=np.int64)
-    n_noise_ids = 0
-    n_meta = int(meta_params[0])
-    meta_left = np.zeros(n_meta, dtype=np.int64)  # lots each meta-order still has to send
-    meta_sign = np.zeros(n_meta, dtype=np.int64)
-    meta_participation = np.zeros(n_meta)
-    for k in range(n_meta):
-        _new_meta_order(meta_params, k, meta_left, meta_sign, meta_participation)
+    n_meta = meta_left.shape[0]
     child_size = int(meta_params[6])
     child_step = meta_params[7] * dt  # P(child order in a step) at full participation
-    # the market's activity: exp(x - s²/2) with x a stationary Ornstein–Uhlenbeck process of
-    # standard deviation s and correlation time tau, so that its mean is one
     activity_sd, activity_time = meta_params[8], meta_params[9]
     activity_keep = np.exp(-dt / activity_time) if activity_sd > 0.0 else 1.0
     activity_kick = activity_sd * np.sqrt(1.0 - activity_keep**2)
-    activity_x = activity_sd * np.random.standard_normal() if activity_sd > 0.0 and n_meta > 0 else 0.0
-    levels, blocks, meta, pool, table, trades, rejects, expired = K.new_book(n_ticks, 1024, 1024)
-    msgs = np.zeros((MESSAGE_ROWS, n_agents + 4 * n_makers + 64), dtype=np.int64)
-    next_oid = 0
-    mid = float(initial_mid)
     limit_rate, market_rate, cancel_rate = noise_rates[0], noise_rates[1], noise_rates[2]
     p_depth = 1.0 / noise_mean_depth
-    n_kept = 0
-    n_trades_total = 0
-    n_msgs_total = 0
-    decisions = 0
-    edge_step = -1
-    rec = 0
-    volume = 0
-    crowd_flow = 0
-    trades_in_interval = 0
-    msgs_in_interval = 0
+    n_revealed, n_noise_ids, next_oid, n_kept = ints[S_REVEALED], ints[S_NOISE_IDS], ints[S_NEXT_OID], ints[S_KEPT]
+    n_trades_total, n_msgs_total, decisions = ints[S_TRADES_TOTAL], ints[S_MSGS_TOTAL], ints[S_DECISIONS]
+    edge_step, rec, n_exec = ints[S_EDGE_STEP], ints[S_REC], ints[S_EXECUTIONS]
+    volume, crowd_flow, signed_volume = ints[S_VOLUME], ints[S_CROWD_FLOW], ints[S_SIGNED_VOLUME]
+    trades_in_interval, msgs_in_interval = ints[S_TRADES_INTERVAL], ints[S_MSGS_INTERVAL]
+    mid, activity_x = floats[F_MID], floats[F_ACTIVITY]
     total = warmup + n_steps + post_steps
-    signed_volume = 0
-    n_exec = 0
     ordered = np.empty(n_agents, dtype=np.int64)
     step_requested = np.zeros(n_agents, dtype=np.int64)
     step_filled = np.zeros(n_agents, dtype=np.int64)
     step_cost = np.zeros(n_agents)
-    for n in range(total + 1):
+    for n in range(first, last):
         step = n - warmup
         bb = meta[K.BEST_BID]
         ba = meta[K.BEST_ASK]
@@ -575,13 +606,22 @@ def run_market(n_steps, warmup, post_steps, dt, record_every, seed, n_ticks, ini
             for i in range(n_agents):
                 if active[i] and inv[first_crowd + i] * start_sign[i] <= 0:
                     active[i] = False
+    ints[S_REVEALED], ints[S_NOISE_IDS], ints[S_NEXT_OID], ints[S_KEPT] = n_revealed, n_noise_ids, next_oid, n_kept
+    ints[S_TRADES_TOTAL], ints[S_MSGS_TOTAL], ints[S_DECISIONS] = n_trades_total, n_msgs_total, decisions
+    ints[S_EDGE_STEP], ints[S_REC], ints[S_EXECUTIONS] = edge_step, rec, n_exec
+    ints[S_VOLUME], ints[S_CROWD_FLOW], ints[S_SIGNED_VOLUME] = volume, crowd_flow, signed_volume
+    ints[S_TRADES_INTERVAL], ints[S_MSGS_INTERVAL] = trades_in_interval, msgs_in_interval
+    floats[F_MID], floats[F_ACTIVITY] = mid, activity_x
     counters[0] = n_kept
     counters[1] = n_trades_total
     counters[2] = n_msgs_total
     counters[3] = edge_step
     counters[4] = decisions
     counters[5] = n_exec
-    return HIT_GRID_EDGE if edge_step >= 0 else OK
+    status = HIT_GRID_EDGE if edge_step >= 0 else OK
+    return status, (latent, touched, frontier, revealed, next_cut, cut_rate, inv, cash, filled, maker_bid, maker_ask,
+                    noise_ids, meta_left, meta_sign, meta_participation, levels, blocks, meta, pool, table, trades,
+                    rejects, expired, msgs, ints, floats)
 
 
 @njit(cache=True)

@@ -24,6 +24,7 @@ import numpy as np
 
 from mfg import validation as check
 
+from . import _generator
 from . import _market_kernels as MK
 from .agents import ExecutionCrowd, LatentLiquidity, MarketMakers, MetaOrderTraders, NoiseFlow, strategy_tables
 from .book import MAX_TICKS, TRADE_DTYPE
@@ -306,23 +307,8 @@ def _tables(spec: MarketSpec, t: np.ndarray):
     return tab.a, tab.b, tab.c, tab.grid, tab.grid_x0, tab.grid_dx, tab.grid_dt
 
 
-def run_market(spec: MarketSpec, seed: int) -> MarketRun:
-    """Run the book market once; the same spec and seed give identical tables.
-
-    Parameters
-    ----------
-    spec : MarketSpec
-    seed : int
-        In [0, 2**32).
-
-    Returns
-    -------
-    MarketRun
-    """
-    import time
-
-    seed = check.seed("seed", seed)
-    t0 = time.perf_counter()
+def _kernel_inputs(spec: MarketSpec, seed: int) -> dict:
+    """The compiled market's inputs: what the market (and its warm-up) reads, and the crowd's strategy."""
     n_steps, s = spec.n_steps, spec.liquidity_scale
     t = np.arange(n_steps) * spec.dt
     rng = np.random.default_rng(seed)
@@ -332,17 +318,127 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
         lots = np.round(q0 * L).astype(np.int64)
     else:
         types, lots, L = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1
-    a, b, c, grid, gx0, gdx, gdt = _tables(spec, t)
     makers = spec.makers or MarketMakers(count=0)
-    n_makers = makers.count
-    tau = spec.T - t
-    bid_off, ask_off, groups = makers.group_quote_offsets(tau)
+    bid_off, ask_off, groups = makers.group_quote_offsets(spec.T - t)
     noise = spec.noise
-    rates = np.array([noise.limit_rate * s, noise.market_rate * s, noise.cancel_rate])
     latent_params = np.array([p.params(s) for p in spec.latent_populations], dtype=np.float64).reshape(-1, 5)
+    meta_params = np.zeros(10) if spec.meta_traders is None else spec.meta_traders.params(s, spec.dt)
+    kernel_seed = int(seed) ^ 0x5EED
+    # explicit scalar types: one compiled signature for every run
+    start = (kernel_seed, int(spec.n_ticks), int(spec.initial_mid), latent_params, meta_params, int(makers.count), lots)
+    market = (
+        int(n_steps), int(spec.warmup_steps), int(spec.post_steps), float(spec.dt), int(spec.record_every),
+        int(spec.n_ticks), np.array([noise.limit_rate * s, noise.market_rate * s, noise.cancel_rate]),
+        float(noise.mean_depth), int(noise.max_size), latent_params, meta_params,
+        int(makers.count), int(makers.quote_size * (s if spec.scale_with == "crowd" else 1)), int(makers.max_inventory),
+        np.ascontiguousarray(bid_off, dtype=np.float64), np.ascontiguousarray(ask_off, dtype=np.float64),
+        groups, makers.amend == "replace")
+    crowd = spec.crowd
+    a, b, c, grid, gx0, gdx, gdt = _tables(spec, t)
+    strategy = (
+        types.astype(np.int64), lots, int(L), *(np.ascontiguousarray(x, dtype=np.float64) for x in (a, b, c, grid)),
+        float(gx0), float(gdx), float(gdt),
+        bool(crowd is not None and crowd.order_type == "ioc"), int(crowd.ioc_ticks if crowd is not None else 0),
+        bool(crowd is not None and crowd.stop_at_target))
+    return {"start": start, "market": market, "strategy": strategy, "types": types, "lots": lots, "L": L}
+
+
+def _warm_key(inputs: dict, max_trades_kept: int) -> str:
+    """A digest of everything the warm-up reads: the market, the seed, the crowd's starting lots."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for x in (*inputs["start"], *inputs["market"], inputs["types"], max_trades_kept):
+        digest.update(np.ascontiguousarray(x).tobytes() if isinstance(x, np.ndarray) else repr(x).encode())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class WarmStart:
+    """A market at the end of its warm-up, to start runs of the same market and seed from.
+
+    The crowd trades from step 0, after the warm-up, so the warm-up does not depend on its
+    strategy. A loop that changes only the strategy (a calibration, a learner's rounds)
+    warms each seed up once: ``run_market(spec, seed, warm_up(spec, seed))`` gives the same
+    bytes as ``run_market(spec, seed)``.
+
+    Attributes
+    ----------
+    key : str
+        A digest of what the warm-up read (the market, the seed, the crowd's starting lots).
+    seed : int
+    state : tuple of numpy.ndarray
+        The compiled market's state (``simulator._market_kernels.new_market``).
+    kept : numpy.ndarray
+        The trades kept during the warm-up.
+    generator : bytes
+        The random generator's state.
+    """
+
+    key: str
+    seed: int
+    state: tuple
+    kept: np.ndarray
+    generator: bytes
+
+
+def warm_up(spec: MarketSpec, seed: int) -> WarmStart:
+    """Run a market's warm-up once, for :func:`run_market` to start from.
+
+    Parameters
+    ----------
+    spec : MarketSpec
+        Any crowd strategy: the warm-up does not read it.
+    seed : int
+        In [0, 2**32).
+
+    Returns
+    -------
+    WarmStart
+    """
+    seed = check.seed("seed", seed)
+    inputs = _kernel_inputs(spec, seed)
+    state = MK.new_market(*inputs["start"])
+    kept = np.zeros((spec.max_trades_kept, len(TRADE_DTYPE.names)), dtype=np.int64)
+    counters = np.zeros(6, dtype=np.int64)
+    n_acc = state[6].size
+    # no records before step 0: the record arrays can be empty
+    no_accounts = np.zeros((0, n_acc), dtype=np.int64)
+    _, state = MK.run_steps(state, 0, spec.warmup_steps, *inputs["market"], *inputs["strategy"],
+                            int(spec.max_trades_kept), np.zeros((0, MK.MARKET_FIELDS)),
+                            np.zeros((0, 2, DEPTH_LEVELS), dtype=np.int64), no_accounts, no_accounts, no_accounts,
+                            kept, np.zeros((0, MK.EXECUTION_FIELDS)), counters)
+    return WarmStart(_warm_key(inputs, spec.max_trades_kept), seed, state, kept[: counters[0]].copy(),
+                     _generator.save())
+
+
+def run_market(spec: MarketSpec, seed: int, warm: WarmStart | None = None) -> MarketRun:
+    """Run the book market once; the same spec and seed give identical tables.
+
+    Parameters
+    ----------
+    spec : MarketSpec
+    seed : int
+        In [0, 2**32).
+    warm : WarmStart, optional
+        This market and seed after their warm-up (:func:`warm_up`, possibly with another
+        crowd strategy): the run starts there, with the same result.
+
+    Returns
+    -------
+    MarketRun
+    """
+    import time
+
+    seed = check.seed("seed", seed)
+    t0 = time.perf_counter()
+    n_steps = spec.n_steps
+    inputs = _kernel_inputs(spec, seed)
+    types, lots, L = inputs["types"], inputs["lots"], inputs["L"]
+    n_makers = inputs["market"][11]
     n_rec = (n_steps + spec.post_steps) // spec.record_every + 1
     n_acc = 1 + n_makers + lots.size + 2  # noise, makers, the crowd, the latent book, the meta-order traders
-    meta_params = np.zeros(10) if spec.meta_traders is None else spec.meta_traders.params(s, spec.dt)
     rec_market = np.zeros((n_rec, MK.MARKET_FIELDS))
     rec_market[:, MK.M_MAKER_BID:] = np.nan
     rec_depth = np.zeros((n_rec, 2, DEPTH_LEVELS), dtype=np.int64)
@@ -352,21 +448,18 @@ def run_market(spec: MarketSpec, seed: int) -> MarketRun:
     kept = np.zeros((spec.max_trades_kept, len(TRADE_DTYPE.names)), dtype=np.int64)
     counters = np.zeros(6, dtype=np.int64)
     executions = np.zeros((spec.max_executions_kept, MK.EXECUTION_FIELDS))
-    crowd = spec.crowd
-    # explicit scalar types: one compiled signature for every run
-    status = MK.run_market(
-        int(n_steps), int(spec.warmup_steps), int(spec.post_steps), float(spec.dt), int(spec.record_every),
-        int(seed) ^ 0x5EED,
-        int(spec.n_ticks), int(spec.initial_mid), rates, float(noise.mean_depth), int(noise.max_size), latent_params,
-        meta_params,
-        int(n_makers), int(makers.quote_size * (s if spec.scale_with == "crowd" else 1)), int(makers.max_inventory),
-        np.ascontiguousarray(bid_off, dtype=np.float64), np.ascontiguousarray(ask_off, dtype=np.float64),
-        groups, makers.amend == "replace",
-        types.astype(np.int64), lots, int(L), *(np.ascontiguousarray(x, dtype=np.float64) for x in (a, b, c, grid)),
-        float(gx0), float(gdx), float(gdt),
-        bool(crowd is not None and crowd.order_type == "ioc"), int(crowd.ioc_ticks if crowd is not None else 0),
-        bool(crowd is not None and crowd.stop_at_target),
-        int(spec.max_trades_kept), rec_market, rec_depth, rec_inv, rec_cash, rec_filled, kept, executions, counters)
+    if warm is None:
+        state, first = MK.new_market(*inputs["start"]), 0
+    else:
+        if warm.seed != seed or warm.key != _warm_key(inputs, spec.max_trades_kept):
+            raise ValueError(f"warm: a warm start of seed {warm.seed} for another market cannot start seed {seed} "
+                             "of this one; warm_up(spec, seed) makes the right one")
+        state, first = tuple(x.copy() for x in warm.state), spec.warmup_steps
+        kept[: len(warm.kept)] = warm.kept
+        _generator.restore(warm.generator)
+    status, _ = MK.run_steps(state, first, spec.warmup_steps + n_steps + spec.post_steps + 1, *inputs["market"],
+                             *inputs["strategy"], int(spec.max_trades_kept), rec_market, rec_depth, rec_inv,
+                             rec_cash, rec_filled, kept, executions, counters)
     if status == MK.HIT_GRID_EDGE:
         raise RuntimeError(f"the price reached the edge of the grid at step {counters[3]} (n_ticks={spec.n_ticks}); "
                            "raise n_ticks or reduce the crowd's position")

@@ -1,5 +1,6 @@
 """The market loop: conservation, determinism, stationarity, strategies, scaling, makers."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,8 +11,8 @@ from mfg.closed_form import LQCrowding
 from mfg.fd import Grid
 from mfg.laws import GaussianMixture as GM
 from mfg.market_making import glft_v
-from simulator.agents import ExecutionCrowd, MarketMakers, NoiseFlow
-from simulator.market import MarketSpec, ParticleSpec, run_market, run_particles
+from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers, MetaOrderTraders, NoiseFlow
+from simulator.market import MarketSpec, ParticleSpec, run_market, run_particles, warm_up
 
 MODEL = LQCrowding.single(k=1.0, kappa=1.0, phi=1.0, A=10.0, T=1.0, m0=GM.normal(1.0, 0.2))
 
@@ -40,6 +41,39 @@ def test_same_seed_same_tables_other_seed_other_tables():
         np.testing.assert_array_equal(a.agents[name], b.agents[name])
     assert a.trades.tobytes() == b.trades.tobytes()
     assert not np.array_equal(a.market["mid"], c.market["mid"])
+
+
+def _same_run(a, b):
+    for table in ("market", "agents", "executions"):
+        for name, column in getattr(a, table).items():
+            np.testing.assert_array_equal(column, getattr(b, table)[name], err_msg=f"{table}.{name}")
+    for name in ("accounts_inventory", "accounts_cash", "depth"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.trades.tobytes() == b.trades.tobytes()
+    assert (a.n_trades, a.n_messages, a.decisions) == (b.n_trades, b.n_messages, b.decisions)
+
+
+def test_a_run_from_its_warm_up_is_the_run():
+    """The crowd trades from step 0, so a warm-up made under another strategy starts the
+    same run, byte for byte, as often as it is reused. The market draws from every part of
+    the generator in its warm-up: Poisson, binomial and uniform draws, and normal pairs for
+    the activity, whose second half is pending when the warm-up ends (301 normals)."""
+    latent = (LatentLiquidity(deposit_rate=2.0, cancel_rate=0.1, band=60, reveal_ticks=5),
+              LatentLiquidity(deposit_rate=0.5, cancel_rate=0.01, band=80, reveal_ticks=3, start_depletion=20.0))
+    market = spec(20, makers=MarketMakers(count=2, amend="replace"), latent=latent, warmup_steps=300,
+                  meta_traders=MetaOrderTraders(count=2, activity_volatility=0.5, activity_time=0.2),
+                  max_trades_kept=50_000, post_steps=50, max_executions_kept=10_000)
+    twap = dataclasses.replace(market, crowd=dataclasses.replace(market.crowd, strategy="twap"))
+    cold = run_market(market, seed=5)
+    warm = warm_up(twap, seed=5)
+    assert 0 < warm.kept.shape[0] < cold.trades.size  # trades of the warm-up are kept, and more follow
+    for _ in range(2):
+        _same_run(cold, run_market(market, seed=5, warm=warm))
+    _same_run(run_market(twap, seed=5), run_market(twap, seed=5, warm=warm))
+    with pytest.raises(ValueError, match="warm: a warm start of seed 5"):
+        run_market(market, seed=6, warm=warm)
+    with pytest.raises(ValueError, match="another market"):
+        run_market(dataclasses.replace(market, warmup_steps=299), seed=5, warm=warm)
 
 
 def test_noise_only_market_is_stationary_without_drift():
