@@ -21,7 +21,8 @@ from mfg.fd import Grid, LQCrowdingModel, solve
 from mfg.laws import GaussianMixture
 from mfg.market_making import MarketMakingMFG, solve_market_making
 from simulator.agents import ExecutionCrowd
-from simulator.market import MarketSpec, ParticleSpec, run_market, run_particles
+from simulator.market import (MarketRun, MarketSpec, ParticleSpec, WarmStartUnavailable, run_market, run_particles,
+                              warm_up)
 
 
 def warm_kernels() -> None:
@@ -37,6 +38,43 @@ def warm_kernels() -> None:
     run_particles(ParticleSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1), seed=0)
     run_market(MarketSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1, warmup_steps=1), seed=0)
     solve(LQCrowdingModel(model), Grid(-1.0, 3.0, 21, 1.0, 4))  # the FD sweeps of "mfg_fd"
+
+
+class SeedRuns:
+    """Book runs of one market at fixed seeds, for a loop that changes only the crowd's strategy.
+
+    The crowd trades from step 0, after the warm-up, so each seed's warm-up runs once, on
+    the first call (:func:`simulator.market.warm_up`); later runs start from it and give the
+    same bytes as runs from scratch. Where numba's generator cannot be saved, every run
+    starts from scratch.
+
+    Parameters
+    ----------
+    pool : concurrent.futures.Executor
+    seeds : sequence of int
+    """
+
+    def __init__(self, pool: Executor, seeds):
+        self.pool, self.seeds, self._warm = pool, list(seeds), None
+
+    def __call__(self, spec: MarketSpec) -> list[MarketRun]:
+        """One run of ``spec`` per seed (the market must be the first call's; the strategy may change).
+
+        Parameters
+        ----------
+        spec : MarketSpec
+
+        Returns
+        -------
+        list of MarketRun
+        """
+        n = len(self.seeds)
+        if self._warm is None:
+            try:
+                self._warm = list(self.pool.map(warm_up, [spec] * n, self.seeds))
+            except WarmStartUnavailable:
+                self._warm = [None] * n
+        return list(self.pool.map(run_market, [spec] * n, self.seeds, self._warm))
 
 
 class EngineError(RuntimeError):

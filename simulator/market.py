@@ -18,6 +18,9 @@ Mean-field scaling (``scale_liquidity = True``)
 from __future__ import annotations
 
 import math
+import zlib
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,10 +43,8 @@ _BYTES_PER_AGENT_RECORD = 160
 
 def _agents_table(steps, dt, types, inventory, cash, rate) -> dict:
     """Long agents table from (records, agents) arrays in model units."""
-    n_rec, n = inventory.shape
-    return {"step": np.repeat(steps, n), "t": np.repeat(steps * dt, n),
-            "agent": np.tile(np.arange(n, dtype=np.int64), n_rec), "type": np.tile(types, n_rec),
-            "inventory": inventory.ravel(), "cash": cash.ravel(), "rate": rate.ravel()}
+    return {**_repeated_columns(steps, steps * dt, types), "inventory": inventory.ravel(), "cash": cash.ravel(),
+            "rate": rate.ravel()}
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,19 @@ class MarketSpec:
         return walk, crowd
 
 
+def _repeated_columns(steps, t, types) -> dict:
+    """The agents table's columns that repeat the records' steps and times and the agents' types."""
+    n_rec, n = steps.size, types.size
+    return {"step": np.repeat(steps, n), "t": np.repeat(t, n), "agent": np.tile(np.arange(n, dtype=np.int64), n_rec),
+            "type": np.tile(types, n_rec)}
+
+
+def _run_from_compact(fields, types, t):
+    """A MarketRun from :meth:`MarketRun.__reduce__`'s compact agents table."""
+    return MarketRun(**{**fields, "agents": {**_repeated_columns(fields["market"]["step"], t, types),
+                                            **fields["agents"]}})
+
+
 @dataclass(frozen=True)
 class MarketRun:
     """Tables of one run (numpy columns; ``*_frame()`` give Polars DataFrames).
@@ -261,6 +275,21 @@ class MarketRun:
     seconds: float
     penalty: np.ndarray | None = None  # particles: ∫ Q_i² dt per agent
     executions: dict | None = None
+
+    def __reduce__(self):
+        # the agents table repeats each record's step and time for every agent, and each
+        # agent's index and type for every record: a run sent to another process (from a
+        # pool's worker, say) carries those columns once, and half the bytes
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        agents, steps = self.agents, (self.market or {}).get("step")
+        if agents and steps is not None and steps.size and agents["inventory"].size % steps.size == 0:
+            n = agents["inventory"].size // steps.size
+            types, t = np.asarray(agents["type"][:n]), np.asarray(agents["t"][::max(n, 1)])
+            repeated = _repeated_columns(steps, t, types)
+            if n > 0 and all(np.array_equal(agents[k], v) for k, v in repeated.items()):
+                fields["agents"] = {k: v for k, v in agents.items() if k not in repeated}
+                return _run_from_compact, (fields, types, t)
+        return MarketRun, tuple(fields.values())
 
     def executions_frame(self):
         """The crowd's orders as a table.
@@ -303,8 +332,19 @@ def _tables(spec: MarketSpec, t: np.ndarray):
     if spec.crowd is None:
         z = np.zeros((1, t.size))
         return z, z, z, np.zeros((0, 0, 0)), 0.0, 1.0, 1.0
-    tab = strategy_tables(spec.crowd, t, spec.dt)
+    try:
+        hash(spec.crowd)
+    except TypeError:  # a crowd that holds arrays (a feedback table) cannot be a cache key
+        tab = strategy_tables(spec.crowd, t, spec.dt)
+    else:
+        tab = _strategy_tables(spec.crowd, spec.n_steps, spec.dt)
     return tab.a, tab.b, tab.c, tab.grid, tab.grid_x0, tab.grid_dx, tab.grid_dt
+
+
+@functools.lru_cache(maxsize=4)
+def _strategy_tables(crowd: ExecutionCrowd, n_steps: int, dt: float):
+    # a loop's seeds share one strategy: a worker solves it (the FD MFG, say) once, not per run
+    return strategy_tables(crowd, np.arange(n_steps) * dt, dt)
 
 
 def _kernel_inputs(spec: MarketSpec, seed: int) -> dict:
@@ -382,6 +422,23 @@ class WarmStart:
     kept: np.ndarray
     generator: bytes
 
+    def __reduce__(self):
+        # the book's arrays are mostly empty levels: a warm start sent to a worker with
+        # every run is 30 times smaller compressed, and takes milliseconds to compress
+        packed = tuple((zlib.compress(x.tobytes(), 1), x.dtype.str, x.shape) for x in self.state)
+        return _warm_start_from_packed, (self.key, self.seed, packed, self.kept, self.generator)
+
+
+def _warm_start_from_packed(key, seed, packed, kept, generator) -> WarmStart:
+    """A WarmStart from :meth:`WarmStart.__reduce__`."""
+    state = tuple(np.frombuffer(zlib.decompress(data), dtype=dtype).reshape(shape).copy()
+                  for data, dtype, shape in packed)
+    return WarmStart(key, seed, state, kept, generator)
+
+
+class WarmStartUnavailable(RuntimeError):
+    """numba's random generator cannot be saved here (see :func:`warm_up`)."""
+
 
 def warm_up(spec: MarketSpec, seed: int) -> WarmStart:
     """Run a market's warm-up once, for :func:`run_market` to start from.
@@ -396,6 +453,11 @@ def warm_up(spec: MarketSpec, seed: int) -> WarmStart:
     Returns
     -------
     WarmStart
+
+    Raises
+    ------
+    WarmStartUnavailable
+        When this numba's generator state does not have the layout that is saved.
     """
     seed = check.seed("seed", seed)
     inputs = _kernel_inputs(spec, seed)
@@ -409,8 +471,11 @@ def warm_up(spec: MarketSpec, seed: int) -> WarmStart:
                             int(spec.max_trades_kept), np.zeros((0, MK.MARKET_FIELDS)),
                             np.zeros((0, 2, DEPTH_LEVELS), dtype=np.int64), no_accounts, no_accounts, no_accounts,
                             kept, np.zeros((0, MK.EXECUTION_FIELDS)), counters)
-    return WarmStart(_warm_key(inputs, spec.max_trades_kept), seed, state, kept[: counters[0]].copy(),
-                     _generator.save())
+    try:
+        generator = _generator.save()
+    except RuntimeError as err:
+        raise WarmStartUnavailable(str(err)) from None
+    return WarmStart(_warm_key(inputs, spec.max_trades_kept), seed, state, kept[: counters[0]].copy(), generator)
 
 
 def run_market(spec: MarketSpec, seed: int, warm: WarmStart | None = None) -> MarketRun:

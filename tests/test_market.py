@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -67,8 +68,15 @@ def test_a_run_from_its_warm_up_is_the_run():
     cold = run_market(market, seed=5)
     warm = warm_up(twap, seed=5)
     assert 0 < warm.kept.shape[0] < cold.trades.size  # trades of the warm-up are kept, and more follow
-    for _ in range(2):
-        _same_run(cold, run_market(market, seed=5, warm=warm))
+    # reused, and as a pool's worker gets it: pickled (its arrays compressed)
+    for start in (warm, warm, pickle.loads(pickle.dumps(warm))):
+        _same_run(cold, run_market(market, seed=5, warm=start))
+    # a run comes back from a worker with its agents table's repeated columns sent once
+    sent = pickle.dumps(cold)
+    _same_run(cold, pickle.loads(sent))
+    assert pickle.loads(sent).agents_frame().equals(cold.agents_frame())
+    whole = pickle.dumps(tuple(getattr(cold, f.name) for f in dataclasses.fields(cold)))
+    assert len(whole) - len(sent) > 0.9 * sum(cold.agents[k].nbytes for k in ("step", "t", "agent", "type"))
     _same_run(run_market(twap, seed=5), run_market(twap, seed=5, warm=warm))
     with pytest.raises(ValueError, match="warm: a warm start of seed 5"):
         run_market(market, seed=6, warm=warm)

@@ -60,7 +60,7 @@ from simulator.market import run_market
 
 from ..build import build_run, market_objects
 from ..config import check_memory, output_name, read_toml
-from ..engines import make_engine, warm_kernels
+from ..engines import SeedRuns, make_engine, warm_kernels
 from ..io import check_writable, output_lock
 from ..specs import resolve_point, sweep_points
 from . import makers_loop, measured
@@ -410,11 +410,12 @@ def calibrate_point(cfg: dict, plan: CalibrationPlan, pool, point: int = 0, prog
     theta = np.array([cfg["model"]["kappa"], cfg["model"]["k"], cfg["model"].get("c", 0.0),
                       cfg["model"].get("rho", 0.0)], dtype=float)
     transient = "rho" in s.parameters or theta[3] > 0
+    book_runs = SeedRuns(pool, s.seeds)  # the same seeds every iteration: each warms up once
     rows = []
     for it in range(s.max_iter + 1):
         started = time.perf_counter()
         model, spec = market_objects(with_params(cfg, *theta), plan.source)
-        runs = list(pool.map(run_market, [spec] * len(s.seeds), s.seeds))
+        runs = book_runs(spec)
         crowd = spec.crowd
         est = estimate_impact(runs, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps,
                               s.horizon, transient=transient)

@@ -54,6 +54,7 @@ from mfg.fd import LQCrowdingModel, MFGSolution, solve
 from simulator.market import run_market
 
 from ..build import build_run, market_objects
+from ..engines import SeedRuns
 
 COST_NAMES = ("k", "alpha", "spread", "crowd")
 
@@ -378,8 +379,14 @@ def mean_field(model, crowd) -> MeanField:
     sol = solve(fd_model, crowd.fd_grid)
     grid = sol.grid
 
+    x = grid.x
+
     def fd_value(q0, types):  # the FD value is a cost u = -h
-        return np.array([-np.interp(q, grid.x, sol.value[int(j), 0]) for q, j in zip(q0, types)])
+        q0, types = np.asarray(q0, dtype=np.float64), np.asarray(types, dtype=np.int64)
+        value = np.empty(q0.shape)
+        for j in np.unique(types):
+            value[types == j] = -np.interp(q0[types == j], x, sol.value[j, 0])
+        return value
 
     return MeanField(fd_value, grid.t, fd_model.impact_path(sol.mean_rate, grid), feedback_rate(grid, sol.control),
                      sol)
@@ -601,12 +608,13 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
     meta_curves = meta_order_curves(cfg, meta.sizes, meta.seeds, meta.post_steps, plan.source, pool)
     theta: Primitives | None = start
     n_exponentials = s.n_exponentials if start is None else start.n_exponentials
+    book_runs = SeedRuns(pool, s.seeds)  # the same seeds every iteration: each warms up once
     rows = []
     for it in range(s.max_iter + 1):
         started = time.perf_counter()
         config = cfg if theta is None else theta.configured(cfg)
         model, spec = market_objects(config, plan.source)
-        runs = list(pool.map(run_market, [spec] * len(s.seeds), s.seeds))
+        runs = book_runs(spec)
         hat = measure(runs, spec, meta_curves, n_exponentials, s.horizon, s.n_boot, seed=it,
                       crowd_share=s.crowd_share)
         n_exponentials = hat.n_exponentials
