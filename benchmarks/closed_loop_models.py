@@ -16,10 +16,12 @@ Prints, for the start and each fixed point:
   cost decomposition, book against MFG, term by term (``cost_term``), the fixed point
   against N (``cost_gap_rel`` and ``price_error_rel`` with ``N`` and ``fixed_point``: the loop's
   fixed point carried to each N, and, in the full run, each N's own), the seconds of one
-  MFG solve on the measured primitives (``mfg_solve_seconds``, median of 5) and of one
+  MFG solve on the measured primitives (``mfg_solve_seconds``, median of 5), of one book run
+  of its fixed point from scratch and from its warm-up (``run_seconds``, ``start`` cold or
+  warm, median of 5, with their ratio) and of one
   calibration iteration of each loop (``iteration_seconds``, the median over its iterations).
 
-    python benchmarks/closed_loop_models.py            # 48 evaluation seeds, each N's own loop (~4 min on 2 cores)
+    python benchmarks/closed_loop_models.py            # 48 evaluation seeds, each N's own loop (~3 min on 2 cores)
     python benchmarks/closed_loop_models.py --quick    # 16
 """
 
@@ -41,7 +43,7 @@ def main(argv=None):
     from mfgsim.build import market_objects
     from mfgsim.engines import make_engine
     from mfgsim.studies import calibration, measured
-    from simulator.market import run_market
+    from simulator.market import run_market, warm_up
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="16 evaluation seeds")
@@ -88,6 +90,18 @@ def main(argv=None):
         times.append(time.perf_counter() - start)
     emit("mfg_solve_seconds", statistics.median(times), "s", model="measured", grid=[crowd.fd_grid.n_x,
                                                                                       crowd.fd_grid.n_t])
+    # one book run of the measured fixed point from scratch and from its warm-up, side by side
+    warm = warm_up(spec, seeds[0])
+    cold_times, warm_times = [], []
+    for _ in range(5):
+        for times, start_from in ((cold_times, None), (warm_times, warm)):
+            start = time.perf_counter()
+            run_market(spec, seeds[0], start_from)
+            times.append(time.perf_counter() - start)
+    emit("run_seconds", statistics.median(cold_times), "s", model="measured", start="cold",
+         warmup_steps=spec.warmup_steps, steps=spec.n_steps)
+    emit("run_seconds", statistics.median(warm_times), "s", model="measured", start="warm",
+         ratio=round(statistics.median(cold_times) / statistics.median(warm_times), 2))
     kernel = fixed.propagator
     emit("fixed_point", kernel.exponent, "impact exponent delta", model="measured",
          permanent=round(kernel.permanent, 4), exponentials=[[round(a, 4), round(r, 4)] for a, r in
