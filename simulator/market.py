@@ -179,6 +179,23 @@ class MarketSpec:
             Bytes.
         """
         n_rec = (self.n_steps + self.post_steps) // self.record_every + 1
+        makers = 0 if self.makers is None else self.makers.memory_estimate(self.T, self.n_steps)
+        accounts = 3 + self.n_agents + (0 if self.makers is None else self.makers.count)
+        records = 8 * n_rec * (3 * accounts + 2 * DEPTH_LEVELS + 13)  # accounts, depth, market
+        return int(_BYTES_PER_AGENT_RECORD * self.n_agents * n_rec + 300 * self.n_agents + self.state_estimate()
+                   + 80 * self.max_executions_kept + makers + records)
+
+    def state_estimate(self) -> int:
+        """Rough size of the market's state (a :class:`WarmStart` holds one).
+
+        The book's levels and resting orders, the latent volumes, the meta-orders, the
+        kept trades and the accounts.
+
+        Returns
+        -------
+        int
+            Bytes.
+        """
         noise = self.noise
         horizon = (self.n_steps + self.warmup_steps + self.post_steps) * self.dt
         # resting orders level off at rate/cancel rate; the order pool doubles when full
@@ -186,12 +203,8 @@ class MarketSpec:
         latent = 4 * 8 * self.n_ticks * len(self.latent_populations)  # volumes and read times, both sides
         meta = 0 if self.meta_traders is None else 24 * self.meta_traders.count * self.liquidity_scale
         levels = 8 * 16 * self.n_ticks  # the book's level arrays: 4 sides (bids, asks, stops) x 4 int64
-        makers = 0 if self.makers is None else self.makers.memory_estimate(self.T, self.n_steps)
-        accounts = 3 + self.n_agents + (0 if self.makers is None else self.makers.count)
-        records = 8 * n_rec * (3 * accounts + 2 * DEPTH_LEVELS + 13)  # accounts, depth, market
-        return int(_BYTES_PER_AGENT_RECORD * self.n_agents * n_rec + 300 * self.n_agents + 2 * 64 * resting
-                   + 80 * self.max_trades_kept + 80 * self.max_executions_kept + latent + meta + levels + makers
-                   + records)
+        buffers = 2**20  # the order pool, its hash table and the trades of a step, at their starting sizes
+        return int(2 * 64 * resting + 80 * self.max_trades_kept + latent + meta + levels + 24 * self.n_agents + buffers)
 
     def price_margin(self) -> int:
         """Ticks the price may travel: a generous bound.

@@ -291,8 +291,10 @@ def load(path: str | Path) -> CalibrationPlan:
         _, spec = market_objects(cfg, root.source)  # builds the run: every value is checked
         resolved.append(cfg)
         labels.append(json.dumps(point, sort_keys=True))
-        # the driver holds an iteration's runs (recorded at every step) while it measures them
-        check_memory((len(settings.seeds) + 1) * spec.memory_estimate(), root.source,
+        # the driver holds an iteration's runs (recorded at every step) while it measures them,
+        # and each seed's warm start
+        check_memory((len(settings.seeds) + 1) * spec.memory_estimate() + len(settings.seeds) * spec.state_estimate(),
+                     root.source,
                      f"crowd.n_agents={spec.n_agents} over calibration.seeds={len(settings.seeds)}",
                      "lower crowd.n_agents, calibration.seeds or the steps (T/dt)", per="per iteration")
         if settings.scaling:
@@ -301,7 +303,7 @@ def load(path: str | Path) -> CalibrationPlan:
             _, spec = market_objects(big, root.source)
             # recalibrating at N holds an iteration's runs there
             held = max(len(settings.scaling_seeds), len(settings.seeds) if settings.scaling_recalibrate else 0)
-            check_memory((held + 1) * spec.memory_estimate(), root.source,
+            check_memory((held + 1) * spec.memory_estimate() + held * spec.state_estimate(), root.source,
                          f"calibration.scaling up to N={settings.scaling[-1]} over {held} seeds",
                          "lower the largest N, calibration.scaling_seeds (or seeds, with scaling_recalibrate)")
     return CalibrationPlan(name, root.source, settings, tuple(resolved), tuple(labels), meta)
