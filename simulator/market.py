@@ -1,7 +1,8 @@
 """The market loop: N heterogeneous agents trading through the compiled book.
 
-One run is one compiled kernel call (:func:`simulator._market_kernels.run_market`): no
-Python per step. Each step of length ``dt`` the populations write their orders (noise
+One run is two compiled kernel calls, the market's start and its steps
+(:func:`simulator._market_kernels.new_market`, :func:`~simulator._market_kernels.run_steps`):
+no Python per step. A run may start from its warm-up, saved once (:func:`warm_up`). Each step of length ``dt`` the populations write their orders (noise
 limit/market/cancel, makers' cancels and new quotes, execution agents' market or IOC
 orders), the orders are put in a random order drawn from the run's seed, the book
 matches them, and fills are routed back to the agents. Impact is not assumed: the price
@@ -17,10 +18,10 @@ Mean-field scaling (``scale_liquidity = True``)
 
 from __future__ import annotations
 
-import math
-import zlib
 import dataclasses
 import functools
+import math
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -412,8 +413,8 @@ class WarmStart:
     """A market at the end of its warm-up, to start runs of the same market and seed from.
 
     The crowd trades from step 0, after the warm-up, so the warm-up does not depend on its
-    strategy. A loop that changes only the strategy (a calibration, a learner's rounds)
-    warms each seed up once: ``run_market(spec, seed, warm_up(spec, seed))`` gives the same
+    strategy. A loop that changes only the strategy at fixed seeds (a calibration) warms
+    each seed up once: ``run_market(spec, seed, warm_up(spec, seed))`` gives the same
     bytes as ``run_market(spec, seed)``.
 
     Attributes
