@@ -29,8 +29,9 @@ quantity and what to raise (seeds, horizon, N), rather than returning NaN.
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,18 +94,17 @@ class ImpactCurve:
         moving = np.flatnonzero(self.rates.mean(axis=0) != 0.0)
         return int(moving[-1]) + 1 if moving.size else 0
 
-    def resampled(self, rng: np.random.Generator) -> ImpactCurve:
-        """The same curve with its seeds drawn with replacement.
+    def with_seeds(self, pick) -> ImpactCurve:
+        """The same curve over the seeds ``pick`` (indices, repeats allowed: a bootstrap resample).
 
         Parameters
         ----------
-        rng : numpy.random.Generator
+        pick : numpy.ndarray of int64
 
         Returns
         -------
         ImpactCurve
         """
-        pick = rng.integers(self.seeds, size=self.seeds)
         return ImpactCurve(self.name, self.rates[pick], self.prices[pick], self.dt)
 
 
@@ -381,7 +381,7 @@ def _propagator(objective: _Objective, decay: list[float]) -> Propagator:
 
 
 def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100, seed: int = 0,
-                   shares=None, exponent: float | None = 1.0) -> Propagator:
+                   shares=None, exponent: float | None = 1.0, mapper: Callable = map) -> Propagator:
     """Fit one propagator to several price paths jointly, with bootstrap errors over seeds.
 
     Parameters
@@ -401,6 +401,9 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
     exponent : float or None
         δ of the instantaneous impact f(μ) = sign(μ)|μ|^δ: 1 for a linear propagator, None
         to fit it (on a grid over [0.2, 1.4] refined by golden section).
+    mapper : callable
+        ``map`` or an executor's ``map``: the bootstrap's refits go through it in chunks
+        (the resamples are drawn here, so the errors do not depend on it).
 
     Returns
     -------
@@ -447,19 +450,33 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
     if n_boot == 0 or all(c.seeds == 1 for c in curves):
         return point
     rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):
-        sample = _Objective([c.resampled(rng) for c in curves], weights, point.exponent)
-        if exponent is None:  # δ: a parabola through a local grid with the rates held; then the rates
-            sample = sample.at(_parabolic_minimum(lambda d: sample.at(d)(decay), point.exponent, 0.05))
-        boot_decay = _refine(sample, list(decay), grid, sweeps=1, iterations=15) if decay else []
-        coef, _ = sample.solve(boot_decay)
-        draws.append(np.concatenate([coef, boot_decay, [sample.exponent]]))
+    picks = [[rng.integers(c.seeds, size=c.seeds) for c in curves] for _ in range(n_boot)]
+    chunks = [picks[i::_BOOT_CHUNKS] for i in range(min(_BOOT_CHUNKS, n_boot))]
+    done = list(mapper(_bootstrap_draws, *zip(*[(curves, weights, exponent is None, point.exponent, decay, grid,
+                                                  chunk) for chunk in chunks])))
+    draws = [done[i % len(chunks)][i // len(chunks)] for i in range(n_boot)]  # in the order drawn
     se = np.array(draws).std(axis=0, ddof=1)
     K = len(decay)
     return dataclasses.replace(point, permanent_se=float(se[0]), amplitudes_se=tuple(float(x) for x in se[1:1 + K]),
                                rates_se=tuple(float(x) for x in se[1 + K:1 + 2 * K]),
                                exponent_se=float(se[-1]) if exponent is None else math.nan)
+
+
+_BOOT_CHUNKS = 4  # bootstrap refits per mapper call: a few, so two workers share them evenly
+
+
+def _bootstrap_draws(curves, weights, fit_exponent: bool, exponent: float, decay, grid, picks) -> list:
+    """The propagator refitted on each resample of the curves' seeds in ``picks`` (one index
+    array per curve), from the point fit's exponent and rates: [coefficients, rates, δ] each."""
+    draws = []
+    for pick in picks:
+        sample = _Objective([c.with_seeds(p) for c, p in zip(curves, pick)], weights, exponent)
+        if fit_exponent:  # δ: a parabola through a local grid with the rates held; then the rates
+            sample = sample.at(_parabolic_minimum(lambda d: sample.at(d)(decay), exponent, 0.05))
+        boot_decay = _refine(sample, list(decay), grid, sweeps=1, iterations=15) if decay else []
+        coef, _ = sample.solve(boot_decay)
+        draws.append(np.concatenate([coef, boot_decay, [sample.exponent]]))
+    return draws
 
 
 def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tail: float = 0.2,

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing import get_context
@@ -57,8 +57,28 @@ class SeedRuns:
     def __init__(self, pool: Executor, seeds):
         self.pool, self.seeds, self._warm = pool, list(seeds), None
 
+    def submit(self, spec: MarketSpec) -> list[Future]:
+        """Start one run of ``spec`` per seed (the market must be the first call's; the strategy may change).
+
+        Parameters
+        ----------
+        spec : MarketSpec
+
+        Returns
+        -------
+        list of concurrent.futures.Future
+            Their results are the runs, in the order of the seeds.
+        """
+        n = len(self.seeds)
+        if self._warm is None:
+            try:
+                self._warm = list(self.pool.map(warm_up, [spec] * n, self.seeds))
+            except WarmStartUnavailable:
+                self._warm = [None] * n
+        return [self.pool.submit(run_market, spec, seed, warm) for seed, warm in zip(self.seeds, self._warm)]
+
     def __call__(self, spec: MarketSpec) -> list[MarketRun]:
-        """One run of ``spec`` per seed (the market must be the first call's; the strategy may change).
+        """One run of ``spec`` per seed, as :meth:`submit`, waited for.
 
         Parameters
         ----------
@@ -68,13 +88,7 @@ class SeedRuns:
         -------
         list of MarketRun
         """
-        n = len(self.seeds)
-        if self._warm is None:
-            try:
-                self._warm = list(self.pool.map(warm_up, [spec] * n, self.seeds))
-            except WarmStartUnavailable:
-                self._warm = [None] * n
-        return list(self.pool.map(run_market, [spec] * n, self.seeds, self._warm))
+        return [future.result() for future in self.submit(spec)]
 
 
 class EngineError(RuntimeError):

@@ -2,11 +2,12 @@
 
 One run is two compiled kernel calls, the market's start and its steps
 (:func:`simulator._market_kernels.new_market`, :func:`~simulator._market_kernels.run_steps`):
-no Python per step. A run may start from its warm-up, saved once (:func:`warm_up`). Each step of length ``dt`` the populations write their orders (noise
-limit/market/cancel, makers' cancels and new quotes, execution agents' market or IOC
-orders), the orders are put in a random order drawn from the run's seed, the book
-matches them, and fills are routed back to the agents. Impact is not assumed: the price
-the crowd trades at is whatever the book gives.
+no Python per step. A run may start from its warm-up, saved once (:func:`warm_up`). Each
+step of length ``dt`` the populations write their orders (noise limit/market/cancel,
+makers' cancels and new quotes, execution agents' market or IOC orders), the orders are
+put in a random order drawn from the run's seed, the book matches them, and fills are
+routed back to the agents. Impact is not assumed: the price the crowd trades at is
+whatever the book gives.
 
 Mean-field scaling (``scale_liquidity = True``)
     The noise rates and the makers' quote sizes are multiplied by N, the number of
@@ -247,10 +248,24 @@ def _repeated_columns(steps, t, types) -> dict:
             "type": np.tile(types, n_rec)}
 
 
+def _account_columns(spec, n: int, inventory: np.ndarray, cash: np.ndarray) -> dict:
+    """The agents table's inventory and cash as a market run reads them from every account's records."""
+    if not isinstance(spec, MarketSpec) or spec.crowd is None:
+        return {}
+    first = 1 + (spec.makers.count if spec.makers is not None else 0)
+    crowd = slice(first, first + n)
+    return {"inventory": (inventory[:, crowd] / spec.crowd.lots_per_unit).ravel(),
+            "cash": (cash[:, crowd] * spec.tick_size).ravel()}
+
+
+def _derived_columns(fields: dict, t, types) -> dict:
+    return {**_repeated_columns(fields["market"]["step"], t, types),
+            **_account_columns(fields["spec"], types.size, fields["accounts_inventory"], fields["accounts_cash"])}
+
+
 def _run_from_compact(fields, types, t):
     """A MarketRun from :meth:`MarketRun.__reduce__`'s compact agents table."""
-    return MarketRun(**{**fields, "agents": {**_repeated_columns(fields["market"]["step"], t, types),
-                                            **fields["agents"]}})
+    return MarketRun(**{**fields, "agents": {**_derived_columns(fields, t, types), **fields["agents"]}})
 
 
 @dataclass(frozen=True)
@@ -292,16 +307,17 @@ class MarketRun:
 
     def __reduce__(self):
         # the agents table repeats each record's step and time for every agent, and each
-        # agent's index and type for every record: a run sent to another process (from a
-        # pool's worker, say) carries those columns once, and half the bytes
+        # agent's index and type for every record, and a market run's inventories and cash
+        # are its crowd's accounts: a run sent to another process (from a pool's worker, say)
+        # carries each once, and a third of the bytes
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         agents, steps = self.agents, (self.market or {}).get("step")
         if agents and steps is not None and steps.size and agents["inventory"].size % steps.size == 0:
             n = agents["inventory"].size // steps.size
             types, t = np.asarray(agents["type"][:n]), np.asarray(agents["t"][::max(n, 1)])
-            repeated = _repeated_columns(steps, t, types)
-            if n > 0 and all(np.array_equal(agents[k], v) for k, v in repeated.items()):
-                fields["agents"] = {k: v for k, v in agents.items() if k not in repeated}
+            derived = _derived_columns(fields, t, types)
+            if n > 0 and all(np.array_equal(agents[k], v) for k, v in derived.items()):
+                fields["agents"] = {k: v for k, v in agents.items() if k not in derived}
                 return _run_from_compact, (fields, types, t)
         return MarketRun, tuple(fields.values())
 

@@ -71,12 +71,14 @@ def test_a_run_from_its_warm_up_is_the_run():
     # reused, and as a pool's worker gets it: pickled (its arrays compressed)
     for start in (warm, warm, pickle.loads(pickle.dumps(warm))):
         _same_run(cold, run_market(market, seed=5, warm=start))
-    # a run comes back from a worker with its agents table's repeated columns sent once
+    # a run comes back from a worker with its agents table's repeated columns, and the
+    # inventories and cash its accounts hold, sent once
     sent = pickle.dumps(cold)
     _same_run(cold, pickle.loads(sent))
     assert pickle.loads(sent).agents_frame().equals(cold.agents_frame())
     whole = pickle.dumps(tuple(getattr(cold, f.name) for f in dataclasses.fields(cold)))
-    assert len(whole) - len(sent) > 0.9 * sum(cold.agents[k].nbytes for k in ("step", "t", "agent", "type"))
+    derived = ("step", "t", "agent", "type", "inventory", "cash")
+    assert len(whole) - len(sent) > 0.9 * sum(cold.agents[k].nbytes for k in derived)
     _same_run(run_market(twap, seed=5), run_market(twap, seed=5, warm=warm))
     with pytest.raises(ValueError, match="warm: a warm start of seed 5"):
         run_market(market, seed=6, warm=warm)

@@ -284,7 +284,7 @@ def crowd_shares(n_meta: int, crowd_share: float) -> list[float]:
 
 
 def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n_boot: int,
-            seed: int = 0, crowd_share: float = 0.5) -> Primitives:
+            seed: int = 0, crowd_share: float = 0.5, mapper: Callable = map) -> Primitives:
     """The primitives of a set of book runs of the crowd, with bootstrap errors over seeds.
 
     Parameters
@@ -304,6 +304,8 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     crowd_share : float
         The crowd's path's share of the fit's weight (the meta-orders share the rest): the
         crowd's own price is what the MFG predicts, the meta-orders pin the kernel's shape.
+    mapper : callable
+        Where the kernel's bootstrap refits run (``map``, or a pool's ``map``; the same result).
 
     Returns
     -------
@@ -313,7 +315,7 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     markets = [r.market for r in runs]
     path = impact_curve("crowd", markets, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps)
     propagator = fit_propagator([path, *meta_curves], n_exponentials, n_boot=n_boot, seed=seed, exponent=None,
-                                shares=crowd_shares(len(meta_curves), crowd_share))
+                                shares=crowd_shares(len(meta_curves), crowd_share), mapper=mapper)
     cells = execution_cells([r.executions for r in runs], markets, crowd.n_agents, crowd.lots_per_unit,
                             spec.tick_size, spec.dt, horizon)
     # k is reported, not fed back (see the module docstring): a non-positive slope is a result
@@ -415,9 +417,11 @@ def feedback_rate(grid, control: np.ndarray) -> Callable:
         x = np.clip((q - grid.x_min) / grid.dx, 0, grid.n_x - 1)
         i = np.minimum(x.astype(np.int64), grid.n_x - 2)
         v = x - i
-        c = control
-        return ((1 - w) * ((1 - v) * c[types, lo, i] + v * c[types, lo, i + 1])
-                + w * ((1 - v) * c[types, lo + 1, i] + v * c[types, lo + 1, i + 1]))
+        corner = (types * (grid.n_t + 1) + lo) * grid.n_x + i  # (type, lo, i) in the flat table
+        c = control.ravel()
+        step = grid.n_x
+        return ((1 - w) * ((1 - v) * c[corner] + v * c[corner + 1])
+                + w * ((1 - v) * c[corner + step] + v * c[corner + step + 1]))
 
     return rate
 
@@ -609,37 +613,44 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
     theta: Primitives | None = start
     n_exponentials = s.n_exponentials if start is None else start.n_exponentials
     book_runs = SeedRuns(pool, s.seeds)  # the same seeds every iteration: each warms up once
+    started = time.perf_counter()  # an iteration's seconds run from the previous one's row (the first: the warm-ups)
+    model, spec = market_objects(cfg if theta is None else theta.configured(cfg), plan.source)
+    pending = book_runs.submit(spec)
     rows = []
     for it in range(s.max_iter + 1):
-        started = time.perf_counter()
-        config = cfg if theta is None else theta.configured(cfg)
-        model, spec = market_objects(config, plan.source)
-        runs = book_runs(spec)
+        runs = [future.result() for future in pending]
         hat = measure(runs, spec, meta_curves, n_exponentials, s.horizon, s.n_boot, seed=it,
-                      crowd_share=s.crowd_share)
+                      crowd_share=s.crowd_share, mapper=pool.map)
         n_exponentials = hat.n_exponentials
-        outcome = evaluate(runs, model, spec, n_boot=200, seed=it)
         if theta is None:  # the start is the configured LQ model: the first measurement replaces it
             distance, within_noise = math.inf, False
         else:
             gap = np.abs(hat.vector() - theta.vector())
             distance = float(np.max(gap / theta.scales()))
             within_noise = bool(np.all(gap <= 2 * hat.errors()))
+        # the first primitives come from the configured model's path: stop only once the
+        # agents have traded on primitives measured from trading on primitives
+        converged = it >= (0 if start is not None else 2) and (distance < s.tol or within_noise)
+        if not converged and it < s.max_iter:
+            stepped = hat if theta is None else theta.stepped(hat, s.damping)
+            next_model, next_spec = market_objects(stepped.configured(cfg), plan.source)
+            # the workers run the next iteration while the driver evaluates this one
+            pending = book_runs.submit(next_spec)
+        outcome = evaluate(runs, model, spec, n_boot=200, seed=it)
         rows.append({"point": point, "sweep": plan.labels[point], "iteration": it, "model": "measured",
                      "seconds": time.perf_counter() - started,
                      "started_from": "configured" if theta is None else "primitives",
                      **(theta.columns() if theta is not None else _nan_columns(hat)), **hat.columns("hat_"),
                      "distance": distance, "within_noise": within_noise, "converged": False,
                      **flat_outcome(outcome)})
+        started = time.perf_counter()
         if progress is not None:
             progress(rows[-1])
-        # the first primitives come from the configured model's path: stop only once the
-        # agents have traded on primitives measured from trading on primitives
-        if it >= (0 if start is not None else 2) and (distance < s.tol or within_noise):
+        if converged:
             rows[-1]["converged"] = True
             break
         if it < s.max_iter:
-            theta = hat if theta is None else theta.stepped(hat, s.damping)
+            theta, model, spec = stepped, next_model, next_spec
     crowd = spec.crowd
     path = impact_curve("crowd", [r.market for r in runs], crowd.n_agents, crowd.lots_per_unit, spec.tick_size,
                         spec.dt, spec.n_steps)
