@@ -3,6 +3,7 @@ are made here by a direct convolution sum and plain random draws, not by the est
 own formulas."""
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -89,6 +90,10 @@ def test_propagator_recovers_a_concave_instantaneous_impact():
     assert fitted.exponent == pytest.approx(delta, abs=0.03) and fitted.exponent_se > 0
     assert max(fitted.curve_errors.values()) < 0.02 < max(linear.curve_errors.values())
     assert fitted.model_terms()["impact_exponent"] == fitted.exponent
+    # the bootstrap's refits through a pool's map, in chunks: the resamples are drawn
+    # before they are sent, so the errors are the same to the bit
+    with ThreadPoolExecutor(3) as pool:
+        assert fit_propagator(concave, n_boot=10, exponent=None, mapper=pool.map) == fitted
 
 
 def test_propagator_with_one_exponential_is_the_exact_exponential():
