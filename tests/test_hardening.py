@@ -1,5 +1,6 @@
 """Bad inputs and hostile surroundings: one clear line, a nonzero exit, nothing half-written."""
 
+import dataclasses
 import os
 import re
 import signal
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -17,6 +19,7 @@ from mfgsim.cli import main
 from mfgsim.config import ConfigError, read_toml
 from mfg.io import atomic_write
 from mfgsim.io import OutputError, check_writable, output_lock
+from simulator.market import warm_up
 from conftest import MARKET, NASH, PARTICLES, ROOT, write
 
 
@@ -442,3 +445,45 @@ def test_a_study_pool_survives_a_dead_worker_and_names_one_that_dies_twice(tmp_p
         assert list(pool.map(_suicide_once, range(6), [flag] * 6)) == [x * x for x in range(6)]
         with pytest.raises(WorkerDied, match=r"a worker died twice running _suicide on item 3 of 6: signal 9"):
             list(pool.map(_suicide, range(6)))
+
+
+def test_seed_runs_warm_up_once_and_fall_back_to_runs_from_scratch(monkeypatch):
+    """A loop's runs at fixed seeds start from warm-ups made on the first call (under another
+    strategy here) and are the runs from scratch; where numba's generator cannot be saved,
+    they run from scratch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mfg.closed_form import LQCrowding
+    from mfg.laws import GaussianMixture
+    from mfgsim import engines
+    from simulator.agents import ExecutionCrowd, LatentLiquidity, MarketMakers
+    from simulator.market import MarketSpec, WarmStartUnavailable, run_market
+
+    model = LQCrowding.single(k=1.0, kappa=1.0, phi=1.0, A=10.0, T=1.0, m0=GaussianMixture.normal(1.0, 0.2))
+    spec = MarketSpec(T=1.0, dt=0.01, crowd=ExecutionCrowd(10, model, "mfg"), makers=MarketMakers(count=2),
+                      latent=LatentLiquidity(deposit_rate=2.0, cancel_rate=0.1, band=50), warmup_steps=200,
+                      record_every=10)
+    twap = dataclasses.replace(spec, crowd=dataclasses.replace(spec.crowd, strategy="twap"))
+    seeds = [3, 4]
+    plain = [run_market(spec, seed) for seed in seeds]
+    warmed = []
+
+    def counting_warm_up(market, seed):
+        warmed.append(seed)
+        return warm_up(market, seed)
+
+    def refuse(market, seed):
+        raise WarmStartUnavailable("numba's random state does not have the layout simulator._generator copies")
+
+    with ThreadPoolExecutor(2) as pool:
+        monkeypatch.setattr(engines, "warm_up", counting_warm_up)
+        loop = engines.SeedRuns(pool, seeds)
+        loop(twap)
+        warm = loop(spec)
+        monkeypatch.setattr(engines, "warm_up", refuse)
+        cold = engines.SeedRuns(pool, seeds)(spec)
+    assert sorted(warmed) == seeds  # once per seed, on the first call
+    for a, b, c in zip(plain, warm, cold):
+        for run in (b, c):
+            np.testing.assert_array_equal(a.market["mid"], run.market["mid"])
+            np.testing.assert_array_equal(a.accounts_cash, run.accounts_cash)
