@@ -362,13 +362,23 @@ def _tables(spec: MarketSpec, t: np.ndarray):
     if spec.crowd is None:
         z = np.zeros((1, t.size))
         return z, z, z, np.zeros((0, 0, 0)), 0.0, 1.0, 1.0
-    try:
-        hash(spec.crowd)
-    except TypeError:  # a crowd that holds arrays (a feedback table) cannot be a cache key
-        tab = strategy_tables(spec.crowd, t, spec.dt)
-    else:
+    if _cacheable(spec.crowd):
         tab = _strategy_tables(spec.crowd, spec.n_steps, spec.dt)
+    else:
+        tab = strategy_tables(spec.crowd, t, spec.dt)
     return tab.a, tab.b, tab.c, tab.grid, tab.grid_x0, tab.grid_dx, tab.grid_dt
+
+
+def _cacheable(crowd: ExecutionCrowd) -> bool:
+    """Whether the crowd's equality is its strategy: no table its equality ignores (a
+    feedback policy compares equal whatever its values) and nothing unhashable."""
+    if any(getattr(crowd, f.name) is not None for f in dataclasses.fields(crowd) if not f.compare):
+        return False
+    try:
+        hash(crowd)
+    except TypeError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=4)

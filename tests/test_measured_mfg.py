@@ -199,6 +199,11 @@ def test_a_feedback_table_trades_as_the_strategy_it_was_read_from():
     runs = [run_market(MarketSpec(T=1.0, dt=0.01, crowd=c, record_every=10), seed=3) for c in (fd_crowd, table_crowd)]
     np.testing.assert_array_equal(runs[0].trades, runs[1].trades)
     np.testing.assert_array_equal(runs[0].agents["inventory"], runs[1].agents["inventory"])
+    # a process keeps the strategy tables of the crowds it ran last; a crowd with another
+    # table compares equal (its equality ignores the table) and must not get the old one
+    slower = ExecutionCrowd(20, cf, strategy="feedback", fd_grid=grid, feedback=0.5 * control)
+    again = run_market(MarketSpec(T=1.0, dt=0.01, crowd=slower, record_every=10), seed=3)
+    assert slower == table_crowd and not np.array_equal(again.agents["inventory"], runs[1].agents["inventory"])
     bad = control.copy()
     bad[0, 3, 4] = np.nan
     for table, match in ((control[:, :-1], "crowd.feedback"), (bad, "finite"), (None, "needs a policy table")):
