@@ -33,6 +33,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -814,19 +815,38 @@ def fill_table(distance, mean_distance, filled, dt: float, mean_bins: int = 4, l
     flat = row * shape[1] + column
     observations = np.bincount(flat, minlength=shape[0] * shape[1]).reshape(shape)
     fills = np.bincount(flat, filled, minlength=shape[0] * shape[1]).reshape(shape)
-    counts = np.bincount(column, minlength=shape[1])
-    centres = np.where(counts > 0, np.bincount(column, mean_distance, minlength=shape[1]) / np.maximum(counts, 1),
+    sums = _TableSums(np.bincount(column, minlength=shape[1]), np.bincount(column, mean_distance, minlength=shape[1]),
+                      np.bincount(row, filled * earned, minlength=levels.size),
+                      np.bincount(row, filled, minlength=levels.size),
+                      np.bincount(row, earned, minlength=levels.size), np.bincount(row, minlength=levels.size))
+    return _table(levels, edges, fills, observations, float(dt), sums)
+
+
+class _TableSums(NamedTuple):
+    """What a fill table's centres and premia are made of: per mean-quote bin its
+    observations and their summed means; per level what its fills earned and how many there
+    were, and what its posts would have earned and how many there were."""
+
+    bin_counts: np.ndarray
+    bin_mean_sums: np.ndarray
+    earned_by_fills: np.ndarray
+    fills_by_level: np.ndarray
+    earned_by_posts: np.ndarray
+    posts_by_level: np.ndarray
+
+
+def _table(levels, edges, fills, observations, dt: float, sums: _TableSums) -> FillTable:
+    """A FillTable from its counts (level × bin) and sums."""
+    centres = np.where(sums.bin_counts > 0, sums.bin_mean_sums / np.maximum(sums.bin_counts, 1),
                        0.5 * (edges[:-1] + edges[1:]))  # an empty bin: its middle
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(observations > 0, fills / (observations * dt), np.nan)
         rate_se = np.where(observations > 0, np.sqrt(fills) / (observations * dt), np.nan)
-    fills_by_level = np.bincount(row, filled, minlength=levels.size)
-    posts_by_level = np.bincount(row, minlength=levels.size)
-    premium = np.where(fills_by_level > 0,  # what fills earned; without fills, what posts would have
-                       np.bincount(row, filled * earned, minlength=levels.size) / np.maximum(fills_by_level, 1),
-                       np.bincount(row, earned, minlength=levels.size) / np.maximum(posts_by_level, 1))
+    premium = np.where(sums.fills_by_level > 0,  # what fills earned; without fills, what posts would have
+                       sums.earned_by_fills / np.maximum(sums.fills_by_level, 1),
+                       sums.earned_by_posts / np.maximum(sums.posts_by_level, 1))
     return FillTable(levels, edges, centres, rate, rate_se, fills.astype(np.int64), observations.astype(np.int64),
-                     float(dt), premium)
+                     dt, premium)
 
 
 def pool_fill_tables(tables) -> FillTable:
@@ -876,12 +896,6 @@ def pool_fill_tables(tables) -> FillTable:
         fills_by_level[rows] += level_fills
         earned_by_posts[rows] += level_posts * t.premium
         posts_by_level[rows] += level_posts
-    centres = np.where(column_counts > 0, centre_sums / np.maximum(column_counts, 1),
-                       0.5 * (first.mean_edges[:-1] + first.mean_edges[1:]))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(observations > 0, fills / (observations * first.dt), np.nan)
-        rate_se = np.where(observations > 0, np.sqrt(fills) / (observations * first.dt), np.nan)
-    premium = np.where(fills_by_level > 0, earned_by_fills / np.maximum(fills_by_level, 1),
-                       earned_by_posts / np.maximum(posts_by_level, 1))
-    return FillTable(levels, first.mean_edges.copy(), centres, rate, rate_se, fills.astype(np.int64),
-                     observations.astype(np.int64), first.dt, premium)
+    return _table(levels, first.mean_edges.copy(), fills, observations, first.dt,
+                  _TableSums(column_counts, centre_sums, earned_by_fills, fills_by_level, earned_by_posts,
+                             posts_by_level))

@@ -538,10 +538,8 @@ def policy_population(model: JumpMFGModel, t: np.ndarray, coupling: np.ndarray,
 
     Parameters
     ----------
-    model : JumpMFGModel
-    t : numpy.ndarray of float64, shape (N+1,)
-    coupling : numpy.ndarray of float64
-    quotes : numpy.ndarray of float64, shape (K, N+1, S)
+    model, t, coupling, quotes
+        As in :func:`policy_value`.
 
     Returns
     -------

@@ -552,6 +552,23 @@ def _fd_gap(model, grid, population):
         return math.inf, None
 
 
+def _fd_run(model, grid, iterations: int, population, advance) -> tuple[list, list, object, bool]:
+    """Record each FD population's exploitability and distance to the equilibrium, moving it
+    on by ``advance(i, population, best_response)`` until ``iterations`` steps are done or
+    the exploitability runs away. Returns (exploitability, distance, last population, diverged)."""
+    target = _fd_target(model, grid)
+    exploitability, distance = [], []
+    for i in range(iterations + 1):
+        e, br = _fd_gap(model, grid, population)
+        exploitability.append(e)
+        distance.append(_distance(population.coupling, target))
+        if _ran_away(exploitability):
+            return exploitability, distance, population, True
+        if i < iterations:
+            population = advance(i, population, br)
+    return exploitability, distance, population, False
+
+
 def _jump_gap(model, t, coupling, quotes=None, probabilities=None) -> tuple[float, np.ndarray | None, object]:
     """(exploitability, θ, population) of fixed quotes, or of a mixed lattice policy's
     ``probabilities``, against ``coupling``: the best response's mean value over the policy's
@@ -568,6 +585,24 @@ def _jump_gap(model, t, coupling, quotes=None, probabilities=None) -> tuple[floa
         return float(m0 @ best_response(model, t, coupling).value[0]) - float(m0 @ theta[0]), theta, population
     except ValueError:
         return math.inf, None, None
+
+
+def _jump_run(iterations: int, coupling: np.ndarray, measure, advance) -> tuple[list, list, np.ndarray, bool]:
+    """Record each jump policy's exploitability, ``measure(coupling)`` -> (e, θ, population),
+    and move the coupling to ``advance(coupling, θ, population)`` until ``iterations`` steps
+    are done or a step makes the intensities too fast (e infinite). ``distance`` is each
+    step's sup |move|. Returns (exploitability, distance, last coupling, diverged)."""
+    exploitability, distance = [], [math.nan]
+    for i in range(iterations + 1):
+        e, theta, population = measure(coupling)
+        exploitability.append(e)
+        if not math.isfinite(e):
+            return exploitability, distance, coupling, True
+        if i < iterations:
+            produced = advance(coupling, theta, population)
+            distance.append(float(np.max(np.abs(produced - coupling))))
+            coupling = produced
+    return exploitability, distance, coupling, False
 
 
 def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play", damping: float = 1.0,
@@ -610,21 +645,13 @@ def fd_learning(model, grid, iterations: int, *, method: str = "fictitious_play"
 
     check.integer("iterations", iterations, lo=1, hi=10_000_000)
     share, settings = _mixing(method, damping, schedule)
-    target = _fd_target(model, grid)
     start = fd.best_response(model, grid, model.initial_coupling(grid))
-    population = fd.policy(model, grid, start.bplus, start.bminus)
-    exploitability, distance = [], []
-    diverged = False
-    for i in range(iterations + 1):
-        e, br = _fd_gap(model, grid, population)
-        exploitability.append(e)
-        distance.append(_distance(population.coupling, target))
-        if _ran_away(exploitability):
-            diverged = True
-            break
-        if i == iterations:
-            break
-        population = population.mixed(fd.policy(model, grid, br.bplus, br.bminus), share(i + 1))
+
+    def advance(i, population, br):
+        return population.mixed(fd.policy(model, grid, br.bplus, br.bminus), share(i + 1))
+
+    exploitability, distance, population, diverged = _fd_run(
+        model, grid, iterations, fd.policy(model, grid, start.bplus, start.bminus), advance)
     return LearningHistory(method, np.array(exploitability), np.array(distance), population.coupling, diverged,
                            settings)
 
@@ -727,25 +754,21 @@ def fd_mirror_descent(model, grid, iterations: int, *, step_size: float) -> Lear
 
     check.integer("iterations", iterations, lo=1, hi=10_000_000)
     eta = check.number("step_size", step_size, lo=0.0, lo_open=True)
-    target = _fd_target(model, grid)
     start = fd.best_response(model, grid, model.initial_coupling(grid))
     up, down = start.bplus.copy(), start.bminus.copy()  # the dual variables
     k, alpha, a = model.k, float(model.cost_exponent), float(model.spread_cost)
-    exploitability, distance = [], []
-    diverged = False
-    for i in range(iterations + 1):
+
+    def velocities():
         bplus, bminus = np.maximum(up, 0.0), np.minimum(down, 0.0)
         bplus[..., -1] = 0.0  # no flow off the grid
         bminus[..., 0] = 0.0
-        population = fd.policy(model, grid, bplus, bminus)
-        e, _ = _fd_gap(model, grid, population)
-        exploitability.append(e)
-        distance.append(_distance(population.coupling, target))
-        if _ran_away(exploitability):
-            diverged = True
-            break
-        if i == iterations:
-            break
+        return bplus, bminus
+
+    current = velocities()
+
+    def advance(i, population, br):
+        nonlocal up, down, current
+        bplus, bminus = current
         u = fd.policy_value(model, grid, bplus, bminus, population.coupling)
         shift = model.hamiltonian_terms(population.coupling, grid).shift  # (J, N)
         s = np.concatenate([shift, shift[:, -1:]], axis=1)[:, :, None]
@@ -755,6 +778,11 @@ def fd_mirror_descent(model, grid, iterations: int, *, step_size: float) -> Lear
         down = down + eta * (-backward + alpha * k * np.abs(bminus) ** (alpha - 1.0) + a)
         # a dual variable far past its bound only delays the velocity's return: keep it at the bound
         up, down = np.maximum(up, -eta * a), np.minimum(down, eta * a)
+        current = velocities()
+        return fd.policy(model, grid, *current)
+
+    exploitability, distance, population, diverged = _fd_run(
+        model, grid, iterations, fd.policy(model, grid, *current), advance)
     return LearningHistory("mirror_descent", np.array(exploitability), np.array(distance), population.coupling,
                            diverged, {"step_size": eta})
 
@@ -813,16 +841,8 @@ def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
     coupling = np.asarray(model.coupling_from(SolvedPopulation(br.m, br.quotes, br.rates), t))
     xi = float(model.risk_aversion)
     states = len(model.states)
-    exploitability, distance = [], [math.nan]
-    diverged = False
-    for i in range(iterations + 1):
-        e, theta, _ = _jump_gap(model, t, coupling, quotes=quotes)
-        exploitability.append(e)
-        if not math.isfinite(e):
-            diverged = True
-            break
-        if i == iterations:
-            break
+
+    def advance(coupling, theta, _):
         for k, jump in enumerate(jumps):
             target = np.clip(np.arange(states) + jump.shift, 0, states - 1)
             x = quotes[k] - (theta - theta[:, target])
@@ -833,9 +853,10 @@ def jump_mirror_descent(model, n_t: int, iterations: int, *, step_size: float,
             gain = np.exp(-xi * x)
             gradient = (-r * x + 1.0) if xi == 0.0 else (-r * -np.expm1(-xi * x) / xi + gain)
             quotes[k] = quotes[k] + eta * gradient  # NaN (not posted) stays NaN
-        produced = np.asarray(model.coupling_from(policy_population(model, t, coupling, quotes), t))
-        distance.append(float(np.max(np.abs(produced - coupling))))
-        coupling = produced
+        return np.asarray(model.coupling_from(policy_population(model, t, coupling, quotes), t))
+
+    exploitability, distance, coupling, diverged = _jump_run(
+        iterations, coupling, lambda c: _jump_gap(model, t, c, quotes=quotes), advance)
     return LearningHistory("mirror_descent", np.array(exploitability), np.array(distance), coupling, diverged,
                            {"step_size": eta})
 
@@ -860,19 +881,13 @@ def _lattice_mirror_descent(model, n_t: int, iterations: int, eta: float, start)
     logits = np.zeros(allowed.shape)
     coupling = np.asarray(model.initial_coupling(t) if start is None else start, dtype=np.float64)
     xi = float(model.risk_aversion)
-    exploitability, distance = [], [math.nan]
-    diverged = False
-    for i in range(iterations + 1):
+
+    def measure(coupling):
         weights = np.where(allowed, np.exp(logits - np.where(allowed, logits, -np.inf).max(axis=3, keepdims=True)),
                            0.0)
-        probabilities = weights / weights.sum(axis=3, keepdims=True)
-        e, theta, population = _jump_gap(model, t, coupling, probabilities=probabilities)
-        exploitability.append(e)
-        if not math.isfinite(e):
-            diverged = True
-            break
-        if i == iterations:
-            break
+        return _jump_gap(model, t, coupling, probabilities=weights / weights.sum(axis=3, keepdims=True))
+
+    def advance(coupling, theta, population):
         terms = model.terms(coupling, t)
         for k, jump in enumerate(jumps):
             target = np.clip(np.arange(states) + jump.shift, 0, states - 1)
@@ -881,8 +896,8 @@ def _lattice_mirror_descent(model, n_t: int, iterations: int, eta: float, start)
             x = np.nan_to_num(quotes[k])[None, None, :] - p
             q_values = rates * (x if xi == 0.0 else -np.expm1(-xi * x) / xi)
             logits[k, :, :, :width] += eta * q_values
-        produced = np.asarray(model.coupling_from(population, t))
-        distance.append(float(np.max(np.abs(produced - coupling))))
-        coupling = produced
+        return np.asarray(model.coupling_from(population, t))
+
+    exploitability, distance, coupling, diverged = _jump_run(iterations, coupling, measure, advance)
     return LearningHistory("mirror_descent", np.array(exploitability), np.array(distance), coupling, diverged,
                            {"step_size": eta})

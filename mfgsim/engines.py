@@ -78,16 +78,7 @@ class SeedRuns:
         return [self.pool.submit(run_market, spec, seed, warm) for seed, warm in zip(self.seeds, self._warm)]
 
     def __call__(self, spec: MarketSpec) -> list[MarketRun]:
-        """One run of ``spec`` per seed, as :meth:`submit`, waited for.
-
-        Parameters
-        ----------
-        spec : MarketSpec
-
-        Returns
-        -------
-        list of MarketRun
-        """
+        """The runs :meth:`submit` starts, waited for (MarketRun, in the order of the seeds)."""
         return [future.result() for future in self.submit(spec)]
 
 

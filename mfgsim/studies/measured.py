@@ -380,7 +380,6 @@ def mean_field(model, crowd) -> MeanField:
                                impact_exponent=crowd.impact_exponent)
     sol = solve(fd_model, crowd.fd_grid)
     grid = sol.grid
-
     x = grid.x
 
     def fd_value(q0, types):  # the FD value is a cost u = -h
@@ -455,7 +454,7 @@ def speed_penalty(run, model, crowd, rate) -> np.ndarray:
     return np.trapezoid(model.k * np.abs(nu) ** crowd.cost_exponent, t[inside], axis=0)
 
 
-def evaluate(runs, model, spec, n_boot: int = 1000, seed: int = 0) -> dict:
+def evaluate(runs, model, spec, n_boot: int = 1000, seed: int = 0, mf: MeanField | None = None) -> dict:
     """``cost_gap_rel`` and ``price_error_rel`` of the runs against the MFG their agents traded on.
 
     Parameters
@@ -465,6 +464,8 @@ def evaluate(runs, model, spec, n_boot: int = 1000, seed: int = 0) -> dict:
     spec : simulator.market.MarketSpec
     n_boot : int
     seed : int
+    mf : MeanField, optional
+        :func:`mean_field` of the model and crowd, when the caller has it already.
 
     Returns
     -------
@@ -472,7 +473,7 @@ def evaluate(runs, model, spec, n_boot: int = 1000, seed: int = 0) -> dict:
         As :func:`analysis.compare.outcome_gaps`, the realised gains charged the agents'
         speed friction (:func:`speed_penalty`).
     """
-    mf = mean_field(model, spec.crowd)
+    mf = mean_field(model, spec.crowd) if mf is None else mf
     return outcome_gaps(runs, model, mf.value_at_start, mf.times, mf.impact, n_boot=n_boot, seed=seed,
                         extra_penalty=lambda run: speed_penalty(run, model, spec.crowd, mf.rate))
 
@@ -709,11 +710,12 @@ def scaling(cfg: dict, plan, primitives: Primitives | None, pool, progress=None)
         elif s.scaling_recalibrate:
             fixed_points.append(("own", primitives, config, 0, True))
         evaluated = None
+        book_runs = SeedRuns(pool, s.scaling_seeds)  # both fixed points trade in the same market: one warm-up
         for label, traded_on, config_n, iterations, converged in fixed_points:
             carried_again = label == "own" and (traded_on is primitives or np.array_equal(traded_on.vector(),
                                                                                            primitives.vector()))
             if not carried_again:  # the carried point again would give the same runs
-                evaluated = _evaluate_at(config_n, plan, pool)
+                evaluated = _evaluate_at(config_n, plan, book_runs)
             runs_n, pooled = evaluated
             run_rows += [{"fixed_point": label, "N": int(n), **r} for r in runs_n]
             columns = traded_on.columns() if traded_on is not None else {}
@@ -722,23 +724,17 @@ def scaling(cfg: dict, plan, primitives: Primitives | None, pool, progress=None)
     return run_rows, by_n
 
 
-def _evaluate_at(config: dict, plan, pool) -> tuple[list[dict], dict]:
-    """One fixed point's outcomes on the scaling seeds: per seed, and pooled with intervals."""
-    s = plan.settings
+def _evaluate_at(config: dict, plan, book_runs: SeedRuns) -> tuple[list[dict], dict]:
+    """One fixed point's outcomes on the scaling seeds (``book_runs``): per seed, and pooled with intervals."""
     model, spec = market_objects(config, plan.source)
-    runs = list(pool.map(run_market, [spec] * len(s.scaling_seeds), s.scaling_seeds))
+    runs = book_runs(spec)
     mf = mean_field(model, spec.crowd)
-
-    def penalty(run):
-        return speed_penalty(run, model, spec.crowd, mf.rate)
-
     per_seed = []
-    for seed, run in zip(s.scaling_seeds, runs):
-        one = outcome_gaps([run], model, mf.value_at_start, mf.times, mf.impact, n_boot=0, extra_penalty=penalty)
+    for seed, run in zip(book_runs.seeds, runs):
+        one = evaluate([run], model, spec, n_boot=0, mf=mf)
         per_seed.append({"seed": int(seed), "cost_gap_rel": one["cost_gap_rel"],
                          "price_error_rel": one["price_error_rel"]})
-    pooled = outcome_gaps(runs, model, mf.value_at_start, mf.times, mf.impact, n_boot=1000, extra_penalty=penalty)
-    return per_seed, pooled
+    return per_seed, evaluate(runs, model, spec, mf=mf)
 
 
 def _nan_columns(template: Primitives) -> dict:
