@@ -1,8 +1,9 @@
-"""Compiled exact non-negative least squares for a handful of unknowns (private).
+"""Compiled kernels of the propagator fit (private).
 
 The propagator fit (:mod:`analysis.primitives`) solves min |X b - y|² over b >= 0 tens of
 thousands of times with at most four columns; from the normal equations every support can be
-tried (2^p - 1 small systems), which is exact and, compiled, about a microsecond.
+tried (2^p - 1 small systems), which is exact and, compiled, about a microsecond. Each new
+decay rate it tries needs its column of X over all the curves: one call builds it.
 """
 
 import numpy as np
@@ -83,3 +84,21 @@ def nnls_normal(xtx, xty, yty):
         if mask == 2**p - 1:
             break  # the unconstrained solution is feasible: it is the minimum
     return best, max(best_sse, 0.0)
+
+
+@njit(cache=True)
+def weighted_column(flow, starts, decay, gain, sqrt_w, out):
+    """The weighted impact path of a unit exponential over several curves, concatenated.
+
+    Curve i's flow is ``flow[starts[i] - i : starts[i + 1] - i - 1]`` (one value per step) and
+    its path ``out[starts[i] : starts[i + 1]]`` (one value per step edge, from 0): the exact
+    update G_{n+1} = decay_i G_n + gain_i f_n of :func:`mfg.closed_form.decaying_impact`,
+    times the weight ``sqrt_w`` of each point.
+    """
+    for i in range(starts.size - 1):
+        acc = 0.0
+        first = starts[i]
+        out[first] = 0.0
+        for n in range(starts[i + 1] - first - 1):
+            acc = acc * decay[i] + gain[i] * flow[first - i + n]
+            out[first + n + 1] = acc * sqrt_w[first + n + 1]

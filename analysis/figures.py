@@ -691,11 +691,11 @@ def plot_propagator_fit(curves, propagator, held_out: dict | None = None):
     for i, c in enumerate(curves):
         t = np.arange(c.prices.shape[1]) * c.dt
         longest = max(longest, t[-1])
-        mean = c.prices.mean(axis=0)
+        mean = c.mean_prices
         se = c.prices.std(axis=0, ddof=1) / np.sqrt(c.seeds) if c.seeds > 1 else np.zeros_like(mean)
         axes[0].fill_between(t, mean - 2 * se, mean + 2 * se, color=f"C{i}", alpha=0.15, lw=0)
         axes[0].plot(t, mean, color=f"C{i}", label=c.name)
-        axes[0].plot(t, propagator.impact(c.rates.mean(axis=0), c.dt), "--", color=f"C{i}")
+        axes[0].plot(t, propagator.impact(c.mean_rates, c.dt), "--", color=f"C{i}")
     axes[0].set(title="price move: book (solid, ±2 s.e.) and kernel (dashed)", xlabel="t",
                 ylabel="price move (model price units)")
     axes[0].legend(fontsize=8)

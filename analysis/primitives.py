@@ -30,6 +30,7 @@ quantity and what to raise (seeds, horizon, N), rather than returning NaN.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,9 +39,9 @@ from typing import NamedTuple
 import numpy as np
 
 from mfg import validation as check
-from mfg.closed_form import decaying_impact, instantaneous_impact
+from mfg.closed_form import decay_gain, decaying_impact, instantaneous_impact
 
-from ._nnls_kernels import nnls_normal
+from ._nnls_kernels import nnls_normal, weighted_column
 from .impact import ExecutionCells, minimise_on_grid
 
 MAX_EXPONENTIALS = 3
@@ -89,10 +90,20 @@ class ImpactCurve:
         """Number of seeds (runs)."""
         return self.rates.shape[0]
 
+    @functools.cached_property
+    def mean_rates(self) -> np.ndarray:
+        """The seeds' mean trading rate on each step (units per time per agent)."""
+        return self.rates.mean(axis=0)
+
+    @functools.cached_property
+    def mean_prices(self) -> np.ndarray:
+        """The seeds' mean price move at each step edge (model price units)."""
+        return self.prices.mean(axis=0)
+
     @property
     def end_index(self) -> int:
         """The step edge where trading stopped: one past the last step with a non-zero mean rate."""
-        moving = np.flatnonzero(self.rates.mean(axis=0) != 0.0)
+        moving = np.flatnonzero(self.mean_rates != 0.0)
         return int(moving[-1]) + 1 if moving.size else 0
 
     def with_seeds(self, pick) -> ImpactCurve:
@@ -242,9 +253,14 @@ class _Objective:
         self.curves = curves
         self.weights = weights
         self.exponent = exponent
-        self.flows = [instantaneous_impact(c.rates.mean(axis=0), exponent) for c in curves]
+        self.flows = [instantaneous_impact(c.mean_rates, exponent) for c in curves]
         self.sqrt_w = [np.sqrt(w) for w in weights]
-        self.y = np.concatenate([c.prices.mean(axis=0) * s for c, s in zip(curves, self.sqrt_w)])
+        self.y = np.concatenate([c.mean_prices * s for c, s in zip(curves, self.sqrt_w)])
+        # the curves end to end, for one compiled call per column
+        self._flow = np.concatenate(self.flows)
+        self._starts = np.cumsum([0] + [f.size + 1 for f in self.flows]).astype(np.int64)
+        self._sqrt_w = np.concatenate(self.sqrt_w)
+        self._dts = [c.dt for c in curves]
         self.n_points = self.y.size
         self.yty = float(self.y @ self.y)
         self._columns: dict[float, np.ndarray] = {}  # the weighted column of each decay rate seen
@@ -260,8 +276,9 @@ class _Objective:
         if rate not in self._columns:
             if len(self._columns) > 256:  # a search visits each rate once or twice
                 self._columns.clear()
-            self._columns[rate] = np.concatenate([decaying_impact(f, c.dt, rate) * s
-                                                  for f, c, s in zip(self.flows, self.curves, self.sqrt_w)])
+            decay, gain = np.array([decay_gain(rate, dt) for dt in self._dts]).T
+            self._columns[rate] = column = np.empty(self._sqrt_w.size)
+            weighted_column(self._flow, self._starts, decay, gain, self._sqrt_w, column)
         return self._columns[rate]
 
     def _dot(self, a: float, b: float | None) -> float:
@@ -291,7 +308,7 @@ def _weights(curves: list[ImpactCurve]) -> list[np.ndarray]:
     """Inverse variance of each seed-mean price, floored at the curve's median variance."""
     out = []
     for c in curves:
-        scale = max(float(np.max(np.abs(c.prices.mean(axis=0)))), 1e-300)
+        scale = max(float(np.max(np.abs(c.mean_prices))), 1e-300)
         if c.seeds > 1:
             var = c.prices.var(axis=0, ddof=1) / c.seeds
             floor = max(float(np.median(var[1:])), (1e-6 * scale) ** 2)
@@ -374,7 +391,7 @@ def _propagator(objective: _Objective, decay: list[float]) -> Propagator:
     coef, _ = objective.solve(decay)
     errors = {}
     for c, f in zip(objective.curves, objective.flows):
-        mean = c.prices.mean(axis=0)
+        mean = c.mean_prices
         fit = _design(f, c.dt, decay) @ coef
         errors[c.name] = float(np.sqrt(np.mean((fit - mean) ** 2)) / max(np.max(np.abs(mean)), 1e-300))
     return Propagator(float(coef[0]), tuple(float(a) for a in coef[1:]), tuple(float(r) for r in decay),
@@ -514,8 +531,8 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
                              "(record post_steps after the meta-order)")
     fit = fit_propagator([c for c in curves if c.name != held_out], n_exponentials, n_boot=0, exponent=exponent,
                          shares=shares)
-    predicted = fit.impact(target.rates.mean(axis=0), target.dt)
-    observed = target.prices.mean(axis=0)
+    predicted = fit.impact(target.mean_rates, target.dt)
+    observed = target.mean_prices
     last = max(1, int(round(tail * (n - end))))
     out = {"peak": float(observed[end]), "peak_predicted": float(predicted[end]),
            "plateau": float(observed[-last:].mean()), "plateau_predicted": float(predicted[-last:].mean()),
@@ -590,12 +607,14 @@ def _cost_statistics(cost, rate, crowd, run, runs) -> np.ndarray:
     for r, label in enumerate(runs):
         rows = run == label
         y, nu, mu = cost[rows], rate[rows], crowd[rows]
+        one = np.ones_like(y)
+        # the sums without ν^β are the same at every β
+        out[r][:, [0, 2, 6, 8, 9, 11, 12]] = [np.dot(one, one), np.dot(one, mu), np.dot(mu, one), np.dot(mu, mu),
+                                               np.dot(one, y), np.dot(mu, y), np.dot(y, y)]
         for b, beta in enumerate(_BETA_GRID):
             x = nu**beta
-            cols = (np.ones_like(y), x, mu)
-            xtx = [float(np.dot(ci, cj)) for ci in cols for cj in cols]
-            xty = [float(np.dot(ci, y)) for ci in cols]
-            out[r, b] = xtx + xty + [float(np.dot(y, y))]
+            out[r, b, [1, 3, 4, 5, 7, 10]] = [np.dot(one, x), np.dot(x, one), np.dot(x, x), np.dot(x, mu),
+                                              np.dot(mu, x), np.dot(x, y)]
     return out
 
 
@@ -605,12 +624,12 @@ def _cost_solution(stats: np.ndarray, use_crowd: bool) -> tuple[float, float, fl
     n = 3 if use_crowd else 2
     sse = np.empty(_BETA_GRID.size)
     coefs = np.zeros((_BETA_GRID.size, 3))
+    xtx = stats[:, :9].reshape(-1, 3, 3)[:, :n, :n]
+    xty = stats[:, 9:12][:, :n]
+    coefs[:, :n] = np.linalg.solve(xtx, xty[:, :, None])[:, :, 0]  # one LAPACK solve per β, as in a loop
     for b in range(_BETA_GRID.size):
-        xtx = stats[b, :9].reshape(3, 3)[:n, :n]
-        xty = stats[b, 9:12][:n]
-        coef = np.linalg.solve(xtx, xty)
-        coefs[b, :n] = coef
-        sse[b] = stats[b, 12] - 2 * coef @ xty + coef @ xtx @ coef
+        coef = coefs[b, :n]
+        sse[b] = stats[b, 12] - 2 * coef @ xty[b] + coef @ xtx[b] @ coef
     i = int(np.argmin(sse))
     beta = _parabola_vertex(_BETA_GRID, sse)
     return float(coefs[i, 0]), float(coefs[i, 1]), float(coefs[i, 2]), beta, float(sse[i])

@@ -166,6 +166,25 @@ def instantaneous_impact(mu, exponent: float = 1.0) -> np.ndarray:
     return np.sign(mu) * np.abs(mu) ** exponent
 
 
+def decay_gain(rho: float, dt: float) -> tuple[float, float]:
+    """(e^{-ρ dt}, (1 - e^{-ρ dt})/ρ): over a step of constant μ, dY = (μ - ρY) dt is exactly
+    Y <- decay Y + gain μ (gain = dt when ρ = 0).
+
+    Parameters
+    ----------
+    rho : float
+        Resilience ρ >= 0 (per time).
+    dt : float
+        Step length (time units).
+
+    Returns
+    -------
+    (decay, gain) : tuple of float
+        (dimensionless, time units).
+    """
+    return math.exp(-rho * dt), dt if rho == 0 else -math.expm1(-rho * dt) / rho
+
+
 def decaying_impact(mu, dt: float, rho: float) -> np.ndarray:
     """Impact path of unit κ under dY = (κμ - ρY) dt, Y(0) = 0.
 
@@ -187,8 +206,7 @@ def decaying_impact(mu, dt: float, rho: float) -> np.ndarray:
         G at the n + 1 step edges (shares; multiply by κ for price units).
     """
     mu = np.ascontiguousarray(mu, dtype=np.float64).ravel()
-    decay = math.exp(-rho * dt)
-    gain = dt if rho == 0 else -math.expm1(-rho * dt) / rho
+    decay, gain = decay_gain(rho, dt)
     out = np.empty(mu.size + 1)
     decaying_sum(mu, decay, gain, out)  # G_{n+1} = decay G_n + gain μ_n
     return out

@@ -242,10 +242,24 @@ class MarketSpec:
 
 
 def _repeated_columns(steps, t, types) -> dict:
-    """The agents table's columns that repeat the records' steps and times and the agents' types."""
-    n_rec, n = steps.size, types.size
-    return {"step": np.repeat(steps, n), "t": np.repeat(t, n), "agent": np.tile(np.arange(n, dtype=np.int64), n_rec),
-            "type": np.tile(types, n_rec)}
+    """The agents table's columns that repeat the records' steps and times and the agents' types.
+
+    Every seed of a market has the same ones: the last few are kept, read-only, and shared.
+    """
+    key = tuple(np.ascontiguousarray(x).tobytes() for x in (steps, t, types))
+    if key not in _REPEATED:
+        n_rec, n = steps.size, types.size
+        columns = {"step": np.repeat(steps, n), "t": np.repeat(t, n),
+                   "agent": np.tile(np.arange(n, dtype=np.int64), n_rec), "type": np.tile(types, n_rec)}
+        for column in columns.values():
+            column.flags.writeable = False
+        if len(_REPEATED) >= 4:
+            del _REPEATED[next(iter(_REPEATED))]
+        _REPEATED[key] = columns
+    return dict(_REPEATED[key])
+
+
+_REPEATED: dict = {}  # (steps, t, types) bytes -> their columns
 
 
 def _account_columns(spec, n: int, inventory: np.ndarray, cash: np.ndarray) -> dict:
@@ -316,7 +330,7 @@ class MarketRun:
             n = agents["inventory"].size // steps.size
             types, t = np.asarray(agents["type"][:n]), np.asarray(agents["t"][::max(n, 1)])
             derived = _derived_columns(fields, t, types)
-            if n > 0 and all(np.array_equal(agents[k], v) for k, v in derived.items()):
+            if n > 0 and all(agents[k] is v or np.array_equal(agents[k], v) for k, v in derived.items()):
                 fields["agents"] = {k: v for k, v in agents.items() if k not in derived}
                 return _run_from_compact, (fields, types, t)
         return MarketRun, tuple(fields.values())
@@ -462,11 +476,14 @@ class WarmStart:
     kept: np.ndarray
     generator: bytes
 
+    @functools.cached_property
+    def _packed(self) -> tuple:
+        # the book's arrays are mostly empty levels: 30 times smaller compressed; a loop
+        # sends each warm start with every run, so it is compressed once (milliseconds)
+        return tuple((zlib.compress(x.tobytes(), 1), x.dtype.str, x.shape) for x in self.state)
+
     def __reduce__(self):
-        # the book's arrays are mostly empty levels: a warm start sent to a worker with
-        # every run is 30 times smaller compressed, and takes milliseconds to compress
-        packed = tuple((zlib.compress(x.tobytes(), 1), x.dtype.str, x.shape) for x in self.state)
-        return _warm_start_from_packed, (self.key, self.seed, packed, self.kept, self.generator)
+        return _warm_start_from_packed, (self.key, self.seed, self._packed, self.kept, self.generator)
 
 
 def _warm_start_from_packed(key, seed, packed, kept, generator) -> WarmStart:

@@ -188,6 +188,27 @@ def test_compiled_nnls_matches_scipy_on_random_problems():
         assert float(np.sum((X @ coef - y) ** 2)) == pytest.approx(norm**2, rel=1e-8, abs=1e-9)
 
 
+def test_one_call_builds_the_weighted_column_of_every_curve():
+    """The compiled column over curves of several lengths and steps is, bit for bit, each
+    curve's own decaying_impact times its weights, end to end (the fit's reference path)."""
+    from analysis._nnls_kernels import weighted_column
+    from mfg.closed_form import decay_gain, decaying_impact
+
+    rng = np.random.default_rng(9)
+    flows = [rng.normal(size=n) for n in (3, 40, 17)]
+    dts = [0.5, 0.002, 0.01]
+    weights = [rng.uniform(0.1, 2.0, size=f.size + 1) for f in flows]
+    starts = np.cumsum([0] + [f.size + 1 for f in flows]).astype(np.int64)
+    for rate in (0.0, 0.7, 35.0):
+        decay, gain = np.array([decay_gain(rate, dt) for dt in dts]).T
+        out = np.full(starts[-1], np.nan)
+        weighted_column(np.concatenate(flows), starts, decay, gain, np.concatenate(weights), out)
+        reference = np.concatenate([decaying_impact(f, dt, rate) * w for f, dt, w in zip(flows, dts, weights)])
+        assert np.array_equal(out, reference)
+    # a unit flow without decay is the running time
+    assert np.allclose(decaying_impact(np.ones(4), 0.5, 0.0), [0.0, 0.5, 1.0, 1.5, 2.0])
+
+
 def test_pooled_fill_tables_are_the_table_of_all_the_observations():
     """Two rounds' tables pooled (their levels differ, one level unfilled in one round) give
     the table fill_table makes from both rounds' observations at once, on the same bins."""

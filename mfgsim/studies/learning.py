@@ -517,7 +517,7 @@ def run(plan: LearningPlan, workers: int | None = None, dask: str | None = None,
             cells.append(execution_cells([run.executions for run in runs], markets, crowd.n_agents,
                                          crowd.lots_per_unit, spec.tick_size, spec.dt, s.horizon))
             weight = s.weight(r)
-            observed = on_grid(curve.rates.mean(axis=0), spec.dt, grid)
+            observed = on_grid(curve.mean_rates, spec.dt, grid)
             previous = belief
             belief = belief + weight * (observed - belief)
             played = deviation_gain(runs, grid, policy.control[0], deviation, seed=r)

@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -284,7 +286,7 @@ def crowd_shares(n_meta: int, crowd_share: float) -> list[float]:
 
 
 def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n_boot: int,
-            seed: int = 0, crowd_share: float = 0.5, mapper: Callable = map) -> Primitives:
+            seed: int = 0, crowd_share: float = 0.5, pool: Executor | None = None) -> Primitives:
     """The primitives of a set of book runs of the crowd, with bootstrap errors over seeds.
 
     Parameters
@@ -304,8 +306,9 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     crowd_share : float
         The crowd's path's share of the fit's weight (the meta-orders share the rest): the
         crowd's own price is what the MFG predicts, the meta-orders pin the kernel's shape.
-    mapper : callable
-        Where the kernel's bootstrap refits run (``map``, or a pool's ``map``; the same result).
+    pool : concurrent.futures.Executor, optional
+        Where the cost fit and the kernel's bootstrap refits run, beside the kernel's point
+        fit here (None: all here; the same result).
 
     Returns
     -------
@@ -313,13 +316,16 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     """
     crowd = spec.crowd
     markets = [r.market for r in runs]
-    path = impact_curve("crowd", markets, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps)
-    propagator = fit_propagator([path, *meta_curves], n_exponentials, n_boot=n_boot, seed=seed, exponent=None,
-                                shares=crowd_shares(len(meta_curves), crowd_share), mapper=mapper)
     cells = execution_cells([r.executions for r in runs], markets, crowd.n_agents, crowd.lots_per_unit,
                             spec.tick_size, spec.dt, horizon)
     # k is reported, not fed back (see the module docstring): a non-positive slope is a result
-    return Primitives(propagator, fit_temporary_cost(cells, n_boot=n_boot, seed=seed, require_slippage=False))
+    fit_cost = functools.partial(fit_temporary_cost, cells, n_boot=n_boot, seed=seed, require_slippage=False)
+    temporary = pool.submit(fit_cost) if pool is not None else None  # beside the kernel's point fit
+    path = impact_curve("crowd", markets, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps)
+    propagator = fit_propagator([path, *meta_curves], n_exponentials, n_boot=n_boot, seed=seed, exponent=None,
+                                shares=crowd_shares(len(meta_curves), crowd_share),
+                                mapper=map if pool is None else pool.map)
+    return Primitives(propagator, fit_cost() if temporary is None else temporary.result())
 
 
 class MeanField(NamedTuple):
@@ -621,7 +627,7 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
     for it in range(s.max_iter + 1):
         runs = [future.result() for future in pending]
         hat = measure(runs, spec, meta_curves, n_exponentials, s.horizon, s.n_boot, seed=it,
-                      crowd_share=s.crowd_share, mapper=pool.map)
+                      crowd_share=s.crowd_share, pool=pool)
         n_exponentials = hat.n_exponentials
         if theta is None:  # the start is the configured LQ model: the first measurement replaces it
             distance, within_noise = math.inf, False
