@@ -783,7 +783,7 @@ def fill_table(distance, mean_distance, filled, dt: float, mean_bins: int = 4, l
     mean_distance : array_like of float
         The makers' mean posted distance in that step and side (ticks).
     filled : array_like of float
-        1 where that quote was filled in that step, else 0.
+        The quotes filled in that step (1: the whole quote once; 0: none).
     dt : float
         The step (time units).
     mean_bins : int

@@ -75,3 +75,36 @@ def test_makers_loop_end_to_end(tmp_path, capsys):
 ])
 def test_makers_loop_bad_files(tmp_path, capsys, change, message):
     assert_calibrate_refuses(tmp_path, capsys, change(LOOP.format(tol=0.5, max_iter=2)), "makers", message)
+
+
+def test_posted_quotes_counts_both_sides_filled_in_one_step(tmp_path):
+    """The fills read from the makers' inventories and cash are the book's own trade records,
+    including the steps in which both of a maker's quotes were filled (its inventory did
+    not move: the sign of its change missed them)."""
+    import dataclasses
+
+    import numpy as np
+
+    from mfgsim.studies import calibration, makers_loop
+    from mfgsim.studies.makers import posted_quotes
+    from simulator.market import run_market
+
+    path = tmp_path / "makers.toml"
+    path.write_text(LOOP.format(tol=0.5, max_iter=1).replace("market_rate = 40.0", "market_rate = 150.0"))
+    plan = calibration.load(path)
+    spec = dataclasses.replace(makers_loop.spec_at(plan, 8, None), max_trades_kept=100_000)
+    run = run_market(spec, 3)
+    trades = run.trades
+    assert run.n_trades == trades.size
+    counts = {}
+    for side, aggressor in (("bought", -1), ("sold", 1)):  # a sell market order fills a maker's bid
+        hit = (trades["side"] == aggressor) & (trades["maker_agent"] >= 1) & (trades["maker_agent"] <= 8)
+        counts[side] = np.zeros((spec.n_steps, 8))
+        np.add.at(counts[side], (trades["step"][hit], trades["maker_agent"][hit] - 1), trades["qty"][hit])
+    quotes = posted_quotes(spec, run)
+    both = (counts["bought"] > 0) & (counts["sold"] > 0)
+    assert both.sum() >= 10  # steps that leave a maker's inventory where it was
+    for side in ("bought", "sold"):
+        exact = quotes[side] == counts[side]
+        assert exact.mean() > 0.995 and exact[both].mean() > 0.95
+        assert quotes[side].sum() == pytest.approx(counts[side].sum(), rel=0.005)

@@ -255,20 +255,41 @@ def posted_quotes(spec, run) -> dict:
     Returns
     -------
     dict
-        bid, ask, bid_posted, ask_posted (float64, steps × makers) and bought, sold (bool).
+        bid, ask, bid_posted, ask_posted (float64, steps × makers) and bought, sold (float64:
+        the quotes filled on each side in that step, 1 for a whole quote).
+
+    Notes
+    -----
+    A step in which both of a maker's quotes are filled leaves its inventory where it was:
+    the fills are read from its inventory and cash together, B - S = Δq and S a - B b = Δcash
+    at its posted ticks b < a, not from the sign of Δq (which missed them: 4% of the fills
+    at the fixed point of ``runs/makers_loop.toml``, where each side is filled in 4% of the
+    steps). Against the book's trade records this counts 99.98% of the fills there.
     """
     makers = spec.makers
     Q, size = makers.max_inventory, makers.quote_size
     bid_off, ask_off, groups = makers.group_quote_offsets(spec.T - np.arange(spec.n_steps) * spec.dt)
-    inv = run.accounts_inventory[:, 1:1 + makers.count]
+    accounts = slice(1, 1 + makers.count)
+    inv = run.accounts_inventory[:, accounts]
     mid = run.market["mid"][:-1, None]
     q = np.clip(np.round(inv[:-1] / size).astype(int), -Q, Q)
     rows = np.arange(spec.n_steps)[:, None]
     bid = np.where(q < Q, bid_off[groups[None, :], rows, q + Q], np.nan)
     ask = np.where(q > -Q, ask_off[groups[None, :], rows, q + Q], np.nan)
-    change = np.diff(inv, axis=0)
-    return {"bid": bid, "ask": ask, "bid_posted": mid - np.floor(mid - bid), "ask_posted": np.ceil(mid + ask) - mid,
-            "bought": change > 0, "sold": change < 0}
+    bid_tick, ask_tick = np.floor(mid - bid), np.ceil(mid + ask)
+    change = np.diff(inv, axis=0).astype(np.float64)
+    income = np.diff(run.accounts_cash[:, accounts], axis=0).astype(np.float64)  # tick × lots
+    with np.errstate(invalid="ignore"):
+        bought = np.where(np.isnan(bid_tick), 0.0, np.where(np.isnan(ask_tick), change,
+                                                            (income + change * ask_tick) / (ask_tick - bid_tick)))
+    sold = bought - change
+    # a market order that met the maker's previous quote, at another tick, before its cancel
+    # (the step's messages arrive in random order) leaves no such decomposition: the sign of Δq
+    exact = (bought >= 0) & (sold >= 0) & (np.abs(bought - np.rint(bought)) < 1e-9)
+    bought = np.where(exact, np.rint(bought), np.maximum(change, 0.0))
+    sold = np.where(exact, np.rint(sold), np.maximum(-change, 0.0))
+    return {"bid": bid, "ask": ask, "bid_posted": mid - bid_tick, "ask_posted": ask_tick - mid,
+            "bought": bought / size, "sold": sold / size}
 
 
 def fill_sensitivity(spec, seeds, bins: int = 12) -> FillSensitivity:

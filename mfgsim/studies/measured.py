@@ -414,8 +414,9 @@ def feedback_rate(grid, control: np.ndarray) -> Callable:
         ν(t, q, type), arrays broadcast.
     """
     def rate(times, q, types):
-        times, q = np.broadcast_arrays(np.asarray(times, dtype=np.float64), np.asarray(q, dtype=np.float64))
-        types = np.broadcast_to(types, q.shape)
+        # each factor on its own argument's shape (a path's times once, not once per agent)
+        times, q = np.asarray(times, dtype=np.float64), np.asarray(q, dtype=np.float64)
+        types = np.asarray(types, dtype=np.int64)
         pos = np.clip(times / grid.dt, 0, grid.n_t)
         lo = np.minimum(pos.astype(np.int64), grid.n_t - 1)
         w = pos - lo
