@@ -38,6 +38,7 @@ the same rounds), ``makers_pnl_gap_rel``, and for the model-based learners
     python benchmarks/learning.py           # n_t = 200, 10000 iterations; the book: 20 rounds per N;
                                             # makers at N = 10 .. 1000 (12 model rounds, 150 bandit
                                             # rounds); about 40 min on 2 cores (timed in parts)
+    python benchmarks/learning.py --part makers   # one part: games, executors or makers
 """
 
 from __future__ import annotations
@@ -75,9 +76,21 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="n_t = 100 and 1000 iterations; 8 rounds in the book")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--part", choices=("all", "games", "executors", "makers"), default="all",
+                        help="only the grid, FD and jump games, the executors in the book, or the makers")
     args = parser.parse_args(argv)
     n_t, iterations = (100, 1000) if args.quick else (200, 10_000)
+    if args.part in ("all", "games"):
+        games(n_t, iterations, 300 if args.quick else 2000)
+    if args.part in ("all", "executors"):
+        in_the_book(8 if args.quick else 20, args.workers)
+    if args.part in ("all", "makers"):
+        makers((10, 30, 100) if args.quick else (10, 30, 100, 300, 1000), 8 if args.quick else 12,
+               (10, 30, 100) if args.quick else (10, 30, 100, 300, 1000), 60 if args.quick else 150, args.workers)
 
+
+def games(n_t: int, iterations: int, fd_iterations: int) -> None:
+    """The grid game's learners, then the FD and jump games (no book)."""
     for kappa in (0.5, 1.0, 2.0, 5.0, 10.0):
         emit("picard_radius", game(kappa, n_t).picard_radius(), "ratio", kappa=kappa, n_t=n_t)
     emit("picard_threshold_kappa", threshold(n_t), "price per share", n_t=n_t)
@@ -100,11 +113,8 @@ def main(argv=None) -> None:
         reached = np.flatnonzero(history.exploitability < 1e-8 * history.exploitability[0])
         emit(f"{name}_iterations_to_1e-8", int(reached[0]) if reached.size else -1, "iterations", kappa=KAPPA,
              settings=history.settings)
-    fd_games(300 if args.quick else 2000)
+    fd_games(fd_iterations)
     jump_games()
-    in_the_book(8 if args.quick else 20, args.workers)
-    makers((10, 30, 100) if args.quick else (10, 30, 100, 300, 1000), 8 if args.quick else 12,
-           (10, 30, 100) if args.quick else (10, 30, 100, 300, 1000), 60 if args.quick else 150, args.workers)
 
 
 def fd_games(iterations: int) -> None:

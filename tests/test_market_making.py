@@ -190,12 +190,15 @@ amend = "cancel"
     assert fits["competition_path"][0].to_list() == [0.5, 0.5]  # fit_competition is off
     assert fits["book_sensitivity"][0] > 0 and fits["book_sensitivity_se"][0] > 0
     assert (tmp_path / "out" / "d" / "makers_fill_sensitivity.png").exists()
-    path.write_text(text.replace("fit_intensity = 1", "fit_intensity = 1\nfit_competition = true"))
+    # from eps = 0.5 the fitted eps (0.98) puts all 8 makers on one tick: the book's sensitivity
+    # is then not identified and the command exits 1; from 0.2 their quotes still differ
+    path.write_text(text.replace("fit_intensity = 1", "fit_intensity = 1\nfit_competition = true")
+                    .replace("competition = 0.5", "competition = 0.2"))
     assert main(["run", str(path), "--out", str(tmp_path / "eps"), "--workers", "1"]) == 0  # routed to makers
     fits = pl.read_parquet(tmp_path / "out" / "d" / "makers_fits.parquet")
     eps = pl.read_parquet(tmp_path / "eps" / "d" / "makers_fits.parquet")["competition_path"][0].to_list()
     out = capsys.readouterr().out
-    assert eps[0] == 0.5 and eps[1] != 0.5 and "competition eps fitted" in out and "running `mfgsim makers`" in out
+    assert eps[0] == 0.2 and eps[1] != 0.2 and "competition eps fitted" in out and "running `mfgsim makers`" in out
     path.write_text(text.replace("n_makers = [2, 4, 8]", "n_makers = [1, 4, 8]"))
     assert main(["makers", str(path), "--out", str(tmp_path / "bad")]) == 2
 
