@@ -16,13 +16,15 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing import get_context
 
+import numpy as np
+
 from mfg.closed_form import LQCrowding
 from mfg.fd import Grid, LQCrowdingModel, solve
 from mfg.laws import GaussianMixture
 from mfg.market_making import MarketMakingMFG, solve_market_making
 from simulator.agents import ExecutionCrowd
-from simulator.market import (MarketRun, MarketSpec, ParticleSpec, WarmStartUnavailable, run_market, run_particles,
-                              warm_up)
+from simulator.market import (MarketRun, MarketSpec, ParticleSpec, WarmStartUnavailable, feedback_rates, run_market,
+                              run_particles, warm_up)
 
 
 def warm_kernels() -> None:
@@ -38,6 +40,7 @@ def warm_kernels() -> None:
     run_particles(ParticleSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1), seed=0)
     run_market(MarketSpec(T=1.0, dt=0.1, crowd=crowd, record_every=1, warmup_steps=1), seed=0)
     solve(LQCrowdingModel(model), Grid(-1.0, 3.0, 21, 1.0, 4))  # the FD sweeps of "mfg_fd"
+    feedback_rates(np.zeros((1, 2, 2)), 0.0, 1.0, 1.0, 0.5, 0.5, 0)  # a loop's evaluation reads its table
 
 
 class SeedRuns:

@@ -71,6 +71,14 @@ def _strategy_rate(j, n, t, q, q_sum, a, b, c, grid, gx0, gdx, gdt):
 
 
 @njit(cache=True)
+def feedback_rates(types, times, inventory, grid, gx0, gdx, gdt, out):
+    """ν of each point (type, time, inventory) read from a feedback grid as the crowd reads it."""
+    none = np.zeros((1, 1))
+    for i in range(out.size):
+        out[i] = _strategy_rate(types[i], 0, times[i], inventory[i], 0.0, none, none, none, grid, gx0, gdx, gdt)
+
+
+@njit(cache=True)
 def _push(buf, n, kind, sign, price, qty, oid, agent):
     """Append a message (no stop price: the populations send no stop orders)."""
     if n >= buf.shape[1]:

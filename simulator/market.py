@@ -372,6 +372,33 @@ class MarketRun:
         return pl.DataFrame(self.agents)
 
 
+def feedback_rates(grid: np.ndarray, x_min: float, dx: float, dt: float, times, inventory, types) -> np.ndarray:
+    """A feedback table ν(t, x) read as the crowd reads it in the book: bilinear in (t, x),
+    clamped to the table's edges.
+
+    Parameters
+    ----------
+    grid : numpy.ndarray of float64, shape (types, n_t + 1, n_x)
+        ν by type on the table's grid (units per time).
+    x_min, dx, dt : float
+        The table's first inventory, inventory step and time step (model units).
+    times, inventory, types : array_like
+        Where to read it (time, model units, type index); broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        ν at each point (units per time), the broadcast shape.
+    """
+    times, inventory, types = np.broadcast_arrays(np.asarray(times, dtype=np.float64),
+                                                  np.asarray(inventory, dtype=np.float64),
+                                                  np.asarray(types, dtype=np.int64))
+    out = np.empty(times.shape)
+    MK.feedback_rates(types.ravel(), times.ravel(), inventory.ravel(), np.ascontiguousarray(grid, dtype=np.float64),
+                      float(x_min), float(dx), float(dt), out.reshape(-1))
+    return out
+
+
 def _tables(spec: MarketSpec, t: np.ndarray):
     if spec.crowd is None:
         z = np.zeros((1, t.size))

@@ -86,6 +86,30 @@ def test_a_run_from_its_warm_up_is_the_run():
         run_market(dataclasses.replace(market, warmup_steps=299), seed=5, warm=warm)
 
 
+def test_a_feedback_table_is_read_bilinearly_and_clamped_at_its_edges():
+    """A bilinear ν(t, x) = α + βt + γx + δtx is what bilinear interpolation reproduces
+    exactly inside the table; outside, the reading is the edge's."""
+    from simulator.market import feedback_rates
+
+    x_min, dx, dt = -1.0, 0.25, 0.1
+    t = np.arange(11) * dt
+    x = x_min + np.arange(13) * dx
+    coef = np.array([[0.5, -2.0, 1.5, 3.0], [-1.0, 0.7, -0.3, 2.0]])  # (α, β, γ, δ) per type
+
+    def exact(times, q, j):
+        a, b, c, d = coef[j].T if np.ndim(j) else coef[j]
+        return a + b * times + c * q + d * times * q
+
+    grid = np.stack([exact(t[:, None], x[None, :], j) for j in range(2)])
+    rng = np.random.default_rng(4)
+    times, q, types = rng.uniform(0.0, 1.0, 500), rng.uniform(-1.0, 2.0, 500), rng.integers(0, 2, 500)
+    assert np.allclose(feedback_rates(grid, x_min, dx, dt, times, q, types), exact(times, q, types), atol=1e-12)
+    # broadcast: one time column against agents' rows; beyond the table, its edge
+    out = feedback_rates(grid, x_min, dx, dt, np.array([[-0.5], [2.0]]), np.array([-3.0, 9.0]), np.array([0, 1]))
+    assert out.shape == (2, 2)
+    assert np.allclose(out, [[exact(0.0, -1.0, 0), exact(0.0, 2.0, 1)], [exact(1.0, -1.0, 0), exact(1.0, 2.0, 1)]])
+
+
 def test_noise_only_market_is_stationary_without_drift():
     runs = [run_market(MarketSpec(T=4.0, dt=0.004, crowd=None, record_every=10, warmup_steps=500,
                                   noise=NoiseFlow(400.0, 200.0, 2.0, 4.0, 5), makers=MarketMakers(quote_size=20)),

@@ -53,7 +53,7 @@ from analysis.primitives import (MAX_EXPONENTIALS, ImpactCurve, Propagator, Temp
                                  fit_temporary_cost, held_out_error, impact_curve)
 from mfg.closed_form import decaying_impact, instantaneous_impact
 from mfg.fd import LQCrowdingModel, MFGSolution, solve
-from simulator.market import run_market
+from simulator.market import feedback_rates, run_market
 
 from ..build import build_run, market_objects
 from ..engines import SeedRuns
@@ -411,25 +411,9 @@ def feedback_rate(grid, control: np.ndarray) -> Callable:
     Returns
     -------
     callable
-        ν(t, q, type), arrays broadcast.
+        ν(t, q, type), arrays broadcast (:func:`simulator.market.feedback_rates`).
     """
-    def rate(times, q, types):
-        # each factor on its own argument's shape (a path's times once, not once per agent)
-        times, q = np.asarray(times, dtype=np.float64), np.asarray(q, dtype=np.float64)
-        types = np.asarray(types, dtype=np.int64)
-        pos = np.clip(times / grid.dt, 0, grid.n_t)
-        lo = np.minimum(pos.astype(np.int64), grid.n_t - 1)
-        w = pos - lo
-        x = np.clip((q - grid.x_min) / grid.dx, 0, grid.n_x - 1)
-        i = np.minimum(x.astype(np.int64), grid.n_x - 2)
-        v = x - i
-        corner = (types * (grid.n_t + 1) + lo) * grid.n_x + i  # (type, lo, i) in the flat table
-        c = control.ravel()
-        step = grid.n_x
-        return ((1 - w) * ((1 - v) * c[corner] + v * c[corner + 1])
-                + w * ((1 - v) * c[corner + step] + v * c[corner + step + 1]))
-
-    return rate
+    return functools.partial(feedback_rates, control, grid.x_min, grid.dx, grid.dt)
 
 
 def speed_penalty(run, model, crowd, rate) -> np.ndarray:
