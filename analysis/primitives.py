@@ -708,8 +708,10 @@ class FillTable:
         The mean j̄ observed in each bin (ticks).
     rate, rate_se : numpy.ndarray of float64, shape (levels, bins)
         Fills per unit time and their Poisson standard error; NaN where never quoted.
-    fills, observations : numpy.ndarray of int64, shape (levels, bins)
-        Fills and quoted maker-side-steps.
+    fills : numpy.ndarray of float64, shape (levels, bins)
+        Quotes filled (fractional where a quote of several lots was partly filled).
+    observations : numpy.ndarray of int64, shape (levels, bins)
+        Quoted maker-side-steps.
     dt : float
         The step (time units).
     premium : numpy.ndarray of float64, shape (levels,)
@@ -864,7 +866,7 @@ def _table(levels, edges, fills, observations, dt: float, sums: _TableSums) -> F
     premium = np.where(sums.fills_by_level > 0,  # what fills earned; without fills, what posts would have
                        sums.earned_by_fills / np.maximum(sums.fills_by_level, 1),
                        sums.earned_by_posts / np.maximum(sums.posts_by_level, 1))
-    return FillTable(levels, edges, centres, rate, rate_se, fills.astype(np.int64), observations.astype(np.int64),
+    return FillTable(levels, edges, centres, rate, rate_se, fills.astype(np.float64), observations.astype(np.int64),
                      dt, premium)
 
 

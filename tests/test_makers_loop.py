@@ -108,3 +108,13 @@ def test_posted_quotes_counts_both_sides_filled_in_one_step(tmp_path):
         exact = quotes[side] == counts[side]
         assert exact.mean() > 0.995 and exact[both].mean() > 0.95
         assert quotes[side].sum() == pytest.approx(counts[side].sum(), rel=0.005)
+    # quotes of two lots against one-lot market orders: half a quote filled is 0.5
+    halves = dataclasses.replace(spec, makers=dataclasses.replace(spec.makers, quote_size=2))
+    run = run_market(halves, 3)
+    hit = (run.trades["maker_agent"] >= 1) & (run.trades["maker_agent"] <= 8)
+    quotes = posted_quotes(halves, run)
+    filled = quotes["bought"] + quotes["sold"]
+    assert np.any(filled % 1 == 0.5)
+    assert filled.sum() == pytest.approx(run.trades["qty"][hit].sum() / 2, rel=0.005)
+    table = makers_loop.measure([makers_loop._observe((halves, 3))], halves.dt, 2)
+    assert table.fills.sum() == pytest.approx(filled.sum(), rel=0.005) and table.fills.dtype == np.float64

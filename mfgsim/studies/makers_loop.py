@@ -300,7 +300,7 @@ def calibrate(plan: MakersLoopPlan, pool, progress=None) -> tuple[list[dict], li
             for b in range(table.mean_centres.size):
                 tables.append({"iteration": it, "level": float(level), "premium": float(table.premium[i]),
                                "mean_quote": float(table.mean_centres[b]), "rate": float(table.rate[i, b]),
-                               "rate_se": float(table.rate_se[i, b]), "fills": int(table.fills[i, b]),
+                               "rate_se": float(table.rate_se[i, b]), "fills": float(table.fills[i, b]),
                                "observations": int(table.observations[i, b])})
         outcome = pnl_gap([o["metrics"] for o in observations])
         distance, within_noise = math.inf, False
