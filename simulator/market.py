@@ -244,22 +244,27 @@ class MarketSpec:
 def _repeated_columns(steps, t, types) -> dict:
     """The agents table's columns that repeat the records' steps and times and the agents' types.
 
-    Every seed of a market has the same ones: the last few are kept, read-only, and shared.
+    Every seed of a market has the same ones: the most recent are kept, read-only, and shared,
+    up to ``_REPEATED_BYTES`` in all (a larger market's are built afresh each time).
     """
     key = tuple(np.ascontiguousarray(x).tobytes() for x in (steps, t, types))
-    if key not in _REPEATED:
-        n_rec, n = steps.size, types.size
-        columns = {"step": np.repeat(steps, n), "t": np.repeat(t, n),
-                   "agent": np.tile(np.arange(n, dtype=np.int64), n_rec), "type": np.tile(types, n_rec)}
+    if key in _REPEATED:
+        return dict(_REPEATED[key])
+    n_rec, n = steps.size, types.size
+    columns = {"step": np.repeat(steps, n), "t": np.repeat(t, n),
+               "agent": np.tile(np.arange(n, dtype=np.int64), n_rec), "type": np.tile(types, n_rec)}
+    size = sum(column.nbytes for column in columns.values())
+    if size <= _REPEATED_BYTES:
         for column in columns.values():
             column.flags.writeable = False
-        if len(_REPEATED) >= 4:
-            del _REPEATED[next(iter(_REPEATED))]
+        while _REPEATED and size + sum(c.nbytes for cs in _REPEATED.values() for c in cs.values()) > _REPEATED_BYTES:
+            del _REPEATED[next(iter(_REPEATED))]  # the oldest
         _REPEATED[key] = columns
-    return dict(_REPEATED[key])
+    return dict(columns)
 
 
 _REPEATED: dict = {}  # (steps, t, types) bytes -> their columns
+_REPEATED_BYTES = 64 * 2**20  # what a process keeps of them: a loop's market at N = 3000 and 500 records is 48 MB
 
 
 def _account_columns(spec, n: int, inventory: np.ndarray, cash: np.ndarray) -> dict:
@@ -292,7 +297,8 @@ class MarketRun:
         quotes (lots), volume, crowd_flow (signed lots the crowd bought), trades, messages
         over the interval ending at the record.
     agents : per record and execution agent — inventory (model units), cash (currency),
-        rate (realised trading rate over the interval, units per time), type.
+        rate (realised trading rate over the interval, units per time), type. The columns
+        that repeat (step, t, agent, type) may be read-only arrays shared by a market's seeds.
     accounts_inventory / accounts_cash : every account (noise, makers, crowd, latent book, meta-order
         traders) at every record, in lots and tick·lots: conservation is checked on these.
     trades : the first ``max_trades_kept`` trades (TRADE_DTYPE; ``step`` is the run step).

@@ -44,6 +44,25 @@ def test_same_seed_same_tables_other_seed_other_tables():
     assert not np.array_equal(a.market["mid"], c.market["mid"])
 
 
+def test_a_markets_seeds_share_their_repeated_agents_columns_within_a_budget(monkeypatch):
+    """Seeds of one market share the agents table's step/t/agent/type columns, read-only; a
+    market whose columns exceed the budget gets its own, as before, and the same values."""
+
+    import simulator.market as market
+
+    a, b = run_market(spec(10), seed=7), run_market(spec(10), seed=8)
+    assert a.agents["step"] is b.agents["step"] and not a.agents["t"].flags.writeable
+    with pytest.raises(ValueError):
+        a.agents["type"][0] = 1
+    assert pickle.loads(pickle.dumps(a)).agents["agent"] is a.agents["agent"]  # rebuilt from the same
+    monkeypatch.setattr(market, "_REPEATED_BYTES", 0)
+    monkeypatch.setattr(market, "_REPEATED", {})
+    c = run_market(spec(10), seed=7)
+    assert c.agents["step"] is not a.agents["step"] and c.agents["step"].flags.writeable
+    for name in a.agents:
+        np.testing.assert_array_equal(a.agents[name], c.agents[name])
+
+
 def _same_run(a, b):
     for table in ("market", "agents", "executions"):
         for name, column in getattr(a, table).items():
