@@ -608,13 +608,14 @@ def _cost_statistics(cost, rate, crowd, run, runs) -> np.ndarray:
         rows = run == label
         y, nu, mu = cost[rows], rate[rows], crowd[rows]
         one = np.ones_like(y)
-        # the sums without ν^β are the same at every β
-        out[r][:, [0, 2, 6, 8, 9, 11, 12]] = [np.dot(one, one), np.dot(one, mu), np.dot(mu, one), np.dot(mu, mu),
+        # the sums without ν^β are the same at every β; X^T X is symmetric
+        one_mu = np.dot(one, mu)
+        out[r][:, [0, 2, 6, 8, 9, 11, 12]] = [np.dot(one, one), one_mu, one_mu, np.dot(mu, mu),
                                                np.dot(one, y), np.dot(mu, y), np.dot(y, y)]
         for b, beta in enumerate(_BETA_GRID):
             x = nu**beta
-            out[r, b, [1, 3, 4, 5, 7, 10]] = [np.dot(one, x), np.dot(x, one), np.dot(x, x), np.dot(x, mu),
-                                              np.dot(mu, x), np.dot(x, y)]
+            one_x, x_mu = np.dot(one, x), np.dot(x, mu)
+            out[r, b, [1, 3, 4, 5, 7, 10]] = [one_x, one_x, np.dot(x, x), x_mu, x_mu, np.dot(x, y)]
     return out
 
 
@@ -863,8 +864,9 @@ def _table(levels, edges, fills, observations, dt: float, sums: _TableSums) -> F
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(observations > 0, fills / (observations * dt), np.nan)
         rate_se = np.where(observations > 0, np.sqrt(fills) / (observations * dt), np.nan)
-    premium = np.where(sums.fills_by_level > 0,  # what fills earned; without fills, what posts would have
-                       sums.earned_by_fills / np.maximum(sums.fills_by_level, 1),
+    filled = sums.fills_by_level > 0  # fills may be fractions of a quote: divide by them, not by at least one
+    premium = np.where(filled,  # what fills earned; without fills, what posts would have
+                       sums.earned_by_fills / np.where(filled, sums.fills_by_level, 1.0),
                        sums.earned_by_posts / np.maximum(sums.posts_by_level, 1))
     return FillTable(levels, edges, centres, rate, rate_se, fills.astype(np.float64), observations.astype(np.int64),
                      dt, premium)

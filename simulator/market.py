@@ -521,8 +521,8 @@ class WarmStart:
 
 def _warm_start_from_packed(key, seed, packed, kept, generator) -> WarmStart:
     """A WarmStart from :meth:`WarmStart.__reduce__`."""
-    state = tuple(np.frombuffer(zlib.decompress(data), dtype=dtype).reshape(shape).copy()
-                  for data, dtype, shape in packed)
+    # read-only views of the decompressed bytes: a run copies the state it starts from
+    state = tuple(np.frombuffer(zlib.decompress(data), dtype=dtype).reshape(shape) for data, dtype, shape in packed)
     return WarmStart(key, seed, state, kept, generator)
 
 
@@ -591,7 +591,7 @@ def run_market(spec: MarketSpec, seed: int, warm: WarmStart | None = None) -> Ma
     n_steps = spec.n_steps
     inputs = _kernel_inputs(spec, seed)
     types, lots, L = inputs["types"], inputs["lots"], inputs["L"]
-    n_makers = inputs["market"][11]
+    n_makers = spec.makers.count if spec.makers is not None else 0
     n_rec = (n_steps + spec.post_steps) // spec.record_every + 1
     n_acc = 1 + n_makers + lots.size + 2  # noise, makers, the crowd, the latent book, the meta-order traders
     rec_market = np.zeros((n_rec, MK.MARKET_FIELDS))

@@ -168,6 +168,18 @@ def test_fill_table_counts_fills_and_leaves_unquoted_levels_empty():
         fill_table(levels[:10], mean[:10], np.zeros(10), dt)
 
 
+def test_fill_table_counts_parts_of_a_quote():
+    """Half a two-lot quote filled is half a fill: the rate counts 0.5 and the premium is what
+    that fill earned, not diluted by a count rounded up to one."""
+    from analysis.primitives import fill_table
+
+    table = fill_table(np.array([1.0, 1.0, 2.0, 2.0]), np.ones(4), np.array([0.5, 0.0, 1.0, 0.0]), 0.1,
+                       mean_bins=1, earned=np.array([1.5, 1.5, 2.0, 2.0]))
+    assert table.fills[:, 0].tolist() == [0.5, 1.0]
+    assert table.rate[:, 0] == pytest.approx([0.5 / (2 * 0.1), 1.0 / (2 * 0.1)])
+    assert table.premium.tolist() == [1.5, 2.0]
+
+
 def test_compiled_nnls_matches_scipy_on_random_problems():
     """The exact support search of the propagator fit against scipy's Lawson–Hanson NNLS."""
     from scipy.optimize import nnls
