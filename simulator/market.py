@@ -496,7 +496,8 @@ class WarmStart:
         A digest of what the warm-up read (the market, the seed, the crowd's starting lots).
     seed : int
     state : tuple of numpy.ndarray
-        The compiled market's state (``simulator._market_kernels.new_market``).
+        The compiled market's state (``simulator._market_kernels.new_market``); read-only
+        views after unpickling (a run copies the state it starts from).
     kept : numpy.ndarray
         The trades kept during the warm-up.
     generator : bytes
