@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import validation as check
-from .jump import (Jump, JumpMFGModel, JumpSolution, JumpTerms, SolvedPopulation, best_response, solve_jumps,
-                   time_grid)
+from .jump import (Jump, JumpMFGModel, JumpSolution, JumpTerms, MFGConvergenceError, SolvedPopulation, best_response,
+                   solve_jumps, time_grid)
 
 
 class _MakersPopulation:
@@ -480,6 +480,10 @@ class MixedEquilibrium:
     cycles. The equilibrium is mixed: makers split between two levels, in the proportions
     that make them indifferent. Fictitious play's averages converge to it.
 
+    A maker plays it by drawing, at each time and inventory, a quote from ``policy``: the
+    behavioural strategy whose flow (law × probability of each quote) is the average of the
+    best responses' flows, so it induces the averaged law and mean quotes.
+
     Parameters
     ----------
     t : numpy.ndarray of float64, shape (N+1,)
@@ -492,6 +496,17 @@ class MixedEquilibrium:
     residuals : tuple of float
         Sup norm of the change of the averaged mean quotes at each iteration (falls like
         1/iteration).
+    bid, ask : numpy.ndarray of float64, shape (N+1, 2Q+1)
+        The expected quote of a maker at each time and inventory (ticks; NaN where none is
+        posted).
+    rates : numpy.ndarray of float64, shape (2, N+1, 2Q+1)
+        Its expected fill rates (bid, ask; per time).
+    levels : tuple of float
+        The quotes a lattice game's makers choose from (empty for quotes anywhere).
+    policy : numpy.ndarray of float64 or None, shape (2, N+1, 2Q+1, len(levels))
+        Lattice games: the probability of each level, by side, time and inventory (a row sums
+        to the probability of posting; where the averaged law has no mass, the best responses'
+        average choice). None for quotes anywhere.
     """
 
     t: np.ndarray
@@ -500,6 +515,11 @@ class MixedEquilibrium:
     m: np.ndarray
     pnl: float
     residuals: tuple[float, ...]
+    bid: np.ndarray
+    ask: np.ndarray
+    rates: np.ndarray
+    levels: tuple[float, ...] = ()
+    policy: np.ndarray | None = None
 
     def spread(self) -> np.ndarray:
         """Mean quoted spread δ̄^b + δ̄^a at each time (ticks)."""
@@ -509,6 +529,32 @@ class MixedEquilibrium:
         """A maker's expected P&L over [0, T] (ticks × quotes)."""
         return self.pnl
 
+    def draw_quotes(self, rng: np.random.Generator, n: int, times=None) -> np.ndarray:
+        """``n`` independent draws of every quote of the behavioural strategy (lattice games).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        n : int
+            Draws (makers, or groups of makers).
+        times : array_like of int, optional
+            Indices of the time nodes to draw at (default: all).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n, 2, len(times), 2Q+1)
+            A level of ``levels`` at each side, time and inventory; NaN: not posted.
+        """
+        if self.policy is None:
+            raise ValueError("draw_quotes: quotes anywhere have no finite set to draw from (lattice games only)")
+        policy = self.policy if times is None else self.policy[:, np.asarray(times, dtype=np.int64)]
+        cumulative = np.cumsum(policy, axis=-1)
+        # a quote posted for sure is always drawn (rounding would leave it a 1e-16 chance not to be)
+        cumulative[..., -1] = np.where(cumulative[..., -1] > 1.0 - 1e-9, 1.0, cumulative[..., -1])
+        u = rng.random((n, *cumulative.shape[:-1], 1))
+        index = (u >= cumulative).sum(axis=-1)  # == len(levels): beyond every level, not posted
+        return np.append(np.asarray(self.levels, dtype=np.float64), np.nan)[index]
+
 
 def fictitious_makers(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1000,
                       iterations: int = 200) -> MixedEquilibrium:
@@ -516,7 +562,8 @@ def fictitious_makers(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1
 
     Iteration i best-responds to the mean quotes of the average of the populations so far
     and adds its own population to the average with weight 1/(i + 1): the averaged laws,
-    mean quotes and P&L (each best response's, against the coupling it answered).
+    mean quotes and P&L (each best response's, against the coupling it answered), and the
+    averaged flows of quotes, which give the behavioural strategy that plays the average.
 
     Parameters
     ----------
@@ -533,17 +580,67 @@ def fictitious_makers(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1
     check.integer("iterations", iterations, lo=1, hi=10**6)
     t = time_grid(model.T, n_t)
     coupling = np.asarray(model.initial_coupling(t), dtype=np.float64)
+    levels = tuple(float(x) for x in model.quotes) if isinstance(model, TickMarketMakingMFG) else ()
     law, pnl, residuals = None, 0.0, []
     for i in range(iterations):
         br = best_response(model, t, coupling)
         produced = model.coupling_from(SolvedPopulation(br.m, br.quotes, br.rates), t)
         w = 1.0 / (i + 1)  # the first average is the first response
-        law = br.m if law is None else law + w * (br.m - law)
+        # what each side's quote does where the law sits: its flow of mass, of quote, of rate
+        # and, on a lattice, of each level; at the law's empty states the choices themselves
+        posted = ~np.isnan(br.quotes)
+        flows = [np.where(posted, br.m, 0.0), np.where(posted, br.m * np.nan_to_num(br.quotes), 0.0),
+                 br.m * br.rates]
+        if levels:
+            choice = br.quotes[..., None] == np.asarray(levels)
+            flows += [br.m[..., None] * choice, choice.astype(np.float64)]
+        if law is None:
+            law, averaged = br.m, flows
+        else:
+            law = law + w * (br.m - law)
+            averaged = [a + w * (f - a) for a, f in zip(averaged, flows)]
         pnl += w * (br.expected_jump_income() - pnl)
         step = w * (produced - coupling)
         coupling = coupling + step
         residuals.append(float(np.max(np.abs(step))))
-    return MixedEquilibrium(t, coupling[0], coupling[1], law, float(pnl), tuple(residuals))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mass = law > 1e-300
+        rates = np.where(mass, averaged[2] / law, 0.0)
+        quote = np.where(averaged[0] > 1e-300, averaged[1] / averaged[0], np.nan)
+        policy = None
+        if levels:
+            policy = np.where(mass[..., None], averaged[3] / law[..., None], averaged[4])
+    return MixedEquilibrium(t, coupling[0], coupling[1], law, float(pnl), tuple(residuals), quote[0], quote[1],
+                            rates, levels, policy)
+
+
+def makers_equilibrium(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1000, tol: float = 1e-10,
+                       iterations: int = 400) -> MarketMakingSolution | MixedEquilibrium:
+    """The makers' equilibrium: pure when the fixed-point iteration reaches it, else mixed.
+
+    Anderson to ``tol``; when that cycles (alike makers on a lattice would split between
+    two levels), :func:`fictitious_makers` with ``iterations`` best responses.
+
+    Parameters
+    ----------
+    model : MarketMakingMFG or TickMarketMakingMFG
+    n_t : int
+        Time steps on [0, T].
+    tol : float
+        The pure equilibrium's tolerance on the mean quotes (ticks).
+    iterations : int
+        Best responses of fictitious play.
+
+    Returns
+    -------
+    MarketMakingSolution or MixedEquilibrium
+        Either has ``t``, ``m``, ``bid``, ``ask``, ``mean_bid``, ``mean_ask``, ``spread()``
+        and ``expected_pnl()``.
+    """
+    try:
+        return solve_market_making(model, n_t=n_t, tol=tol)
+    except MFGConvergenceError:
+        return fictitious_makers(model, n_t, iterations)
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,17 @@ from mfg import validation as check
 from mfg.io import memory_limit
 from mfg.closed_form import AlmgrenChriss, LQCrowding
 from mfg.jump import Jump, memory_estimate
-from mfg.market_making import (ExponentialIntensity, MarketMakingMFG, TabulatedIntensity, TickMarketMakingMFG,
-                               avellaneda_stoikov_quotes, glft_asymptotic_quotes, glft_quotes, solve_market_making)
+from mfg.market_making import (ExponentialIntensity, MarketMakingMFG, MixedEquilibrium, TabulatedIntensity,
+                               TickMarketMakingMFG, avellaneda_stoikov_quotes, glft_asymptotic_quotes, glft_quotes,
+                               makers_equilibrium, solve_market_making)
 
 STRATEGIES = ("twap", "almgren_chriss", "mfg", "mfg_fd", "nash_open", "nash_closed", "feedback")
 MAKER_MODELS = ("avellaneda_stoikov", "glft", "glft_asymptotic", "mfg", "mfg_tick", "table")
+# makers playing a mixed lattice equilibrium draw their quotes in at most this many groups:
+# each group's draws are independent at every step and inventory, so a maker's play is the
+# behavioural strategy's whatever its group; the cap bounds the tables' memory at large N
+MIXED_QUOTE_GROUPS = 256
+MIXED_ITERATIONS = 400  # fictitious play's best responses for a mixed equilibrium (residual ~ 1/400 tick)
 # a unit of model inventory is a handful to a few thousand lots; beyond this the crowd's
 # position in lots outgrows any book the noise can fill
 MAX_LOTS_PER_UNIT = 1_000_000
@@ -237,8 +243,10 @@ class MarketMakers:
         ε >= 0 (per tick), for the ``"mfg"`` and ``"mfg_tick"`` models.
     lattice : tuple of float
         For ``"mfg_tick"``: the quotes a maker may post, ticks from the mid (the equilibrium
-        of :class:`mfg.market_making.TickMarketMakingMFG`); a bid at δ goes to the tick
-        floor(mid - δ), an ask to ceil(mid + δ).
+        of :class:`mfg.market_making.TickMarketMakingMFG`; where it is mixed, each maker draws
+        each quote from its behavioural strategy, in up to ``MIXED_QUOTE_GROUPS`` groups of
+        draws from the run's seed); a bid at δ goes to the tick floor(mid - δ), an ask to
+        ceil(mid + δ).
     premia : tuple of float
         For ``"mfg_tick"``: what a fill at each lattice quote earns, ticks (the tick a quote
         of δ goes to is half a tick further when the mid sits between ticks); the MFG's
@@ -329,26 +337,46 @@ class MarketMakers:
                       "market.makers.groups", list(self.groups),
                       f"one group in 0..{n_groups - 1} per maker ({self.count}), or empty")
 
-    def group_quote_offsets(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def group_quote_offsets(self, tau: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                                     np.ndarray]:
         """Each group's bid and ask distances from the mid, and each maker's group.
 
         Parameters
         ----------
         tau : numpy.ndarray of float64
             Times to the horizon, one per decision step.
+        seed : int, optional
+            The run's seed: ``"mfg_tick"`` makers whose equilibrium is mixed draw their quotes
+            from it (:class:`mfg.market_making.MixedEquilibrium`), in up to
+            ``MIXED_QUOTE_GROUPS`` groups of independent draws.
 
         Returns
         -------
         (bid, ask, groups) : tuple of numpy.ndarray
             (G, len(tau), 2Q+1) ticks from the mid, and (count,) int64. For every model but
-            ``"table"``: one group, :meth:`quote_offsets`.
+            ``"table"`` and a mixed ``"mfg_tick"``: one group, :meth:`quote_offsets`.
 
         Raises
         ------
         InvalidValue
             When a ``"table"`` has another number of steps than ``tau``.
+        ValueError
+            When a mixed equilibrium's quotes are asked for without a seed.
         """
         groups = np.zeros(self.count, dtype=np.int64)
+        if self.model == "mfg_tick" and self.count > 0:
+            tau = np.asarray(tau, dtype=np.float64)
+            sol, sub = self.mean_field(float(tau[0]), tau.shape[0])
+            if isinstance(sol, MixedEquilibrium):
+                if seed is None:
+                    raise ValueError("the makers' lattice equilibrium is mixed: their quotes are drawn from the "
+                                     "run's seed (group_quote_offsets(tau, seed))")
+                n_groups = min(self.count, MIXED_QUOTE_GROUPS)
+                rng = np.random.default_rng([int(seed), 0x4D49584544])  # a stream of its own
+                drawn = sol.draw_quotes(rng, n_groups, times=np.arange(tau.shape[0]) * sub)
+                bid, ask = quotes_on_steps(drawn[:, 0], drawn[:, 1], tau.shape[0], 1, self.premia, self.lattice)
+                groups[:] = np.arange(self.count) % n_groups
+                return bid, ask, groups
         if self.model != "table":
             bid, ask = self.quote_offsets(tau)
             return bid[None], ask[None], groups
@@ -391,13 +419,16 @@ class MarketMakers:
 
         Returns
         -------
-        (solution, sub) : tuple of (mfg.market_making.MarketMakingSolution, int)
+        (solution, sub) : tuple of (MarketMakingSolution or MixedEquilibrium, int)
+            ``"mfg_tick"`` makers whose fixed-point iteration cycles get the mixed equilibrium
+            of fictitious play (:func:`mfg.market_making.makers_equilibrium`).
         """
         return _maker_mean_field(self, float(T), int(n_steps))
 
     def memory_estimate(self, T: float, n_steps: int) -> int:
         """Rough peak memory of these makers' quote tables for a run of ``n_steps`` steps,
-        and of their mean field (``"mfg"``, ``"mfg_tick"``) on the steps it needs.
+        and of their mean field (``"mfg"``, ``"mfg_tick"``) on the steps it needs (for
+        ``"mfg_tick"``, as if it were mixed: fictitious play and the groups' drawn quotes).
 
         Parameters
         ----------
@@ -418,7 +449,12 @@ class MarketMakers:
         # the time grid the mean field starts from: when the fill rates force a finer one, the
         # solve checks each refinement against the memory before it allocates
         sub = _first_refinement(self, T, n_steps)
-        return int(1.25 * (tables + memory_estimate(_mean_field_model(self, T), max(n_steps * sub, 10 * sub))))
+        n_t = max(n_steps * sub, 10 * sub)
+        if self.model == "mfg_tick":  # a mixed equilibrium: fictitious play's averaged flows, the groups' draws
+            levels = len(self.lattice)
+            tables += 8 * 2 * (n_t + 1) * states * (6 + 2 * levels)
+            tables += min(self.count, MIXED_QUOTE_GROUPS) * 2 * n_steps * states * (48 + levels)
+        return int(1.25 * (tables + memory_estimate(_mean_field_model(self, T), n_t)))
 
     def quote_offsets(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bid and ask distances from the mid by inventory -Q..Q.
@@ -448,6 +484,9 @@ class MarketMakers:
             tau = np.asarray(tau, dtype=np.float64)
             steps = tau.shape[0]
             sol, sub = self.mean_field(float(tau[0]), steps)
+            if isinstance(sol, MixedEquilibrium):
+                raise ValueError("the makers' lattice equilibrium is mixed: each quote is drawn, by group "
+                                 "(group_quote_offsets(tau, seed))")
             premia = self.premia if self.model == "mfg_tick" else ()
             return quotes_on_steps(sol.bid, sol.ask, steps, sub, premia, self.lattice)
         return glft_quotes(tau, g, A, k, s, Q)
@@ -459,8 +498,9 @@ def quotes_on_steps(bid: np.ndarray, ask: np.ndarray, steps: int, sub: int, prem
 
     Parameters
     ----------
-    bid, ask : numpy.ndarray of float64, shape (steps * sub + 1, 2Q+1)
-        Quotes by time and inventory on a grid of ``sub`` sub-steps per run step (NaN: not posted).
+    bid, ask : numpy.ndarray of float64, shape (..., steps * sub + 1, 2Q+1)
+        Quotes by time and inventory on a grid of ``sub`` sub-steps per run step (NaN: not
+        posted), for one maker or several (leading axes).
     steps : int
         The run's decision steps.
     sub : int
@@ -470,13 +510,13 @@ def quotes_on_steps(bid: np.ndarray, ask: np.ndarray, steps: int, sub: int, prem
 
     Returns
     -------
-    (bid, ask) : tuple of numpy.ndarray of float64, each (steps, 2Q+1)
+    (bid, ask) : tuple of numpy.ndarray of float64, each (..., steps, 2Q+1)
         Ticks from the mid. At an inventory limit the side that would cross it copies its
         neighbour (the book does not post it there anyway).
     """
-    bid, ask = bid[: steps * sub: sub].copy(), ask[: steps * sub: sub].copy()
-    bid[:, -1] = bid[:, -2]
-    ask[:, 0] = ask[:, 1]
+    bid, ask = bid[..., : steps * sub: sub, :].copy(), ask[..., : steps * sub: sub, :].copy()
+    bid[..., -1] = bid[..., -2]
+    ask[..., 0] = ask[..., 1]
     if premia:  # the game's quotes are premia: post their lattice quotes
         return _posting_offsets(premia, lattice, bid), _posting_offsets(premia, lattice, ask)
     return bid, ask
@@ -523,8 +563,12 @@ def _maker_mean_field(makers: MarketMakers, T: float, n_steps: int):
                              f"{memory_estimate(model, n_t) / 2**30:.3g} GiB, more than this machine allows; lower "
                              "max_inventory or risk_aversion")
         try:
-            sol = solve_market_making(model, n_t=n_t)
-            rate_dt = float(sol.jump_solution.rates.sum(axis=0).max()) * (sol.t[1] - sol.t[0])
+            if makers.model == "mfg_tick":  # alike makers on a lattice may split between two levels
+                sol = makers_equilibrium(model, n_t=n_t, iterations=MIXED_ITERATIONS)
+            else:
+                sol = solve_market_making(model, n_t=n_t)
+            rates = sol.rates if isinstance(sol, MixedEquilibrium) else sol.jump_solution.rates
+            rate_dt = float(rates.sum(axis=0).max()) * (sol.t[1] - sol.t[0])
         except ValueError as exc:
             if "too small" not in str(exc) or sub > 2**16:
                 raise

@@ -446,7 +446,7 @@ def _kernel_inputs(spec: MarketSpec, seed: int) -> dict:
     else:
         types, lots, L = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 1
     makers = spec.makers or MarketMakers(count=0)
-    bid_off, ask_off, groups = makers.group_quote_offsets(spec.T - t)
+    bid_off, ask_off, groups = makers.group_quote_offsets(spec.T - t, seed)
     noise = spec.noise
     latent_params = np.array([p.params(s) for p in spec.latent_populations], dtype=np.float64).reshape(-1, 5)
     meta_params = np.zeros(10) if spec.meta_traders is None else spec.meta_traders.params(s, spec.dt)

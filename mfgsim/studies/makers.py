@@ -268,7 +268,7 @@ def posted_quotes(spec, run) -> dict:
     """
     makers = spec.makers
     Q, size = makers.max_inventory, makers.quote_size
-    bid_off, ask_off, groups = makers.group_quote_offsets(spec.T - np.arange(spec.n_steps) * spec.dt)
+    bid_off, ask_off, groups = makers.group_quote_offsets(spec.T - np.arange(spec.n_steps) * spec.dt, run.seed)
     accounts = slice(1, 1 + makers.count)
     inv = run.accounts_inventory[:, accounts]
     mid = run.market["mid"][:-1, None]

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.primitives import PrimitiveError, pool_fill_tables
-from mfg.jump import MFGConvergenceError, SolvedPopulation, best_response
-from mfg.market_making import TickMarketMakingMFG, fictitious_makers, solve_market_making
+from mfg.jump import SolvedPopulation, best_response
+from mfg.market_making import TickMarketMakingMFG, makers_equilibrium
 from simulator.agents import quotes_on_steps
 from simulator.market import run_market
 
@@ -192,18 +192,14 @@ def lattice_mfg(makers, T: float, steps: int, sub: int):
 
     Anderson to 1e-8 ticks when the equilibrium is pure; when that cycles (the makers,
     alike at t = 0, split between two levels), the mixed equilibrium of fictitious play
-    (:func:`mfg.market_making.fictitious_makers`, 400 best responses).
+    (:func:`mfg.market_making.makers_equilibrium`, 400 best responses).
 
     Returns
     -------
     mfg.market_making.MarketMakingSolution or mfg.market_making.MixedEquilibrium
         Either has ``t``, ``mean_bid``, ``mean_ask``, ``spread()`` and ``expected_pnl()``.
     """
-    game = _game(makers, T)
-    try:
-        return solve_market_making(game, n_t=steps * sub, tol=1e-8)
-    except MFGConvergenceError:
-        return fictitious_makers(game, steps * sub, 400)
+    return makers_equilibrium(_game(makers, T), steps * sub, tol=1e-8, iterations=400)
 
 
 def _on_nodes(per_step: np.ndarray, sub: int) -> np.ndarray:
