@@ -6,8 +6,9 @@ Prints ``pnl_gap_rel`` = (book P&L per maker - MFG expected P&L) / MFG expected 
 loop's N (start and fixed point) and at every N, with 95% bootstrap intervals over seeds;
 ``w1``, the mean W1 at each N with its 95% interval over seeds (W1 falls towards the bias,
 so the largest N bounds it from above), and ``w1_bias``, the b of W1(N) = b + C N^-r with
-its bootstrap interval. ``table_N`` is the N at which the loop measured its fill table,
-``table_seeds`` the book runs per iteration it measured it from.
+its bootstrap interval; ``pnl_gap_bias``, the same fit to each run's |pnl_gap_rel|.
+``table_N`` is the N at which the loop measured its fill table, ``table_seeds`` the book
+runs per iteration it measured it from.
 
     python benchmarks/makers_loop.py            # N up to 10^4, 16 seeds per N; then the loop again with its
                                                 # table measured at N = 300, from 8 and 32 seeds (~5 min)
@@ -70,6 +71,10 @@ def report(plan, result):
              interval=[round(float(w1s.mean() - half), 4), round(float(w1s.mean() + half), 4)])
     emit("w1_bias", s["w1_bias"], "quotes", N=list(plan.scaling), **table, seeds=len(plan.scaling_seeds),
          interval=[round(s["w1_bias_lo"], 4), round(s["w1_bias_hi"], 4)], rate=round(s["w1_rate"], 3))
+    # each run's |pnl_gap_rel| against N: the part N does not remove, and the rate of the rest
+    emit("pnl_gap_bias", s["pnl_gap_bias"], "relative", N=list(plan.scaling), **table,
+         seeds=len(plan.scaling_seeds), interval=[round(s["pnl_gap_bias_lo"], 4), round(s["pnl_gap_bias_hi"], 4)],
+         rate=round(s["pnl_gap_rate"], 3))
 
 
 if __name__ == "__main__":

@@ -61,9 +61,10 @@ def test_makers_loop_end_to_end(tmp_path, capsys):
     assert (filled["premium"] >= filled["level"]).all() and (filled["rate"] > 0).all()
     scaling = pl.read_parquet(out / "scaling.parquet")
     assert sorted(set(scaling["N"])) == [2, 3, 4] and scaling.height == 6
-    assert (out / "makers_w1.png").exists()
+    assert (scaling["pnl_gap_rel"] - (scaling["pnl"] / scaling["mf_pnl"] - 1)).abs().max() < 1e-12
+    assert (out / "makers_w1.png").exists() and (out / "makers_pnl_gap.png").exists()
     printed = capsys.readouterr().out
-    assert "pnl_gap_rel" in printed and "W1 = b + C N^-r" in printed
+    assert "pnl_gap_rel" in printed and "W1 = b + C N^-r" in printed and "|pnl_gap_rel| = b + C N^-r" in printed
 
 
 @pytest.mark.parametrize("change, message", [

@@ -22,7 +22,8 @@ At the fixed point the makers run at every N of ``scaling`` over ``scaling_seeds
 
 Outputs under ``OUT/<name>/``: ``calibration.parquet`` (one row per iteration),
 ``fill_tables.parquet`` (every iteration's table, long), ``scaling.parquet`` (one row per
-N and seed at the fixed point) and the figure ``makers_w1`` (W1 against N with the bias fit).
+N and seed at the fixed point) and the figures ``makers_w1`` and ``makers_pnl_gap`` (W1 and
+each run's |pnl_gap_rel| against N, with the fitted rate and the bias fit).
 """
 
 from __future__ import annotations
@@ -343,13 +344,19 @@ def scaling(plan: MakersLoopPlan, theta: dict | None, pool) -> tuple[list[dict],
     Returns
     -------
     (rows, summary) : tuple of (list of dict, dict)
-        One metrics row per N and seed; and ``w1_bias`` with its interval and rate (W1 =
-        b + C N^-r), ``pnl_gap_rel`` with its interval at each N (``pnl_gap_rel_N<n>``).
+        One metrics row per N and seed, with its own ``pnl_gap_rel``; and ``w1_bias`` with its
+        interval and rate (W1 = b + C N^-r), ``pnl_gap_bias`` likewise for the runs'
+        |pnl_gap_rel|, and ``pnl_gap_rel`` with its interval at each N (``pnl_gap_rel_N<n>``).
     """
     jobs = [(spec_at(plan, n, theta), seed) for n in plan.scaling for seed in plan.scaling_seeds]
     rows = [o["metrics"] for o in pool.map(_observe, jobs)]
-    fit = fit_with_bias([r["N"] for r in rows], [r["w1"] for r in rows])
-    summary = {"w1_bias": fit.bias, "w1_bias_lo": fit.bias_ci[0], "w1_bias_hi": fit.bias_ci[1], "w1_rate": fit.rate}
+    for r in rows:
+        r["pnl_gap_rel"] = r["pnl"] / r["mf_pnl"] - 1
+    summary = {}
+    for metric, values in (("w1", [r["w1"] for r in rows]), ("pnl_gap", [abs(r["pnl_gap_rel"]) for r in rows])):
+        fit = fit_with_bias([r["N"] for r in rows], values)
+        summary.update({f"{metric}_bias": fit.bias, f"{metric}_bias_lo": fit.bias_ci[0],
+                        f"{metric}_bias_hi": fit.bias_ci[1], f"{metric}_rate": fit.rate})
     for n in plan.scaling:
         gap = pnl_gap([r for r in rows if r["N"] == n])
         summary.update({f"{key}_N{n}": value for key, value in gap.items() if key.startswith("pnl_gap")})
@@ -419,7 +426,7 @@ def run(plan: MakersLoopPlan, pool, verbose: bool = True, keep=None) -> MakersLo
 
 
 def write(result: MakersLoopResult, out) -> None:
-    """Write the loop's tables and the W1 figure into the folder ``out`` (which exists and is locked).
+    """Write the loop's tables and its figures into the folder ``out`` (which exists and is locked).
 
     Parameters
     ----------
@@ -430,9 +437,11 @@ def write(result: MakersLoopResult, out) -> None:
     atomic_write(out / "fill_tables.parquet", pl.DataFrame(result.tables).write_parquet)
     runs = pl.DataFrame(result.scaling)
     atomic_write(out / "scaling.parquet", runs.write_parquet)
-    n, w1 = runs["N"].to_numpy(), runs["w1"].to_numpy()
-    save_figure(plot_convergence(n, w1, fit_power_law(n, w1), metric="w1", bias_fit=fit_with_bias(n, w1)),
-                out / "makers_w1")
+    n = runs["N"].to_numpy()
+    for metric, values, stem in (("w1", runs["w1"].to_numpy(), "makers_w1"),
+                                 ("|pnl_gap_rel|", np.abs(runs["pnl_gap_rel"].to_numpy()), "makers_pnl_gap")):
+        save_figure(plot_convergence(n, values, fit_power_law(n, values), metric=metric,
+                                     bias_fit=fit_with_bias(n, values)), out / stem)
 
 
 def summary_text(result: MakersLoopResult) -> str:
@@ -459,4 +468,6 @@ def summary_text(result: MakersLoopResult) -> str:
     lines.append(f"  across N {list(result.plan.scaling)}: W1 = b + C N^-r with b = {s['w1_bias']:.4f} "
                  f"[{s['w1_bias_lo']:.4f}, {s['w1_bias_hi']:.4f}], r = {s['w1_rate']:.2f}")
     lines.append("  pnl_gap_rel by N: " + ", ".join(f"{n}: {s[f'pnl_gap_rel_N{n}']:+.3f}" for n in result.plan.scaling))
+    lines.append(f"  each run's |pnl_gap_rel| = b + C N^-r with b = {s['pnl_gap_bias']:.4f} "
+                 f"[{s['pnl_gap_bias_lo']:.4f}, {s['pnl_gap_bias_hi']:.4f}], r = {s['pnl_gap_rate']:.2f}")
     return "\n".join(lines)
