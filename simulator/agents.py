@@ -15,7 +15,7 @@ units ``q`` for strategies and in lots in the book (``lots_per_unit`` lots per u
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -423,7 +423,8 @@ class MarketMakers:
             ``"mfg_tick"`` makers whose fixed-point iteration cycles get the mixed equilibrium
             of fictitious play (:func:`mfg.market_making.makers_equilibrium`).
         """
-        return _maker_mean_field(self, float(T), int(n_steps))
+        # the game does not depend on how many makers play it: one solve serves every N
+        return _maker_mean_field(replace(self, count=1) if self.model != "table" else self, float(T), int(n_steps))
 
     def memory_estimate(self, T: float, n_steps: int) -> int:
         """Rough peak memory of these makers' quote tables for a run of ``n_steps`` steps,
