@@ -11,7 +11,7 @@ its bootstrap interval; ``pnl_gap_bias``, the same fit to each run's |pnl_gap_re
 runs per iteration it measured it from.
 
     python benchmarks/makers_loop.py            # N up to 10^4, 16 seeds per N; then the loop again with its
-                                                # table measured at N = 300, from 8 and 32 seeds (~5 min)
+                                                # table measured at N = 300, from 8 and 32 seeds (~4.5 min)
     python benchmarks/makers_loop.py --quick    # N up to 100, 8 seeds per N
 """
 
