@@ -124,33 +124,37 @@ def fit_power_law(n, values, *, n_boot: int = 1000, level: float = 0.95, seed: i
     return PowerFit(slope, intercept, ci, tuple(int(k) for k in ns), tuple(float(m) for m in means))
 
 
-def _bias_fit(ns, means):
-    """(b, C, r) minimising Σ (b + C N^-r - W)² over r in [0.02, 3]."""
-    ns, means = np.asarray(ns, dtype=float), np.asarray(means, dtype=float)
-    centred = means - means.mean()
+def _bias_fits(ns, means):
+    """(b, C, r) minimising Σ (b + C N^-r - W)² over r in [0.02, 3], for each row of ``means``.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (rows, 3)
+    """
+    ns, means = np.asarray(ns, dtype=float), np.atleast_2d(np.asarray(means, dtype=float))
+    average = means.mean(axis=-1, keepdims=True)
+    centred = means - average
 
     def fit(r):
-        """(b, C) and the squared error at each r: a straight-line fit of W against x = N^-r."""
-        x = ns[None, :] ** -np.atleast_1d(r)[:, None]
-        dx = x - x.mean(axis=1, keepdims=True)
-        sxx = np.maximum(np.sum(dx * dx, axis=1), 1e-300)
-        C = np.sum(dx * centred, axis=1) / sxx
-        b = means.mean() - C * x.mean(axis=1)
-        return b, C, np.sum((b[:, None] + C[:, None] * x - means) ** 2, axis=1)
+        """(b, C) and the squared error at each r (rows × rates): a straight-line fit of W against x = N^-r."""
+        x = ns ** -r[..., None]
+        dx = x - x.mean(axis=-1, keepdims=True)
+        sxx = np.maximum(np.sum(dx * dx, axis=-1), 1e-300)
+        C = np.sum(dx * centred[:, None, :], axis=-1) / sxx
+        b = average - C * x.mean(axis=-1)
+        return b, C, np.sum((b[..., None] + C[..., None] * x - means[:, None, :]) ** 2, axis=-1)
 
     grid = np.linspace(0.02, 3.0, 300)
-    i = int(np.argmin(fit(grid)[2]))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-    for _ in range(60):  # golden-section refinement around the best grid point
+    i = np.argmin(fit(np.broadcast_to(grid, (means.shape[0], grid.size)))[2], axis=1)
+    lo, hi = grid[np.maximum(i - 1, 0)], grid[np.minimum(i + 1, grid.size - 1)]
+    for _ in range(60):  # golden-section refinement around each row's best grid point
         m1, m2 = lo + 0.382 * (hi - lo), lo + 0.618 * (hi - lo)
-        err = fit(np.array([m1, m2]))[2]
-        if err[0] < err[1]:
-            hi = m2
-        else:
-            lo = m1
+        err = fit(np.stack([m1, m2], axis=1))[2]
+        left = err[:, 0] < err[:, 1]
+        hi, lo = np.where(left, m2, hi), np.where(left, lo, m1)
     r = 0.5 * (lo + hi)
-    b, C, _ = fit(r)
-    return float(b[0]), float(C[0]), float(r)
+    b, C, _ = fit(r[:, None])
+    return np.stack([b[:, 0], C[:, 0], r], axis=1)
 
 
 def fit_with_bias(n, values, *, n_boot: int = 300, level: float = 0.95, seed: int = 0) -> BiasFit:
@@ -169,10 +173,11 @@ def fit_with_bias(n, values, *, n_boot: int = 300, level: float = 0.95, seed: in
     if ns.size < 3:
         raise ValueError("the bias model b + C N^-r needs at least three values of N")
     means = np.array([g.mean() for g in groups])
-    b, C, r = _bias_fit(ns, means)
+    b, C, r = (float(x) for x in _bias_fits(ns, means)[0])
     b_ci, r_ci = (b, b), (r, r)
     if any(g.size > 1 for g in groups):
-        boot = _bootstrap(groups, lambda m: _bias_fit(ns, m), n_boot, np.random.default_rng(seed))
+        # every resample's fit at once: the same draws and, row by row, the same arithmetic
+        boot = _bias_fits(ns, _bootstrap(groups, lambda m: m, n_boot, np.random.default_rng(seed)))
         a = (1 - level) / 2
         b_ci = (float(np.quantile(boot[:, 0], a)), float(np.quantile(boot[:, 0], 1 - a)))
         r_ci = (float(np.quantile(boot[:, 2], a)), float(np.quantile(boot[:, 2], 1 - a)))

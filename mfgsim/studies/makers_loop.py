@@ -343,24 +343,26 @@ def scaling(plan: MakersLoopPlan, theta: dict | None, pool) -> tuple[list[dict],
 
     Returns
     -------
-    (rows, summary) : tuple of (list of dict, dict)
-        One metrics row per N and seed, with its own ``pnl_gap_rel``; and ``w1_bias`` with its
+    (rows, summary, fits) : tuple of (list of dict, dict, dict)
+        One metrics row per N and seed, with its own ``pnl_gap_rel``; ``w1_bias`` with its
         interval and rate (W1 = b + C N^-r), ``pnl_gap_bias`` likewise for the runs'
-        |pnl_gap_rel|, and ``pnl_gap_rel`` with its interval at each N (``pnl_gap_rel_N<n>``).
+        |pnl_gap_rel|, and ``pnl_gap_rel`` with its interval at each N (``pnl_gap_rel_N<n>``);
+        the two bias fits (:class:`analysis.convergence.BiasFit`) by metric, ``w1`` and
+        ``pnl_gap``.
     """
     jobs = [(spec_at(plan, n, theta), seed) for n in plan.scaling for seed in plan.scaling_seeds]
     rows = [o["metrics"] for o in pool.map(_observe, jobs)]
     for r in rows:
         r["pnl_gap_rel"] = r["pnl"] / r["mf_pnl"] - 1
-    summary = {}
+    summary, fits = {}, {}
     for metric, values in (("w1", [r["w1"] for r in rows]), ("pnl_gap", [abs(r["pnl_gap_rel"]) for r in rows])):
-        fit = fit_with_bias([r["N"] for r in rows], values)
+        fit = fits[metric] = fit_with_bias([r["N"] for r in rows], values)
         summary.update({f"{metric}_bias": fit.bias, f"{metric}_bias_lo": fit.bias_ci[0],
                         f"{metric}_bias_hi": fit.bias_ci[1], f"{metric}_rate": fit.rate})
     for n in plan.scaling:
         gap = pnl_gap([r for r in rows if r["N"] == n])
         summary.update({f"{key}_N{n}": value for key, value in gap.items() if key.startswith("pnl_gap")})
-    return rows, summary
+    return rows, summary, fits
 
 
 @dataclass(frozen=True)
@@ -379,7 +381,9 @@ class MakersLoopResult:
     scaling : list of dict
         One metrics row per N and seed at the fixed point.
     summary : dict
-        ``w1_bias`` and the P&L gaps by N (:func:`scaling`).
+        ``w1_bias``, ``pnl_gap_bias`` and the P&L gaps by N (:func:`scaling`).
+    fits : dict
+        The bias fits of W1 and of the runs' |pnl_gap_rel| (:func:`scaling`), for the figures.
     """
 
     plan: MakersLoopPlan
@@ -388,6 +392,7 @@ class MakersLoopResult:
     fixed: dict | None
     scaling: list[dict]
     summary: dict
+    fits: dict
 
     @property
     def converged(self) -> bool:
@@ -421,8 +426,7 @@ def run(plan: MakersLoopPlan, pool, verbose: bool = True, keep=None) -> MakersLo
                   f"W1 {row['w1']:.3f}", flush=True)
 
     rows, tables, fixed = calibrate(plan, pool, say)
-    scaling_rows, summary = scaling(plan, fixed, pool)
-    return MakersLoopResult(plan, rows, tables, fixed, scaling_rows, summary)
+    return MakersLoopResult(plan, rows, tables, fixed, *scaling(plan, fixed, pool))
 
 
 def write(result: MakersLoopResult, out) -> None:
@@ -438,10 +442,11 @@ def write(result: MakersLoopResult, out) -> None:
     runs = pl.DataFrame(result.scaling)
     atomic_write(out / "scaling.parquet", runs.write_parquet)
     n = runs["N"].to_numpy()
-    for metric, values, stem in (("w1", runs["w1"].to_numpy(), "makers_w1"),
-                                 ("|pnl_gap_rel|", np.abs(runs["pnl_gap_rel"].to_numpy()), "makers_pnl_gap")):
+    for key, metric, values, stem in (
+            ("w1", "w1", runs["w1"].to_numpy(), "makers_w1"),
+            ("pnl_gap", "|pnl_gap_rel|", np.abs(runs["pnl_gap_rel"].to_numpy()), "makers_pnl_gap")):
         save_figure(plot_convergence(n, values, fit_power_law(n, values), metric=metric,
-                                     bias_fit=fit_with_bias(n, values)), out / stem)
+                                     bias_fit=result.fits[key]), out / stem)
 
 
 def summary_text(result: MakersLoopResult) -> str:
