@@ -331,7 +331,7 @@ def calibrate(plan: MakersLoopPlan, pool, progress=None) -> tuple[list[dict], li
     return rows, tables, theta
 
 
-def scaling(plan: MakersLoopPlan, theta: dict | None, pool) -> tuple[list[dict], dict]:
+def scaling(plan: MakersLoopPlan, theta: dict | None, pool) -> tuple[list[dict], dict, dict]:
     """The makers of the fixed point at every N of ``scaling``, on fresh seeds.
 
     Parameters
