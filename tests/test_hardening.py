@@ -198,6 +198,10 @@ elif kind == "jump":
     estimate = jump_memory(mm, b)
 else:
     makers = MarketMakers(count=4, model="mfg", max_inventory=a, fill_intensity=20.0, quote_size=1)
+    if kind == "mixed":  # a lattice game with no pure equilibrium: fictitious play, quotes drawn in groups
+        makers = MarketMakers(count=300, model="mfg_tick", lattice=(1.0, 2.0), table_means=(1.0, 2.0),
+                              table_rates=((10.0, 20.0), (6.0, 8.0)), max_inventory=a, fill_intensity=20.0,
+                              quote_size=1)
     noise = NoiseFlow(limit_rate=0.0, market_rate=40.0, cancel_rate=0.0, max_size=1)
     spec = MarketSpec(T=1.0, dt=1.0 / b, makers=makers, noise=noise, scale_with="makers", record_every=1,
                       warmup_steps=0, max_trades_kept=0)
@@ -207,11 +211,13 @@ print(peak() - before, estimate)
 """
 
 
-@pytest.mark.parametrize("kind, a, b", [("fd", 801, 800), ("jump", 100, 5000), ("makers", 40, 4000)])
+@pytest.mark.parametrize("kind, a, b", [("fd", 801, 800), ("jump", 100, 5000), ("makers", 40, 4000),
+                                         ("mixed", 3, 500)])
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from /proc")
 def test_memory_estimates_bound_the_solvers_and_makers(kind, a, b):
     """The estimates `mfgsim solve` and the makers' studies check are upper bounds on the
-    measured peak (an FD solve and its Parquet file, a jump solve, a book of MFG makers)."""
+    measured peak (an FD solve and its Parquet file, a jump solve, a book of MFG makers, a
+    book of makers playing a mixed lattice equilibrium)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run([sys.executable, "-c", MEASURE_SOLVERS, kind, str(a), str(b)], env=env,
                             capture_output=True, text=True, timeout=300, check=True)
