@@ -581,35 +581,33 @@ def fictitious_makers(model: MarketMakingMFG | TickMarketMakingMFG, n_t: int = 1
     t = time_grid(model.T, n_t)
     coupling = np.asarray(model.initial_coupling(t), dtype=np.float64)
     levels = tuple(float(x) for x in model.quotes) if isinstance(model, TickMarketMakingMFG) else ()
-    law, pnl, residuals = None, 0.0, []
+    averaged, pnl, residuals = [], 0.0, []
     for i in range(iterations):
         br = best_response(model, t, coupling)
         produced = model.coupling_from(SolvedPopulation(br.m, br.quotes, br.rates), t)
         w = 1.0 / (i + 1)  # the first average is the first response
-        # what each side's quote does where the law sits: its flow of mass, of quote, of rate
-        # and, on a lattice, of each level; at the law's empty states the choices themselves
+        # the law, and what each side's quote does where it sits: its flow of mass, of quote, of
+        # rate and, on a lattice, of each level; at the law's empty states the choices themselves
         posted = ~np.isnan(br.quotes)
-        flows = [np.where(posted, br.m, 0.0), np.where(posted, br.m * np.nan_to_num(br.quotes), 0.0),
+        flows = [br.m, np.where(posted, br.m, 0.0), np.where(posted, br.m * np.nan_to_num(br.quotes), 0.0),
                  br.m * br.rates]
         if levels:
             choice = br.quotes[..., None] == np.asarray(levels)
             flows += [br.m[..., None] * choice, choice.astype(np.float64)]
-        if law is None:
-            law, averaged = br.m, flows
-        else:
-            law = law + w * (br.m - law)
-            averaged = [a + w * (f - a) for a, f in zip(averaged, flows)]
+        averaged = flows if i == 0 else [a + w * (f - a) for a, f in zip(averaged, flows)]
         pnl += w * (br.expected_jump_income() - pnl)
         step = w * (produced - coupling)
         coupling = coupling + step
         residuals.append(float(np.max(np.abs(step))))
+    law, posted_mass, quote_mass, rate_mass, *lattice = averaged
     with np.errstate(invalid="ignore", divide="ignore"):
         mass = law > 1e-300
-        rates = np.where(mass, averaged[2] / law, 0.0)
-        quote = np.where(averaged[0] > 1e-300, averaged[1] / averaged[0], np.nan)
+        rates = np.where(mass, rate_mass / law, 0.0)
+        quote = np.where(posted_mass > 1e-300, quote_mass / posted_mass, np.nan)
         policy = None
         if levels:
-            policy = np.where(mass[..., None], averaged[3] / law[..., None], averaged[4])
+            level_mass, choices = lattice
+            policy = np.where(mass[..., None], level_mass / law[..., None], choices)
     return MixedEquilibrium(t, coupling[0], coupling[1], law, float(pnl), tuple(residuals), quote[0], quote[1],
                             rates, levels, policy)
 

@@ -84,7 +84,7 @@ def test_draws_follow_the_policy():
 
 
 def test_book_makers_play_a_mixed_equilibrium():
-    """"mfg_tick" makers on a table whose equilibrium is mixed run in the book: each posted
+    """Makers of model "mfg_tick" on a table whose equilibrium is mixed run in the book: each posted
     quote is two ticks as often as the policy says at the maker's time and inventory, the same
     seed gives the same bytes, and the tables cannot be read without a seed."""
     from mfgsim.studies.makers import posted_quotes

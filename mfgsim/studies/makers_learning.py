@@ -43,7 +43,7 @@ import numpy as np
 from analysis.primitives import PrimitiveError, pool_fill_tables
 from mfg.jump import SolvedPopulation, best_response
 from mfg.market_making import TickMarketMakingMFG, makers_equilibrium
-from simulator.agents import quotes_on_steps
+from simulator.agents import MIXED_ITERATIONS, quotes_on_steps
 from simulator.market import run_market
 
 from ..config import check_memory
@@ -192,14 +192,14 @@ def lattice_mfg(makers, T: float, steps: int, sub: int):
 
     Anderson to 1e-8 ticks when the equilibrium is pure; when that cycles (the makers,
     alike at t = 0, split between two levels), the mixed equilibrium of fictitious play
-    (:func:`mfg.market_making.makers_equilibrium`, 400 best responses).
+    (:func:`mfg.market_making.makers_equilibrium`, as many best responses as the book's makers use).
 
     Returns
     -------
     mfg.market_making.MarketMakingSolution or mfg.market_making.MixedEquilibrium
         Either has ``t``, ``mean_bid``, ``mean_ask``, ``spread()`` and ``expected_pnl()``.
     """
-    return makers_equilibrium(_game(makers, T), steps * sub, tol=1e-8, iterations=400)
+    return makers_equilibrium(_game(makers, T), steps * sub, tol=1e-8, iterations=MIXED_ITERATIONS)
 
 
 def _on_nodes(per_step: np.ndarray, sub: int) -> np.ndarray:
