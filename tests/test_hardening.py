@@ -284,6 +284,24 @@ def test_outputs_respect_the_umask(tmp_path, umask, mode):
     assert shards and all(stat.S_IMODE(p.stat().st_mode) == mode for p in shards)
 
 
+@pytest.mark.parametrize("where", ["close", "write", "replace"])
+def test_an_interrupted_atomic_write_leaves_no_file(tmp_path, monkeypatch, where):
+    # Ctrl-C is raised at the first bytecode after a system call returns: right after the
+    # temporary file is created, in the middle of the write, or at the rename
+    import mfg.io
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if where in ("close", "replace"):
+        monkeypatch.setattr(mfg.io.os, where, interrupt)
+    frame = pl.DataFrame({"a": [1]})
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "f.parquet", interrupt if where == "write" else frame.write_parquet)
+    monkeypatch.undo()
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_second_process_on_the_same_output_folder_is_refused(tmp_path, capsys):
     path = write(tmp_path, NASH, "tiny_nash")
     with output_lock(tmp_path / "out" / "tiny_nash"):
