@@ -404,6 +404,22 @@ class MarketMakers:
         """The ``"mfg_tick"`` MFG's quotes: the premia, or the lattice (ticks)."""
         return self.premia or self.lattice
 
+    def lattice_game(self, T: float) -> TickMarketMakingMFG:
+        """The lattice market-making MFG these makers play on [0, T]: their risk aversion,
+        volatility, inventory limit, :attr:`quotes` and :meth:`intensity`.
+
+        Parameters
+        ----------
+        T : float
+            Horizon (time units).
+
+        Returns
+        -------
+        mfg.market_making.TickMarketMakingMFG
+        """
+        return TickMarketMakingMFG(gamma=self.risk_aversion, sigma=self.volatility, quotes=self.quotes,
+                                   intensity=self.intensity(), max_inventory=self.max_inventory, T=T)
+
     def mean_field(self, T: float, n_steps: int):
         """The market-making MFG of these makers (all flat at t = 0) on [0, T].
 
@@ -533,8 +549,7 @@ def _posting_offsets(premia: tuple, lattice: tuple, quotes: np.ndarray) -> np.nd
 def _mean_field_model(makers: MarketMakers, T: float):
     """The market-making MFG these makers quote (``"mfg"`` or ``"mfg_tick"``)."""
     if makers.model == "mfg_tick":
-        return TickMarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, quotes=makers.quotes,
-                                   intensity=makers.intensity(), max_inventory=makers.max_inventory, T=T)
+        return makers.lattice_game(T)
     return MarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, A=makers.fill_intensity,
                            k=makers.fill_decay, competition=makers.competition, max_inventory=makers.max_inventory,
                            T=T)

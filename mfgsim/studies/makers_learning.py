@@ -42,7 +42,7 @@ import numpy as np
 
 from analysis.primitives import PrimitiveError, pool_fill_tables
 from mfg.jump import SolvedPopulation, best_response
-from mfg.market_making import TickMarketMakingMFG, makers_equilibrium
+from mfg.market_making import makers_equilibrium
 from simulator.agents import MIXED_ITERATIONS, quotes_on_steps
 from simulator.market import run_market
 
@@ -182,11 +182,6 @@ def _observe(args) -> dict:
     return out
 
 
-def _game(makers, T: float) -> TickMarketMakingMFG:
-    return TickMarketMakingMFG(gamma=makers.risk_aversion, sigma=makers.volatility, quotes=makers.quotes,
-                               intensity=makers.intensity(), max_inventory=makers.max_inventory, T=T)
-
-
 def lattice_mfg(makers, T: float, steps: int, sub: int):
     """The lattice MFG of ``makers`` (their measured table) on ``steps * sub`` steps.
 
@@ -199,7 +194,7 @@ def lattice_mfg(makers, T: float, steps: int, sub: int):
     mfg.market_making.MarketMakingSolution or mfg.market_making.MixedEquilibrium
         Either has ``t``, ``mean_bid``, ``mean_ask``, ``spread()`` and ``expected_pnl()``.
     """
-    return makers_equilibrium(_game(makers, T), steps * sub, tol=1e-8, iterations=MIXED_ITERATIONS)
+    return makers_equilibrium(makers.lattice_game(T), steps * sub, tol=1e-8, iterations=MIXED_ITERATIONS)
 
 
 def _on_nodes(per_step: np.ndarray, sub: int) -> np.ndarray:
@@ -296,7 +291,7 @@ def _learn(plan: MakersLearningPlan, pool, keep, n: int) -> list[dict]:
         row = {"round": r, "population": "makers", "learner": plan.learner, "n_makers": n, "seeds": len(seeds),
                "weight": plan.weight(r)}
         if plan.learner == "model":
-            game = _game(learned.makers, T)
+            game = learned.makers.lattice_game(T)
             coupling = game.initial_coupling(mf.t) if belief is None else _on_nodes(belief, sub)
             policy = best_response(game, mf.t, coupling)
             produced = game.coupling_from(SolvedPopulation(policy.m, policy.quotes, policy.rates), mf.t)
