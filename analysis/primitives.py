@@ -498,7 +498,7 @@ def _bootstrap_draws(curves, weights, fit_exponent: bool, exponent: float, decay
 
 
 def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tail: float = 0.2,
-                   exponent: float | None = 1.0, shares=None) -> dict:
+                   exponent: float | None = 1.0, shares=None, observed: ImpactCurve | None = None) -> dict:
     """Fit the propagator without one curve and predict that curve's peak and plateau.
 
     Parameters
@@ -510,6 +510,9 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
         As in :func:`fit_propagator` (``shares`` for the curves kept, in their order).
     tail : float
         Fraction of the post-trading records averaged for the plateau.
+    observed : ImpactCurve, optional
+        The same trading on other seeds (as many as its plateau needs): the prediction is
+        compared with its peak and plateau instead of the held-out curve's own.
 
     Returns
     -------
@@ -523,7 +526,8 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
     curves = list(curves)
     names = [c.name for c in curves]
     check.choice("held_out", held_out, names)
-    target = curves[names.index(held_out)]
+    target = curves[names.index(held_out)] if observed is None else observed
+    check.require(isinstance(target, ImpactCurve), "observed", observed, "expected an ImpactCurve")
     end = target.end_index
     n = target.rates.shape[1]
     if not 0 < end < n - 1:

@@ -39,7 +39,7 @@ def main(argv=None):
     import statistics
     import time
 
-    from mfg.fd import LQCrowdingModel, solve
+    from mfg.fd import solve
     from mfgsim.build import market_objects
     from mfgsim.engines import make_engine
     from mfgsim.studies import calibration, measured
@@ -67,7 +67,9 @@ def main(argv=None):
              iterations=int(last["iteration"]), converged=result.converged)
     measured_plan = calibration.load(ROOT / "runs" / "closed_loop_measured.toml")
     scaling = measured_plan.settings.scaling
-    loop_only = dataclasses.replace(measured_plan, settings=dataclasses.replace(measured_plan.settings, scaling=()))
+    # the held-out sizes' fresh seeds only check the kernel; the loop's numbers never see them
+    loop_only = dataclasses.replace(measured_plan, settings=dataclasses.replace(measured_plan.settings, scaling=()),
+                                    meta_orders=dataclasses.replace(measured_plan.meta_orders, held_out_seeds=()))
     start = time.perf_counter()
     result = calibration.run(loop_only, verbose=False)
     per_iteration = statistics.median(row["seconds"] for row in result.rows)
@@ -81,8 +83,7 @@ def main(argv=None):
     configs["measured"] = fixed.configured(measured_plan.points[0])
     model, spec = market_objects(configs["measured"], plan.source)
     crowd = spec.crowd
-    fd_model = LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
-                               impact_exponent=crowd.impact_exponent)
+    fd_model = crowd.fd_model()
     times = []
     for _ in range(5):
         start = time.perf_counter()

@@ -327,17 +327,24 @@ class LQCrowdingModel(MFGModel):
         with f(μ) = sign(μ)|μ|^δ (:func:`mfg.closed_form.instantaneous_impact`); the agents
         take the crowd's price path as given, so only the trend changes. The closed form is
         exact for 1 only.
+    permanent_exponent : float or None
+        δ∞ > 0 of the permanent terms (ρ_i = 0), which then move by κ_i f∞(μ) with
+        f∞(μ) = sign(μ)|μ|^δ∞: a lasting impact that grows with size otherwise than the
+        transient one. None: δ.
     """
 
     closed_form: LQCrowding
     cost_exponent: float = 2.0
     spread_cost: float = 0.0
     impact_exponent: float = 1.0
+    permanent_exponent: float | None = None
 
     def __post_init__(self):
         check.number("cost_exponent", self.cost_exponent, lo=1.0, hi=2.0, lo_open=True)
         check.number("spread_cost", self.spread_cost, lo=0.0)
         check.number("impact_exponent", self.impact_exponent, lo=0.0, lo_open=True)
+        if self.permanent_exponent is not None:
+            check.number("permanent_exponent", self.permanent_exponent, lo=0.0, lo_open=True)
 
     @property
     def n_types(self):
@@ -384,8 +391,8 @@ class LQCrowdingModel(MFGModel):
         """The crowd's impact Y = Σ_i Y_i at the grid times for the step rates μ.
 
         Y_i(0) = 0 and, over a step, ``Y_{n+1} = Y_n e^{-ρ dt} + κ f(μ_n) (1 - e^{-ρ dt})/ρ``
-        for each term (κ, ρ) of the kernel (``Y_n + κ f(μ_n) dt`` at ρ = 0), f(μ) = μ unless
-        ``impact_exponent`` says otherwise.
+        for each term (κ, ρ) of the kernel (``Y_n + κ f∞(μ_n) dt`` at ρ = 0), f(μ) = μ unless
+        ``impact_exponent`` says otherwise, f∞ = f unless ``permanent_exponent`` does.
 
         Parameters
         ----------
@@ -398,8 +405,27 @@ class LQCrowdingModel(MFGModel):
         numpy.ndarray of float64, shape (N+1,)
             Y (price units).
         """
+        return sum(path for _, path in self.term_paths(mu, grid.dt))
+
+    def term_paths(self, mu: np.ndarray, dt: float) -> list[tuple[float, np.ndarray]]:
+        """Each term's part Y_i of :meth:`impact_path`, with its decay rate.
+
+        Parameters
+        ----------
+        mu : numpy.ndarray of float64, shape (N,)
+            Mean rate on each step (shares per time): the model's or a book's.
+        dt : float
+            The step (time units).
+
+        Returns
+        -------
+        list of (float, numpy.ndarray of float64 of shape (N+1,))
+            (ρ_i, Y_i) per term of ``closed_form.impact_terms``; ρ_i = 0 for a permanent term.
+        """
         flow = instantaneous_impact(mu, self.impact_exponent)
-        return sum(kappa * decaying_impact(flow, grid.dt, rho) for kappa, rho in self.closed_form.impact_terms)
+        lasting = flow if self.permanent_exponent is None else instantaneous_impact(mu, self.permanent_exponent)
+        return [(rho, kappa * decaying_impact(lasting if rho == 0 else flow, dt, rho))
+                for kappa, rho in self.closed_form.impact_terms]
 
     def coupling_from(self, m, rates, grid):
         """Implements `MFGModel.coupling_from`: μ, the weighted mean of the types' rates."""

@@ -272,7 +272,7 @@ class Section:
             if f.name not in self.data:
                 continue
             value = self.data[f.name]
-            if f.type in ("float", float) and check.is_integer(value):
+            if f.type in ("float", float, "float | None") and check.is_integer(value):
                 value = float(value)
             kwargs[f.name] = value
         self.done()

@@ -622,6 +622,8 @@ class ExecutionCrowd:
         a >= 0 of that cost (price per model unit), e.g. the measured half-spread.
     impact_exponent : float
         δ > 0 of the nonlinear propagator ``"mfg_fd"`` solves with (1: linear).
+    permanent_impact_exponent : float or None
+        δ∞ > 0 of that propagator's permanent part, when it has its own (None: δ).
     feedback : numpy.ndarray of float64 or None
         For ``"feedback"``: a policy given as a table, ν(t, x) on ``fd_grid``'s nodes, shape
         (J, n_t + 1, n_x), one row per type (model units per time), read as ``"mfg_fd"``
@@ -639,6 +641,7 @@ class ExecutionCrowd:
     cost_exponent: float = 2.0
     spread_cost: float = 0.0
     impact_exponent: float = 1.0
+    permanent_impact_exponent: float | None = None
     feedback: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
@@ -666,14 +669,30 @@ class ExecutionCrowd:
         check.number("crowd.cost_exponent", self.cost_exponent, lo=1.0, hi=2.0, lo_open=True)
         check.number("crowd.spread_cost", self.spread_cost, lo=0.0)
         check.number("crowd.impact_exponent", self.impact_exponent, lo=0.0, lo_open=True)
-        if (self.cost_exponent, self.spread_cost, self.impact_exponent) != (2.0, 0.0, 1.0):
+        if self.permanent_impact_exponent is not None:
+            check.number("crowd.permanent_impact_exponent", self.permanent_impact_exponent, lo=0.0, lo_open=True)
+        if (self.cost_exponent, self.spread_cost, self.impact_exponent, self.permanent_impact_exponent) != (
+                2.0, 0.0, 1.0, None):
             # a given table was solved elsewhere; its agents' own speed friction k|ν|^α stays theirs
             check.require(self.strategy in ("mfg_fd", "feedback"), "crowd.strategy", self.strategy,
-                          "cost_exponent != 2, spread_cost > 0 or impact_exponent != 1 are solved by 'mfg_fd' only")
+                          "cost_exponent != 2, spread_cost > 0, impact_exponent != 1 or a permanent_impact_exponent "
+                          "are solved by 'mfg_fd' only")
         if self.strategy.startswith("nash"):
             check.require(len(self.model.types) == 1 and self.model.c == 0 and self.model.rho == 0
                           and not self.model.transient, "crowd.strategy", self.strategy,
                           "the N-player game needs one preference type, c = 0, rho = 0 and no transient terms")
+
+    def fd_model(self):
+        """The FD solver's model of this crowd: its LQ model with its trading cost and propagator.
+
+        Returns
+        -------
+        mfg.fd.LQCrowdingModel
+        """
+        from mfg.fd import LQCrowdingModel
+
+        return LQCrowdingModel(self.model, cost_exponent=self.cost_exponent, spread_cost=self.spread_cost,
+                               impact_exponent=self.impact_exponent, permanent_exponent=self.permanent_impact_exponent)
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Draw the agents' types (by the type weights) and initial inventories.
@@ -773,10 +792,9 @@ def strategy_tables(crowd: ExecutionCrowd, t: np.ndarray, dt: float) -> Strategy
         g = crowd.fd_grid
         return _checked(StrategyTables(a, b, c, np.ascontiguousarray(crowd.feedback), g.x_min, g.dx, g.dt), crowd, dt)
     else:  # mfg_fd
-        from mfg.fd import LQCrowdingModel, solve
+        from mfg.fd import solve
 
-        sol = solve(LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
-                                    impact_exponent=crowd.impact_exponent), crowd.fd_grid)
+        sol = solve(crowd.fd_model(), crowd.fd_grid)
         g = sol.grid
         return _checked(StrategyTables(a, b, c, np.ascontiguousarray(sol.control), g.x_min, g.dx, g.dt), crowd, dt)
     return _checked(StrategyTables(a, b, c, empty), crowd, dt)

@@ -278,7 +278,8 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     path = tmp_path / "measured.toml"
     path.write_text(MEASURED.format(tol=0.5, max_iter=2).replace("n_boot = 5\n",
                                                                  "n_boot = 5\nscaling = [10, 20, 30]\n"
-                                                                 "scaling_seeds = 2\nscaling_recalibrate = true\n"))
+                                                                 "scaling_seeds = 2\nscaling_recalibrate = true\n")
+                    .replace("post_steps = 50\n", "post_steps = 50\nheld_out_seeds = 3\n"))
     code = main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"])
     out = tmp_path / "measured"
     table = pl.read_parquet(out / "calibration.parquet")
@@ -293,6 +294,7 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     assert (table["price_error_rel_lo"] <= table["price_error_rel_hi"]).all()
     held_out = pl.read_parquet(out / "held_out.parquet")
     assert held_out["held_out"].to_list() == ["meta 0.5", "meta 1", "meta 2"]
+    assert held_out["observed_seeds"].to_list() == [3, 3, 3]  # fresh seeds, not the fit's 2
     printed = capsys.readouterr().out
     assert "cost_gap_rel" in printed and "price_error_rel" in printed
     assert (out / "propagator.png").exists()
@@ -329,6 +331,8 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     (lambda t: t.replace('model = "measured"', 'model = "measured"\nparameters = ["kappa"]'), "not used with"),
     (lambda t: t.replace('model = "measured"', 'model = "measured"\nscaling_recalibrate = true'),
      "scaling_recalibrate=True is not allowed; needs a scaling list"),
+    (lambda t: t.replace("post_steps = 50\n", "post_steps = 50\nheld_out_seeds = 1\n"),
+     "meta_orders.held_out_seeds=1 is not allowed; 0 (the fit's own seeds) or at least 2"),
 ])
 def test_measured_loop_bad_files(tmp_path, capsys, change, message):
     assert_calibrate_refuses(tmp_path, capsys, change(MEASURED.format(tol=0.5, max_iter=2)), "measured", message)

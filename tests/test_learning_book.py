@@ -98,6 +98,8 @@ def test_rounds_that_cannot_identify_the_cost_say_what_to_raise(tmp_path, capsys
      "lots per agent"),
     (lambda t: t.replace("seeds = 2\ndeviators", 'seeds = 2\naveraging = "adam"\ndeviators'), "learning.averaging"),
     (lambda t: t.replace("[learning]", '[learning]\npopulation = "takers"'), "learning.population"),
+    (lambda t: t.replace("[meta_orders]", "[meta_orders]\nheld_out_seeds = 8"),
+     "meta_orders.held_out_seeds=8 is not allowed; not used by learning"),
 ])
 def test_bad_learning_files(tmp_path, capsys, change, message):
     assert_calibrate_refuses(tmp_path, capsys, change(LEARN.format(rounds=3, max_error=10.0)), "learn", message,

@@ -76,6 +76,19 @@ def test_held_out_meta_order_is_predicted():
         held_out_error(curves(), "crowd")
 
 
+def test_a_held_out_size_can_be_observed_on_other_seeds():
+    own = held_out_error(curves(), "meta 1.0")
+    other = {c.name: c for c in curves(seeds=32, seed=7)}["meta 1.0"]
+    out = held_out_error(curves(), "meta 1.0", observed=other)
+    # the same kernel, fitted without the size, against the other seeds' peak and plateau
+    assert out["propagator"] == own["propagator"] and out["peak_predicted"] == own["peak_predicted"]
+    assert out["peak"] == pytest.approx(other.mean_prices[other.end_index]) and out["peak"] != own["peak"]
+    # the observed peak's noise over the other 32 seeds (as in the test above)
+    assert out["peak_se"] * abs(out["peak"]) == pytest.approx(0.01 * math.sqrt(0.5) / math.sqrt(32), rel=0.3)
+    with pytest.raises(ValueError, match="observed"):
+        held_out_error(curves(), "meta 1.0", observed=other.prices)
+
+
 def test_propagator_recovers_a_concave_instantaneous_impact():
     """Curves made with f(μ) = sign(μ)|μ|^0.6 fed to the kernel: a linear propagator cannot
     explain meta-orders of several sizes and the crowd together, the fitted δ can."""

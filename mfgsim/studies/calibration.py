@@ -134,11 +134,15 @@ class MetaOrderSettings:
     seeds : tuple of int
     post_steps : int
         Steps of relaxation recorded after the orders end.
+    held_out_seeds : tuple of int
+        Fresh seeds on which each size held out of the kernel's fit is observed (its peak
+        and plateau); empty: the fit's own ``seeds``.
     """
 
     sizes: tuple[float, ...]  # per-agent meta-order sizes, model units
     seeds: tuple[int, ...]
     post_steps: int
+    held_out_seeds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -325,8 +329,13 @@ def meta_order_settings(root) -> MetaOrderSettings | None:
         return None
     mo = root.table("meta_orders")
     n_seeds = mo.integer("seeds", 4, lo=1, hi=100_000)
+    n_held_out = mo.integer("held_out_seeds", 0, lo=0, hi=100_000)
+    if n_held_out == 1:
+        raise mo.error("held_out_seeds", 1, "0 (the fit's own seeds) or at least 2 (their spread is the "
+                                            "observed plateau's error)")
     meta = MetaOrderSettings(sizes=mo.numbers("sizes"), seeds=tuple(range(n_seeds)),
-                             post_steps=mo.integer("post_steps", 250, lo=1, hi=10**8))
+                             post_steps=mo.integer("post_steps", 250, lo=1, hi=10**8),
+                             held_out_seeds=tuple(range(20_000, 20_000 + n_held_out)))
     if any(s <= 0 for s in meta.sizes):
         raise mo.error("sizes", list(meta.sizes), "meta-order sizes must be > 0")
     mo.done()

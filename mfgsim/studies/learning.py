@@ -242,6 +242,9 @@ def load(path: str | Path) -> LearningPlan:
         max_policy_error=sec.number("max_policy_error", 2.0, lo=0.0, lo_open=True))
     sec.done()
     meta = meta_order_settings(root)
+    if meta is not None and meta.held_out_seeds:
+        raise root.table("meta_orders").error("held_out_seeds", len(meta.held_out_seeds),
+                                              "not used by learning (no size is held out of its fits)", "remove it")
     crowd = root.data.get("crowd", {})
     if "fd_grid" not in crowd:
         raise root.table("crowd").error("fd_grid", None, "the learners best-respond on an FD grid: give a "
@@ -289,8 +292,7 @@ def learner_model(config: dict, primitives: Primitives | None, source: str) -> t
     cfg = config if primitives is None else primitives.configured(config)
     model, spec = market_objects(cfg, source)
     crowd = spec.crowd
-    return model, LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
-                                  impact_exponent=crowd.impact_exponent)
+    return model, crowd.fd_model()
 
 
 def on_grid(rates: np.ndarray, dt: float, grid) -> np.ndarray:

@@ -51,8 +51,7 @@ from analysis.compare import outcome_gaps, realised_gains
 from analysis.impact import execution_cells
 from analysis.primitives import (MAX_EXPONENTIALS, ImpactCurve, Propagator, TemporaryCost, fit_propagator,
                                  fit_temporary_cost, held_out_error, impact_curve)
-from mfg.closed_form import decaying_impact, instantaneous_impact
-from mfg.fd import LQCrowdingModel, MFGSolution, solve
+from mfg.fd import MFGSolution, solve
 from simulator.market import feedback_rates, run_market
 
 from ..build import build_run, market_objects
@@ -257,14 +256,17 @@ def meta_order_curves(cfg: dict, sizes, seeds, post_steps: int, source: str, poo
         sized["model"]["types"] = [{**sized["model"]["types"][0],
                                     "m0": {"means": [float(size)], "stds": [spread * float(size)]}, "weight": 1.0}]
         sized["crowd"] = {key: value for key, value in sized["crowd"].items()
-                          if key not in ("fd_grid", "cost_exponent", "spread_cost", "impact_exponent")}
+                          if key not in ("fd_grid", "cost_exponent", "spread_cost", "impact_exponent",
+                                         "permanent_impact_exponent")}
         sized["crowd"].update(strategy="twap", stop_at_target=True)
         spec = dataclasses.replace(build_run(sized, source)["spec"], post_steps=post_steps, record_every=1,
                                    max_trades_kept=0)
-        runs = list(pool.map(run_market, [spec] * len(seeds), seeds))
+        # only each run's mid and crowd flow are kept, not its tables: hundreds of seeds fit
+        paths = [{"mid": r.market["mid"], "crowd_flow": r.market["crowd_flow"]}
+                 for r in pool.map(run_market, [spec] * len(seeds), seeds)]
         crowd = spec.crowd
-        curves.append(impact_curve(f"meta {size:g}", [r.market for r in runs], crowd.n_agents, crowd.lots_per_unit,
-                                   spec.tick_size, spec.dt))
+        curves.append(impact_curve(f"meta {size:g}", paths, crowd.n_agents, crowd.lots_per_unit, spec.tick_size,
+                                   spec.dt))
     return curves
 
 
@@ -382,8 +384,7 @@ def mean_field(model, crowd) -> MeanField:
             return out
 
         return MeanField(closed_value, t, model.price_impact(t), closed_rate, None)
-    fd_model = LQCrowdingModel(model, cost_exponent=crowd.cost_exponent, spread_cost=crowd.spread_cost,
-                               impact_exponent=crowd.impact_exponent)
+    fd_model = crowd.fd_model()
     sol = solve(fd_model, crowd.fd_grid)
     grid = sol.grid
     x = grid.x
@@ -511,14 +512,13 @@ def cost_decomposition(runs, model, spec) -> dict:
     phi = np.array([p.phi for p in model.types])
     A = np.array([p.A for p in model.types])
     second = (sol.m * g.x**2).sum(axis=2) * g.dx  # E[Q²] per type and time
-    flow = instantaneous_impact(sol.mean_rate, crowd.impact_exponent)
-    terms = [-(E_step * np.diff(kappa * decaying_impact(flow, g.dt, rho))).sum() for kappa, rho in
-             model.impact_terms]
+    fd_model = crowd.fd_model()
+    terms = [(rho, -(E_step * np.diff(path)).sum()) for rho, path in fd_model.term_paths(sol.mean_rate, g.dt)]
     model_side = {
         "spread": crowd.spread_cost * float((w * np.abs(nu) * m).sum() * g.dx * g.dt),
         "temporary": model.c * float(np.sum(sol.mean_rate**2) * g.dt),
-        "permanent_impact": float(sum(t for t, (_, rho) in zip(terms, model.impact_terms) if rho == 0)),
-        "transient_impact": float(sum(t for t, (_, rho) in zip(terms, model.impact_terms) if rho > 0)),
+        "permanent_impact": float(sum(t for rho, t in terms if rho == 0)),
+        "transient_impact": float(sum(t for rho, t in terms if rho > 0)),
         "unexplained_impact": 0.0,
         "inventory_penalty": float(model.weights @ (phi * np.trapezoid(second, g.t, axis=1) + A * second[:, -1])),
         "speed_friction": model.k * float((w * np.abs(nu) ** crowd.cost_exponent * m).sum() * g.dx * g.dt),
@@ -540,13 +540,11 @@ def cost_decomposition(runs, model, spec) -> dict:
         friction = float(np.mean(speed_penalty(run, model, crowd, mf.rate)))
         total = -float(np.mean(g_run["gain"] - g_run["start_value"])) + friction
         impact = total - shortfall - penalty - friction
-        book_flow = instantaneous_impact(np.asarray(market["crowd_flow"], float)[1: spec.n_steps + 1]
-                                         / (n * crowd.lots_per_unit * spec.dt), crowd.impact_exponent)
+        book_rate = np.asarray(market["crowd_flow"], float)[1: spec.n_steps + 1] / (n * crowd.lots_per_unit * spec.dt)
         mean_inv = inv.mean(axis=1)[: spec.n_steps]
-        parts = [-(mean_inv * np.diff(kappa * decaying_impact(book_flow, spec.dt, rho))).sum()
-                 for kappa, rho in model.impact_terms]
-        permanent = float(sum(x for x, (_, rho) in zip(parts, model.impact_terms) if rho == 0))
-        transient = float(sum(x for x, (_, rho) in zip(parts, model.impact_terms) if rho > 0))
+        parts = [(rho, -(mean_inv * np.diff(path)).sum()) for rho, path in fd_model.term_paths(book_rate, spec.dt)]
+        permanent = float(sum(x for rho, x in parts if rho == 0))
+        transient = float(sum(x for rho, x in parts if rho > 0))
         for key, v in (("spread", spread), ("temporary", shortfall - spread), ("permanent_impact", permanent),
                        ("transient_impact", transient), ("unexplained_impact", impact - permanent - transient),
                        ("inventory_penalty", penalty), ("speed_friction", friction), ("total", total)):
@@ -596,8 +594,9 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
     (rows, held_out, last) : tuple of (list of dict, list of dict, dict)
         One row per iteration: the primitives the agents traded on, the measured ones
         (``hat_`` columns, with standard errors), the distance, the outcomes; one row per
-        meta-order size: its peak and plateau predicted by the kernel fitted, at the last
-        iteration, without it (:func:`analysis.primitives.held_out_error`); and the last
+        meta-order size: its peak and plateau (observed on ``held_out_seeds`` when the file
+        gives them, with ``observed_seeds`` saying how many) predicted by the kernel fitted, at
+        the last iteration, without it (:func:`analysis.primitives.held_out_error`); and the last
         iteration's ``curves`` and measured ``propagator`` (for the figure).
     """
     s, meta = plan.settings, plan.meta_orders
@@ -647,10 +646,13 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
     path = impact_curve("crowd", [r.market for r in runs], crowd.n_agents, crowd.lots_per_unit, spec.tick_size,
                         spec.dt, spec.n_steps)
     held_out = []
-    for curve in meta_curves if hold_out else ():
+    observed = meta_curves
+    if hold_out and meta.held_out_seeds:  # the small sizes' plateaus need more seeds than the fit
+        observed = meta_order_curves(cfg, meta.sizes, meta.held_out_seeds, meta.post_steps, plan.source, pool)
+    for curve, seen in zip(meta_curves, observed) if hold_out else ():
         errors = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None,
-                                shares=crowd_shares(len(meta_curves) - 1, s.crowd_share))
-        held_out.append({"point": point, "held_out": curve.name,
+                                shares=crowd_shares(len(meta_curves) - 1, s.crowd_share), observed=seen)
+        held_out.append({"point": point, "held_out": curve.name, "observed_seeds": seen.seeds,
                          **{k: float(v) for k, v in errors.items() if k != "propagator"}})
     return rows, held_out, {"curves": [path, *meta_curves], "propagator": hat.propagator}
 
