@@ -377,8 +377,8 @@ def plot_calibration(table):
     return fig
 
 
-MEASURED_PRIMITIVES = ("exponent", "permanent", "amplitude_1", "rate_1", "amplitude_2", "rate_2", "amplitude_3",
-                       "rate_3", "spread", "k", "crowd")
+MEASURED_PRIMITIVES = ("exponent", "permanent_exponent", "permanent", "amplitude_1", "rate_1", "amplitude_2",
+                       "rate_2", "amplitude_3", "rate_3", "spread", "k", "crowd")
 
 
 def plot_measured_calibration(table):
@@ -672,7 +672,7 @@ def plot_propagator_fit(curves, propagator, held_out: dict | None = None):
 
     Left: every curve (the crowd's, the meta-orders') as the seed-mean price move with a
     ±2 s.e. band and the kernel's path, dashed. Right: the kernel G(τ) with the
-    instantaneous exponent δ in the title; with ``held_out``, the held-out peak and plateau
+    instantaneous exponent δ (and δ∞) in the title; with ``held_out``, the held-out peak and plateau
     errors of each meta-order as a table under it.
 
     Parameters
@@ -701,7 +701,8 @@ def plot_propagator_fit(curves, propagator, held_out: dict | None = None):
     axes[0].legend(fontsize=8)
     tau = np.linspace(0.0, longest, 400)
     axes[1].plot(tau, propagator.kernel(tau), color="k")
-    axes[1].set(title=f"kernel G(τ), instantaneous exponent δ = {propagator.exponent:.2f}", xlabel="τ",
+    lasting = "" if propagator.permanent_exponent is None else f", δ∞ = {propagator.permanent_exponent:.2f}"
+    axes[1].set(title=f"kernel G(τ), instantaneous exponent δ = {propagator.exponent:.2f}{lasting}", xlabel="τ",
                 ylabel="G(τ)", ylim=(0, None))
     if held_out:
         rows = [[name, f"{peak:+.1%}", f"{plateau:+.1%}"] for name, (peak, plateau) in held_out.items()]

@@ -11,7 +11,10 @@ is built on (DESIGN §6).
   descent on log ρ, adding one exponential at a time, and the number of exponentials by
   BIC. Each path's points are weighted by the inverse variance of its seed mean (floored
   at the path's median variance, so that the first points, known almost exactly, do not
-  dominate). :func:`held_out_error` refits without one path and predicts it.
+  dominate). :func:`held_out_error` refits without one path and predicts it. The permanent
+  part may have an instantaneous impact of its own, f∞(μ) = sign(μ)|μ|^δ∞: every
+  meta-order of one duration has the same plateau/peak ratio under one exponent, while the
+  book's lasting impact grows with size faster than its transient one.
 * **Temporary cost.** The cost per unit traded against the pre-trade mid, pooled per agent
   and block (:func:`analysis.impact.execution_cells`), is ``a + k |ν|^(α-1) + c μ sign ν``:
   ``a`` is the half-spread (a fixed cost per share), ``k |ν|^α`` the depth slippage as a cost
@@ -162,6 +165,8 @@ class Propagator:
     """A fitted nonlinear propagator: Y(t) = ∫ G(t - s) f(μ_s) ds, G(τ) = G_∞ + Σ_i κ_i e^{-ρ_i τ}.
 
     f(μ) = sign(μ)|μ|^δ (:func:`mfg.closed_form.instantaneous_impact`); δ = 1 is linear.
+    With a permanent exponent δ∞ the permanent part acts on f∞(μ) = sign(μ)|μ|^δ∞ instead:
+    Y(t) = G_∞ ∫ f∞(μ_s) ds + Σ_i κ_i ∫ e^{-ρ_i (t-s)} f(μ_s) ds.
 
     Parameters
     ----------
@@ -178,6 +183,9 @@ class Propagator:
         Bootstrap standard errors over seeds (NaN, or empty, without a bootstrap).
     curve_errors : dict of str to float
         Per fitted curve, the rms misfit over the largest |mean price| of the curve.
+    permanent_exponent : float or None
+        δ∞ > 0 of the permanent part; None: δ.
+    permanent_exponent_se : float
     """
 
     permanent: float
@@ -189,6 +197,13 @@ class Propagator:
     rates_se: tuple[float, ...] = ()
     exponent_se: float = math.nan
     curve_errors: dict = field(default_factory=dict)
+    permanent_exponent: float | None = None
+    permanent_exponent_se: float = math.nan
+
+    @property
+    def lasting_exponent(self) -> float:
+        """δ∞ of the permanent part: :attr:`permanent_exponent`, or δ when it has none."""
+        return self.exponent if self.permanent_exponent is None else self.permanent_exponent
 
     def kernel(self, tau) -> np.ndarray:
         """G(τ).
@@ -222,8 +237,10 @@ class Propagator:
         numpy.ndarray of float64, shape (n + 1,)
             Price move at the step edges (model price units).
         """
-        flow = instantaneous_impact(np.asarray(rates, dtype=np.float64), self.exponent)
-        return _design(flow, dt, self.rates) @ np.array((self.permanent,) + tuple(self.amplitudes))
+        rates = np.asarray(rates, dtype=np.float64)
+        flow = instantaneous_impact(rates, self.exponent)
+        lasting = None if self.permanent_exponent is None else instantaneous_impact(rates, self.permanent_exponent)
+        return _design(flow, dt, self.rates, lasting) @ np.array((self.permanent,) + tuple(self.amplitudes))
 
     def model_terms(self) -> dict:
         """The kernel as the impact terms of :class:`mfg.closed_form.LQCrowding` and the FD model.
@@ -231,33 +248,42 @@ class Propagator:
         Returns
         -------
         dict
-            ``kappa`` (the permanent part), ``rho`` (0), ``transient`` (the exponentials) and
-            ``impact_exponent`` (δ, for :class:`mfg.fd.LQCrowdingModel`).
+            ``kappa`` (the permanent part), ``rho`` (0), ``transient`` (the exponentials),
+            ``impact_exponent`` (δ) and ``permanent_exponent`` (δ∞ or None), for
+            :class:`mfg.fd.LQCrowdingModel`.
         """
         return {"kappa": float(self.permanent), "rho": 0.0,
                 "transient": tuple((float(a), float(r)) for a, r in zip(self.amplitudes, self.rates)),
-                "impact_exponent": float(self.exponent)}
+                "impact_exponent": float(self.exponent),
+                "permanent_exponent": None if self.permanent_exponent is None else float(self.permanent_exponent)}
 
 
-def _design(flow: np.ndarray, dt: float, decay: tuple[float, ...] | np.ndarray) -> np.ndarray:
-    """Columns: the path of unit permanent impact, then of a unit exponential of each rate."""
-    return np.stack([decaying_impact(flow, dt, 0.0)] + [decaying_impact(flow, dt, float(r)) for r in decay],
-                    axis=1)
+def _design(flow: np.ndarray, dt: float, decay: tuple[float, ...] | np.ndarray,
+            lasting: np.ndarray | None = None) -> np.ndarray:
+    """Columns: the path of unit permanent impact (of ``lasting``, f∞(μ), when given), then of
+    a unit exponential of each rate."""
+    return np.stack([decaying_impact(flow if lasting is None else lasting, dt, 0.0)]
+                    + [decaying_impact(flow, dt, float(r)) for r in decay], axis=1)
 
 
 class _Objective:
     """The weighted misfit of all curves for given decay rates (amplitudes solved inside),
     at one exponent δ of the instantaneous impact."""
 
-    def __init__(self, curves: list[ImpactCurve], weights: list[np.ndarray], exponent: float = 1.0):
+    def __init__(self, curves: list[ImpactCurve], weights: list[np.ndarray], exponent: float = 1.0,
+                 permanent_exponent: float | None = None):
         self.curves = curves
         self.weights = weights
         self.exponent = exponent
+        self.permanent_exponent = permanent_exponent
         self.flows = [instantaneous_impact(c.mean_rates, exponent) for c in curves]
+        self.lasting = None if permanent_exponent is None else [instantaneous_impact(c.mean_rates, permanent_exponent)
+                                                                for c in curves]
         self.sqrt_w = [np.sqrt(w) for w in weights]
         self.y = np.concatenate([c.mean_prices * s for c, s in zip(curves, self.sqrt_w)])
         # the curves end to end, for one compiled call per column
         self._flow = np.concatenate(self.flows)
+        self._lasting = self._flow if self.lasting is None else np.concatenate(self.lasting)
         self._starts = np.cumsum([0] + [f.size + 1 for f in self.flows]).astype(np.int64)
         self._sqrt_w = np.concatenate(self.sqrt_w)
         self._dts = [c.dt for c in curves]
@@ -267,8 +293,12 @@ class _Objective:
         self._dots: dict[tuple[float, float], float] = {}  # their inner products (rate, rate or y)
 
     def at(self, exponent: float) -> _Objective:
-        """The same curves and weights at another exponent."""
-        return _Objective(self.curves, self.weights, exponent)
+        """The same curves, weights and permanent exponent at another exponent δ."""
+        return _Objective(self.curves, self.weights, exponent, self.permanent_exponent)
+
+    def lasting_at(self, permanent_exponent: float | None) -> _Objective:
+        """The same curves, weights and δ with the permanent part at δ∞ (None: δ)."""
+        return _Objective(self.curves, self.weights, self.exponent, permanent_exponent)
 
     def column(self, rate: float) -> np.ndarray:
         """The weighted path of a unit exponential of ``rate`` (0: permanent) over all curves."""
@@ -278,7 +308,8 @@ class _Objective:
                 self._columns.clear()
             decay, gain = np.array([decay_gain(rate, dt) for dt in self._dts]).T
             self._columns[rate] = column = np.empty(self._sqrt_w.size)
-            weighted_column(self._flow, self._starts, decay, gain, self._sqrt_w, column)
+            weighted_column(self._lasting if rate == 0.0 else self._flow, self._starts, decay, gain, self._sqrt_w,
+                            column)
         return self._columns[rate]
 
     def _dot(self, a: float, b: float | None) -> float:
@@ -387,19 +418,63 @@ def _parabolic_minimum(objective, centre: float, step: float) -> float:
     return _parabola_vertex(points, np.array([objective(x) for x in points]))
 
 
+def _exponent_pair(objective: _Objective, decay: list[float], fit_exponent: bool) -> _Objective:
+    """The objective at the (δ, δ∞) of least misfit for the rates ``decay`` (δ held unless
+    ``fit_exponent``): the best pair on the exponent grid, then on a grid a quarter as fine
+    around it (within the grid's range, as δ's own search), each coordinate refined by a
+    parabola through its neighbours."""
+    lo, hi = _EXPONENT_GRID[0], _EXPONENT_GRID[-1]
+    deltas = _EXPONENT_GRID if fit_exponent else np.array([objective.exponent])
+    lastings = _EXPONENT_GRID
+    for _ in range(2):
+        values = _pair_misfits(objective, decay, deltas, lastings)
+        i, j = np.unravel_index(int(np.argmin(values)), values.shape)
+        delta = _parabola_vertex(deltas, values[:, j]) if deltas.size > 2 else float(deltas[i])
+        lasting = _parabola_vertex(lastings, values[i, :])
+        fine = 0.25 * (_EXPONENT_GRID[1] - _EXPONENT_GRID[0]) * np.arange(-4, 5)
+        if fit_exponent:
+            deltas = np.unique(np.clip(deltas[i] + fine, lo, hi))
+        lastings = np.unique(np.clip(lastings[j] + fine, lo, hi))
+    return objective.at(delta).lasting_at(lasting)
+
+
+def _pair_misfits(objective: _Objective, decay: list[float], deltas: np.ndarray, lastings: np.ndarray) -> np.ndarray:
+    """The weighted misfit at every (δ, δ∞) of ``deltas`` × ``lastings`` for the rates ``decay``.
+
+    The exponentials' columns depend on δ only and the permanent one on δ∞ only, so each is
+    made once and every pair is a least-squares solve on their inner products.
+    """
+    y = objective.y
+    lasting_columns = [objective.lasting_at(e).column(0.0) for e in lastings]
+    out = np.empty((deltas.size, lastings.size))
+    for i, d in enumerate(deltas):
+        at = objective.at(d)
+        decaying = np.stack([at.column(r) for r in decay], axis=1) if decay else np.empty((y.size, 0))
+        gram, decaying_y = decaying.T @ decaying, decaying.T @ y
+        for j, lasting in enumerate(lasting_columns):
+            cross = decaying.T @ lasting
+            xtx = np.block([[np.array([[lasting @ lasting]]), cross[None, :]], [cross[:, None], gram]])
+            out[i, j] = nnls_normal(xtx, np.concatenate([[lasting @ y], decaying_y]), objective.yty)[1]
+    return out
+
+
 def _propagator(objective: _Objective, decay: list[float]) -> Propagator:
     coef, _ = objective.solve(decay)
     errors = {}
-    for c, f in zip(objective.curves, objective.flows):
+    lasting = objective.lasting or [None] * len(objective.curves)
+    for c, f, f_lasting in zip(objective.curves, objective.flows, lasting):
         mean = c.mean_prices
-        fit = _design(f, c.dt, decay) @ coef
+        fit = _design(f, c.dt, decay, f_lasting) @ coef
         errors[c.name] = float(np.sqrt(np.mean((fit - mean) ** 2)) / max(np.max(np.abs(mean)), 1e-300))
+    lasting = objective.permanent_exponent
     return Propagator(float(coef[0]), tuple(float(a) for a in coef[1:]), tuple(float(r) for r in decay),
-                      float(objective.exponent), curve_errors=errors)
+                      float(objective.exponent), curve_errors=errors,
+                      permanent_exponent=None if lasting is None else float(lasting))
 
 
 def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100, seed: int = 0,
-                   shares=None, exponent: float | None = 1.0, mapper: Callable = map) -> Propagator:
+                   shares=None, exponent: float | None = 1.0, mapper: Callable = map,
+                   permanent_exponent: float | str | None = "shared") -> Propagator:
     """Fit one propagator to several price paths jointly, with bootstrap errors over seeds.
 
     Parameters
@@ -422,6 +497,10 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
     mapper : callable
         ``map`` or an executor's ``map``: the bootstrap's refits go through it in chunks
         (the resamples are drawn here, so the errors do not depend on it).
+    permanent_exponent : float, None or "shared"
+        δ∞ of the permanent part's f∞(μ) = sign(μ)|μ|^δ∞: ``"shared"`` for δ∞ = δ, a number,
+        or None to fit it (on δ's grid with δ and the rates held; then δ again with δ∞ held,
+        δ∞ once more and the exponentials).
 
     Returns
     -------
@@ -439,6 +518,12 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
         check.integer("n_exponentials", n_exponentials, lo=0, hi=MAX_EXPONENTIALS)
     if exponent is not None:
         check.number("exponent", exponent, lo=0.0, lo_open=True)
+    shared = isinstance(permanent_exponent, str)
+    if shared:
+        check.choice("permanent_exponent", permanent_exponent, ("shared",))
+    elif permanent_exponent is not None:
+        check.number("permanent_exponent", permanent_exponent, lo=0.0, lo_open=True)
+    fit_lasting = permanent_exponent is None
     check.integer("n_boot", n_boot, lo=0, hi=100_000)
     if not any(np.any(c.rates != 0) for c in curves):
         raise PrimitiveError("propagator: no curve has any trading (all rates are zero); raise the crowd's "
@@ -449,21 +534,34 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
         check.require(shares.shape == (len(curves),) and bool(np.all(shares >= 0)) and shares.sum() > 0, "shares",
                       shares.tolist(), f"expected {len(curves)} non-negative weights, not all zero")
         weights = [w / w.sum() * share / shares.sum() for w, share in zip(weights, shares)]
-    objective = _Objective(curves, weights, 1.0 if exponent is None else exponent)
+    objective = _Objective(curves, weights, 1.0 if exponent is None else exponent,
+                           None if shared or fit_lasting else float(permanent_exponent))
     if objective.n_points < 4 * (MAX_EXPONENTIALS + 1):
         raise PrimitiveError(f"propagator: {objective.n_points} price points cannot identify a kernel of up to "
                              f"{2 * MAX_EXPONENTIALS + 2} parameters; record more steps (a longer horizon)")
     grid = _rate_grid(curves)
     decay = _best_kernel(objective, n_exponentials, grid)[0]
-    if exponent is None:
-        # δ with the number of exponentials of the linear fit, each δ's rates refined from
-        # those; then the number of exponentials again at the best δ
+
+    def fitted_exponent(objective):
+        # δ with the number of exponentials found, each δ's rates refined from those
         def misfit(delta):
             at = objective.at(delta)
             return at(_refine(at, list(decay), grid, sweeps=2))
 
-        objective = objective.at(minimise_on_grid(misfit, _EXPONENT_GRID, iterations=10))
+        return objective.at(minimise_on_grid(misfit, _EXPONENT_GRID, iterations=10))
+
+    if exponent is None:  # then the number of exponentials again at the best δ
+        objective = fitted_exponent(objective)
         decay = _best_kernel(objective, n_exponentials, grid)[0]
+    if fit_lasting:
+        # (δ, δ∞) together with the rates held (each trial one least-squares solve: the two
+        # trade off along a valley that one at a time does not leave), then the rates; twice,
+        # then the number of exponentials, then once more
+        for sweep in range(3):
+            if sweep == 2:
+                decay = _best_kernel(objective, n_exponentials, grid)[0]
+            objective = _exponent_pair(objective, decay, exponent is None)
+            decay = _refine(objective, list(decay), grid, sweeps=2) if decay else []
     point = _propagator(objective, decay)
     if n_boot == 0 or all(c.seeds == 1 for c in curves):
         return point
@@ -471,34 +569,42 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
     picks = [[rng.integers(c.seeds, size=c.seeds) for c in curves] for _ in range(n_boot)]
     chunks = [picks[i::_BOOT_CHUNKS] for i in range(min(_BOOT_CHUNKS, n_boot))]
     done = list(mapper(_bootstrap_draws, *zip(*[(curves, weights, exponent is None, point.exponent, decay, grid,
-                                                  chunk) for chunk in chunks])))
+                                                  chunk, fit_lasting, point.permanent_exponent)
+                                                 for chunk in chunks])))
     draws = [done[i % len(chunks)][i // len(chunks)] for i in range(n_boot)]  # in the order drawn
     se = np.array(draws).std(axis=0, ddof=1)
     K = len(decay)
     return dataclasses.replace(point, permanent_se=float(se[0]), amplitudes_se=tuple(float(x) for x in se[1:1 + K]),
                                rates_se=tuple(float(x) for x in se[1 + K:1 + 2 * K]),
-                               exponent_se=float(se[-1]) if exponent is None else math.nan)
+                               exponent_se=float(se[-2]) if exponent is None else math.nan,
+                               permanent_exponent_se=float(se[-1]) if fit_lasting else math.nan)
 
 
 _BOOT_CHUNKS = 4  # bootstrap refits per mapper call: a few, so two workers share them evenly
 
 
-def _bootstrap_draws(curves, weights, fit_exponent: bool, exponent: float, decay, grid, picks) -> list:
+def _bootstrap_draws(curves, weights, fit_exponent: bool, exponent: float, decay, grid, picks,
+                     fit_lasting: bool = False, lasting: float | None = None) -> list:
     """The propagator refitted on each resample of the curves' seeds in ``picks`` (one index
-    array per curve), from the point fit's exponent and rates: [coefficients, rates, δ] each."""
+    array per curve), from the point fit's exponents and rates: [coefficients, rates, δ, δ∞]
+    each (δ∞ = δ without a permanent exponent of its own)."""
     draws = []
     for pick in picks:
-        sample = _Objective([c.with_seeds(p) for c, p in zip(curves, pick)], weights, exponent)
+        sample = _Objective([c.with_seeds(p) for c, p in zip(curves, pick)], weights, exponent, lasting)
         if fit_exponent:  # δ: a parabola through a local grid with the rates held; then the rates
             sample = sample.at(_parabolic_minimum(lambda d: sample.at(d)(decay), exponent, 0.05))
+        if fit_lasting:  # δ∞ likewise, with δ held
+            sample = sample.lasting_at(_parabolic_minimum(lambda d: sample.lasting_at(d)(decay), lasting, 0.05))
         boot_decay = _refine(sample, list(decay), grid, sweeps=1, iterations=15) if decay else []
         coef, _ = sample.solve(boot_decay)
-        draws.append(np.concatenate([coef, boot_decay, [sample.exponent]]))
+        own = sample.exponent if sample.permanent_exponent is None else sample.permanent_exponent
+        draws.append(np.concatenate([coef, boot_decay, [sample.exponent, own]]))
     return draws
 
 
 def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tail: float = 0.2,
-                   exponent: float | None = 1.0, shares=None, observed: ImpactCurve | None = None) -> dict:
+                   exponent: float | None = 1.0, shares=None, observed: ImpactCurve | None = None,
+                   permanent_exponent: float | str | None = "shared") -> dict:
     """Fit the propagator without one curve and predict that curve's peak and plateau.
 
     Parameters
@@ -506,7 +612,7 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
     curves : sequence of ImpactCurve
     held_out : str
         The name of the curve left out; it must stop trading before its end.
-    n_exponentials, exponent, shares
+    n_exponentials, exponent, shares, permanent_exponent
         As in :func:`fit_propagator` (``shares`` for the curves kept, in their order).
     tail : float
         Fraction of the post-trading records averaged for the plateau.
@@ -534,7 +640,7 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
         raise PrimitiveError(f"propagator: the held-out curve {held_out!r} has no relaxation after its trading "
                              "(record post_steps after the meta-order)")
     fit = fit_propagator([c for c in curves if c.name != held_out], n_exponentials, n_boot=0, exponent=exponent,
-                         shares=shares)
+                         shares=shares, permanent_exponent=permanent_exponent)
     predicted = fit.impact(target.mean_rates, target.dt)
     observed = target.mean_prices
     last = max(1, int(round(tail * (n - end))))

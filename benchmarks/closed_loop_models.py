@@ -12,16 +12,20 @@ Prints, for the start and each fixed point:
 * ``cost_gap_rel`` = (mean realised gain - MFG value) / |MFG expected execution cost|,
   with a bootstrap interval; the realised gain is charged the agents' speed friction k∫ν²
   as the model's objective is (see :mod:`mfgsim.studies.measured`);
-* for the measured model, the held-out meta-order errors of its kernel (peak, plateau), the
+* for the measured model, the held-out meta-order errors of its kernel (peak, plateau,
+  against ``held_out_seeds`` fresh seeds), the
   cost decomposition, book against MFG, term by term (``cost_term``), the fixed point
   against N (``cost_gap_rel`` and ``price_error_rel`` with ``N`` and ``fixed_point``: the loop's
   fixed point carried to each N, and, in the full run, each N's own), the seconds of one
   MFG solve on the measured primitives (``mfg_solve_seconds``, median of 5), of one book run
   of its fixed point from scratch and from its warm-up (``run_seconds``, ``start`` cold or
   warm, median of 5, with their ratio) and of one
-  calibration iteration of each loop (``iteration_seconds``, the median over its iterations).
+  calibration iteration of each loop (``iteration_seconds``, the median over its iterations);
+* the same loop with the other choice of the kernel's permanent exponent
+  (``permanent_exponent``, "shared" or "fitted"), as ``model = "measured_<choice>_exponent"``:
+  its fixed point, held-out errors and outcomes on the same seeds, without the scaling.
 
-    python benchmarks/closed_loop_models.py            # 48 evaluation seeds, each N's own loop (~3 min on 2 cores)
+    python benchmarks/closed_loop_models.py            # 48 evaluation seeds, each N's own loop (~7 min on 2 cores)
     python benchmarks/closed_loop_models.py --quick    # 16
 """
 
@@ -67,20 +71,36 @@ def main(argv=None):
              iterations=int(last["iteration"]), converged=result.converged)
     measured_plan = calibration.load(ROOT / "runs" / "closed_loop_measured.toml")
     scaling = measured_plan.settings.scaling
-    # the held-out sizes' fresh seeds only check the kernel; the loop's numbers never see them
-    loop_only = dataclasses.replace(measured_plan, settings=dataclasses.replace(measured_plan.settings, scaling=()),
-                                    meta_orders=dataclasses.replace(measured_plan.meta_orders, held_out_seeds=()))
-    start = time.perf_counter()
-    result = calibration.run(loop_only, verbose=False)
-    per_iteration = statistics.median(row["seconds"] for row in result.rows)
-    emit("iteration_seconds", per_iteration, "s", model="measured",
-         iterations=len(result.rows), total_seconds=round(time.perf_counter() - start, 2),
-         note="total includes the meta-orders and the held-out fits, done once")
-    # the measured loop runs twice the LQ loops' book runs per iteration (24 seeds, not 12)
-    emit("iteration_seconds_per_seed", per_iteration / len(measured_plan.settings.seeds), "s", model="measured")
-    last = pl.DataFrame(result.rows).sort("iteration").row(-1, named=True)
-    fixed = measured.Primitives.from_columns(last)
-    configs["measured"] = fixed.configured(measured_plan.points[0])
+    # the file's kernel ("measured") and the other choice of its permanent exponent beside it
+    mode = measured_plan.settings.permanent_exponent
+    other = "shared" if mode == "fitted" else "fitted"
+    fits = {}
+    for label, lasting in (("measured", mode), (f"measured_{other}_exponent", other)):
+        loop_only = dataclasses.replace(measured_plan, settings=dataclasses.replace(
+            measured_plan.settings, scaling=(), permanent_exponent=lasting))
+        start = time.perf_counter()
+        result = calibration.run(loop_only, verbose=False)
+        per_iteration = statistics.median(row["seconds"] for row in result.rows)
+        emit("iteration_seconds", per_iteration, "s", model=label,
+             iterations=len(result.rows), total_seconds=round(time.perf_counter() - start, 2),
+             note="total includes the meta-orders and the held-out fits, done once")
+        # the measured loop runs twice the LQ loops' book runs per iteration (24 seeds, not 12)
+        emit("iteration_seconds_per_seed", per_iteration / len(measured_plan.settings.seeds), "s", model=label)
+        last = pl.DataFrame(result.rows).sort("iteration").row(-1, named=True)
+        fixed = measured.Primitives.from_columns(last)
+        configs[label] = fixed.configured(measured_plan.points[0])
+        kernel = fixed.propagator
+        emit("fixed_point", kernel.exponent, "impact exponent delta", model=label,
+             permanent_exponent=kernel.permanent_exponent, permanent=round(kernel.permanent, 4),
+             exponentials=[[round(a, 4), round(r, 4)] for a, r in zip(kernel.amplitudes, kernel.rates)],
+             spread=round(fixed.temporary.spread, 4), crowd=round(fixed.temporary.crowd, 5),
+             iterations=int(last["iteration"]), converged=result.converged)
+        for row in result.held_out:
+            emit("held_out_peak_error", row["peak_error"], "relative", model=label, held_out=row["held_out"],
+                 plateau_error=round(row["plateau_error"], 4), peak_se=round(row["peak_se"], 4),
+                 plateau_se=round(row["plateau_se"], 4), observed_seeds=row["observed_seeds"])
+        fits[label] = fixed
+    fixed = fits["measured"]
     model, spec = market_objects(configs["measured"], plan.source)
     crowd = spec.crowd
     fd_model = crowd.fd_model()
@@ -103,16 +123,6 @@ def main(argv=None):
          warmup_steps=spec.warmup_steps, steps=spec.n_steps)
     emit("run_seconds", statistics.median(warm_times), "s", model="measured", start="warm",
          ratio=round(statistics.median(cold_times) / statistics.median(warm_times), 2))
-    kernel = fixed.propagator
-    emit("fixed_point", kernel.exponent, "impact exponent delta", model="measured",
-         permanent=round(kernel.permanent, 4), exponentials=[[round(a, 4), round(r, 4)] for a, r in
-                                                             zip(kernel.amplitudes, kernel.rates)],
-         spread=round(fixed.temporary.spread, 4), crowd=round(fixed.temporary.crowd, 5),
-         iterations=int(last["iteration"]), converged=result.converged)
-    for row in result.held_out:
-        emit("held_out_peak_error", row["peak_error"], "relative", model="measured", held_out=row["held_out"],
-             plateau_error=round(row["plateau_error"], 4), peak_se=round(row["peak_se"], 4),
-             plateau_se=round(row["plateau_se"], 4))
     with make_engine() as pool:
         if scaling:
             # each N's own fixed point in the full run only: at N = 3000 it is a loop of its own
@@ -124,6 +134,7 @@ def main(argv=None):
                 tags = {"model": "measured", "N": row["N"], "fixed_point": row["fixed_point"], "seeds": row["seeds"]}
                 if row["fixed_point"] == "own":
                     tags.update(iterations=row["iterations"], exponent=round(row["exponent"], 4),
+                                permanent_exponent=round(row["permanent_exponent"], 4),
                                 permanent=round(row["permanent"], 4))
                 emit("cost_gap_rel", row["cost_gap_rel"], "relative", **tags,
                      interval=[round(row["cost_gap_rel_lo"], 4), round(row["cost_gap_rel_hi"], 4)])
@@ -133,7 +144,7 @@ def main(argv=None):
         for label, config in configs.items():
             model, spec = market_objects(config, plan.source)
             runs = list(pool.map(run_market, [spec] * len(seeds), seeds))
-            if label != "measured":  # the absolute metrics of the LQ models, as before
+            if not label.startswith("measured"):  # the absolute metrics of the LQ models, as before
                 records = plan.settings.w1_records
                 gap = calibration.finite_n_gap(runs, model, spec, records)
                 halves = [calibration.finite_n_gap(runs[i::2], model, spec, records)["price_error"] for i in (0, 1)]
@@ -148,7 +159,7 @@ def main(argv=None):
                  interval=[round(out["price_error_rel_lo"], 4), round(out["price_error_rel_hi"], 4)],
                  halves=[round(h, 4) for h in out["price_error_rel_halves"]],
                  debiased=round(out["price_error_rel_debiased"], 4))
-            if label == "measured":
+            if label.startswith("measured"):
                 parts = measured.cost_decomposition(runs, model, spec)
                 for term in measured.DECOMPOSITION:
                     emit("cost_term", parts["book"][term], "model value units per agent", model=label, term=term,

@@ -278,7 +278,8 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     path = tmp_path / "measured.toml"
     path.write_text(MEASURED.format(tol=0.5, max_iter=2).replace("n_boot = 5\n",
                                                                  "n_boot = 5\nscaling = [10, 20, 30]\n"
-                                                                 "scaling_seeds = 2\nscaling_recalibrate = true\n")
+                                                                 "scaling_seeds = 2\nscaling_recalibrate = true\n"
+                                                                 'permanent_exponent = "fitted"\n')
                     .replace("post_steps = 50\n", "post_steps = 50\nheld_out_seeds = 3\n"))
     code = main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"])
     out = tmp_path / "measured"
@@ -289,8 +290,11 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     assert first["started_from"] == "configured" and second["started_from"] == "primitives"
     # the first measurement is what the second iteration traded on
     assert Primitives.from_columns(second).vector() == pytest.approx(Primitives.from_columns(first, "hat_").vector())
-    for key in ("cost_gap_rel", "price_error_rel", "hat_exponent", "hat_spread", "hat_permanent_se"):
+    for key in ("cost_gap_rel", "price_error_rel", "hat_exponent", "hat_spread", "hat_permanent_se",
+                "hat_permanent_exponent", "hat_permanent_exponent_se"):
         assert np.all(np.isfinite(table[key].to_numpy())), key
+    # the agents of the second iteration traded on the first's δ∞, their own FD model's
+    assert second["permanent_exponent"] == first["hat_permanent_exponent"]
     assert (table["price_error_rel_lo"] <= table["price_error_rel_hi"]).all()
     held_out = pl.read_parquet(out / "held_out.parquet")
     assert held_out["held_out"].to_list() == ["meta 0.5", "meta 1", "meta 2"]
@@ -333,6 +337,10 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
      "scaling_recalibrate=True is not allowed; needs a scaling list"),
     (lambda t: t.replace("post_steps = 50\n", "post_steps = 50\nheld_out_seeds = 1\n"),
      "meta_orders.held_out_seeds=1 is not allowed; 0 (the fit's own seeds) or at least 2"),
+    (lambda t: t.replace('model = "measured"', 'model = "measured"\npermanent_exponent = "own"'),
+     "calibration.permanent_exponent='own' is not allowed"),
+    (lambda t: t.replace('model = "measured"', 'model = "parameters"\npermanent_exponent = "fitted"'),
+     "needs model = 'measured'"),
 ])
 def test_measured_loop_bad_files(tmp_path, capsys, change, message):
     assert_calibrate_refuses(tmp_path, capsys, change(MEASURED.format(tol=0.5, max_iter=2)), "measured", message)

@@ -102,6 +102,32 @@ def test_fd_solver_with_a_propagator_converges_to_the_closed_form():
     assert np.all(errs[1] < 0.6 * errs[0]) and errs[1, 0] < 3e-3, errs
 
 
+def test_a_permanent_exponent_of_its_own_moves_the_permanent_terms_only():
+    """The impact path by a direct double sum over the steps, each step's flow through each
+    term's exact step response, against the model's recursion; δ∞ acts on ρ = 0 only."""
+    cf = propagator_model(kappa=0.7, transient=((2.0, 3.0), (1.0, 12.0)))
+    grid = Grid(-1.5, 2.5, 40, 1.0, 25)
+    mu = -np.linspace(2.0, 0.1, grid.n_t) * np.where(np.arange(grid.n_t) % 7 == 3, -0.5, 1.0)
+    delta, lasting = 0.4, 0.8
+    f, f_lasting = np.sign(mu) * np.abs(mu) ** delta, np.sign(mu) * np.abs(mu) ** lasting
+    t = np.arange(grid.n_t + 1) * grid.dt
+    direct = np.zeros(grid.n_t + 1)
+    for n in range(1, grid.n_t + 1):
+        for m in range(n):
+            direct[n] += 0.7 * f_lasting[m] * grid.dt
+            for kappa, rho in ((2.0, 3.0), (1.0, 12.0)):
+                direct[n] += kappa * f[m] * (np.exp(-rho * (t[n] - t[m + 1])) - np.exp(-rho * (t[n] - t[m]))) / rho
+    model = LQCrowdingModel(cf, impact_exponent=delta, permanent_exponent=lasting)
+    np.testing.assert_allclose(model.impact_path(mu, grid), direct, rtol=1e-12, atol=1e-12)
+    parts = model.term_paths(mu, grid.dt)
+    assert [rho for rho, _ in parts] == [0.0, 3.0, 12.0]
+    np.testing.assert_allclose(parts[0][1], 0.7 * np.concatenate([[0.0], np.cumsum(f_lasting)]) * grid.dt)
+    shared = LQCrowdingModel(cf, impact_exponent=delta)
+    np.testing.assert_array_equal(shared.term_paths(mu, grid.dt)[1][1], parts[1][1])
+    with pytest.raises(InvalidValue, match="permanent_exponent"):
+        LQCrowdingModel(cf, permanent_exponent=0.0)
+
+
 def test_propagator_terms_are_checked():
     with pytest.raises(InvalidValue, match=r"transient\[0\].rho"):
         propagator_model(transient=((1.0, 0.0),))
@@ -162,7 +188,8 @@ def test_spread_cost_makes_a_no_trade_zone():
     assert np.all(np.abs(sol.control[0][0, outside]) > 0)
 
 
-def test_cost_decomposition_of_the_model_adds_up_to_its_value():
+@pytest.mark.parametrize("lasting", [None, 0.9])
+def test_cost_decomposition_of_the_model_adds_up_to_its_value(lasting):
     """The model's cost terms (integrals of the FP law against the control and the impact
     path) add up to the execution cost its HJB value gives, to the grid's first order."""
     from mfgsim.studies.measured import DECOMPOSITION, cost_decomposition
@@ -174,11 +201,13 @@ def test_cost_decomposition_of_the_model_adds_up_to_its_value():
     errors = []
     for r in (1, 2):
         grid = Grid(-0.6, 2.2, 70 * r + 1, 1.0, 50 * r)
-        crowd = ExecutionCrowd(10, cf, strategy="mfg_fd", fd_grid=grid, spread_cost=0.3, impact_exponent=0.7)
+        crowd = ExecutionCrowd(10, cf, strategy="mfg_fd", fd_grid=grid, spread_cost=0.3, impact_exponent=0.7,
+                               permanent_impact_exponent=lasting)
         spec = MarketSpec(T=1.0, dt=0.01, crowd=crowd)
         parts = cost_decomposition([], cf, spec)["model"]
         assert set(parts) == set(DECOMPOSITION) and parts["spread"] > 0 and parts["transient_impact"] > 0
-        fd = LQCrowdingModel(cf, spread_cost=0.3, impact_exponent=0.7)
+        fd = LQCrowdingModel(cf, spread_cost=0.3, impact_exponent=0.7, permanent_exponent=lasting)
+        assert crowd.fd_model() == fd
         sol = solve(fd, grid)
         value = float((sol.value[0, 0] * grid.cell_masses(m0)).sum() * grid.dx)  # E[u(0, Q0)], a cost
         errors.append(abs(parts["total"] / value - 1))
@@ -211,3 +240,7 @@ def test_a_feedback_table_trades_as_the_strategy_it_was_read_from():
             ExecutionCrowd(20, cf, strategy="feedback", fd_grid=grid, feedback=table)
     with pytest.raises(InvalidValue, match="only strategy 'feedback'"):
         ExecutionCrowd(20, cf, strategy="mfg", feedback=control)
+    with pytest.raises(InvalidValue, match="crowd.strategy='mfg' .* permanent_impact_exponent are solved by 'mfg_fd'"):
+        ExecutionCrowd(20, cf, strategy="mfg", permanent_impact_exponent=0.8)
+    with pytest.raises(InvalidValue, match="crowd.permanent_impact_exponent"):
+        ExecutionCrowd(20, cf, strategy="mfg_fd", fd_grid=grid, permanent_impact_exponent=-1.0)

@@ -104,6 +104,9 @@ class CalibrationSettings:
         Also find each N's own fixed point (:func:`mfgsim.studies.measured.scaling`).
     crowd_share : float
         With ``model = "measured"``: the crowd's path's share of the kernel fit's weight.
+    permanent_exponent : {"shared", "fitted"}
+        With ``model = "measured"``: whether the kernel's permanent part has an exponent δ∞
+        of its own.
     """
 
     seeds: tuple[int, ...]
@@ -121,6 +124,7 @@ class CalibrationSettings:
     scaling_seeds: tuple[int, ...] = ()
     scaling_recalibrate: bool = False
     crowd_share: float = 0.5
+    permanent_exponent: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -271,8 +275,12 @@ def load(path: str | Path) -> CalibrationPlan:
         parameters=_parameters(cal), impact=cal.choice("impact", ("blocks", "path"), "blocks"), model=model,
         n_exponentials=n_exponentials, n_boot=cal.integer("n_boot", 100, lo=2, hi=100_000), scaling=tuple(scaling),
         scaling_seeds=tuple(range(10_000, 10_000 + scaling_seeds)), scaling_recalibrate=recalibrate,
-        crowd_share=cal.number("crowd_share", 0.5, lo=0.0, hi=1.0, lo_open=True))
+        crowd_share=cal.number("crowd_share", 0.5, lo=0.0, hi=1.0, lo_open=True),
+        permanent_exponent=cal.choice("permanent_exponent", ("shared", "fitted"), "shared"))
     cal.done()
+    if settings.permanent_exponent != "shared" and model != "measured":
+        raise cal.error("permanent_exponent", settings.permanent_exponent, "a measured kernel's option: needs "
+                                                                            "model = 'measured'")
     meta = meta_order_settings(root)
     if model == "measured":
         if meta is None:
@@ -548,6 +556,9 @@ def run(plan, workers: int | None = None, dask: str | None = None, verbose: bool
                   f"{row['hat_permanent']:.4g}±{row['hat_permanent_se']:.2g} "
                   + " ".join(f"(kappa={row[f'hat_amplitude_{i}']:.3g}, rho={row[f'hat_rate_{i}']:.3g})"
                              for i in (1, 2, 3) if math.isfinite(row[f"hat_rate_{i}"]))
+                  + f" delta={row['hat_exponent']:.3g}"
+                  + (f" delta_inf={row['hat_permanent_exponent']:.3g}"
+                     if math.isfinite(row["hat_permanent_exponent"]) else "")
                   + f" a={row['hat_spread']:.3g} k={row['hat_k']:.3g} alpha={row['hat_alpha']:.3g} "
                   f"c={row['hat_crowd']:.3g}; distance {row['distance']:.3g}; cost_gap_rel "
                   f"{row['cost_gap_rel']:+.3f}, price_error_rel {row['price_error_rel']:.3f}", flush=True)
@@ -718,8 +729,10 @@ def _scaling_text(runs: pl.DataFrame, by_n: pl.DataFrame) -> str:
         lines.append(f"point {point} {_FIXED_POINTS[fixed_point]}, against N (liquidity scaled):")
         for r in g.iter_rows(named=True):
             iterations = f"{r['iterations']} iteration" + ("s" if r["iterations"] != 1 else "")
-            own = (f"  ({iterations}, delta {r['exponent']:.2f}, G_inf {r['permanent']:.2f})"
-                   if fixed_point == "own" and r["iterations"] else "")
+            lasting = r.get("permanent_exponent", math.nan)
+            own = (f"  ({iterations}, delta {r['exponent']:.2f}"
+                   + (f", delta_inf {lasting:.2f}" if math.isfinite(lasting) else "")
+                   + f", G_inf {r['permanent']:.2f})" if fixed_point == "own" and r["iterations"] else "")
             lines.append(f"  N={r['N']:>5}: cost_gap_rel {r['cost_gap_rel']:+.3f} [{r['cost_gap_rel_lo']:+.3f}, "
                          f"{r['cost_gap_rel_hi']:+.3f}]  price_error_rel {r['price_error_rel']:.3f} "
                          f"[{r['price_error_rel_lo']:.3f}, {r['price_error_rel_hi']:.3f}]{own}")

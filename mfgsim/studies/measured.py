@@ -9,7 +9,10 @@ book itself shows (:mod:`analysis.primitives`):
   ``[meta_orders]`` (TWAP sells of several sizes with their relaxation; run once, since a
   TWAP does not depend on the model). The book's response is concave (δ ≈ 0.6–0.7 on the
   latent book: the square-root law), which no linear kernel (δ = 1) reconciles across
-  the crowd and meta-orders of several sizes;
+  the crowd and meta-orders of several sizes. With ``permanent_exponent = "fitted"`` the
+  permanent part acts on sign(μ)|μ|^δ∞ with δ∞ of its own: one exponent gives every
+  meta-order of one duration the same plateau/peak ratio, while the book's lasting impact
+  grows with size faster than its transient one;
 * the temporary cost a + k|ν|^(α-1) + c μ sign ν per unit, from every fill of the crowd
   against its pre-trade mid: the half-spread a and the crowd's term c are fed back; the
   own-rate slippage k|ν|^α is measured and reported (``hat_k``, ``hat_alpha``) but not
@@ -19,7 +22,8 @@ book itself shows (:mod:`analysis.primitives`):
   agents' configured speed friction.
 
 The agents trade on the finite-difference MFG of those primitives (``strategy = "mfg_fd"``:
-the propagator as one impact state per exponential fed by f(μ) = sign(μ)|μ|^δ, the cost
+the propagator as one impact state per exponential fed by f(μ) = sign(μ)|μ|^δ, the
+permanent one by sign(μ)|μ|^δ∞, the cost
 a|ν| + k|ν|^α with its no-trade zone, the crowd term c μ). Each iteration runs the book, measures the primitives
 with bootstrap errors over its seeds and moves a damped step towards them; it stops when
 they move by less than ``tol`` (relative) or when every component is within two standard
@@ -79,14 +83,17 @@ class Primitives:
         return len(self.propagator.rates)
 
     def vector(self) -> np.ndarray:
-        """The components fed back, which a damped step moves: G_∞, κ_i, log ρ_i, δ, a, c.
+        """The components fed back, which a damped step moves: G_∞, κ_i, log ρ_i, δ, δ∞, a, c.
+
+        δ∞ is δ when the kernel has no permanent exponent of its own.
 
         Returns
         -------
         numpy.ndarray of float64
         """
         p, c = self.propagator, self.temporary
-        return np.array([p.permanent, *p.amplitudes, *np.log(p.rates), p.exponent, c.spread, c.crowd])
+        return np.array([p.permanent, *p.amplitudes, *np.log(p.rates), p.exponent, p.lasting_exponent, c.spread,
+                         c.crowd])
 
     def errors(self) -> np.ndarray:
         """Standard errors of :meth:`vector` (NaN where not bootstrapped).
@@ -99,7 +106,8 @@ class Primitives:
         K = self.n_exponentials
         amps = p.amplitudes_se or (math.nan,) * K
         rates = (np.array(p.rates_se) / np.array(p.rates)) if p.rates_se else np.full(K, math.nan)
-        return np.array([p.permanent_se, *amps, *rates, p.exponent_se, c.spread_se, c.crowd_se])
+        lasting_se = p.exponent_se if p.permanent_exponent is None else p.permanent_exponent_se
+        return np.array([p.permanent_se, *amps, *rates, p.exponent_se, lasting_se, c.spread_se, c.crowd_se])
 
     def scales(self) -> np.ndarray:
         """What counts as a relative change of each component of :meth:`vector`.
@@ -112,7 +120,7 @@ class Primitives:
         K = self.n_exponentials
         kernel = 0.05 * max(v[0] + v[1:1 + K].sum(), 1e-12)  # 5% of G(0)
         return np.concatenate([np.maximum(np.abs(v[:1 + K]), kernel), np.ones(K),
-                               np.maximum(np.abs(v[1 + 2 * K:]), [1.0, 1e-4, 0.05])])
+                               np.maximum(np.abs(v[1 + 2 * K:]), [1.0, 1.0, 1e-4, 0.05])])
 
     def stepped(self, target: Primitives, damping: float) -> Primitives:
         """The primitives a damped step ``damping`` of the way towards ``target`` (same K).
@@ -129,9 +137,11 @@ class Primitives:
         """
         v = self.vector() + damping * (target.vector() - self.vector())
         K = self.n_exponentials
-        exponent, spread, crowd = v[1 + 2 * K:]
+        exponent, lasting, spread, crowd = v[1 + 2 * K:]
+        own = target.propagator.permanent_exponent is not None
         kernel = Propagator(max(v[0], 0.0), tuple(float(a) for a in np.maximum(v[1:1 + K], 0.0)),
-                            tuple(float(r) for r in np.exp(v[1 + K:1 + 2 * K])), float(max(exponent, 0.05)))
+                            tuple(float(r) for r in np.exp(v[1 + K:1 + 2 * K])), float(max(exponent, 0.05)),
+                            permanent_exponent=float(max(lasting, 0.05)) if own else None)
         return Primitives(kernel, dataclasses.replace(target.temporary, spread=spread, crowd=crowd)).admissible()
 
     def admissible(self) -> Primitives:
@@ -159,8 +169,11 @@ class Primitives:
         dict
         """
         p, c = self.propagator, self.temporary
+        own = p.permanent_exponent is not None
         out = {f"{prefix}permanent": p.permanent, f"{prefix}permanent_se": p.permanent_se,
-               f"{prefix}exponent": p.exponent, f"{prefix}exponent_se": p.exponent_se}
+               f"{prefix}exponent": p.exponent, f"{prefix}exponent_se": p.exponent_se,
+               f"{prefix}permanent_exponent": p.permanent_exponent if own else math.nan,
+               f"{prefix}permanent_exponent_se": p.permanent_exponent_se if own else math.nan}
         for i in range(MAX_EXPONENTIALS):
             present = i < len(p.rates)
             out[f"{prefix}amplitude_{i + 1}"] = p.amplitudes[i] if present else math.nan
@@ -190,10 +203,14 @@ class Primitives:
             return float(row[f"{prefix}{name}"])
 
         present = [i for i in range(1, MAX_EXPONENTIALS + 1) if math.isfinite(get(f"rate_{i}"))]
+        # NaN, or no column in a file written before the kernel could have one: no δ∞ of its own
+        lasting = float(row.get(f"{prefix}permanent_exponent", math.nan))
         propagator = Propagator(get("permanent"), tuple(get(f"amplitude_{i}") for i in present),
                                 tuple(get(f"rate_{i}") for i in present), get("exponent"), get("permanent_se"),
                                 tuple(get(f"amplitude_{i}_se") for i in present),
-                                tuple(get(f"rate_{i}_se") for i in present), get("exponent_se"))
+                                tuple(get(f"rate_{i}_se") for i in present), get("exponent_se"),
+                                permanent_exponent=lasting if math.isfinite(lasting) else None,
+                                permanent_exponent_se=float(row.get(f"{prefix}permanent_exponent_se", math.nan)))
         costs = {name: get(name) for name in COST_NAMES} | {f"{name}_se": get(f"{name}_se") for name in COST_NAMES}
         return cls(propagator, TemporaryCost(**costs, n_cells=0, r2=math.nan))
 
@@ -218,6 +235,9 @@ class Primitives:
                             c=float(self.temporary.crowd))
         out["crowd"].update(strategy="mfg_fd", spread_cost=float(self.temporary.spread),
                             impact_exponent=terms["impact_exponent"])
+        out["crowd"].pop("permanent_impact_exponent", None)
+        if terms["permanent_exponent"] is not None:
+            out["crowd"]["permanent_impact_exponent"] = terms["permanent_exponent"]
         return out
 
 
@@ -270,6 +290,12 @@ def meta_order_curves(cfg: dict, sizes, seeds, post_steps: int, source: str, poo
     return curves
 
 
+def lasting_mode(permanent_exponent: str) -> str | None:
+    """:func:`analysis.primitives.fit_propagator`'s ``permanent_exponent`` for a file's
+    ``permanent_exponent`` ("shared" or "fitted")."""
+    return None if permanent_exponent == "fitted" else "shared"
+
+
 def crowd_shares(n_meta: int, crowd_share: float) -> list[float]:
     """Weight shares of the crowd's path and of ``n_meta`` meta-order paths in the kernel fit.
 
@@ -288,7 +314,8 @@ def crowd_shares(n_meta: int, crowd_share: float) -> list[float]:
 
 
 def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n_boot: int,
-            seed: int = 0, crowd_share: float = 0.5, pool: Executor | None = None) -> Primitives:
+            seed: int = 0, crowd_share: float = 0.5, pool: Executor | None = None,
+            permanent_exponent: str = "shared") -> Primitives:
     """The primitives of a set of book runs of the crowd, with bootstrap errors over seeds.
 
     Parameters
@@ -311,6 +338,8 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     pool : concurrent.futures.Executor, optional
         Where the cost fit and the kernel's bootstrap refits run, beside the kernel's point
         fit here (None: all here; the same result).
+    permanent_exponent : {"shared", "fitted"}
+        Whether the kernel's permanent part has its own exponent δ∞.
 
     Returns
     -------
@@ -326,7 +355,8 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     path = impact_curve("crowd", markets, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps)
     propagator = fit_propagator([path, *meta_curves], n_exponentials, n_boot=n_boot, seed=seed, exponent=None,
                                 shares=crowd_shares(len(meta_curves), crowd_share),
-                                mapper=map if pool is None else pool.map)
+                                mapper=map if pool is None else pool.map,
+                                permanent_exponent=lasting_mode(permanent_exponent))
     return Primitives(propagator, fit_cost() if temporary is None else temporary.result())
 
 
@@ -611,7 +641,7 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
     for it in range(s.max_iter + 1):
         runs = [future.result() for future in pending]
         hat = measure(runs, spec, meta_curves, n_exponentials, s.horizon, s.n_boot, seed=it,
-                      crowd_share=s.crowd_share, pool=pool)
+                      crowd_share=s.crowd_share, pool=pool, permanent_exponent=s.permanent_exponent)
         n_exponentials = hat.n_exponentials
         if theta is None:  # the start is the configured LQ model: the first measurement replaces it
             distance, within_noise = math.inf, False
@@ -651,7 +681,8 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
         observed = meta_order_curves(cfg, meta.sizes, meta.held_out_seeds, meta.post_steps, plan.source, pool)
     for curve, seen in zip(meta_curves, observed) if hold_out else ():
         errors = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None,
-                                shares=crowd_shares(len(meta_curves) - 1, s.crowd_share), observed=seen)
+                                shares=crowd_shares(len(meta_curves) - 1, s.crowd_share), observed=seen,
+                                permanent_exponent=lasting_mode(s.permanent_exponent))
         held_out.append({"point": point, "held_out": curve.name, "observed_seeds": seen.seeds,
                          **{k: float(v) for k, v in errors.items() if k != "propagator"}})
     return rows, held_out, {"curves": [path, *meta_curves], "propagator": hat.propagator}
