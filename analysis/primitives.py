@@ -499,8 +499,9 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
         (the resamples are drawn here, so the errors do not depend on it).
     permanent_exponent : float, None or "shared"
         δ∞ of the permanent part's f∞(μ) = sign(μ)|μ|^δ∞: ``"shared"`` for δ∞ = δ, a number,
-        or None to fit it (on δ's grid with δ and the rates held; then δ again with δ∞ held,
-        δ∞ once more and the exponentials).
+        or None to fit it (with δ when ``exponent`` is None: the best pair on δ's grid with
+        the rates held, then the rates, twice; then the number of exponentials, and the pair
+        and the rates once more).
 
     Returns
     -------
