@@ -1,5 +1,7 @@
 """Impact estimators on synthetic data with known coefficients, and the closed loop end to end."""
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
@@ -301,6 +303,8 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     assert held_out["observed_seeds"].to_list() == [3, 3, 3]  # fresh seeds, not the fit's 2
     printed = capsys.readouterr().out
     assert "cost_gap_rel" in printed and "price_error_rel" in printed
+    assert "predicted by the kernel fitted without it" in printed
+    assert re.search(r"meta 2 +over 3 seeds: peak [+-]\d", printed)
     assert (out / "propagator.png").exists()
     # the parameter path: each primitive traded on against the one measured, then the outcomes
     from analysis.figures import plot_measured_calibration

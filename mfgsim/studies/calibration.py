@@ -714,9 +714,24 @@ def summary_text(result) -> str:
     if isinstance(result, makers_loop.MakersLoopResult):
         return makers_loop.summary_text(result)
     text = summarize(pl.DataFrame(result.rows))
+    if result.held_out:
+        text += "\n" + _held_out_text(result.held_out)
     if result.scaling:
         text += "\n" + _scaling_text(pl.DataFrame(result.scaling), pl.DataFrame(result.scaling_by_n))
     return text
+
+
+def _held_out_text(rows: list[dict]) -> str:
+    """Each meta-order size predicted by the kernel fitted without it: peak and plateau errors."""
+    lines, point = [], None
+    for r in rows:
+        if r["point"] != point:
+            point = r["point"]
+            lines.append(f"point {point}: each meta-order size predicted by the kernel fitted without it "
+                         "(relative errors; the observed values' standard errors in brackets):")
+        lines.append(f"  {r['held_out']:<10} over {r['observed_seeds']} seeds: peak {r['peak_error']:+.1%} "
+                     f"[{r['peak_se']:.1%}]  plateau {r['plateau_error']:+.1%} [{r['plateau_se']:.1%}]")
+    return "\n".join(lines)
 
 
 _FIXED_POINTS = {"carried": "at the loop's fixed point", "own": "at each N's own fixed point"}
