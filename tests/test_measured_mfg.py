@@ -128,6 +128,25 @@ def test_a_permanent_exponent_of_its_own_moves_the_permanent_terms_only():
         LQCrowdingModel(cf, permanent_exponent=0.0)
 
 
+def test_a_crowd_reads_its_permanent_exponent_from_a_file(tmp_path):
+    """``crowd.permanent_impact_exponent = 1`` (a TOML integer) is a float exponent of the
+    crowd's FD model; a typo of the key is named."""
+    from mfgsim.config import ConfigError, read_toml
+    from simulator.agents import ExecutionCrowd
+
+    cf = propagator_model()
+    grid = Grid(-0.6, 2.2, 29, 1.0, 10)
+    path = tmp_path / "crowd.toml"
+    path.write_text('[crowd]\nn_agents = 5\nstrategy = "mfg_fd"\nimpact_exponent = 0.5\n'
+                    "permanent_impact_exponent = 1\n")
+    crowd = read_toml(path).table("crowd").dataclass(ExecutionCrowd, model=cf, fd_grid=grid)
+    assert type(crowd.permanent_impact_exponent) is float and crowd.permanent_impact_exponent == 1.0
+    assert crowd.fd_model().permanent_exponent == 1.0 and crowd.fd_model().impact_exponent == 0.5
+    path.write_text('[crowd]\nn_agents = 5\nstrategy = "mfg_fd"\npermanent_exponent = 0.7\n')
+    with pytest.raises(ConfigError, match="permanent_exponent"):
+        read_toml(path).table("crowd").dataclass(ExecutionCrowd, model=cf, fd_grid=grid)
+
+
 def test_propagator_terms_are_checked():
     with pytest.raises(InvalidValue, match=r"transient\[0\].rho"):
         propagator_model(transient=((1.0, 0.0),))
