@@ -563,6 +563,9 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
                 decay = _best_kernel(objective, n_exponentials, grid)[0]
             objective = _exponent_pair(objective, decay, exponent is None)
             decay = _refine(objective, list(decay), grid, sweeps=2) if decay else []
+        if not decay:  # no exponential for δ to act on: δ∞ is the kernel's one exponent, reported as δ
+            objective = objective.at(objective.permanent_exponent).lasting_at(None)
+            fit_lasting, exponent = False, None
     point = _propagator(objective, decay)
     if n_boot == 0 or all(c.seeds == 1 for c in curves):
         return point

@@ -281,7 +281,7 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     path.write_text(MEASURED.format(tol=0.5, max_iter=2).replace("n_boot = 5\n",
                                                                  "n_boot = 5\nscaling = [10, 20, 30]\n"
                                                                  "scaling_seeds = 2\nscaling_recalibrate = true\n"
-                                                                 'permanent_exponent = "fitted"\n')
+                                                                 'permanent_exponent = "fitted"\nn_exponentials = 1\n')
                     .replace("post_steps = 50\n", "post_steps = 50\nheld_out_seeds = 3\n"))
     code = main(["calibrate", str(path), "--out", str(tmp_path), "--workers", "1"])
     out = tmp_path / "measured"

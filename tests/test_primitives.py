@@ -139,6 +139,11 @@ def test_a_permanent_part_with_its_own_exponent_is_recovered():
         held = held_out_error(made, name, exponent=None, permanent_exponent=None)
         one = held_out_error(made, name, exponent=None)
         assert abs(held["plateau_error"]) < 0.05 < abs(one["plateau_error"]), (name, held, one)
+    # without exponentials δ acts on nothing: the one exponent is the permanent part's
+    alone = fit_propagator(made, 0, n_boot=5, exponent=None, permanent_exponent=None)
+    one = fit_propagator(made, 0, n_boot=0, exponent=None)
+    assert alone.permanent_exponent is None and alone.exponent_se > 0
+    assert alone.exponent == pytest.approx(one.exponent, abs=1e-3)
     with pytest.raises(ValueError, match="permanent_exponent"):
         fit_propagator(made, permanent_exponent="own")
 
