@@ -542,17 +542,14 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
                              f"{2 * MAX_EXPONENTIALS + 2} parameters; record more steps (a longer horizon)")
     grid = _rate_grid(curves)
     decay = _best_kernel(objective, n_exponentials, grid)[0]
-
-    def fitted_exponent(objective):
-        # δ with the number of exponentials found, each δ's rates refined from those
+    if exponent is None:
+        # δ with the number of exponentials of the linear fit, each δ's rates refined from
+        # those; then the number of exponentials again at the best δ
         def misfit(delta):
             at = objective.at(delta)
             return at(_refine(at, list(decay), grid, sweeps=2))
 
-        return objective.at(minimise_on_grid(misfit, _EXPONENT_GRID, iterations=10))
-
-    if exponent is None:  # then the number of exponentials again at the best δ
-        objective = fitted_exponent(objective)
+        objective = objective.at(minimise_on_grid(misfit, _EXPONENT_GRID, iterations=10))
         decay = _best_kernel(objective, n_exponentials, grid)[0]
     if fit_lasting:
         # (δ, δ∞) together with the rates held (each trial one least-squares solve: the two
