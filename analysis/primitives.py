@@ -512,6 +512,13 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
     PrimitiveError
         When no curve trades, or there are fewer points than parameters.
     """
+    return _fit(curves, n_exponentials, n_boot, seed, shares, exponent, mapper, permanent_exponent)[0]
+
+
+def _fit(curves, n_exponentials: int | None, n_boot: int, seed: int, shares, exponent: float | None,
+         mapper: Callable, permanent_exponent: float | str | None) -> tuple[Propagator, list[Propagator]]:
+    """:func:`fit_propagator`'s kernel and the kernel of each of its bootstrap draws (none
+    without ``n_boot`` or with one seed per curve)."""
     curves = list(curves)
     check.require(len(curves) >= 1 and all(isinstance(c, ImpactCurve) for c in curves), "curves", curves,
                   "expected a non-empty sequence of ImpactCurve")
@@ -565,7 +572,7 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
             fit_lasting, exponent = False, None
     point = _propagator(objective, decay)
     if n_boot == 0 or all(c.seeds == 1 for c in curves):
-        return point
+        return point, []
     rng = np.random.default_rng(seed)
     picks = [[rng.integers(c.seeds, size=c.seeds) for c in curves] for _ in range(n_boot)]
     chunks = [picks[i::_BOOT_CHUNKS] for i in range(min(_BOOT_CHUNKS, n_boot))]
@@ -575,10 +582,19 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
     draws = [done[i % len(chunks)][i // len(chunks)] for i in range(n_boot)]  # in the order drawn
     se = np.array(draws).std(axis=0, ddof=1)
     K = len(decay)
-    return dataclasses.replace(point, permanent_se=float(se[0]), amplitudes_se=tuple(float(x) for x in se[1:1 + K]),
-                               rates_se=tuple(float(x) for x in se[1 + K:1 + 2 * K]),
-                               exponent_se=float(se[-2]) if exponent is None else math.nan,
-                               permanent_exponent_se=float(se[-1]) if fit_lasting else math.nan)
+    point = dataclasses.replace(point, permanent_se=float(se[0]), amplitudes_se=tuple(float(x) for x in se[1:1 + K]),
+                                rates_se=tuple(float(x) for x in se[1 + K:1 + 2 * K]),
+                                exponent_se=float(se[-2]) if exponent is None else math.nan,
+                                permanent_exponent_se=float(se[-1]) if fit_lasting else math.nan)
+    return point, [_drawn_propagator(point, draw) for draw in draws]
+
+
+def _drawn_propagator(point: Propagator, draw: np.ndarray) -> Propagator:
+    """The kernel of one bootstrap draw ([coefficients, rates, δ, δ∞] of :func:`_bootstrap_draws`)."""
+    K = len(point.rates)
+    return Propagator(float(draw[0]), tuple(float(a) for a in draw[1:1 + K]),
+                      tuple(float(r) for r in draw[1 + K:1 + 2 * K]), float(draw[-2]),
+                      permanent_exponent=None if point.permanent_exponent is None else float(draw[-1]))
 
 
 _BOOT_CHUNKS = 4  # bootstrap refits per mapper call: a few, so two workers share them evenly
@@ -605,7 +621,8 @@ def _bootstrap_draws(curves, weights, fit_exponent: bool, exponent: float, decay
 
 def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tail: float = 0.2,
                    exponent: float | None = 1.0, shares=None, observed: ImpactCurve | None = None,
-                   permanent_exponent: float | str | None = "shared") -> dict:
+                   permanent_exponent: float | str | None = "shared", n_boot: int = 0, seed: int = 0,
+                   mapper: Callable = map) -> dict:
     """Fit the propagator without one curve and predict that curve's peak and plateau.
 
     Parameters
@@ -613,13 +630,19 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
     curves : sequence of ImpactCurve
     held_out : str
         The name of the curve left out; it must stop trading before its end.
-    n_exponentials, exponent, shares, permanent_exponent
+    n_exponentials, exponent, shares, permanent_exponent, mapper
         As in :func:`fit_propagator` (``shares`` for the curves kept, in their order).
     tail : float
         Fraction of the post-trading records averaged for the plateau.
     observed : ImpactCurve, optional
         The same trading on other seeds (as many as its plateau needs): the prediction is
         compared with its peak and plateau instead of the held-out curve's own.
+    n_boot : int
+        Bootstrap draws for the errors' intervals (0: none). Each refits the kernel on a
+        resample of the kept curves' seeds (from the point fit's exponents and rates, as
+        :func:`fit_propagator`'s errors) and compares it with a resample of the observed seeds.
+    seed : int
+        Seed of the bootstrap.
 
     Returns
     -------
@@ -628,7 +651,10 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
         ``plateau_predicted``, their relative errors ``peak_error`` and ``plateau_error``
         ((predicted - observed)/|observed|), the observed values' standard errors over the
         curve's seeds relative to them (``peak_se``, ``plateau_se``: the noise an error is
-        measured against; NaN for one seed), and the ``propagator`` fitted without it.
+        measured against; NaN for one seed), with ``n_boot`` the 95% percentile intervals of
+        the errors (``peak_error_lo``, ``peak_error_hi``, ``plateau_error_lo``,
+        ``plateau_error_hi``: the fit's noise and the observations' together), and the
+        ``propagator`` fitted without it.
     """
     curves = list(curves)
     names = [c.name for c in curves]
@@ -640,19 +666,34 @@ def held_out_error(curves, held_out: str, n_exponentials: int | None = None, tai
     if not 0 < end < n - 1:
         raise PrimitiveError(f"propagator: the held-out curve {held_out!r} has no relaxation after its trading "
                              "(record post_steps after the meta-order)")
-    fit = fit_propagator([c for c in curves if c.name != held_out], n_exponentials, n_boot=0, exponent=exponent,
-                         shares=shares, permanent_exponent=permanent_exponent)
-    predicted = fit.impact(target.mean_rates, target.dt)
-    observed = target.mean_prices
+    fit, draws = _fit([c for c in curves if c.name != held_out], n_exponentials, n_boot, seed, shares, exponent,
+                      mapper, permanent_exponent)
     last = max(1, int(round(tail * (n - end))))
-    out = {"peak": float(observed[end]), "peak_predicted": float(predicted[end]),
-           "plateau": float(observed[-last:].mean()), "plateau_predicted": float(predicted[-last:].mean()),
-           "propagator": fit}
-    per_seed = {"peak": target.prices[:, end], "plateau": target.prices[:, -last:].mean(axis=1)}
-    for key in ("peak", "plateau"):
-        out[f"{key}_error"] = (out[f"{key}_predicted"] - out[key]) / max(abs(out[key]), 1e-300)
-        se = per_seed[key].std(ddof=1) / math.sqrt(target.seeds) if target.seeds > 1 else math.nan
-        out[f"{key}_se"] = float(se / max(abs(out[key]), 1e-300))
+
+    def peak_and_plateau(path):
+        return np.array([path[..., end], path[..., -last:].mean(axis=-1)])
+
+    observed_values = peak_and_plateau(target.mean_prices)
+    predicted = peak_and_plateau(fit.impact(target.mean_rates, target.dt))
+    errors = (predicted - observed_values) / np.maximum(np.abs(observed_values), 1e-300)
+    per_seed_se = peak_and_plateau(target.prices).std(axis=1, ddof=1) / math.sqrt(target.seeds) \
+        if target.seeds > 1 else np.full(2, math.nan)
+    out = {"propagator": fit}
+    for i, key in enumerate(("peak", "plateau")):
+        out |= {key: float(observed_values[i]), f"{key}_predicted": float(predicted[i]),
+                f"{key}_error": float(errors[i]),
+                f"{key}_se": float(per_seed_se[i] / max(abs(observed_values[i]), 1e-300))}
+    if draws:
+        rng = np.random.default_rng([seed, 1])  # the observed seeds' resamples, apart from the fit's
+        drawn = []
+        for kernel in draws:
+            sample = target.with_seeds(rng.integers(target.seeds, size=target.seeds))
+            seen = peak_and_plateau(sample.mean_prices)
+            drawn.append((peak_and_plateau(kernel.impact(sample.mean_rates, sample.dt)) - seen)
+                         / np.maximum(np.abs(seen), 1e-300))
+        lo, hi = np.percentile(np.array(drawn), [2.5, 97.5], axis=0)
+        for i, key in enumerate(("peak", "plateau")):
+            out |= {f"{key}_error_lo": float(lo[i]), f"{key}_error_hi": float(hi[i])}
     return out
 
 

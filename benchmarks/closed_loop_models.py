@@ -98,7 +98,9 @@ def main(argv=None):
         for row in result.held_out:
             emit("held_out_peak_error", row["peak_error"], "relative", model=label, held_out=row["held_out"],
                  plateau_error=round(row["plateau_error"], 4), peak_se=round(row["peak_se"], 4),
-                 plateau_se=round(row["plateau_se"], 4), observed_seeds=row["observed_seeds"])
+                 plateau_se=round(row["plateau_se"], 4), observed_seeds=row["observed_seeds"],
+                 **{f"{key}_interval": [round(row[f"{key}_error_lo"], 4), round(row[f"{key}_error_hi"], 4)]
+                    for key in ("peak", "plateau") if f"{key}_error_lo" in row})
         fits[label] = fixed
     fixed = fits["measured"]
     model, spec = market_objects(configs["measured"], plan.source)

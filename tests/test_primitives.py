@@ -89,6 +89,26 @@ def test_a_held_out_size_can_be_observed_on_other_seeds():
         held_out_error(curves(), "meta 1.0", observed=other.prices)
 
 
+def test_a_held_out_error_has_a_bootstrap_interval():
+    """The interval covers the noise of the fit and of the observation: a right kernel's
+    true error, zero, lies inside it, and it is wider than the observed values' noise alone."""
+    other = {c.name: c for c in curves(seeds=32, seed=7)}["meta 1.0"]
+    point = held_out_error(curves(), "meta 1.0", observed=other)
+    out = held_out_error(curves(), "meta 1.0", observed=other, n_boot=60, seed=3)
+    # the same point fit, now with its errors
+    assert out["plateau_error"] == point["plateau_error"] and out["propagator"].rates == point["propagator"].rates
+    assert out["propagator"].permanent_se > 0
+    for key in ("peak", "plateau"):
+        lo, hi = out[f"{key}_error_lo"], out[f"{key}_error_hi"]
+        assert lo < out[f"{key}_error"] < hi and lo < 0.0 < hi, (key, out)
+        assert hi - lo > 2 * 1.96 * out[f"{key}_se"], (key, out)
+    # the same draws through a pool
+    with ThreadPoolExecutor(2) as pool:
+        pooled = held_out_error(curves(), "meta 1.0", observed=other, n_boot=60, seed=3, mapper=pool.map)
+    assert pooled["plateau_error_lo"] == out["plateau_error_lo"]
+    assert "peak_error_lo" not in point
+
+
 def test_propagator_recovers_a_concave_instantaneous_impact():
     """Curves made with f(μ) = sign(μ)|μ|^0.6 fed to the kernel: a linear propagator cannot
     explain meta-orders of several sizes and the crowd together, the fitted δ can."""

@@ -728,9 +728,10 @@ def _held_out_text(rows: list[dict]) -> str:
         if r["point"] != point:
             point = r["point"]
             lines.append(f"point {point}: each meta-order size predicted by the kernel fitted without it "
-                         "(relative errors; the observed values' standard errors in brackets):")
-        lines.append(f"  {r['held_out']:<10} over {r['observed_seeds']} seeds: peak {r['peak_error']:+.1%} "
-                     f"[{r['peak_se']:.1%}]  plateau {r['plateau_error']:+.1%} [{r['plateau_se']:.1%}]")
+                         "(relative errors; 95% bootstrap intervals over the fit's and the observed seeds):")
+        lines.append(f"  {r['held_out']:<10} over {r['observed_seeds']} seeds: " + "  ".join(
+            f"{key} {r[f'{key}_error']:+.1%} [{r[f'{key}_error_lo']:+.1%}, {r[f'{key}_error_hi']:+.1%}]"
+            for key in ("peak", "plateau")))
     return "\n".join(lines)
 
 

@@ -626,7 +626,8 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
         (``hat_`` columns, with standard errors), the distance, the outcomes; one row per
         meta-order size: its peak and plateau (observed on ``held_out_seeds`` when the file
         gives them, with ``observed_seeds`` saying how many) predicted by the kernel fitted, at
-        the last iteration, without it (:func:`analysis.primitives.held_out_error`); and the last
+        the last iteration, without it, the errors with ``n_boot`` bootstrap intervals
+        (:func:`analysis.primitives.held_out_error`); and the last
         iteration's ``curves`` and measured ``propagator`` (for the figure).
     """
     s, meta = plan.settings, plan.meta_orders
@@ -682,7 +683,8 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
     for curve, seen in zip(meta_curves, observed) if hold_out else ():
         errors = held_out_error([path, *meta_curves], curve.name, n_exponentials, exponent=None,
                                 shares=crowd_shares(len(meta_curves) - 1, s.crowd_share), observed=seen,
-                                permanent_exponent=lasting_mode(s.permanent_exponent))
+                                permanent_exponent=lasting_mode(s.permanent_exponent), n_boot=s.n_boot,
+                                mapper=pool.map)
         held_out.append({"point": point, "held_out": curve.name, "observed_seeds": seen.seeds,
                          **{k: float(v) for k, v in errors.items() if k != "propagator"}})
     return rows, held_out, {"curves": [path, *meta_curves], "propagator": hat.propagator}
