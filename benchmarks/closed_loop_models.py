@@ -13,7 +13,8 @@ Prints, for the start and each fixed point:
   with a bootstrap interval; the realised gain is charged the agents' speed friction k∫ν²
   as the model's objective is (see :mod:`mfgsim.studies.measured`);
 * for the measured model, the held-out meta-order errors of its kernel (peak, plateau,
-  against ``held_out_seeds`` fresh seeds), the
+  against ``held_out_seeds`` fresh seeds, with 95% bootstrap intervals ``peak_interval`` and
+  ``plateau_interval`` over the fit's seeds and the observed ones), the
   cost decomposition, book against MFG, term by term (``cost_term``), the fixed point
   against N (``cost_gap_rel`` and ``price_error_rel`` with ``N`` and ``fixed_point``: the loop's
   fixed point carried to each N, and, in the full run, each N's own), the seconds of one
