@@ -554,7 +554,7 @@ def _fit(curves, n_exponentials: int | None, n_boot: int, seed: int, shares, exp
         # those; then the number of exponentials again at the best δ
         def misfit(delta):
             at = objective.at(delta)
-            return at(_refine(at, list(decay), grid, sweeps=2))
+            return at(_refine(at, list(decay), grid, sweeps=2, iterations=10))
 
         objective = objective.at(minimise_on_grid(misfit, _EXPONENT_GRID, iterations=10))
         decay = _best_kernel(objective, n_exponentials, grid)[0]
