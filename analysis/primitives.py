@@ -32,6 +32,7 @@ quantity and what to raise (seeds, horizon, N), rather than returning NaN.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -274,31 +275,50 @@ class _Objective:
                  permanent_exponent: float | None = None):
         self.curves = curves
         self.weights = weights
-        self.exponent = exponent
-        self.permanent_exponent = permanent_exponent
-        self.flows = [instantaneous_impact(c.mean_rates, exponent) for c in curves]
-        self.lasting = None if permanent_exponent is None else [instantaneous_impact(c.mean_rates, permanent_exponent)
-                                                                for c in curves]
         self.sqrt_w = [np.sqrt(w) for w in weights]
         self.y = np.concatenate([c.mean_prices * s for c, s in zip(curves, self.sqrt_w)])
         # the curves end to end, for one compiled call per column
-        self._flow = np.concatenate(self.flows)
-        self._lasting = self._flow if self.lasting is None else np.concatenate(self.lasting)
-        self._starts = np.cumsum([0] + [f.size + 1 for f in self.flows]).astype(np.int64)
+        self._rates = np.concatenate([c.mean_rates for c in curves])
+        self._splits = np.cumsum([c.mean_rates.size for c in curves])[:-1]
+        self._starts = np.cumsum([0] + [c.mean_rates.size + 1 for c in curves]).astype(np.int64)
         self._sqrt_w = np.concatenate(self.sqrt_w)
         self._dts = [c.dt for c in curves]
         self.n_points = self.y.size
         self.yty = float(self.y @ self.y)
+        self.exponent = self.permanent_exponent = None
+        self._exponents(exponent, permanent_exponent)
+
+    def _exponents(self, exponent: float, permanent_exponent: float | None) -> _Objective:
+        """Set δ and δ∞ (None: δ), making only the flows that change; the caches start empty."""
+        if exponent != self.exponent:
+            self._flow = instantaneous_impact(self._rates, exponent)
+        if permanent_exponent is None:
+            self._lasting = self._flow
+        elif permanent_exponent != self.permanent_exponent or self.permanent_exponent is None:
+            self._lasting = instantaneous_impact(self._rates, permanent_exponent)
+        self.exponent, self.permanent_exponent = exponent, permanent_exponent
         self._columns: dict[float, np.ndarray] = {}  # the weighted column of each decay rate seen
         self._dots: dict[tuple[float, float], float] = {}  # their inner products (rate, rate or y)
+        return self
+
+    @property
+    def flows(self) -> list[np.ndarray]:
+        """f(μ) of each curve's mean rates."""
+        return np.split(self._flow, self._splits)
+
+    @property
+    def lasting(self) -> list[np.ndarray] | None:
+        """f∞(μ) of each curve's mean rates (None without a δ∞ of its own)."""
+        return None if self.permanent_exponent is None else np.split(self._lasting, self._splits)
 
     def at(self, exponent: float) -> _Objective:
         """The same curves, weights and permanent exponent at another exponent δ."""
-        return _Objective(self.curves, self.weights, exponent, self.permanent_exponent)
+        # a shallow copy: the curves' weighted prices and rates are shared, read-only
+        return copy.copy(self)._exponents(exponent, self.permanent_exponent)
 
     def lasting_at(self, permanent_exponent: float | None) -> _Objective:
         """The same curves, weights and δ with the permanent part at δ∞ (None: δ)."""
-        return _Objective(self.curves, self.weights, self.exponent, permanent_exponent)
+        return copy.copy(self)._exponents(self.exponent, permanent_exponent)
 
     def column(self, rate: float) -> np.ndarray:
         """The weighted path of a unit exponential of ``rate`` (0: permanent) over all curves."""
@@ -474,7 +494,8 @@ def _propagator(objective: _Objective, decay: list[float]) -> Propagator:
 
 def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100, seed: int = 0,
                    shares=None, exponent: float | None = 1.0, mapper: Callable = map,
-                   permanent_exponent: float | str | None = "shared") -> Propagator:
+                   permanent_exponent: float | str | None = "shared",
+                   on_point: Callable[[Propagator], None] | None = None) -> Propagator:
     """Fit one propagator to several price paths jointly, with bootstrap errors over seeds.
 
     Parameters
@@ -502,6 +523,9 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
         or None to fit it (with δ when ``exponent`` is None: the best pair on δ's grid with
         the rates held, then the rates, twice; then the number of exponentials, and the pair
         and the rates once more).
+    on_point : callable, optional
+        Called with the point fit (no errors yet) once the bootstrap's refits are handed to
+        ``mapper``: work that needs only the kernel can start beside them.
 
     Returns
     -------
@@ -512,11 +536,12 @@ def fit_propagator(curves, n_exponentials: int | None = None, n_boot: int = 100,
     PrimitiveError
         When no curve trades, or there are fewer points than parameters.
     """
-    return _fit(curves, n_exponentials, n_boot, seed, shares, exponent, mapper, permanent_exponent)[0]
+    return _fit(curves, n_exponentials, n_boot, seed, shares, exponent, mapper, permanent_exponent, on_point)[0]
 
 
 def _fit(curves, n_exponentials: int | None, n_boot: int, seed: int, shares, exponent: float | None,
-         mapper: Callable, permanent_exponent: float | str | None) -> tuple[Propagator, list[Propagator]]:
+         mapper: Callable, permanent_exponent: float | str | None,
+         on_point: Callable[[Propagator], None] | None = None) -> tuple[Propagator, list[Propagator]]:
     """:func:`fit_propagator`'s kernel and the kernel of each of its bootstrap draws (none
     without ``n_boot`` or with one seed per curve)."""
     curves = list(curves)
@@ -572,13 +597,17 @@ def _fit(curves, n_exponentials: int | None, n_boot: int, seed: int, shares, exp
             fit_lasting, exponent = False, None
     point = _propagator(objective, decay)
     if n_boot == 0 or all(c.seeds == 1 for c in curves):
+        if on_point is not None:
+            on_point(point)
         return point, []
     rng = np.random.default_rng(seed)
     picks = [[rng.integers(c.seeds, size=c.seeds) for c in curves] for _ in range(n_boot)]
     chunks = [picks[i::_BOOT_CHUNKS] for i in range(min(_BOOT_CHUNKS, n_boot))]
-    done = list(mapper(_bootstrap_draws, *zip(*[(curves, weights, exponent is None, point.exponent, decay, grid,
-                                                  chunk, fit_lasting, point.permanent_exponent)
-                                                 for chunk in chunks])))
+    refits = mapper(_bootstrap_draws, *zip(*[(curves, weights, exponent is None, point.exponent, decay, grid,
+                                              chunk, fit_lasting, point.permanent_exponent) for chunk in chunks]))
+    if on_point is not None:  # an executor's map has queued the refits: what on_point starts comes after
+        on_point(point)
+    done = list(refits)
     draws = [done[i % len(chunks)][i // len(chunks)] for i in range(n_boot)]  # in the order drawn
     se = np.array(draws).std(axis=0, ddof=1)
     K = len(decay)

@@ -315,7 +315,8 @@ def crowd_shares(n_meta: int, crowd_share: float) -> list[float]:
 
 def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n_boot: int,
             seed: int = 0, crowd_share: float = 0.5, pool: Executor | None = None,
-            permanent_exponent: str = "shared") -> Primitives:
+            permanent_exponent: str = "shared",
+            on_point: Callable[[Primitives], None] | None = None) -> Primitives:
     """The primitives of a set of book runs of the crowd, with bootstrap errors over seeds.
 
     Parameters
@@ -340,6 +341,9 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
         fit here (None: all here; the same result).
     permanent_exponent : {"shared", "fitted"}
         Whether the kernel's permanent part has its own exponent δ∞.
+    on_point : callable, optional
+        Called with the primitives before the kernel's bootstrap (the kernel without its
+        errors, the cost with them), so that work needing only their values starts beside it.
 
     Returns
     -------
@@ -353,11 +357,14 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     fit_cost = functools.partial(fit_temporary_cost, cells, n_boot=n_boot, seed=seed, require_slippage=False)
     temporary = pool.submit(fit_cost) if pool is not None else None  # beside the kernel's point fit
     path = impact_curve("crowd", markets, crowd.n_agents, crowd.lots_per_unit, spec.tick_size, spec.dt, spec.n_steps)
+    cost = functools.cache(fit_cost if temporary is None else temporary.result)
     propagator = fit_propagator([path, *meta_curves], n_exponentials, n_boot=n_boot, seed=seed, exponent=None,
                                 shares=crowd_shares(len(meta_curves), crowd_share),
                                 mapper=map if pool is None else pool.map,
-                                permanent_exponent=lasting_mode(permanent_exponent))
-    return Primitives(propagator, fit_cost() if temporary is None else temporary.result())
+                                permanent_exponent=lasting_mode(permanent_exponent),
+                                on_point=None if on_point is None else lambda kernel: on_point(Primitives(kernel,
+                                                                                                          cost())))
+    return Primitives(propagator, cost())
 
 
 class MeanField(NamedTuple):
@@ -641,8 +648,19 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
     rows = []
     for it in range(s.max_iter + 1):
         runs = [future.result() for future in pending]
+        ahead: dict = {}
+
+        def run_ahead(point: Primitives, theta=theta, last=it == s.max_iter):
+            # the next iteration's runs start on the point estimates, beside the kernel's
+            # bootstrap; they are cancelled if the errors then say the loop has converged
+            if not last:
+                ahead["theta"] = point if theta is None else theta.stepped(point, s.damping)
+                ahead["objects"] = market_objects(ahead["theta"].configured(cfg), plan.source)
+                ahead["pending"] = book_runs.submit(ahead["objects"][1])
+
         hat = measure(runs, spec, meta_curves, n_exponentials, s.horizon, s.n_boot, seed=it,
-                      crowd_share=s.crowd_share, pool=pool, permanent_exponent=s.permanent_exponent)
+                      crowd_share=s.crowd_share, pool=pool, permanent_exponent=s.permanent_exponent,
+                      on_point=run_ahead)
         n_exponentials = hat.n_exponentials
         if theta is None:  # the start is the configured LQ model: the first measurement replaces it
             distance, within_noise = math.inf, False
@@ -655,9 +673,12 @@ def calibrate_point(cfg: dict, plan, pool, point: int = 0, progress=None, start:
         converged = it >= (0 if start is not None else 2) and (distance < s.tol or within_noise)
         if not converged and it < s.max_iter:
             stepped = hat if theta is None else theta.stepped(hat, s.damping)
-            next_model, next_spec = market_objects(stepped.configured(cfg), plan.source)
-            # the workers run the next iteration while the driver evaluates this one
-            pending = book_runs.submit(next_spec)
+            # the runs started ahead traded on the same values (only the kernel's errors were missing)
+            assert np.array_equal(ahead["theta"].vector(), stepped.vector(), equal_nan=True)
+            (next_model, next_spec), pending = ahead["objects"], ahead["pending"]
+        else:
+            for future in ahead.get("pending", ()):
+                future.cancel()
         outcome = evaluate(runs, model, spec, n_boot=200, seed=it)
         rows.append({"point": point, "sweep": plan.labels[point], "iteration": it, "model": "measured",
                      "seconds": time.perf_counter() - started,
