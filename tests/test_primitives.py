@@ -89,6 +89,27 @@ def test_a_held_out_size_can_be_observed_on_other_seeds():
         held_out_error(curves(), "meta 1.0", observed=other.prices)
 
 
+def test_the_point_fit_is_handed_on_before_its_errors():
+    """on_point gets the kernel without errors, once the bootstrap's refits are queued, so
+    that a loop can start what needs only the kernel beside them."""
+    events, seen = [], []
+
+    def mapper(*args):
+        events.append("refits queued")
+        return map(*args)
+
+    def on_point(kernel):
+        events.append("point")
+        seen.append(kernel)
+
+    fit = fit_propagator(curves(), n_boot=8, mapper=mapper, on_point=on_point)
+    assert events == ["refits queued", "point"]
+    assert seen[0].rates == fit.rates and seen[0].permanent == fit.permanent
+    assert math.isnan(seen[0].permanent_se) and fit.permanent_se > 0
+    seen.clear()
+    assert fit_propagator(curves(), n_boot=0, on_point=seen.append) == seen[0]
+
+
 def test_a_held_out_error_has_a_bootstrap_interval():
     """The interval covers the noise of the fit and of the observation: a right kernel's
     true error, zero, lies inside it, and it is wider than the observed values' noise alone."""
