@@ -294,7 +294,7 @@ class _Objective:
             self._flow = instantaneous_impact(self._rates, exponent)
         if permanent_exponent is None:
             self._lasting = self._flow
-        elif permanent_exponent != self.permanent_exponent or self.permanent_exponent is None:
+        elif permanent_exponent != self.permanent_exponent:
             self._lasting = instantaneous_impact(self._rates, permanent_exponent)
         self.exponent, self.permanent_exponent = exponent, permanent_exponent
         self._columns: dict[float, np.ndarray] = {}  # the weighted column of each decay rate seen

@@ -26,8 +26,8 @@ Prints, for the start and each fixed point:
   (``permanent_exponent``, "shared" or "fitted"), as ``model = "measured_<choice>_exponent"``:
   its fixed point, held-out errors and outcomes on the same seeds, without the scaling.
 
-    python benchmarks/closed_loop_models.py            # 48 evaluation seeds, each N's own loop (~7 min on 2 cores)
-    python benchmarks/closed_loop_models.py --quick    # 16, without each N's own loop (~4 min on 2 cores)
+    python benchmarks/closed_loop_models.py            # 48 evaluation seeds, each N's own loop (~11 min on 2 cores)
+    python benchmarks/closed_loop_models.py --quick    # 16, without each N's own loop (~6 min on 2 cores)
 """
 
 from __future__ import annotations

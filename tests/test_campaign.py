@@ -69,7 +69,7 @@ def test_resume_skips_finished_runs(tmp_path):
 
 
 def test_sigkill_then_resume_gives_the_same_shards(tmp_path):
-    text = PARTICLES.replace('[5, 20, 80]', '[5, 20, 80, 320, 1280, 5120]').replace("seeds = 2", "seeds = 3")
+    text = PARTICLES.replace('[5, 20, 80]', '[5, 20, 80, 320, 1280]').replace("seeds = 2", "seeds = 3")
     text = text.replace("dt = 0.02", "dt = 0.002")
     path = write(tmp_path, text, "tiny_particles")
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
@@ -84,11 +84,11 @@ def test_sigkill_then_resume_gives_the_same_shards(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-campaign
     proc.wait()
     done_before = len(list(summary_dir.rglob("*.parquet")))
-    assert 3 <= done_before < 18, "the kill should land mid-campaign"
+    assert 3 <= done_before < 15, "the kill should land mid-campaign"
     run_campaign(path, killed_root, workers=1, progress=False)
     run_campaign(path, clean_root, workers=1, progress=False)
     assert_same_outputs(killed_root / "tiny_particles", clean_root / "tiny_particles")
-    assert manifest(killed_root / "tiny_particles")["status"].to_list() == ["done"] * 18
+    assert manifest(killed_root / "tiny_particles")["status"].to_list() == ["done"] * 15
     assert not list((killed_root / "tiny_particles").rglob("*.tmp"))
 
 

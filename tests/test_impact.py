@@ -301,7 +301,7 @@ def test_measured_loop_end_to_end(tmp_path, capsys):
     held_out = pl.read_parquet(out / "held_out.parquet")
     assert held_out["held_out"].to_list() == ["meta 0.5", "meta 1", "meta 2"]
     assert held_out["observed_seeds"].to_list() == [3, 3, 3]  # fresh seeds, not the fit's 2
-    for key in ("peak", "plateau"):  # the bootstrap's interval of each error holds the error
+    for key in ("peak", "plateau"):  # each error has its bootstrap interval, in order
         assert (held_out[f"{key}_error_lo"] <= held_out[f"{key}_error_hi"]).all(), key
     printed = capsys.readouterr().out
     assert "cost_gap_rel" in printed and "price_error_rel" in printed
