@@ -307,6 +307,11 @@ class _Objective:
         return np.split(self._flow, self._splits)
 
     @property
+    def lasting_exponent(self) -> float:
+        """δ∞ of the permanent part, δ when it has none of its own."""
+        return self.exponent if self.permanent_exponent is None else self.permanent_exponent
+
+    @property
     def lasting(self) -> list[np.ndarray] | None:
         """f∞(μ) of each curve's mean rates (None without a δ∞ of its own)."""
         return None if self.permanent_exponent is None else np.split(self._lasting, self._splits)
@@ -481,8 +486,8 @@ def _pair_misfits(objective: _Objective, decay: list[float], deltas: np.ndarray,
 def _propagator(objective: _Objective, decay: list[float]) -> Propagator:
     coef, _ = objective.solve(decay)
     errors = {}
-    lasting = objective.lasting or [None] * len(objective.curves)
-    for c, f, f_lasting in zip(objective.curves, objective.flows, lasting):
+    lasting_flows = objective.lasting or [None] * len(objective.curves)
+    for c, f, f_lasting in zip(objective.curves, objective.flows, lasting_flows):
         mean = c.mean_prices
         fit = _design(f, c.dt, decay, f_lasting) @ coef
         errors[c.name] = float(np.sqrt(np.mean((fit - mean) ** 2)) / max(np.max(np.abs(mean)), 1e-300))
@@ -643,8 +648,7 @@ def _bootstrap_draws(curves, weights, fit_exponent: bool, exponent: float, decay
             sample = sample.lasting_at(_parabolic_minimum(lambda d: sample.lasting_at(d)(decay), lasting, 0.05))
         boot_decay = _refine(sample, list(decay), grid, sweeps=1, iterations=15) if decay else []
         coef, _ = sample.solve(boot_decay)
-        own = sample.exponent if sample.permanent_exponent is None else sample.permanent_exponent
-        draws.append(np.concatenate([coef, boot_decay, [sample.exponent, own]]))
+        draws.append(np.concatenate([coef, boot_decay, [sample.exponent, sample.lasting_exponent]]))
     return draws
 
 

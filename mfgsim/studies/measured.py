@@ -342,8 +342,9 @@ def measure(runs, spec, meta_curves, n_exponentials: int | None, horizon: int, n
     permanent_exponent : {"shared", "fitted"}
         Whether the kernel's permanent part has its own exponent δ∞.
     on_point : callable, optional
-        Called with the primitives before the kernel's bootstrap (the kernel without its
-        errors, the cost with them), so that work needing only their values starts beside it.
+        Called with the primitives once the kernel's bootstrap refits are queued (the kernel
+        without its errors, the cost with them), so that work needing only their values
+        starts beside the refits.
 
     Returns
     -------
